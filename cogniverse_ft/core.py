@@ -13,9 +13,9 @@ from typing import Any, Literal, Optional
 
 # %% auto #0
 __all__ = ['HOME_ENV', 'TENANT_RE', 'PROJECT_PREFIX', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES', 'BACKENDS', 'BACKEND_PROVIDERS',
-           'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'home_dir', 'home_subdir', 'get_logger', 'setup_logging',
-           'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice', 'OrchestrationConfig',
-           'atomic_dir', 'atomic_write_text', 'atomic_write_json']
+           'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS', 'home_dir', 'home_subdir',
+           'get_logger', 'setup_logging', 'validate_tenant_id', 'project_for_tenant', 'tenant_of_project',
+           'check_choice', 'OrchestrationConfig', 'atomic_dir', 'atomic_write_text', 'atomic_write_json']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -92,6 +92,11 @@ BACKENDS = ("local", "remote")
 BACKEND_PROVIDERS = ("modal", "sagemaker", "azure_ml")
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+AGENT_INSTRUCTIONS = {  # the instruction (system message) of each agent type's examples, when spans carry none
+    "routing": "Route the following query to the appropriate agent",
+    "profile_selection": "Select the best backend profile for the following query",
+    "entity_extraction": "Extract the entities from the following query as JSON",
+}
 
 def check_choice(name:str, # field name, for the message
                  value, # the value given
