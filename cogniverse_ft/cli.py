@@ -11,8 +11,8 @@ from . import __version__
 from .core import setup_logging, get_logger
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'ARGUMENTS', 'build_parser', 'main', 'cli_models',
-           'cli_demo', 'cli_docs']
+__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'cli_models_args', 'cli_docs_args', 'cli_demo_args',
+           'build_parser', 'main', 'cli_models', 'cli_demo', 'cli_docs']
 
 # %% ../nbs/03_cli.ipynb #bd2ae54e
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
@@ -31,53 +31,53 @@ COMMANDS = {  # name -> (help, "module:function" that takes the parsed args and 
 }
 
 # %% ../nbs/03_cli.ipynb #80283cd4
-def _add_phoenix(p):
-    p.add_argument("action", choices=["up", "down", "status"], help="start, stop or describe the server")
-    p.add_argument("--port", type=int, default=None, help="HTTP port (default: a free port)")
-    p.add_argument("--url", default=None, help="an existing Phoenix to describe instead of the embedded one")
-
-def _add_models(p):
+def cli_models_args(p):
     p.add_argument("--base-model", default=None, help="causal LM id or folder (default: SmolLM2-135M-Instruct)")
     p.add_argument("--embedding-model", default=None, help="embedding model id or folder (default: all-MiniLM-L6-v2)")
     p.add_argument("--prompt", default="What is the capital of France?", help="a question for the chat smoke test")
 
-def _add_docs(p):
+def cli_docs_args(p):
     p.add_argument("action", choices=["build", "readme"], help="build the HTML site, or render README.md")
     p.add_argument("--out", default="_site", help="output folder of the site")
 
-ARGUMENTS = {"phoenix": _add_phoenix, "models": _add_models, "docs": _add_docs}
+def cli_demo_args(p):
+    p.add_argument("--tenant", default="demo", help="tenant id of the demo")
 
 # %% ../nbs/03_cli.ipynb #8d9d2955
-def build_parser() -> argparse.ArgumentParser:
-    "The `cogniverse-ft` argument parser with every subcommand."
+def _handler(name:str, suffix:str=""):
+    "The function running command `name` (or its `_args` function with `suffix='_args'`); None when absent."
+    mod, fn = COMMANDS[name][1].split(":")
+    try: m = importlib.import_module(mod)
+    except ModuleNotFoundError as e:
+        if e.name != mod: raise
+        return None
+    return getattr(m, fn + suffix, None)
+
+def build_parser(command:str|None=None, # the command whose options to declare (imports only its module)
+                ) -> argparse.ArgumentParser:
+    "The `cogniverse-ft` argument parser: every subcommand, with the options of `command`."
     ap = argparse.ArgumentParser(prog="cogniverse-ft", description="Turn Phoenix telemetry into fine-tuned LoRA adapters.")
     ap.add_argument("--version", action="version", version=f"cogniverse-ft {__version__}")
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        ARGUMENTS.get(name, lambda p: None)(p)
+        if name == command and (add := _handler(name, "_args")) is not None: add(p)
     return ap
-
-def _handler(name:str):
-    mod, fn = COMMANDS[name][1].split(":")
-    try: m = importlib.import_module(mod)
-    except ModuleNotFoundError as e:
-        if e.name != mod: raise
-        return None
-    return getattr(m, fn, None)
 
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Run the `cogniverse-ft` command line; returns the exit code."
-    ap = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if a in COMMANDS), None)
+    if command and "--help" not in argv and "-h" not in argv and _handler(command) is None:
+        print(f"cogniverse-ft {command}: not available in version {__version__} yet.", file=sys.stderr)
+        return EXIT_USAGE
+    ap = build_parser(command)
     args = ap.parse_args(argv)
     if not args.command: ap.print_help(); return EXIT_USAGE
     setup_logging("DEBUG" if args.verbose else "INFO")
     fn = _handler(args.command)
-    if fn is None:
-        print(f"cogniverse-ft {args.command}: not available in version {__version__} yet.", file=sys.stderr)
-        return EXIT_USAGE
     try: return int(fn(args) or 0)
     except KeyboardInterrupt: print("interrupted", file=sys.stderr); return 130
     except Exception as e:
