@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 __all__ = ['HOME_ENV', 'TENANT_RE', 'PROJECT_PREFIX', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES', 'BACKENDS', 'BACKEND_PROVIDERS',
            'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS', 'home_dir', 'home_subdir',
            'get_logger', 'setup_logging', 'validate_tenant_id', 'project_for_tenant', 'tenant_of_project',
-           'check_choice', 'OrchestrationConfig', 'atomic_dir', 'atomic_write_text', 'atomic_write_json']
+           'check_choice', 'OrchestrationConfig', 'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -223,3 +223,12 @@ def atomic_write_json(path:str|Path, # destination file
                      ) -> Path:
     "Write `obj` as indented JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+# %% ../nbs/00_core.ipynb #37f331d3
+def run_sync(coro, # a coroutine
+            ):
+    "Run `coro` to completion from synchronous code, also when an event loop is already running."
+    import asyncio, concurrent.futures
+    try: asyncio.get_running_loop()
+    except RuntimeError: return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(1) as ex: return ex.submit(asyncio.run, coro).result()
