@@ -96,7 +96,7 @@ def cli_models(args) -> int:
     print(f"chat            : {args.prompt!r} -> {chat(model, tok, args.prompt, max_new_tokens=24)!r}")
     ename = args.embedding_model or DEFAULT_EMBEDDING_MODEL
     t0 = time.time(); emb = load_embedding_model(ename); t_emb = time.time() - t0
-    print(f"embedding model : {ename} (dim {emb.get_sentence_embedding_dimension()}, loaded in {t_emb:.1f}s)")
+    print(f"embedding model : {ename} (dim {emb.get_embedding_dimension()}, loaded in {t_emb:.1f}s)")
     return EXIT_OK
 
 def cli_demo(args) -> int:

@@ -66,4 +66,4 @@ def test_local_folder_and_chat_format(tmp_path):
 
 def test_embedding_model_offline():
     m = load_embedding_model("sentence-transformers/all-MiniLM-L6-v2", device="cpu")
-    _eq(m.get_sentence_embedding_dimension(), 384)
+    _eq(m.get_embedding_dimension(), 384)
