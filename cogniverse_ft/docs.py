@@ -68,6 +68,7 @@ def page_cells(nb:dict) -> dict:
             cells.append({"cell_type": "markdown", "metadata": {}, "source": head}); continue
         if c["cell_type"] == "code" and "show_doc(" in src and "#| output: asis" in src:
             md = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
+            md = re.sub(r"(\]\([^)]*\))\{[^}]*\}", r"\1", md)  # Quarto link attributes mean nothing here
             cells.append({"cell_type": "markdown", "metadata": {}, "source": md.replace(DOC_URL_PREFIX, "")}); continue
         if c["cell_type"] == "markdown": c = {**c, "source": src.replace(DOC_URL_PREFIX, "")}
         cells.append({**c, "metadata": {k: v for k, v in c.get("metadata", {}).items() if k == "tags"}})
@@ -110,7 +111,7 @@ def build_docs(out:str|Path="_site", # output folder (replaced atomically)
     for p, nb in zip(pages, nbs):
         fm = _frontmatter(nb)
         meta.append((page_cells(nb), fm.get("output-file", f"{p.stem}.html"), fm.get("title", p.stem)))
-    nav = [(h, t) for _, h, t in meta]
+    nav = [(h, "Home" if h == "index.html" else t) for _, h, t in meta]
     exporter = HTMLExporter(template_name="lab")
     tmp = Path(tempfile.mkdtemp(prefix=".site.", dir=out.parent))
     try:
