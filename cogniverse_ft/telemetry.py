@@ -205,6 +205,7 @@ PHOENIX_ENV = {  # the environment of the embedded server
     "PHOENIX_DISABLE_AGENT_ASSISTANT": "true",
     "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
     "PHOENIX_LOG_MIGRATIONS": "false",
+    "PHOENIX_AGENTS_DISABLE_BASH": "true",
 }
 PID_FILE = "cogniverse_ft_phoenix.json"
 
@@ -442,9 +443,10 @@ def wait_for_spans(url:str|None, # server URL (None: resolve)
     missing, deadline, t0 = list(dict.fromkeys(span_ids)), time.time() + timeout, time.time()
     n = len(missing)
     if expected_total is not None:  # cheap count polling while the server's queue drains
-        while count_spans(project, base_url=url, api_key=key) < expected_total and time.time() < deadline: time.sleep(0.5)
+        while count_spans(project, base_url=url, api_key=key) < expected_total and time.time() < deadline: time.sleep(0.25)
     while missing:
-        missing = [s for s in missing if s not in (present := _present_span_ids(url, project, missing, key))]
+        present = _present_span_ids(url, project, missing, key)
+        missing = [s for s in missing if s not in present]
         if not missing: break
         if time.time() > deadline:
             raise PhoenixWriteError(f"{len(missing)} of {n} spans never landed in project {project!r} at {url} "
