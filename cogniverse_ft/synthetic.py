@@ -13,8 +13,8 @@ from .core import run_sync, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL, get_logger, 
 
 # %% auto #0
 __all__ = ['log', 'APPROVAL', 'SYNTHETIC_SPAN', 'SyntheticItem', 'item_id', 'Generator', 'request_description', 'list_prompt',
-           'LocalGenerator', 'OpenAICompatibleGenerator', 'clean_generated', 'generate_candidates', 'SyntheticReview',
-           'cli_review_args', 'cli_review']
+           'LocalGenerator', 'OpenAICompatibleGenerator', 'clean_generated', 'generate_candidates',
+           'SyntheticDataService', 'SyntheticReview', 'cli_review_args', 'cli_review']
 
 # %% ../nbs/40_synthetic.ipynb #9fa02fbd
 log = get_logger(__name__)
@@ -158,6 +158,22 @@ def generate_candidates(agent_type:str, # agent type the examples train
     bar.close()
     log.info(f"Generated {len(items)}/{n} synthetic {agent_type} candidates in batch {batch_id}")
     return items
+
+# %% ../nbs/40_synthetic.ipynb #03a3b3fc
+class SyntheticDataService:
+    "Generate synthetic candidates for an agent type's label space."
+    def __init__(self, generator=None, # a Generator (default: LocalGenerator on the base model, loaded on first use)
+                ): self.generator = generator
+
+    def generate(self, agent_type:str, # agent type
+                 count:int, # candidates wanted
+                 labels:list, # valid outputs
+                 examples:dict|None=None, # label -> a few real inputs
+                 known_inputs:Iterable=(), # inputs never to propose again
+                ) -> list:
+        "Up to `count` new `SyntheticItem`s (status pending)."
+        if self.generator is None: self.generator = LocalGenerator()
+        return generate_candidates(agent_type, labels, count, self.generator, examples, known_inputs)
 
 # %% ../nbs/40_synthetic.ipynb #89e9058d
 APPROVAL = "approval"
