@@ -153,6 +153,10 @@ def _timestamps(df:pd.DataFrame) -> pd.Series:
     t = _col(df, "start_time")
     return pd.to_datetime(t, utc=True) if len(t) else t
 
+def _utc_values(t:pd.Series):
+    "Naive UTC datetime64 values of a timestamp column (re-localized with `pd.to_datetime(..., utc=True)`)."
+    return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy() if len(t) else t.to_numpy()
+
 # %% ../nbs/12_extract.ipynb #15ae03c0
 def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape: span_id, annotation_name, result.label, ...)
                span_outputs:pd.Series, # the span's own output, indexed by span id
@@ -227,7 +231,7 @@ def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
                       "approved_output": jj["approved_output"].values, "approved_score": jj["approved_score"].values,
                       "rejected_output": jj["rejected_output"].values, "rejected_score": jj["rejected_score"].values,
                       "n_approvals": jj["n_approvals"].values, "n_rejections": jj["n_rejections"].values,
-                      "timestamp": _timestamps(typed).values, "confidence": pd.to_numeric(_col(typed, CONFIDENCE_ATTR), errors="coerce").values,
+                      "timestamp": _utc_values(_timestamps(typed)), "confidence": pd.to_numeric(_col(typed, CONFIDENCE_ATTR), errors="coerce").values,
                       "metadata": md.values})
     f["timestamp"] = pd.to_datetime(f["timestamp"], utc=True)
     r_in = _text_status(f["input"], "input", max_chars)
@@ -262,6 +266,7 @@ def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     if f.empty:
         return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped})
     has_ap = f["n_approvals"] > 0
+    n_rejected = int((f["n_rejections"] > 0).sum())
     f = f[has_ap]
     r_out = _text_status(f["approved_output"], "output", max_chars)
     reason = f["reason"].where(f["reason"] != "", r_out)
@@ -272,7 +277,7 @@ def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
                                                 "score": float(sc)})
           for i, x, o, s, t, c, sc in zip(g["instruction"], g["input"], g["approved_output"], g["span_id"], ts,
                                           g["confidence"], g["approved_score"])]
-    meta.update(approved=int(has_ap.sum()), rejected=int(f["rejected_output"].notna().sum()), skipped=skipped,
+    meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped,
                 examples=len(ex))
     _log_skips(f"{agent_type} examples", skipped)
     return InstructionDataset(ex, meta)
@@ -510,7 +515,7 @@ def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     r = _first_valid(_col(s, OUTPUT_ATTR), _last_message(_col(s, OUTPUT_MESSAGES_ATTR), ("assistant",)))
     rq, rr = _text_status(q, "input", max_chars), _text_status(r, "output", max_chars)
     reason = rq.where(rq != "", rr)
-    f = pd.DataFrame({"session_id": s[SESSION_ATTR].astype(str).values, "t": _timestamps(s).values, "span_id": s.index.astype(str),
+    f = pd.DataFrame({"session_id": s[SESSION_ATTR].astype(str).values, "t": _utc_values(_timestamps(s)), "span_id": s.index.astype(str),
                       "q": q.values, "r": r.values, "reason": reason.values})
     skipped = _count(f["reason"])
     n_sessions = f["session_id"].nunique()
