@@ -115,7 +115,7 @@ def _is_str(s:pd.Series) -> pd.Series:
 
 def _missing(s:pd.Series) -> pd.Series:
     "True where a value is absent: None, NaN, NaT."
-    return s.isna() if s.dtype != object else s.map(lambda v: v is None or (isinstance(v, float) and v != v)).astype(bool)
+    return s.isna()
 
 def _text_status(s:pd.Series, what:str, max_chars:int=MAX_FIELD_CHARS) -> pd.Series:
     "Per row: '' when `s` holds a usable string, else the skip reason (missing_/non_string_/empty_<what>, too_long)."
@@ -134,7 +134,10 @@ def _last_message(s:pd.Series, roles:tuple) -> pd.Series:
             if isinstance(m, dict) and m.get("message.role", m.get("role")) in roles:
                 return m.get("message.content", m.get("content"))
         return None
-    return s.map(pick) if s.notna().any() else pd.Series(None, index=s.index, dtype=object)
+    has = s.notna().to_numpy()
+    out = pd.Series(None, index=s.index, dtype=object)
+    if has.any(): out[has] = s[has].map(pick).to_numpy(dtype=object)
+    return out
 
 def _parse_metadata(s:pd.Series) -> tuple[pd.Series, pd.Series]:
     "Metadata as dicts (JSON text parsed) and a mask of values that are neither a dict, JSON object text, nor missing."
@@ -148,6 +151,14 @@ def _parse_metadata(s:pd.Series) -> tuple[pd.Series, pd.Series]:
         return None
     parsed = s.map(parse) if len(s) else s
     return parsed, parsed.isna()
+
+def _isin(a, values) -> np.ndarray:
+    "Boolean mask of `a` (Series, Index, array) whose items are in `values`; hashes as objects (fast for arrow strings)."
+    return pd.Series(np.asarray(a, dtype=object), dtype=object).isin(np.asarray(values, dtype=object)).to_numpy()
+
+def _L(s) -> list:
+    "A column as a Python list (much faster to zip over than an arrow-backed Series)."
+    return s.tolist() if hasattr(s, "tolist") else list(s)
 
 def _timestamps(df:pd.DataFrame) -> pd.Series:
     t = _col(df, "start_time")
@@ -169,16 +180,18 @@ def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` sha
     a = a[a["annotation_name"] == name]
     if a.empty: return pd.DataFrame(columns=cols)
     sid = (a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str)
-    label = _col(a, "result.label").astype(object).where(lambda x: x.map(lambda v: isinstance(v, str)), None).str.strip().str.lower()
+    raw = _col(a, "result.label")
+    label = raw.astype(object).where(_is_str(raw), None).str.strip().str.lower()
     score = pd.to_numeric(_col(a, "result.score"), errors="coerce")
-    approved = label.isin(APPROVED_LABELS) | (label.isna() & (score >= 0.5))
-    rejected = label.isin(REJECTED_LABELS) | (label.isna() & (score < 0.5))
+    approved = _isin(label, list(APPROVED_LABELS)) | (label.isna() & (score >= 0.5)).to_numpy()
+    rejected = _isin(label, list(REJECTED_LABELS)) | (label.isna() & (score < 0.5)).to_numpy()
+    approved, rejected = pd.Series(approved, index=a.index), pd.Series(rejected, index=a.index)
     md, bad_md = _parse_metadata(_col(a, "metadata"))
-    md = md.map(lambda d: d if isinstance(d, dict) else {})
-    judged = md.map(lambda d: d.get("output"))
-    own = pd.Series(span_outputs.reindex(sid.values).values, index=a.index)
+    mdl = [d if isinstance(d, dict) else {} for d in md.tolist()]
+    judged = pd.Series([d.get("output") for d in mdl], index=a.index, dtype=object)
+    own = pd.Series(span_outputs.reindex(sid.values).to_numpy(dtype=object), index=a.index, dtype=object)
     judged = judged.where(judged.notna(), own)
-    corrected = md.map(lambda d: d.get("corrected_output"))
+    corrected = pd.Series([d.get("corrected_output") for d in mdl], index=a.index, dtype=object)
     when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce")
     score = score.fillna(pd.Series(np.where(approved, 1.0, 0.0), index=a.index))
     ap = pd.DataFrame({"sid": sid, "out": judged, "score": score, "when": when})[approved.values]
@@ -196,9 +209,13 @@ def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` sha
     return out
 
 # %% ../nbs/12_extract.ipynb #8d915e3b
-def _first_valid(primary:pd.Series, fallback:pd.Series) -> pd.Series:
-    use = _missing(primary)
-    return primary.where(~use, fallback) if use.any() else primary
+def _first_valid(primary:pd.Series, df:pd.DataFrame, col:str, roles:tuple) -> pd.Series:
+    "`primary`, with missing values taken from the last `roles` message of chat column `col` (only where needed)."
+    use = _missing(primary).to_numpy()
+    if not use.any() or col not in df: return primary
+    out = primary.astype(object)
+    out[use] = _last_message(df[col][use], roles).to_numpy(dtype=object)
+    return out
 
 def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
                    annotations_df:pd.DataFrame, # their annotations
@@ -214,17 +231,17 @@ def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
     info = {"total_spans": len(spans_df), "candidate_spans": int((at == agent_type).sum())}
     if typed.empty: return pd.DataFrame(), {**info, "reviewed": 0, "skipped": {}, "label_space": []}
     sid = pd.Series(typed.index.astype(str), index=typed.index)
-    inp = _first_valid(_col(typed, INPUT_ATTR), _last_message(_col(typed, INPUT_MESSAGES_ATTR), ("user",)))
-    out = _first_valid(_col(typed, OUTPUT_ATTR), _last_message(_col(typed, OUTPUT_MESSAGES_ATTR), ("assistant",)))
+    inp = _first_valid(_col(typed, INPUT_ATTR), typed, INPUT_MESSAGES_ATTR, ("user",))
+    out = _first_valid(_col(typed, OUTPUT_ATTR), typed, OUTPUT_MESSAGES_ATTR, ("assistant",))
     j = judgements(annotations_df, pd.Series(out.values, index=sid.values), approval_name)
-    reviewed = sid.isin(j.index)
+    reviewed = _isin(sid, j.index)
     typed, sid, inp, out, at = typed[reviewed], sid[reviewed], inp[reviewed], out[reviewed], at[reviewed]
-    known = at.isin(AGENT_TYPES)
+    known = _isin(at, list(AGENT_TYPES))
     unknown = int((~known).sum())
     mine = (at == agent_type).values
     typed, sid, inp, out = typed[mine], sid[mine], inp[mine], out[mine]
     jj = j.reindex(sid.values)
-    instr = _first_valid(_col(typed, INSTRUCTION_ATTR), _last_message(_col(typed, INPUT_MESSAGES_ATTR), ("system",)))
+    instr = _first_valid(_col(typed, INSTRUCTION_ATTR), typed, INPUT_MESSAGES_ATTR, ("system",))
     instr = instr.where(_is_str(instr) & (instr.astype(str).str.strip() != ""), AGENT_INSTRUCTIONS[agent_type])
     md, bad_md = _parse_metadata(_col(typed, METADATA_ATTR))
     f = pd.DataFrame({"span_id": sid.values, "instruction": instr.values, "input": inp.values, "output": out.values,
@@ -275,8 +292,8 @@ def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
     ex = [InstructionExample(i, x, o.strip(), {"span_id": s, "timestamp": t, "confidence": None if c != c else float(c),
                                                 "score": float(sc)})
-          for i, x, o, s, t, c, sc in zip(g["instruction"], g["input"], g["approved_output"], g["span_id"], ts,
-                                          g["confidence"], g["approved_score"])]
+          for i, x, o, s, t, c, sc in zip(_L(g["instruction"]), _L(g["input"]), _L(g["approved_output"]), _L(g["span_id"]), _L(ts),
+                                          _L(g["confidence"]), _L(g["approved_score"]))]
     meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped,
                 examples=len(ex))
     _log_skips(f"{agent_type} examples", skipped)
@@ -315,8 +332,8 @@ def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
     pairs = [PreferencePair(x, c.strip(), r.strip(), {"span_id": s, "chosen_score": float(cs), "rejected_score": float(rs),
                                                       "timestamp": t}, i)
-             for x, c, r, s, cs, rs, t, i in zip(g["input"], g["approved_output"], g["rejected_output"], g["span_id"],
-                                                 g["approved_score"], g["rejected_score"], ts, g["instruction"])]
+             for x, c, r, s, cs, rs, t, i in zip(_L(g["input"]), _L(g["approved_output"]), _L(g["rejected_output"]), _L(g["span_id"]),
+                                                 _L(g["approved_score"]), _L(g["rejected_score"]), _L(ts), _L(g["instruction"]))]
     meta.update(skipped=skipped, pairs=len(pairs))
     _log_skips(f"{agent_type} pairs", skipped)
     return PreferenceDataset(pairs, meta)
@@ -354,7 +371,7 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     if modality: search &= _col(spans_df, MODALITY_ATTR) == modality
     s = spans_df[search]
     sid = pd.Series(s.index.astype(str), index=s.index)
-    a = a[(a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str).isin(sid)] if len(a) else a
+    a = a[_isin((a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str), sid)] if len(a) else a
     meta["searches"], meta["with_feedback"] = len(s), int(a["span_id"].nunique()) if len(a) else 0
     if not len(a): return TripletDataset([], {**meta, "skipped": {}, "triplets": 0})
     a = a.sort_values("updated_at", kind="stable").groupby("span_id").tail(1) if "updated_at" in a else a.groupby("span_id").tail(1)
@@ -368,7 +385,7 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     reason = reason.where(reason != "", qs.values)
     d = _docs_frame(pd.Series(rs.index), _col(rs, DOCUMENTS_ATTR).reset_index(drop=True))
     d["doc_id"] = d["doc_id"].astype(str)
-    nodocs = ~pd.Series(fb_sid.values).isin(d["span_id"]).values
+    nodocs = ~_isin(fb_sid, d["span_id"])
     reason = reason.where((reason != "") | ~nodocs, "no_documents")
     pos = _ids_frame(fb_sid, md.map(lambda m: m.get("relevant_ids")), "doc_id")
     neg = _ids_frame(fb_sid, md.map(lambda m: m.get("irrelevant_ids")), "doc_id")
@@ -376,13 +393,13 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     pos = pos.merge(d, on=["span_id", "doc_id"], how="left", indicator=True)
     neg = neg.merge(d, on=["span_id", "doc_id"], how="left", indicator=True)
     unknown = pd.concat([pos.loc[pos["_merge"] == "left_only", "span_id"], neg.loc[neg["_merge"] == "left_only", "span_id"]]).unique()
-    reason = reason.where((reason != "") | ~reason.index.isin(unknown), "unknown_document")
+    reason = reason.where((reason != "") | ~_isin(reason.index, unknown), "unknown_document")
     for x in (pos, neg):
         cs = _text_status(x["content"], "document", max_chars)
         bad_doc = x.loc[(cs != "") & (x["_merge"] == "both"), "span_id"].unique()
-        reason = reason.where((reason != "") | ~reason.index.isin(bad_doc), "empty_document")
+        reason = reason.where((reason != "") | ~_isin(reason.index, bad_doc), "empty_document")
     good = reason.index[reason == ""]
-    pos, neg = pos[pos["span_id"].isin(good)], neg[neg["span_id"].isin(good)]
+    pos, neg = pos[_isin(pos["span_id"], good)], neg[_isin(neg["span_id"], good)]
     t = pos[["span_id", "doc_id", "content"]].merge(neg[["span_id", "doc_id", "content"]], on="span_id", suffixes=("_p", "_n"))
     t = t[t["doc_id_p"] != t["doc_id_n"]]
     mod = _col(rs, MODALITY_ATTR).reindex(t["span_id"].values).values
@@ -391,8 +408,8 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     anchors = q.reindex(t["span_id"].values).values
     trip = [Triplet(an, p, n, {"search_id": s, "positive_id": pi, "negative_id": ni, "modality": m if isinstance(m, str) else None,
                                "timestamp": tt})
-            for an, p, n, s, pi, ni, m, tt in zip(anchors, t["content_p"], t["content_n"], t["span_id"], t["doc_id_p"],
-                                                  t["doc_id_n"], mod, ts)]
+            for an, p, n, s, pi, ni, m, tt in zip(_L(anchors), _L(t["content_p"]), _L(t["content_n"]), _L(t["span_id"]), _L(t["doc_id_p"]),
+                                                  _L(t["doc_id_n"]), _L(mod), _L(ts))]
     skipped = _count(reason)
     meta.update(skipped=skipped, triplets=len(trip))
     _log_skips("triplets", skipped)
@@ -511,8 +528,8 @@ def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     sess = _col(spans_df, SESSION_ATTR)
     s = spans_df[sess.notna()]
     if s.empty: return TrajectoryDataset([], {**meta, "sessions": 0, "turns": 0, "skipped": {}})
-    q = _first_valid(_col(s, INPUT_ATTR), _last_message(_col(s, INPUT_MESSAGES_ATTR), ("user",)))
-    r = _first_valid(_col(s, OUTPUT_ATTR), _last_message(_col(s, OUTPUT_MESSAGES_ATTR), ("assistant",)))
+    q = _first_valid(_col(s, INPUT_ATTR), s, INPUT_MESSAGES_ATTR, ("user",))
+    r = _first_valid(_col(s, OUTPUT_ATTR), s, OUTPUT_MESSAGES_ATTR, ("assistant",))
     rq, rr = _text_status(q, "input", max_chars), _text_status(r, "output", max_chars)
     reason = rq.where(rq != "", rr)
     f = pd.DataFrame({"session_id": s[SESSION_ATTR].astype(str).values, "t": _utc_values(_timestamps(s)), "span_id": s.index.astype(str),
@@ -532,11 +549,11 @@ def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
         a = a.groupby("session_id").tail(1)
         outcome = dict(zip(a["session_id"].astype(str), zip(_col(a, "result.label"), pd.to_numeric(_col(a, "result.score"), errors="coerce"))))
     ts = pd.to_datetime(f["t"], utc=True).dt.to_pydatetime() if len(f) else []
-    turns = [ConversationTurn(int(i), qq, rr_, t, sp) for i, qq, rr_, t, sp in zip(f["turn_id"], f["q"], f["r"], ts, f["span_id"])]
+    turns = [ConversationTurn(int(i), qq, rr_, t, sp) for i, qq, rr_, t, sp in zip(_L(f["turn_id"]), _L(f["q"]), _L(f["r"]), _L(ts), _L(f["span_id"]))]
     bounds = np.flatnonzero(f["session_id"].values[1:] != f["session_id"].values[:-1]) + 1 if len(f) else []
-    trajs = []
+    trajs, sids = [], _L(f["session_id"])
     for chunk in np.split(np.arange(len(turns)), bounds) if len(turns) else []:
-        sid = f["session_id"].iat[chunk[0]]
+        sid = sids[chunk[0]]
         lab, sc = outcome.get(sid, (None, None))
         trajs.append(ConversationTrajectory(sid, [turns[k] for k in chunk], lab if isinstance(lab, str) else None,
                                             None if sc is None or sc != sc else float(sc)))
