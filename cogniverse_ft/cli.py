@@ -11,8 +11,8 @@ from . import __version__
 from .core import setup_logging, get_logger
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'cli_models_args', 'cli_docs_args', 'cli_demo_args',
-           'build_parser', 'main', 'cli_models', 'cli_demo', 'cli_docs']
+__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'cli_models_args', 'cli_docs_args', 'build_parser',
+           'main', 'cli_models', 'cli_docs']
 
 # %% ../nbs/03_cli.ipynb #bd2ae54e
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
@@ -25,7 +25,7 @@ COMMANDS = {  # name -> (help, "module:function" that takes the parsed args and 
     "experiments": ("List or compare fine-tuning experiments logged to Phoenix", "cogniverse_ft.tracking:cli_experiments"),
     "review":      ("Approve or reject synthetic training examples", "cogniverse_ft.synthetic:cli_review"),
     "run":         ("Run the papermill pipeline for one or more tenants", "cogniverse_ft.pipelines:cli_run"),
-    "demo":        ("Run the end-to-end demo on the embedded defaults", "cogniverse_ft.cli:cli_demo"),
+    "demo":        ("Run the end-to-end demo on the embedded defaults", "cogniverse_ft.demo:cli_demo"),
     "models":      ("Resolve and smoke-test the base and embedding models", "cogniverse_ft.cli:cli_models"),
     "docs":        ("Build the documentation site or the README from the notebooks", "cogniverse_ft.cli:cli_docs"),
 }
@@ -39,9 +39,6 @@ def cli_models_args(p):
 def cli_docs_args(p):
     p.add_argument("action", choices=["build", "readme"], help="build the HTML site, or render README.md")
     p.add_argument("--out", default="_site", help="output folder of the site")
-
-def cli_demo_args(p):
-    p.add_argument("--tenant", default="demo", help="tenant id of the demo")
 
 # %% ../nbs/03_cli.ipynb #8d9d2955
 def _handler(name:str, suffix:str=""):
@@ -98,16 +95,6 @@ def cli_models(args) -> int:
     t0 = time.time(); emb = load_embedding_model(ename); t_emb = time.time() - t0
     print(f"embedding model : {ename} (dim {emb.get_embedding_dimension()}, loaded in {t_emb:.1f}s)")
     return EXIT_OK
-
-def cli_demo(args) -> int:
-    "Run the end-to-end demo; until the orchestrator exists, run the furthest stage that works and say so."
-    try: from cogniverse_ft.demo import run_demo
-    except ModuleNotFoundError as e:
-        if e.name != "cogniverse_ft.demo": raise
-        print("The end-to-end pipeline (orchestrator) is not part of this version yet.")
-        print("Running the furthest stage that works: offline model loading and a chat smoke test.\n")
-        return cli_models(argparse.Namespace(base_model=None, embedding_model=None, prompt="What is the capital of France?"))
-    return run_demo(args)
 
 def cli_docs(args) -> int:
     "Build the docs site or render the README."

@@ -152,8 +152,10 @@ class FinetuningOrchestrator:
 
     def _backend(self, config):
         if self.backend is None:
-            from cogniverse_ft.backend import get_backend
-            self.backend = get_backend(config)
+            from cogniverse_ft.backend import LocalTrainingBackend, ModalTrainingBackend
+            if config.backend == "local": self.backend = LocalTrainingBackend()
+            elif config.backend_provider == "modal": self.backend = ModalTrainingBackend()
+            else: raise NotImplementedError(f"Remote backend provider {config.backend_provider!r} is not available yet; use 'modal'")
         return self.backend
 
     def _registry(self):
@@ -285,9 +287,9 @@ async def _train(self, config, method, records, span_ids, st, res):
         backend = self._backend(config)
         fn = {"sft": backend.train_sft, "dpo": backend.train_dpo, "embedding": backend.train_embedding}[method]
         job = await fn(config, records, source_span_ids=span_ids, **self.train_overrides)
-        res.adapter_path, res.metrics, res.lora_config = job.adapter_path, dict(job.metrics), dict(job.lora_config)
-        res.base_model = job.base_model or res.base_model
-        info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"))
+        res.adapter_path, res.metrics, res.lora_config = job.adapter_path, dict(job.metrics), dict(job.result.lora_config)
+        res.base_model = job.result.base_model or res.base_model
+        info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend, seconds=job.duration_s)
 
 @patch_to(FinetuningOrchestrator)
 async def _finish(self, config, res, st, test, labels, analysis):
