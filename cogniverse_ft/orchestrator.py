@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Optional
 from fastcore.basics import patch_to
+from .tracking import list_experiments, get_experiment_details, compare_experiments
 from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project,
                                 DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
 
@@ -335,7 +336,7 @@ async def _finish(self, config, res, st, test, labels, analysis):
                 from cogniverse_ft.tracking import log_experiment, log_evaluation
                 info["experiment_span"] = log_experiment(self.provider, config, res, analysis)
                 if res.evaluation_result is not None:
-                    info["evaluation_span"] = log_evaluation(self.provider, config, res.evaluation_result)
+                    info["evaluation_span"] = log_evaluation(self.provider, config, res.evaluation_result, test_examples=test)
         except StageError as e:
             log.error(f"Tracking failed; the adapter and its registration are kept: {e}")
     res.message = res.message or f"trained {res.training_method} adapter"
