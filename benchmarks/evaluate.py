@@ -1,14 +1,18 @@
-"""Label-scoring evaluation vs greedy `generate()` per example, same model, same prompts, one run.
+"""Label-scoring evaluation vs greedy `generate()` per example: same model, same prompts, one run.
 
-60 routing examples x 6 labels on SmolLM2-135M-Instruct with a small LoRA adapter (trained here first, a few
-seconds, so that generation produces valid labels and agreement can be measured). Ours: `score_labels` (one
-prompt pass, shared-prefix cache, one batched pass over the labels). Baseline: `model.generate(do_sample=False)`
-per example, with the budget our generation mode uses (longest label + 8 tokens) and with the tightest budget
-that can still produce every label. Last line: one JSON object.
+An evaluation runs the base model and the adapter over the held-out set, so both are measured: SmolLM2-135M-Instruct
+with a small LoRA adapter trained here first (a few seconds; it makes generation answer with labels, so agreement
+can be measured), and the same model with the adapter disabled (the base). 60 routing examples x 6 labels.
 
-Run: .venv/bin/python benchmarks/evaluate.py
+- ours: `score_labels` (one prompt pass continuing a shared-prefix cache, one batched pass over the 6 labels),
+  and, for reference, the same without the shared prefix;
+- baseline: `model.generate(do_sample=False)` per example, with the budget our generation mode uses (longest label
+  + 8 tokens), and with the tightest budget that can still produce every label.
+
+Agreement: where generation produced a valid label, the share of examples where scoring picked the same label.
+Last line: one JSON object. Run: .venv/bin/python benchmarks/evaluate.py
 """
-import json, os, time
+import contextlib, json, os, time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 from peft import LoraConfig, get_peft_model
@@ -42,12 +46,10 @@ def main():
     t0 = time.perf_counter()
     model = train_adapter(model, tok, data[:84])
     train_s = time.perf_counter() - t0
-    test = data[84:]
-    labels = list(ROUTING_LABELS)
+    test, labels = data[84:], list(ROUTING_LABELS)
     lab_ids = label_ids(tok, labels)
     prompts = [prompt_ids(tok, e["instruction"], e["input"]) for e in test]
-    budget = max(len(x) for x in lab_ids) + 8
-    tight = max(len(x) for x in lab_ids)
+    budget, tight = max(len(x) for x in lab_ids) + 8, max(len(x) for x in lab_ids)
 
     def score_all(shared):
         t = time.perf_counter()
@@ -65,32 +67,43 @@ def main():
                 outs.append(tok.decode(g[0, len(p):], skip_special_tokens=True).strip())
         return outs, time.perf_counter() - t
 
-    score_all(True)  # warm-up (allocator, kernels), not timed
-    score_preds, score_s = score_all(True)
-    _, score_plain_s = score_all(False)
-    gen_out, generate_s = generate_all(budget)
-    gen_tight_out, generate_tight_s = generate_all(tight)
-    gen_labels = [match_label(o, labels) for o in gen_out]
-    valid = [(g, s) for g, s in zip(gen_labels, score_preds) if g is not None]
-    agreement = sum(g == s for g, s in valid) / len(valid) if valid else None
     acc = lambda preds: sum(p == e["output"] for p, e in zip(preds, test)) / len(test)
+    score_all(True)  # warm-up (allocator, kernels), not timed
+    res = {}
+    for who, ctx in (("adapter", contextlib.nullcontext), ("base", model.disable_adapter)):
+        with ctx():
+            sp, s = score_all(True)
+            _, s_plain = score_all(False)
+            go, g = generate_all(budget)
+            _, g_tight = generate_all(tight)
+        gl = [match_label(o, labels) for o in go]
+        valid = [(x, y) for x, y in zip(gl, sp) if x is not None]
+        res[who] = dict(score_s=s, score_plain_s=s_plain, generate_s=g, generate_tight_s=g_tight, valid=len(valid),
+                        agree=sum(x == y for x, y in valid), acc_score=acc(sp), acc_generate=acc(gl))
     n, k = len(test), len(labels)
-    rows = [("label scoring (ours, shared prefix)", score_s), ("label scoring (prompt cache only)", score_plain_s),
-            (f"generate(), {budget} new tokens", generate_s), (f"generate(), {tight} new tokens (tightest)", generate_tight_s)]
-    print(f"SmolLM2-135M-Instruct + LoRA (trained {train_s:.0f}s), {n} examples x {k} labels, CPU, torch threads "
-          f"{torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
-    print(f"{'method':45}{'total s':>9}{'ms/example':>12}{'vs ours':>9}")
-    for name, s in rows:
-        print(f"{name:45}{s:9.2f}{s / n * 1000:12.1f}{s / score_s:9.2f}x")
-    print(f"accuracy: scoring {acc(score_preds):.1%}, generation {acc(gen_labels):.1%}; generation gave a valid label for "
-          f"{len(valid)}/{n} examples; scoring agrees with it on {agreement:.1%} of those" if valid else
-          "generation never produced a valid label: agreement undefined")
-    print(json.dumps({"score_s": round(score_s, 3), "score_prompt_cache_only_s": round(score_plain_s, 3),
-                      "generate_s": round(generate_s, 3), "generate_tight_s": round(generate_tight_s, 3),
-                      "ratio": round(generate_s / score_s, 2), "ratio_tight": round(generate_tight_s / score_s, 2),
-                      "agreement": None if agreement is None else round(agreement, 4), "valid_generated": len(valid),
-                      "n_examples": n, "n_labels": k, "max_new_tokens": budget, "accuracy_score": round(acc(score_preds), 4),
-                      "accuracy_generate": round(acc(gen_labels), 4), "torch_threads": torch.get_num_threads()}))
+    tot = {key: sum(r[key] for r in res.values()) for key in ("score_s", "score_plain_s", "generate_s", "generate_tight_s",
+                                                              "valid", "agree")}
+    print(f"SmolLM2-135M-Instruct, {n} examples x {k} labels per model, base and adapter (LoRA r=8 trained {train_s:.0f}s), "
+          f"CPU, torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'model':9}{'method':44}{'total s':>9}{'ms/example':>12}{'vs ours':>9}")
+    for who, r in list(res.items()) + [("both", tot)]:
+        for name, key in (("label scoring (ours: shared prefix + KV reuse)", "score_s"),
+                          ("label scoring (prompt KV reuse only)", "score_plain_s"),
+                          (f"generate(), up to {budget} new tokens", "generate_s"),
+                          (f"generate(), up to {tight} new tokens (tightest)", "generate_tight_s")):
+            print(f"{who:9}{name:44}{r[key]:9.2f}{r[key] / n * 1000:12.1f}{r[key] / r['score_s']:9.2f}x")
+    for who, r in res.items():
+        print(f"{who}: accuracy scoring {r['acc_score']:.1%}, generation {r['acc_generate']:.1%}; generation gave a valid label "
+              f"for {r['valid']}/{n}" + (f", scoring agrees on {r['agree'] / r['valid']:.1%} of those" if r["valid"] else ""))
+    agreement = tot["agree"] / tot["valid"] if tot["valid"] else None
+    print(json.dumps({"score_s": round(tot["score_s"], 3), "generate_s": round(tot["generate_s"], 3),
+                      "ratio": round(tot["generate_s"] / tot["score_s"], 2),
+                      "agreement": None if agreement is None else round(agreement, 4), "valid_generated": tot["valid"],
+                      "generate_tight_s": round(tot["generate_tight_s"], 3),
+                      "ratio_tight": round(tot["generate_tight_s"] / tot["score_s"], 2),
+                      "score_prompt_cache_only_s": round(tot["score_plain_s"], 3),
+                      "per_model": {w: {k2: round(v, 4) if isinstance(v, float) else v for k2, v in r.items()} for w, r in res.items()},
+                      "n_examples_per_model": n, "n_labels": k, "max_new_tokens": budget, "torch_threads": torch.get_num_threads()}))
 
 
 if __name__ == "__main__":

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Optional
 from .core import get_logger, check_choice, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL
+from .formatting import build_messages
 
 # %% auto #0
-__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'build_prompt_messages', 'prompt_ids', 'end_of_turn', 'label_ids',
-           'common_prefix_len', 'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact',
-           'expected_calibration_error', 'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics',
-           'generate_answer', 'match_label', 'EvaluationResult', 'AdapterEvaluator', 'FailedEvaluation',
-           'evaluate_adapter', 'synthetic_routing_examples']
+__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'prompt_ids', 'end_of_turn', 'label_ids', 'common_prefix_len', 'score_labels',
+           'prefix_cache', 'SignificanceResult', 'mcnemar_exact', 'expected_calibration_error', 'exact_match',
+           'token_f1', 'EvaluationMetrics', 'compute_metrics', 'generate_answer', 'match_label', 'EvaluationResult',
+           'AdapterEvaluator', 'FailedEvaluation', 'evaluate_adapter', 'synthetic_routing_examples']
 
 # %% ../nbs/33_evaluate.ipynb #42da0bcd
 log = get_logger(__name__)
@@ -34,20 +34,12 @@ def as_example(x:Any, # an object with .instruction/.input/.output, or a dict wi
     if missing: raise ValueError(f"Invalid {where}: missing or non-string field(s) {missing}; expected instruction, input, output")
     return tuple(vals)
 
-def build_prompt_messages(instruction:str, # system message
-                          input:str, # user message
-                         ) -> list:
-    "The `[system, user]` messages of an example (`cogniverse_ft.formatting.build_messages` when available)."
-    try: from cogniverse_ft.formatting import build_messages
-    except ImportError: return [{"role": "system", "content": instruction}, {"role": "user", "content": input}]
-    return build_messages(instruction, input)
-
 def prompt_ids(tokenizer, # a chat tokenizer
                instruction:str, # system message
                input:str, # user message
               ) -> list:
     "Token ids of the chat prompt, generation prompt included."
-    text = tokenizer.apply_chat_template(build_prompt_messages(instruction, input), tokenize=False, add_generation_prompt=True)
+    text = tokenizer.apply_chat_template(build_messages(instruction, input), tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False).input_ids
 
 def end_of_turn(tokenizer, # a chat tokenizer
