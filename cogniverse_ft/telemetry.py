@@ -256,6 +256,7 @@ class PhoenixServer:
     log_path: Path|None = None  # server output
     detached: bool = False  # outlives this Python process (recorded in server.json)
     process: subprocess.Popen|None = field(default=None, repr=False)
+    api_key: str|None = field(default=None, repr=False)  # bearer token when started with auth (PHOENIX_ADMIN_SECRET)
 
     @property
     def alive(self) -> bool:
@@ -268,14 +269,14 @@ class PhoenixServer:
             ) -> bool:
         "Stop the server after its pending writes land; True when it is gone."
         if self.process is not None and self.process.poll() is None:
-            if drain and phoenix_healthy(self.url): wait_settled(self.url)
+            if drain and phoenix_healthy(self.url): wait_settled(self.url, self.api_key)
             self.process.terminate()
             try: self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning(f"Phoenix (pid {self.pid}) ignored SIGTERM for {timeout:.0f}s; killing it")
                 self.process.kill(); self.process.wait(10)
             ok = True
-        else: ok = _stop_pid(self.pid, self.url, timeout=timeout, drain=drain)
+        else: ok = _stop_pid(self.pid, self.url, self.api_key, timeout=timeout, drain=drain)
         with contextlib.suppress(OSError): (Path(self.working_dir)/PID_FILE).unlink()
         if self.detached:
             rec = read_server_record()
@@ -324,7 +325,7 @@ def start_phoenix(working_dir:str|Path|None=None, # folder of the SQLite databas
                                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detached)
     srv = PhoenixServer(url=url, port=port, working_dir=wd, pid=proc.pid, log_path=log_path, detached=detached,
-                        process=proc)
+                        process=proc, api_key=(extra_env or {}).get("PHOENIX_ADMIN_SECRET"))
     deadline = time.time() + timeout
     while not phoenix_healthy(url, timeout=1.0):
         if proc.poll() is not None or time.time() > deadline:

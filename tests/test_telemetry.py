@@ -63,8 +63,12 @@ def test_bad_span_input_is_refused_with_its_index(phoenix_server):
     sp = make_span("a")
     _fail(lambda: log_spans(phoenix_server.url, "cogniverse-x", [sp, sp]), contains="duplicate span ids")
 
-def test_cli_up_status_down_keeps_every_accepted_span(tmp_path):
-    "`phoenix up` detaches and records the server; `down` waits for queued spans before stopping."
+AUTH = {"PHOENIX_ENABLE_AUTH": "true", "PHOENIX_SECRET": "jwt-signing-secret-0123456789-abcdefgh",
+        "PHOENIX_ADMIN_SECRET": "admin-bearer-token-0123456789-abcdefgh"}
+
+def test_cli_up_status_down_keeps_every_accepted_span(tmp_path, monkeypatch):
+    "`phoenix up` detaches and records the server; `down` waits for queued spans before stopping; API keys work."
+    monkeypatch.delenv("PHOENIX_API_KEY", raising=False)
     env = {**os.environ, "COGNIVERSE_FT_HOME": str(tmp_path/"home")}
     for k in ("PHOENIX_BASE_URL", "PHOENIX_COLLECTOR_ENDPOINT"): env.pop(k, None)
     run = lambda *a: subprocess.run([EXE, "phoenix", *a], capture_output=True, text=True, env=env, timeout=300)
@@ -80,9 +84,14 @@ def test_cli_up_status_down_keeps_every_accepted_span(tmp_path):
         assert r.returncode == 0 and "stopped" in r.stdout, r.stdout + r.stderr
         _eq((tmp_path/"home"/"phoenix"/"server.json").exists(), False)
         _eq("No embedded Phoenix" in run("down").stdout, True)
-        with start_phoenix(working_dir=tmp_path/"px") as srv:  # same database, fresh process
-            _eq(count_spans("cogniverse-cli", base_url=srv.url), 1500)
-            r = subprocess.run([EXE, "phoenix", "status", "--url", srv.url], capture_output=True, text=True, env=env, timeout=60)
+        # same database, fresh process, now with auth on: reads need the key
+        with start_phoenix(working_dir=tmp_path/"px", extra_env=AUTH) as srv:
+            key = AUTH["PHOENIX_ADMIN_SECRET"]
+            _eq(count_spans("cogniverse-cli", base_url=srv.url, api_key=key), 1500)
+            _fail(lambda: asyncio.run(PhoenixProvider("cli", base_url=srv.url).traces.get_spans()), contains="PHOENIX_API_KEY")
+            _eq(len(asyncio.run(PhoenixProvider("cli", base_url=srv.url, api_key=key).traces.get_spans())), 1500)
+            r = subprocess.run([EXE, "phoenix", "status", "--url", srv.url, "--api-key", key], capture_output=True, text=True,
+                               env=env, timeout=60)
             assert r.returncode == 0 and "cogniverse-cli" in r.stdout and "1500" in r.stdout, r.stdout
     finally:
         if (p := rec.get("pid")):
