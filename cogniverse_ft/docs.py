@@ -11,7 +11,8 @@ from pathlib import Path
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['log', 'DOC_URL_PREFIX', 'project_root', 'readme_text', 'write_readme', 'page_cells', 'doc_pages', 'build_docs']
+__all__ = ['log', 'DOC_URL_PREFIX', 'project_root', 'readme_text', 'write_readme', 'docs_only_eval', 'page_cells', 'doc_pages',
+           'build_docs']
 
 # %% ../nbs/02_docs.ipynb #d2fcc88c
 log = get_logger(__name__)
@@ -46,6 +47,18 @@ def write_readme(root:str|Path|None=None, # project root (default: found from cw
     return out
 
 # %% ../nbs/02_docs.ipynb #46289724
+def docs_only_eval(cell) -> bool|None:
+    "Whether nbdev's docs processing should execute `cell`: exports, pure import cells and `show_doc` cells only."
+    import ast
+    from nbdev.processors import cell_lang, _show_docs
+    if cell_lang(cell) != "python" or cell.cell_type != "code" or not cell.source: return None
+    trees = cell.parsed_()
+    if not trees or cell.directives_.get("eval", "").lower() == "false": return None
+    if cell.directives_.keys() & {"export", "exports", "exporti", "exec_doc"}: return True
+    if all(isinstance(t, (ast.Import, ast.ImportFrom)) for t in trees): return True
+    return True if _show_docs(trees) else None
+
+# %% ../nbs/02_docs.ipynb #ed6d3f7e
 DOC_URL_PREFIX = "https://cogniverse.github.io/cogniverse_ft/"
 
 def _frontmatter(nb:dict) -> dict:
@@ -90,7 +103,6 @@ def doc_pages(proc:str|Path, # the processed notebooks folder (`_proc`)
 
 def build_docs(out:str|Path="_site", # output folder (replaced atomically)
                root:str|Path|None=None, # project root (default: found from cwd)
-               n_workers:int=0, # workers for nbdev's notebook processing
                use_quarto:bool|None=None, # None: use `nbdev-docs` when Quarto is installed
               ) -> Path:
     "Build an HTML site with the API reference from the notebooks; uses `nbdev-docs` when Quarto exists."
@@ -101,9 +113,12 @@ def build_docs(out:str|Path="_site", # output folder (replaced atomically)
         log.info(f"Docs site built by nbdev-docs (Quarto) in {root/'_docs'}")
         return root/"_docs"
     from nbdev.serve import proc_nbs
+    import nbdev.processors as nbp
     from nbconvert import HTMLExporter
     import nbformat
-    proc = proc_nbs(str(root/"nbs"), n_workers=n_workers)
+    orig, nbp._do_eval = nbp._do_eval, docs_only_eval
+    try: proc = proc_nbs(str(root/"nbs"), n_workers=0)
+    finally: nbp._do_eval = orig
     pages = doc_pages(proc)
     if not pages: raise FileNotFoundError(f"No processed notebooks in {proc}")
     nbs = [json.loads(p.read_text()) for p in pages]

@@ -707,7 +707,8 @@ def _decode_spans_response(r:httpx.Response) -> pd.DataFrame:
 
 class PhoenixTraceStore:
     "Span reads for a `PhoenixProvider` (paged, never truncated)."
-    def __init__(self, provider:PhoenixProvider): self.p = provider
+    def __init__(self, provider, # the `PhoenixProvider` this store reads for
+                ): self.p = provider
 
     async def _page(self, http, project, start, end, limit, cond):
         body = {"queries": [{"filter": {"condition": cond}} if cond else {}], "start_time": _iso(start), "end_time": _iso(end),
@@ -758,7 +759,8 @@ class PhoenixTraceStore:
 # %% ../nbs/10_telemetry.ipynb #b71666be
 class PhoenixAnnotationStore:
     "Annotation reads for a `PhoenixProvider` (all pages, a few requests in flight)."
-    def __init__(self, provider:PhoenixProvider): self.p = provider
+    def __init__(self, provider, # the `PhoenixProvider` this store reads for
+                ): self.p = provider
 
     async def _rows(self, path:str, key:str, ids:list[str], names, what:str, concurrency:int=4, page:int=1000) -> list[dict]:
         sem, url = asyncio.Semaphore(concurrency), self.p.base_url
