@@ -72,7 +72,8 @@ class DPOFinetuner(Finetuner):
         cfg = DPOConfig(**args, beta=self.beta, max_length=self.settings.max_length, precompute_ref_log_probs=self.peft_config is None)
         trainer = DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=self.tokenizer, peft_config=self.peft_config)
-        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model)
+        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model,
+                               share_prefix=self.settings.share_prefix)
         return trainer
 
     def save(self, trainer, folder:Path):

@@ -141,7 +141,8 @@ class SFTFinetuner(Finetuner):
         from accelerate.utils import is_peft_model
         trainer = SFTTrainer(model=model, args=SFTConfig(**args, max_length=None), train_dataset=train_ds, eval_dataset=eval_ds,
                              processing_class=self.tokenizer)
-        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model)
+        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model,
+                               share_prefix=self.settings.share_prefix)
         return trainer
 
     def save(self, trainer, folder:Path):

@@ -17,9 +17,9 @@ from .core import OrchestrationConfig, home_subdir, atomic_dir, atomic_write_jso
 # %% auto #0
 __all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'SAMPLINGS', 'METRIC_NAMES',
            'as_records', 'train_val_split', 'lora_target_modules', 'make_lora_config', 'lora_info', 'apply_lora',
-           'shared_prefix_len', 'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir', 'run_dir',
-           'LossHistoryCallback', 'BestModelCallback', 'cpu_threads', 'TrainSettings', 'TrainingResult',
-           'library_versions', 'training_metrics', 'dist_info', 'train_device', 'Finetuner']
+           'cpu_threads', 'shared_prefix_len', 'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir',
+           'run_dir', 'LossHistoryCallback', 'BestModelCallback', 'TrainSettings', 'TrainingResult', 'library_versions',
+           'training_metrics', 'dist_info', 'train_device', 'Finetuner']
 
 # %% ../nbs/20_training.ipynb #6325bd19
 log = get_logger(__name__)
@@ -106,6 +106,21 @@ def apply_lora(model, # the model to adapt
     n_train, n_all = pm.get_nb_trainable_parameters()
     log.info(f"LoRA applied successfully: {n_train:,} of {n_all:,} parameters trainable ({100*n_train/n_all:.2f}%)")
     return pm, lora_info(cfg) | {"trainable_params": n_train, "all_params": n_all}
+
+# %% ../nbs/20_training.ipynb #1c56a8f2
+def cpu_threads(samples:int=20, # readings of /proc/loadavg, 10 ms apart
+               ) -> int:
+    "Threads for CPU training: `OMP_NUM_THREADS` when set, else the cores not kept busy by other runnable threads (at least 1)."
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit(): return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = []
+        for _ in range(samples):
+            busy.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)  # minus this reading thread
+            time.sleep(0.01)
+        others = sorted(busy)[len(busy) // 2]
+    except (OSError, ValueError, IndexError): return cores
+    return max(1, min(cores, cores - others))
 
 # %% ../nbs/20_training.ipynb #e0c69628
 def shared_prefix_len(input_ids, # (batch, length) token ids
@@ -285,21 +300,6 @@ class BestModelCallback(TrainerCallback):
                 print(f"Loading best model ({self.metric}={self.best:.4f} from epoch {self.best_epoch:.2f}, step {self.best_step})", flush=True)
         self._snap = None
 
-# %% ../nbs/20_training.ipynb #1c56a8f2
-def cpu_threads(samples:int=20, # readings of /proc/loadavg, 10 ms apart
-               ) -> int:
-    "Threads for CPU training: `OMP_NUM_THREADS` when set, else the cores not kept busy by other runnable threads (at least 1)."
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit(): return max(1, int(os.environ["OMP_NUM_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = []
-        for _ in range(samples):
-            busy.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)  # minus this reading thread
-            time.sleep(0.01)
-        others = sorted(busy)[len(busy) // 2]
-    except (OSError, ValueError, IndexError): return cores
-    return max(1, min(cores, cores - others))
-
 # %% ../nbs/20_training.ipynb #4eb40325
 SAMPLINGS = ("group_by_length", "random", "sequential")
 
@@ -330,6 +330,7 @@ class TrainSettings:
     gradient_checkpointing: bool = False  # recompute activations to save memory (slower)
     bf16: bool|None = None  # bf16 autocast (None: on CUDA GPUs that support it, never on CPU)
     num_threads: int|None = None  # CPU threads (None: the cores other work leaves free when training starts)
+    share_prefix: bool = True  # compute the prompt prefix all rows of a batch share once (`add_fast_fused_forward`)
     seed: int = 42  # random seed
     verbose: bool = True  # print per-step progress
 
@@ -525,8 +526,13 @@ class Finetuner:
         with contextlib.ExitStack() as stack:
             if rank == 0: tmp, final = stack.enter_context(run_dir(parent, run_name(self.method, self.target)))
             else: tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cogniverse_ft-rank")))
-            trainer = self.trainer = self.make_trainer(model, self.training_args(str(tmp/"trainer"), eval_ds is not None), train_ds, eval_ds)
+            from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+            bars = is_progress_bar_enabled(); disable_progress_bar()  # TRL's dataset preparation bars: our progress lines say enough
+            try: trainer = self.trainer = self.make_trainer(model, self.training_args(str(tmp/"trainer"), eval_ds is not None), train_ds, eval_ds)
+            finally:
+                if bars: enable_progress_bar()
             _quiet_printer(trainer)
+            world = trainer.args.world_size  # processes the trainer actually trains with (DDP)
             for cb in [history, best, *self.callbacks]:
                 if cb is not None: trainer.add_callback(cb)
             threads = torch.get_num_threads()
