@@ -321,6 +321,7 @@ class TrainSettings:
     max_length: int = 512  # longest tokenized example; longer ones are cut, keeping the start
     max_steps: int = -1  # stop after this many optimizer steps (-1: run all epochs)
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    optim: str = "adamw_torch"  # optimizer (a transformers `TrainingArguments.optim` name, e.g. "sgd", "adafactor")
     warmup_ratio: float = 0.0  # share of steps with a linear warm-up
     eval_steps: int|None = None  # evaluate every this many steps (None: once per epoch)
     early_stopping_patience: int = 3  # evaluations without improvement before stopping
@@ -493,7 +494,7 @@ class Finetuner:
         a = dict(output_dir=output_dir, num_train_epochs=s.epochs, max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
                  per_device_eval_batch_size=s.batch_size, gradient_accumulation_steps=s.gradient_accumulation_steps,
                  learning_rate=s.learning_rate, warmup_steps=float(s.warmup_ratio), lr_scheduler_type="linear", logging_steps=1,
-                 save_strategy="no", report_to="none", disable_tqdm=True, seed=s.seed, data_seed=s.seed,
+                 save_strategy="no", report_to="none", disable_tqdm=True, seed=s.seed, data_seed=s.seed, optim=s.optim,
                  activation_checkpointing=s.gradient_checkpointing, use_cpu=not cuda, dataloader_num_workers=0,
                  bf16=bool(cuda and (torch.cuda.is_bf16_supported() if s.bf16 is None else s.bf16)),
                  train_sampling_strategy="random" if s.sampling == "group_by_length" and not self.groups_by_length else s.sampling)
@@ -517,6 +518,8 @@ class Finetuner:
         if val_recs:
             say(f"Split dataset: {len(train_recs)} train, {len(val_recs)} validation examples")
             say(f"Early stopping enabled (patience={s.early_stopping_patience})")
+        from transformers import set_seed
+        set_seed(s.seed)  # LoRA initializes its A matrices at random: same seed, same adapter start on every rank and run
         model, lora = self.load()
         train_ds, eval_ds = self.prepare(train_recs, "train"), (self.prepare(val_recs, "eval") if val_recs else None)
         history = LossHistoryCallback(self.method, verbose=s.verbose)

@@ -17,10 +17,11 @@ def llm_config(out, **kw):
 
 def test_two_cpu_processes_match_one(tmp_path):
     "torchrun, 2 processes x batch 2 (gloo) against 1 process x batch 4: same examples per step, so the same losses and adapter."
+    "Plain SGD keeps the comparison strict: the losses and the weights must agree to float precision."
     import torch
     from safetensors.torch import load_file
     recs = routing_records(12, seed=1)
-    same = dict(max_steps=3, learning_rate=1e-3, lora_dropout=0.0, sampling="sequential", verbose=False)
+    same = dict(max_steps=3, learning_rate=0.5, optim="sgd", lora_dropout=0.0, sampling="sequential", verbose=False)
     ddp = launch_training("sft", llm_config(tmp_path/"ddp", batch_size=2), recs, nproc=2, **same)
     one = LocalTrainingBackend().train_sft(llm_config(tmp_path/"one", batch_size=4), recs, **same)
     one = run_sync(one).result
@@ -29,9 +30,12 @@ def test_two_cpu_processes_match_one(tmp_path):
     h2 = json.loads(Path(ddp.loss_history_path).read_text())["train"]
     h1 = json.loads(Path(one.loss_history_path).read_text())["train"]
     _eq(len(h2), 3)
-    for a, b in zip(h1, h2): assert abs(a["loss"] - b["loss"]) < 2e-3, (h1, h2)
+    print([round(a["loss"], 5) for a in h1], [round(b["loss"], 5) for b in h2])
+    assert h1[0]["loss"] - h1[-1]["loss"] > 0.1, h1  # it trains
+    for a, b in zip(h1, h2): assert abs(a["loss"] - b["loss"]) < 1e-3, (h1, h2)
     w2, w1 = (load_file(str(Path(r.adapter_path)/"adapter_model.safetensors")) for r in (ddp, one))
-    assert max((w2[k] - w1[k]).abs().max().item() for k in w1) < 1e-3
+    print(max((w2[k] - w1[k]).abs().max().item() for k in w1))
+    assert max((w2[k] - w1[k]).abs().max().item() for k in w1) < 1e-4
     _eq(json.loads(Path(ddp.summary_path).read_text())["world_size"], 2)
 
 def test_cli_trains_from_files(tmp_path):
