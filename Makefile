@@ -45,7 +45,7 @@ nbtest: venv sysdeps
 	COGNIVERSE_FT_HOME=$(TEST_HOME) $(BIN)/nbdev-test --flags slow --timing
 
 pytest: venv sysdeps
-	COGNIVERSE_FT_HOME=$(TEST_HOME) $(BIN)/pytest -q -rs
+	COGNIVERSE_FT_HOME=$(TEST_HOME) $(BIN)/pytest -q -rs --durations=15
 
 test: sync-check nbtest pytest
 
