@@ -7,6 +7,7 @@ turns step by step, so load from other work on a shared machine falls on all of 
 its own and the first one (warm-up) is left out.
 
 - trl:           TRL defaults on CPU (bf16 autocast, gradient checkpointing, fused LM head over every position)
+- trl_fp32:      the same with bf16 off (TRL's defaults otherwise), to separate precision from speed
 - ours_noprefix: SFTFinetuner without prompt-prefix sharing (fp32, no checkpointing, LM head on labelled positions)
 - ours:          SFTFinetuner as shipped (also computes the prompt prefix the batch shares once)
 
@@ -86,14 +87,17 @@ def worker(name, steps, bs, threads, turn, cond, me, n, done, q):
     common = dict(output_dir=out, batch_size=bs, max_steps=steps, learning_rate=2e-4, lora_dropout=0.05, verbose=False,
                   num_threads=threads, sampling="random", max_length=1024)
     try:
-        if name == "trl":
+        if name in ("trl", "trl_fp32"):
             from trl import SFTConfig, SFTTrainer
             from cogniverse_ft.training import make_lora_config
             model, tok = load_causal_lm()
             ds = Dataset.from_dict(tokenize_sft(tok, sft_records(steps * bs), "prompt_completion", 1024))
             args = SFTConfig(output_dir=out, use_cpu=True, per_device_train_batch_size=bs, max_steps=steps, learning_rate=2e-4,
-                             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True)
+                             logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+                             **({"bf16": False} if name == "trl_fp32" else {}))
             tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=make_lora_config(model))
+            from transformers.trainer_callback import PrinterCallback
+            tr.remove_callback(PrinterCallback)
             tr.data_collator = count_batches(tr.data_collator, rec)
             tr.add_callback(cb); tr.train()
         elif name in ("ours", "ours_noprefix"):
@@ -142,7 +146,7 @@ def summarize(r, n_params, n_head):
     n_body = n_params - n_head
     ex = 0.0
     for b in r["batches"][1:len(r["step_s"])]:
-        if r["name"] == "trl": ex += 6 * n_params * b["B"] * b["T"]  # forward, recompute (checkpointing), backward; head on every position
+        if r["name"].startswith("trl"): ex += 6 * n_params * b["B"] * b["T"]  # forward, recompute (checkpointing), backward; head on every position
         else:
             ex += 4 * n_body * (b["P"] + b["B"] * (b["T"] - b["P"]) if r["name"] == "ours" else b["B"] * b["T"])
             ex += 6 * n_head * b["labels"]
@@ -169,7 +173,7 @@ def main():
     model, _ = load_causal_lm(); n_params = sum(p.numel() for p in model.parameters())
     n_head = model.get_output_embeddings().weight.numel(); del model
     ctx = mp.get_context("spawn")
-    names = ["trl", "ours_noprefix", "ours"]
+    names = ["trl", "trl_fp32", "ours_noprefix", "ours"]
     turn, cond, q, mgr = ctx.Value("i", 0), ctx.Condition(), ctx.Queue(), ctx.Manager()
     done = mgr.list()
     ps = [ctx.Process(target=worker, args=(nm, a.steps, a.batch_size, threads, turn, cond, i, len(names), done, q)) for i, nm in enumerate(names)]
@@ -196,7 +200,7 @@ def main():
     d = res["dpo"]
     print(f"{'ours DPO':15s} {'':>10s} {'':>6s} {'':>7s} {sorted(d['step_s'][1:])[len(d['step_s'][1:])//2]:7.2f} {'':>16s} {'':>7s} {'':>17s} {'':>7s} "
           f"{sum(d['loss'][-3:])/len(d['loss'][-3:]):10.4f} {d['rss_mb']:11.0f}")
-    print("\nloss per step (same batches in the same order):")
+    print("\nloss per step (same batches in the same order; trl_fp32 and ours differ only in float rounding, bf16 autocast learns slower):")
     for k in names: print(f"  {k:14s} " + " ".join(f"{x:.3f}" for x in res[k]["loss"]))
     print(f"\nDPO (batch {a.batch_size} pairs = {2*a.batch_size} sequences, reference = base with the adapter off) peak RSS "
           f"{d['rss_mb']:.0f} MB vs SFT {s['ours']['rss_mb']:.0f} MB: {d['rss_mb']/s['ours']['rss_mb']:.2f}x")
@@ -208,7 +212,9 @@ def main():
            "peak_gflops": round(peak / 1e9, 1), "peak_fraction": round(s["ours"]["executed_flops"] / peak, 4),
            "peak_fraction_nominal": round(s["ours"]["nominal_flops"] / peak, 4), "trl_peak_fraction": round(s["trl"]["executed_flops"] / peak, 4),
            "trl_final_loss": round(s["trl"]["final_loss"], 4), "ours_final_loss": round(s["ours"]["final_loss"], 4),
-           "trl_loss": [round(x, 4) for x in res["trl"]["loss"]], "ours_loss": [round(x, 4) for x in res["ours"]["loss"]],
+           "trl_fp32_final_loss": round(s["trl_fp32"]["final_loss"], 4), "trl_fp32_tok_s": round(s["trl_fp32"]["tok_s"], 2),
+           "trl_loss": [round(x, 4) for x in res["trl"]["loss"]], "trl_fp32_loss": [round(x, 4) for x in res["trl_fp32"]["loss"]],
+           "ours_loss": [round(x, 4) for x in res["ours"]["loss"]],
            "sft_peak_rss_mb": round(s["ours"]["rss_mb"]), "dpo_peak_rss_mb": round(d["rss_mb"]), "trl_sft_peak_rss_mb": round(s["trl"]["rss_mb"]),
            "dpo_over_sft_rss": round(d["rss_mb"] / s["ours"]["rss_mb"], 3), "threads": threads, "batch_size": a.batch_size, "steps": a.steps,
            "mean_tokens": round(sum(lens) / len(lens), 1), "load_avg_before": round(load0[0], 2), "load_avg_after": round(load1[0], 2)}
