@@ -6,7 +6,7 @@ snapshot() { { git diff HEAD --no-ext-diff -- . ; git status --porcelain -- cogn
 before=$(snapshot)
 .venv/bin/nbdev-export
 .venv/bin/nbdev-clean
-.venv/bin/python -m cogniverse_ft.docs readme
+.venv/bin/cogniverse-ft docs readme >/dev/null
 after=$(snapshot)
 if [ "$before" != "$after" ]; then
   echo "ERROR: nbdev-export / nbdev-clean / README render changed files: notebooks and module are out of sync." >&2
