@@ -14,10 +14,10 @@ from .core import get_logger, check_choice, AGENT_TYPES, AGENT_INSTRUCTIONS, DEF
 from .formatting import build_messages
 
 # %% auto #0
-__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'prompt_ids', 'end_of_turn', 'label_ids', 'common_prefix_len', 'score_labels',
-           'prefix_cache', 'SignificanceResult', 'mcnemar_exact', 'expected_calibration_error', 'exact_match',
-           'token_f1', 'EvaluationMetrics', 'compute_metrics', 'generate_answer', 'match_label', 'EvaluationResult',
-           'AdapterEvaluator', 'FailedEvaluation', 'evaluate_adapter', 'synthetic_routing_examples']
+__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'prompt_ids', 'end_of_turn', 'label_ids', 'common_prefix_len', 'score_batch',
+           'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact', 'expected_calibration_error',
+           'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics', 'generate_answer', 'match_label',
+           'EvaluationResult', 'AdapterEvaluator', 'FailedEvaluation', 'evaluate_adapter', 'synthetic_routing_examples']
 
 # %% ../nbs/33_evaluate.ipynb #42da0bcd
 log = get_logger(__name__)
@@ -80,42 +80,62 @@ def common_prefix_len(seqs:list, # token id lists
         if any(s[i] != first[i] for s in seqs): return i
     return max(n, 0)
 
+def score_batch(model, # causal LM (plain or PEFT)
+                prompts:list, # prompt token ids of several examples
+                labels:list, # token ids per label (`label_ids`)
+                pad_id:int=0, # filler id for padded positions (never scored)
+                prefix=None, # `(cache, length)` of a prefix every prompt starts with (copied, not changed)
+               ):
+    "Log-likelihood of every label after every prompt, shape `(len(prompts), len(labels))`: two forward passes in all."
+    import torch, copy
+    dev, B, K = model.device, len(prompts), len(labels)
+    kw = _cache_kw(model)
+    n0 = prefix[1] if prefix is not None else 0
+    if any(p[:n0] != prompts[0][:n0] or len(p) <= n0 for p in prompts): raise ValueError("Every prompt must extend the shared prefix")
+    sfx = [p[n0:] for p in prompts]
+    S = max(map(len, sfx))
+    # pass 1: the prompts (after the shared prefix), left-padded so every row ends at the last position
+    inp = torch.full((B, S), pad_id, dtype=torch.long); m1 = torch.zeros((B, S), dtype=torch.long)
+    pos = torch.full((B, S), n0, dtype=torch.long)
+    for b, x in enumerate(sfx):
+        inp[b, S - len(x):], m1[b, S - len(x):] = torch.tensor(x), 1
+        pos[b, S - len(x):] = n0 + torch.arange(len(x))
+    mask = torch.cat([torch.ones((B, n0), dtype=torch.long), m1], 1)
+    with torch.inference_mode():
+        extra = {}
+        if prefix is not None:
+            cache = copy.deepcopy(prefix[0]); cache.batch_repeat_interleave(B); extra[kw] = cache
+        out = model(input_ids=inp.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
+                    logits_to_keep=1, **extra)
+        first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (B, V)
+        scores = first[:, torch.tensor([ids[0] for ids in labels], device=dev)]  # (B, K)
+        # pass 2: every label after every prompt, B*K rows continuing copies of the prompt caches
+        L = max(len(ids) for ids in labels) - 1
+        cache = _out_cache(out); cache.batch_repeat_interleave(K)
+        lin = torch.full((K, L), pad_id, dtype=torch.long); tgt = torch.zeros((K, L), dtype=torch.long)
+        lm = torch.zeros((K, L), dtype=torch.long)
+        for k, ids in enumerate(labels):
+            n = len(ids) - 1
+            lin[k, :n], tgt[k, :n], lm[k, :n] = torch.tensor(ids[:-1]), torch.tensor(ids[1:]), 1
+        lens = torch.tensor([len(p) for p in prompts])
+        attn = torch.cat([mask.repeat_interleave(K, 0), lm.repeat(B, 1)], 1)
+        lpos = (lens.repeat_interleave(K).unsqueeze(1) + torch.arange(L).unsqueeze(0))
+        o2 = model(input_ids=lin.repeat(B, 1).to(dev), attention_mask=attn.to(dev), position_ids=lpos.to(dev),
+                   use_cache=False, **{kw: cache})
+        logits = o2.logits.float()
+        t = tgt.repeat(B, 1).to(dev)
+        lp = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+        scores = scores + (lp * lm.repeat(B, 1).to(dev)).sum(1).view(B, K)
+    return scores.cpu()
+
 def score_labels(model, # causal LM (plain or PEFT)
                  prompt:list, # prompt token ids
                  labels:list, # token ids per label (`label_ids`)
                  pad_id:int=0, # filler id for padded positions (never scored)
                  prefix=None, # `(cache, length)` of an already computed prefix of `prompt` (copied, not changed)
                 ):
-    "Log-likelihood of each label's tokens after the prompt: one prompt pass, one batched pass over the labels."
-    import torch, copy
-    dev, K, P = model.device, len(labels), len(prompt)
-    kw = _cache_kw(model)
-    with torch.inference_mode():
-        if prefix is not None:
-            cache, n0 = copy.deepcopy(prefix[0]), prefix[1]
-            rest = torch.tensor([prompt[n0:]], device=dev)
-            out = model(input_ids=rest, attention_mask=torch.ones((1, P), dtype=torch.long, device=dev),
-                        position_ids=torch.arange(n0, P, device=dev).unsqueeze(0), use_cache=True, logits_to_keep=1, **{kw: cache})
-        else:
-            out = model(input_ids=torch.tensor([prompt], device=dev), use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[0, -1].float(), -1)
-        scores = torch.stack([first[ids[0]] for ids in labels])
-        L = max(len(ids) for ids in labels) - 1
-        cache = _out_cache(out)
-        cache.batch_repeat_interleave(K)
-        inp = torch.full((K, L), pad_id, dtype=torch.long)
-        tgt = torch.zeros((K, L), dtype=torch.long)
-        m = torch.zeros((K, L), dtype=torch.long)
-        for k, ids in enumerate(labels):
-            n = len(ids) - 1
-            inp[k, :n], tgt[k, :n], m[k, :n] = torch.tensor(ids[:-1]), torch.tensor(ids[1:]), 1
-        attn = torch.cat([torch.ones((K, P), dtype=torch.long), m], 1).to(dev)
-        pos = (P + torch.arange(L)).unsqueeze(0).expand(K, L).to(dev)
-        o2 = model(input_ids=inp.to(dev), attention_mask=attn, position_ids=pos, use_cache=False, **{kw: cache})
-        logits = o2.logits.float()
-        lp = logits.gather(-1, tgt.to(dev).unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
-        scores = scores + (lp * m.to(dev)).sum(1)
-    return scores.cpu()
+    "Log-likelihood of each label's tokens after one prompt: one prompt pass, one batched pass over the labels."
+    return score_batch(model, [prompt], labels, pad_id, prefix)[0]
 
 def prefix_cache(model, # causal LM
                  prompts:list, # token id lists of every prompt to be scored
@@ -223,7 +243,7 @@ class EvaluationMetrics:
     confidence_calibration: float  # expected calibration error (0 = perfectly calibrated)
     error_rate: float  # 1 - accuracy
     hallucination_rate: float  # outputs outside the valid labels (or invalid JSON for entity extraction)
-    avg_latency_ms: float  # mean time per example
+    avg_latency_ms: float  # mean time per example (score mode: its share of the batched passes)
     n: int  # examples
     top_k: int = 3  # the k of top_k_accuracy
     exact_match: Optional[float] = None  # entity extraction: exact match rate
@@ -356,8 +376,11 @@ class AdapterEvaluator:
                  top_k:int=3, # k of top-k accuracy
                  max_new_tokens:int|None=None, # generation limit (default: longest label + 8 tokens, or 64)
                  device:str|None=None, # "cpu", "cuda", ... (default: automatic)
+                 batch_size:int=8, # examples scored together (score mode)
                 ):
         check_choice("agent_type", agent_type, AGENT_TYPES)
+        if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"Invalid batch_size {batch_size!r}: must be a positive integer")
+        self.batch_size = batch_size
         self.adapter_path = Path(adapter_path)
         if not (self.adapter_path/"adapter_config.json").exists():
             raise FileNotFoundError(f"{str(self.adapter_path)!r} is not a PEFT adapter folder: no adapter_config.json")
@@ -382,22 +405,29 @@ class AdapterEvaluator:
         "Per-example predictions of one model: dicts with prediction, confidence, correct, top-k, valid, latency."
         import torch
         out = []
-        lab_ids = label_ids(tokenizer, labels) if self.mode == "score" else None
+        lab_ids = label_ids(tokenizer, labels) if labels else None
         prompts = [prompt_ids(tokenizer, inst, inp) for inst, inp, _ in examples]
         t0 = time.perf_counter()
         shared = prefix_cache(model, prompts) if self.mode == "score" else None
         shared_ms = (time.perf_counter() - t0) * 1000 / len(examples)  # the shared prefix's cost, spread evenly
-        for (inst, inp, gold), p in zip(examples, prompts):
+        batch_scores, batch_ms = {}, {}
+        if self.mode == "score":  # score examples in batches; each example's latency is its share of its batch
+            for i in range(0, len(prompts), self.batch_size):
+                t0 = time.perf_counter()
+                sc = score_batch(model, prompts[i:i + self.batch_size], lab_ids, tokenizer.pad_token_id or 0, prefix=shared)
+                ms = (time.perf_counter() - t0) * 1000 / len(sc)
+                for j, row in enumerate(sc): batch_scores[i + j], batch_ms[i + j] = row, ms
+        for idx, ((inst, inp, gold), p) in enumerate(zip(examples, prompts)):
             t0 = time.perf_counter()
             if self.mode == "score":
-                sc = score_labels(model, p, lab_ids, tokenizer.pad_token_id or 0, prefix=shared)
+                sc = batch_scores[idx]
                 probs = torch.softmax(sc, 0)
                 order = torch.argsort(sc, descending=True).tolist()
                 pred, conf = labels[order[0]], float(probs[order[0]])
                 r = dict(prediction=pred, confidence=conf, correct=pred == gold, valid=True,
                          in_top_k=gold in [labels[i] for i in order[:self.top_k]])
             else:
-                limit = self.max_new_tokens or (max(len(x) for x in lab_ids or [[0]*56]) + 8 if labels else 64)
+                limit = self.max_new_tokens or (max(len(x) for x in lab_ids) + 8 if lab_ids else 64)
                 text, conf = generate_answer(model, tokenizer, p, limit)
                 if labels:
                     lab = match_label(text, labels)
@@ -407,7 +437,7 @@ class AdapterEvaluator:
                     except ValueError: ok_json = False
                     r = dict(prediction=text, confidence=conf, correct=exact_match(text, gold), f1=token_f1(text, gold),
                              valid=ok_json or not gold.lstrip().startswith(("{", "[")), in_top_k=exact_match(text, gold))
-            r["latency_ms"] = (time.perf_counter() - t0) * 1000 + shared_ms
+            r["latency_ms"] = (batch_ms[idx] if self.mode == "score" else (time.perf_counter() - t0) * 1000) + shared_ms
             out.append(r)
         return out
 
