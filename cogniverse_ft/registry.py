@@ -28,11 +28,11 @@ log = get_logger(__name__)
 # %% ../nbs/30_registry.ipynb #0f9fcada
 TRAINING_METHODS = ("sft", "dpo", "embedding")
 STATUSES = ("inactive", "active", "deprecated")
-_SECRET_KEY_RE = re.compile(r"(token|secret|password|passwd|api[_-]?key|credential|authorization)", re.I)
+_SECRET_KEY_RE = re.compile(r"(token|secret|password|passwd|api[_-]?key|credentials?|authorization|access[_-]?key)$", re.I)
 
 def scrub_secrets(obj:Any, # a config or metrics value (dicts and lists are walked)
                  ) -> Any:
-    "A copy of `obj` with the values of secret-looking keys (`hf_token`, `api_key`, ...) replaced by `'***'`."
+    "A copy of `obj` with the values of keys ending like secrets (`hf_token`, `api_key`, `password`, ...) replaced by `'***'`."
     if isinstance(obj, dict):
         return {k: ("***" if isinstance(k, str) and _SECRET_KEY_RE.search(k) and v is not None else scrub_secrets(v))
                 for k, v in obj.items()}
