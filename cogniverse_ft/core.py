@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 # %% auto #0
-__all__ = ['HOME_ENV', 'TENANT_RE', 'PROJECT_PREFIX', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES', 'BACKENDS', 'BACKEND_PROVIDERS',
-           'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS', 'home_dir', 'home_subdir',
-           'get_logger', 'setup_logging', 'validate_tenant_id', 'project_for_tenant', 'tenant_of_project',
-           'check_choice', 'OrchestrationConfig', 'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'run_sync']
+__all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES', 'BACKENDS',
+           'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS', 'home_dir',
+           'home_subdir', 'get_logger', 'setup_logging', 'validate_slug', 'validate_tenant_id', 'project_for_tenant',
+           'tenant_of_project', 'check_choice', 'OrchestrationConfig', 'atomic_dir', 'atomic_write_text',
+           'atomic_write_json', 'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -53,20 +54,25 @@ def setup_logging(level:int|str=logging.INFO, # logging level for the `cognivers
     return lg
 
 # %% ../nbs/00_core.ipynb #f32d41ee
-TENANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+SLUG_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # tenants, agent types, modalities, project suffixes
+TENANT_RE = SLUG_RE
 PROJECT_PREFIX = "cogniverse-"
+
+def validate_slug(value:str, # the name to check
+                  what:str="name", # what the name is, for the message (e.g. "agent_type")
+                 ) -> str:
+    "Return `value` when it is a safe slug (letters, digits, `_`, `-`; at most 64), else raise `ValueError` naming `what`."
+    if not isinstance(value, str) or not value: raise ValueError(f"Invalid {what} {value!r}: must be a non-empty string")
+    if len(value) > 64: raise ValueError(f"Invalid {what} {value[:20]!r}... ({len(value)} chars): at most 64 characters")
+    if not SLUG_RE.fullmatch(value):
+        raise ValueError(f"Invalid {what} {value!r}: use letters, digits, '_' and '-' only, "
+                         "starting with a letter or digit (no '/', '.', spaces, newlines)")
+    return value
 
 def validate_tenant_id(tenant_id:str, # the tenant id to check
                       ) -> str:
     "Return `tenant_id` when it is a safe slug, else raise `ValueError` saying why."
-    if not isinstance(tenant_id, str) or not tenant_id:
-        raise ValueError(f"Invalid tenant_id {tenant_id!r}: must be a non-empty string")
-    if len(tenant_id) > 64:
-        raise ValueError(f"Invalid tenant_id {tenant_id[:20]!r}... ({len(tenant_id)} chars): at most 64 characters")
-    if not TENANT_RE.match(tenant_id):
-        raise ValueError(f"Invalid tenant_id {tenant_id!r}: use letters, digits, '_' and '-' only, "
-                         "starting with a letter or digit (no '/', '.', spaces)")
-    return tenant_id
+    return validate_slug(tenant_id, "tenant_id")
 
 def project_for_tenant(tenant_id:str, # tenant id
                        suffix:str|None=None, # optional sub-project name, e.g. "review"
@@ -116,8 +122,8 @@ class OrchestrationConfig:
     tenant_id: str  # tenant slug (letters, digits, '_', '-')
     project: str  # Phoenix project to read telemetry from (e.g. `cogniverse-<tenant>`)
     model_type: Literal["llm", "embedding"]  # "llm" (SFT/DPO) or "embedding"
-    agent_type: Optional[str] = None  # for llm: routing, profile_selection, entity_extraction
-    modality: Optional[str] = None  # for embedding: video, image, text
+    agent_type: Optional[str] = None  # for llm: any task-name slug; presets routing, profile_selection, entity_extraction
+    modality: Optional[str] = None  # for embedding: any slug; presets video, image, text
     base_model: str = DEFAULT_BASE_MODEL  # HF model id or local folder
     min_sft_examples: int = 50  # approved examples needed for SFT
     min_dpo_pairs: int = 20  # preference pairs needed for DPO
@@ -152,14 +158,14 @@ class OrchestrationConfig:
         if "/" in self.project or "\\" in self.project or ".." in self.project:
             raise ValueError(f"Invalid project {self.project!r}: must not contain '/', '\\' or '..'")
         check_choice("model_type", self.model_type, MODEL_TYPES)
-        check_choice("agent_type", self.agent_type, AGENT_TYPES, optional=True)
-        check_choice("modality", self.modality, MODALITIES, optional=True)
+        if self.agent_type is not None: validate_slug(self.agent_type, "agent_type")
+        if self.modality is not None: validate_slug(self.modality, "modality")
         check_choice("backend", self.backend, BACKENDS)
         check_choice("backend_provider", self.backend_provider, BACKEND_PROVIDERS)
         if self.model_type == "llm" and self.agent_type is None:
-            raise ValueError(f"model_type='llm' needs an agent_type; allowed: {', '.join(map(repr, AGENT_TYPES))}")
+            raise ValueError(f"model_type='llm' needs an agent_type (a task-name slug; presets: {', '.join(map(repr, AGENT_TYPES))})")
         if self.model_type == "embedding" and self.modality is None:
-            raise ValueError(f"model_type='embedding' needs a modality; allowed: {', '.join(map(repr, MODALITIES))}")
+            raise ValueError(f"model_type='embedding' needs a modality (a slug; presets: {', '.join(map(repr, MODALITIES))})")
         for k in ("min_sft_examples", "min_dpo_pairs", "min_triplets", "epochs", "batch_size", "lora_r", "lora_alpha",
                   "gpu_count", "cpu", "memory", "timeout", "min_turns_per_session", "test_set_size"):
             v = getattr(self, k)
