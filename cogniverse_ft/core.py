@@ -6,17 +6,19 @@ Docs: https://cogniverse.github.io/cogniverse_ft/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #6588f41f
 from __future__ import annotations
-import os, re, logging, json, tempfile, shutil, contextlib
+import os, re, logging, json, tempfile, shutil, contextlib, hashlib, socket, glob
 from dataclasses import dataclass, field, asdict, fields
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal, Optional
 
 # %% auto #0
-__all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES', 'BACKENDS',
-           'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS', 'home_dir',
-           'home_subdir', 'get_logger', 'setup_logging', 'validate_slug', 'validate_tenant_id', 'project_for_tenant',
-           'tenant_of_project', 'check_choice', 'OrchestrationConfig', 'atomic_dir', 'atomic_write_text',
-           'atomic_write_json', 'run_sync']
+__all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES',
+           'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS',
+           'SECRET_KEY_RE', 'VERSION_RE', 'HF_URI_RE', 'home_dir', 'home_subdir', 'get_logger', 'setup_logging',
+           'validate_slug', 'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice',
+           'redact_url', 'is_secret_key', 'redact_secrets', 'validate_version', 'uri_scheme', 'check_storage_uri',
+           'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_partials', 'FolderTakenError',
+           'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight', 'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -74,21 +76,24 @@ def validate_tenant_id(tenant_id:str, # the tenant id to check
     "Return `tenant_id` when it is a safe slug, else raise `ValueError` saying why."
     return validate_slug(tenant_id, "tenant_id")
 
+_SLUG = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+PROJECT_RE = re.compile(rf"{re.escape(PROJECT_PREFIX)}(?P<tenant>{_SLUG})(?:\.(?P<suffix>{_SLUG}))?")  # use with fullmatch
+
 def project_for_tenant(tenant_id:str, # tenant id
-                       suffix:str|None=None, # optional sub-project name, e.g. "review"
+                       suffix:str|None=None, # optional sub-project name, e.g. "review" (a slug)
                       ) -> str:
     "The Phoenix project name of a tenant: `cogniverse-<tenant>` or `cogniverse-<tenant>.<suffix>`."
     validate_tenant_id(tenant_id)
     if suffix is None: return f"{PROJECT_PREFIX}{tenant_id}"
-    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", suffix): raise ValueError(f"Invalid project suffix {suffix!r}")
+    if not isinstance(suffix, str) or not SLUG_RE.fullmatch(suffix):
+        raise ValueError(f"Invalid project suffix {suffix!r}: 1-64 letters, digits, '_' and '-', starting with a letter or digit")
     return f"{PROJECT_PREFIX}{tenant_id}.{suffix}"
 
 def tenant_of_project(project:str, # a Phoenix project name
                      ) -> str|None:
-    "The tenant a project belongs to, or None when the name does not follow `cogniverse-<tenant>[.<suffix>]`."
-    if not isinstance(project, str) or not project.startswith(PROJECT_PREFIX): return None
-    t = project[len(PROJECT_PREFIX):].split(".", 1)[0]
-    return t if TENANT_RE.match(t) else None
+    "The tenant a project belongs to, or None unless the whole name is `cogniverse-<tenant>[.<suffix>]` (slugs)."
+    m = PROJECT_RE.fullmatch(project) if isinstance(project, str) else None
+    return m["tenant"] if m else None
 
 # %% ../nbs/00_core.ipynb #e05b5665
 MODEL_TYPES = ("llm", "embedding")
@@ -114,6 +119,66 @@ def check_choice(name:str, # field name, for the message
     if value not in allowed:
         raise ValueError(f"Unknown {name} {value!r}; allowed: {', '.join(map(repr, allowed))}")
     return value
+
+# %% ../nbs/00_core.ipynb #bbf04ec5
+_SECRET_WORDS = (r"(?:token|secret|secret[_-]?key|password|passwd|pwd|passphrase|api[_-]?key|credentials?|authorization|"
+                 r"access[_-]?key|private[_-]?key|connection[_-]?string|conn[_-]?str|dsn|signature|sig)")
+SECRET_KEY_RE = re.compile(rf"{_SECRET_WORDS}\Z", re.I)  # key names whose values are secrets (use `search`)
+_NOT_SECRET_RE = re.compile(r"(pad|eos|bos|unk|sep|cls|mask)_token\Z", re.I)
+_URL_CRED_RE = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:?#]*):(?P<pw>[^\s/?#]+)@")
+_KV_SECRET_RE = re.compile(rf"(?P<k>(?:^|(?<=[\s?&;,]))[\w.-]*{_SECRET_WORDS}\s*=\s*)(?P<v>'[^']*'|\"[^\"]*\"|[^\s&;,#'\"]+)", re.I)
+
+def redact_url(text:str, # a URI, connection string or message that may carry credentials
+              ) -> str:
+    "`text` with URL passwords (`scheme://user:***@host`) and secret `key=value` pairs (`password=***`) hidden."
+    if not isinstance(text, str): return text
+    return _KV_SECRET_RE.sub(r"\g<k>***", _URL_CRED_RE.sub(r"\g<pre>:***@", text))
+
+def is_secret_key(key) -> bool:
+    "Whether a dict key names a secret (`hf_token`, `aws_secret_key`, `password`, ...)."
+    return isinstance(key, str) and bool(SECRET_KEY_RE.search(key)) and not _NOT_SECRET_RE.search(key)
+
+def redact_secrets(obj:Any, # a config, metrics dict, list or string (walked recursively)
+                  ) -> Any:
+    "A copy of `obj` with secret-like keys' values replaced by `'***'` and every string passed through `redact_url`."
+    if isinstance(obj, dict): return {k: "***" if is_secret_key(k) and v is not None else redact_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [redact_secrets(v) for v in obj]
+    return redact_url(obj) if isinstance(obj, str) else obj
+
+# %% ../nbs/00_core.ipynb #b4e3a107
+VERSION_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
+HF_URI_RE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+?))?(?:/(?P<sub>[\w./-]+))?/?")  # fullmatch
+
+def validate_version(version:str, # a version string, e.g. "1.0.0"
+                     what:str="version", # what it is, for the message
+                    ) -> str:
+    "Return `version` when it is 1-64 letters, digits, `.`, `_`, `+`, `-` (no `..`), else raise `ValueError`."
+    if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
+        raise ValueError(f"Invalid {what} {version!r}: 1-64 letters, digits, '.', '_', '+', '-', starting with a letter or "
+                         "digit (e.g. '1.0.0')")
+    return version
+
+def uri_scheme(uri:str, # a URI or local path
+              ) -> str|None:
+    "The lower-cased scheme of `uri` (`s3`, `hf`, ...), or None for a local path."
+    m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", uri) if isinstance(uri, str) else None
+    return m[1].lower() if m else None
+
+def check_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or an fsspec URI
+                      what:str="storage URI", # what it is, for the message
+                     ) -> str:
+    "Return the stripped `uri` when its form and scheme are known (fsspec's protocols), else raise `ValueError`."
+    if isinstance(uri, PurePath): uri = str(uri)
+    if not isinstance(uri, str) or not uri.strip(): raise ValueError(f"Invalid {what} {uri!r}: must be a non-empty string")
+    uri, scheme = uri.strip(), uri_scheme(uri.strip())
+    if scheme == "hf" and (not HF_URI_RE.fullmatch(uri) or ".." in uri):
+        raise ValueError(f"Invalid Hugging Face URI {redact_url(uri)!r} ({what}): expected hf://org/repo[@revision][/subfolder]")
+    if scheme not in (None, "hf"):
+        import fsspec
+        if scheme not in fsspec.available_protocols():
+            raise ValueError(f"Unknown storage scheme {scheme!r} in {what} {redact_url(uri)!r}; use a local path, hf://org/repo, "
+                             "or an fsspec protocol (file, memory, s3, gs, az, ...)")
+    return uri
 
 # %% ../nbs/00_core.ipynb #6015c614
 @dataclass
@@ -142,7 +207,7 @@ class OrchestrationConfig:
     memory: int = 16384  # remote memory in MB
     timeout: int = 3600  # remote timeout in seconds
     generate_synthetic: bool = True  # generate synthetic examples (human approval required) when data is short
-    output_dir: str = "outputs/adapters"  # where adapters are written
+    output_dir: Optional[str] = None  # where adapters are written (None: `<home>/adapters`)
     multi_turn: bool = False  # train on multi-turn session trajectories
     min_turns_per_session: int = 2  # shortest session kept for multi-turn
     evaluate_after_training: bool = True  # evaluate adapter vs base on a held-out time split
@@ -175,6 +240,23 @@ class OrchestrationConfig:
             raise ValueError(f"Invalid learning_rate {self.learning_rate!r}: must be a number in (0, 1)")
         if not isinstance(self.base_model, str) or not self.base_model.strip():
             raise ValueError("Invalid base_model: give a HF model id or a local folder")
+        self._check_later_stages()
+
+    def _check_later_stages(self):
+        "Validate what registration, upload and output need, before anything expensive runs."
+        for k in ("use_lora", "generate_synthetic", "multi_turn", "evaluate_after_training", "enable_registry"):
+            if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
+        if self.adapter_version is not None: validate_version(self.adapter_version, "adapter_version")
+        if self.adapter_storage_uri is not None: check_storage_uri(self.adapter_storage_uri, "adapter_storage_uri")
+        if isinstance(self.output_dir, Path): self.output_dir = str(self.output_dir)
+        if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.strip()):
+            raise ValueError(f"Invalid output_dir {self.output_dir!r}: a folder path, or None for `<home>/adapters`")
+
+    def adapters_dir(self) -> Path:
+        "The folder run folders go to: `output_dir`, else `<home>/adapters` (created)."
+        p = Path(self.output_dir).expanduser().absolute() if self.output_dir else home_dir()/"adapters"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
 
     @property
     def target(self) -> str:
@@ -195,6 +277,37 @@ class OrchestrationConfig:
         return cls(**d)
 
 # %% ../nbs/00_core.ipynb #b6b91dc2
+def _host_tag() -> str: return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+def owner_tag() -> str:
+    "`<pid>@<host hash>`: the owner of a temporary folder or claim, read back by `is_stale_owner`."
+    return f"{os.getpid()}@{_host_tag()}"
+
+def is_stale_owner(tag:str, # a tag written by `owner_tag`
+                  ) -> bool:
+    "True when `tag` names a process of this host that no longer runs (killed, crashed); unknown tags are never stale."
+    m = re.fullmatch(r"(\d+)@([0-9a-f]{8})", tag) if isinstance(tag, str) else None
+    if not m or m[2] != _host_tag(): return False
+    try: os.kill(int(m[1]), 0)
+    except ProcessLookupError: return True
+    except (PermissionError, OverflowError): return False
+    return False
+
+def clean_stale_partials(dest:str|Path, # the final folder whose leftover temp folders to remove
+                        ) -> list:
+    "Remove the `.partial` temp folders of `dest` whose owner process died (SIGKILL, crash); returns the removed paths."
+    dest, out = Path(dest), []
+    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
+        if is_stale_owner(p.name[len(dest.name) + 2:].split(".", 1)[0]):
+            shutil.rmtree(p, ignore_errors=True); out.append(p)
+    if out: get_logger(__name__).info(f"Removed {len(out)} stale temp folder(s) of {dest} left by processes that died")
+    return out
+
+# %% ../nbs/00_core.ipynb #663a45d1
+class FolderTakenError(FileExistsError):
+    "The destination of `atomic_dir` appeared while the folder was written; `kept` is where the finished copy stays."
+    def __init__(self, msg:str, kept:Path|None=None): super().__init__(msg); self.kept = kept
+
 @contextlib.contextmanager
 def atomic_dir(dest:str|Path, # final folder; must not exist yet
               ):
@@ -202,13 +315,16 @@ def atomic_dir(dest:str|Path, # final folder; must not exist yet
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists(): raise FileExistsError(f"Refusing to overwrite existing folder {dest}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
-    try:
-        yield tmp
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    clean_stale_partials(dest)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner_tag()}.", suffix=".partial", dir=dest.parent))
+    try: yield tmp
+    except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise
+    try: os.rename(tmp, dest)
+    except OSError as e:  # finished work is never deleted: keep it under a name no cleanup touches, and say where
+        kept = tmp.with_name(tmp.name.removesuffix(".partial") + ".kept"); os.rename(tmp, kept)
+        if dest.exists(): raise FolderTakenError(f"{dest} appeared while it was being written (another process finished "
+                                                 f"first); this finished copy is kept in {kept}", kept) from None
+        raise OSError(e.errno, f"Could not rename the finished folder to {dest} ({e.strerror}); it is kept in {kept}") from e
 
 def atomic_write_text(path:str|Path, # destination file
                       text:str, # content
@@ -229,6 +345,43 @@ def atomic_write_json(path:str|Path, # destination file
                      ) -> Path:
     "Write `obj` as indented JSON to `path` atomically."
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str))
+
+# %% ../nbs/00_core.ipynb #69bf0a01
+def safe_join(root:str|Path, # the folder every file must stay inside
+              rel:str, # a relative path from an untrusted source (manifest entry, object key)
+              what:str="path", # what `rel` is, for the message
+             ) -> Path:
+    "`root/rel` resolved; raises `ValueError` naming `rel` when it is absolute, empty or resolves outside `root`."
+    base = Path(root).resolve()
+    if not isinstance(rel, (str, PurePath)) or not str(rel).strip() or "\x00" in str(rel):
+        raise ValueError(f"Invalid {what} {rel!r}: must be a non-empty relative path")
+    p = (base/rel).resolve()
+    if p == base or not p.is_relative_to(base): raise ValueError(f"Refusing {what} {str(rel)!r}: it resolves outside {base}")
+    return p
+
+# %% ../nbs/00_core.ipynb #c9c50225
+def preflight(config:OrchestrationConfig, # the run's configuration
+              registry=None, # an `AdapterRegistry` to check (default: the default registry, when `enable_registry`)
+             ) -> dict:
+    "Raise naming what is wrong unless output folder, registry and storage are usable; returns what was checked."
+    try:
+        out = config.adapters_dir(); fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=out); os.close(fd); os.unlink(probe)
+    except OSError as e: raise PermissionError(f"Output folder {config.output_dir or '<home>/adapters'} is not writable: {e}") from None
+    done = {"output_dir": str(out)}
+    if config.enable_registry:
+        from cogniverse_ft.registry import AdapterRegistry
+        reg = registry or AdapterRegistry(tenant_id=config.tenant_id)
+        try: done["registry"] = reg.check()
+        finally:
+            if registry is None: reg.close()
+    scheme = uri_scheme(config.adapter_storage_uri or "")
+    if scheme not in (None, "hf"):
+        import fsspec
+        try: fsspec.get_filesystem_class(scheme)
+        except (ImportError, ValueError) as e:
+            raise ImportError(f"adapter_storage_uri {redact_url(config.adapter_storage_uri)!r} needs fsspec's {scheme!r} filesystem: {e}") from None
+    if config.adapter_storage_uri: done["storage"] = redact_url(config.adapter_storage_uri)
+    return done
 
 # %% ../nbs/00_core.ipynb #37f331d3
 def run_sync(coro, # a coroutine
