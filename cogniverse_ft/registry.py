@@ -13,14 +13,15 @@ from pathlib import Path
 from typing import Any, Optional
 import sqlalchemy as sa
 from fastcore.basics import patch
-from .core import (home_subdir, get_logger, validate_tenant_id, check_choice, MODEL_TYPES, AGENT_TYPES,
-                                MODALITIES)
-from .storage import hash_folder
+from .core import (home_subdir, get_logger, validate_tenant_id, check_choice, MODEL_TYPES, validate_slug,
+                                validate_version, redact_secrets, redact_url)
+from .storage import hash_folder, check_manifest
 
 # %% auto #0
-__all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'REGISTRY_URL_ENV', 'adapters_table', 'scrub_secrets', 'AdapterMetadata',
-           'default_registry_url', 'AdapterNotFoundError', 'next_version', 'AdapterRegistry', 'cli_adapters_args',
-           'cli_adapters']
+__all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'scrub_secrets', 'REGISTRY_URL_ENV', 'adapters_table', 'versions_table',
+           'LOCK_TIMEOUT_ENV', 'ADAPTER_CONFIG_FILES', 'AdapterMetadata', 'default_registry_url',
+           'AdapterNotFoundError', 'RegistryLockedError', 'RegistryUnavailableError', 'next_version', 'AdapterRegistry',
+           'check_adapter_folder', 'cli_adapters_args', 'cli_adapters']
 
 # %% ../nbs/30_registry.ipynb #430ba00a
 log = get_logger(__name__)
@@ -28,16 +29,7 @@ log = get_logger(__name__)
 # %% ../nbs/30_registry.ipynb #0f9fcada
 TRAINING_METHODS = ("sft", "dpo", "embedding")
 STATUSES = ("inactive", "active", "deprecated")
-_SECRET_KEY_RE = re.compile(r"(token|secret|password|passwd|api[_-]?key|credentials?|authorization|access[_-]?key)$", re.I)
-
-def scrub_secrets(obj:Any, # a config or metrics value (dicts and lists are walked)
-                 ) -> Any:
-    "A copy of `obj` with the values of keys ending like secrets (`hf_token`, `api_key`, `password`, ...) replaced by `'***'`."
-    if isinstance(obj, dict):
-        return {k: ("***" if isinstance(k, str) and _SECRET_KEY_RE.search(k) and v is not None else scrub_secrets(v))
-                for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)): return [scrub_secrets(v) for v in obj]
-    return obj
+scrub_secrets = redact_secrets  # `cogniverse_ft.core.redact_secrets`: secret-like keys -> '***', URL passwords hidden
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -53,8 +45,8 @@ class AdapterMetadata:
     training_method: str  # "sft", "dpo" or "embedding"
     adapter_path: str  # local folder written by training
     adapter_uri: Optional[str] = None  # published location (hf://, s3://, file://...), if any
-    agent_type: Optional[str] = None  # routing, profile_selection, entity_extraction (llm)
-    modality: Optional[str] = None  # video, image, text (embedding)
+    agent_type: Optional[str] = None  # task-name slug, e.g. routing, profile_selection, entity_extraction (llm)
+    modality: Optional[str] = None  # slug, e.g. video, image, text (embedding)
     status: str = "inactive"  # inactive, active or deprecated
     metrics: dict = field(default_factory=dict)  # training/evaluation metrics
     training_config: dict = field(default_factory=dict)  # hyperparameters (secrets scrubbed)
@@ -111,23 +103,46 @@ adapters_table = sa.Table(
     sa.UniqueConstraint("tenant_id", "active_key", name="uq_one_active_per_target"),
     sa.Index("ix_adapters_tenant_target", "tenant_id", "target"),
 )
+versions_table = sa.Table(  # every version ever handed out, kept after its adapter is deleted: numbers are never reused
+    "adapter_versions", _md,
+    sa.Column("tenant_id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("version", sa.String(64), primary_key=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+)
 
 def default_registry_url() -> str:
     "`$COGNIVERSE_FT_REGISTRY_URL`, else the SQLite file `<home>/registry/registry.db`."
     return os.environ.get(REGISTRY_URL_ENV) or f"sqlite:///{home_subdir('registry')/'registry.db'}"
 
 # %% ../nbs/30_registry.ipynb #20095269
-def _make_engine(url:str) -> sa.Engine:
+def _pg_url(u:sa.URL) -> sa.URL:
+    "A plain `postgresql://` URL with the installed driver: psycopg 3 when present, else psycopg2."
+    if u.drivername != "postgresql": return u
+    import importlib.util
+    return u if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2") else u.set(drivername="postgresql+psycopg2")
+
+def _private_sqlite_file(path:Path):
+    "Create the SQLite file (and its folder) readable by the owner only, before SQLite creates it 0644."
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not path.exists(): os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    os.chmod(path, 0o600)
+
+def _make_engine(url:str, lock_timeout:float=10.0) -> sa.Engine:
     u = sa.make_url(url)
+    if u.get_backend_name() == "postgresql":
+        ms = int(lock_timeout * 1000)
+        return sa.create_engine(_pg_url(u), pool_pre_ping=True, future=True,
+                                connect_args={"connect_timeout": max(1, int(lock_timeout)), "options": f"-c lock_timeout={ms}"})
     if u.get_backend_name() != "sqlite": return sa.create_engine(u, pool_pre_ping=True, future=True)
-    if u.database and u.database != ":memory:": Path(u.database).parent.mkdir(parents=True, exist_ok=True)
-    eng = sa.create_engine(u, connect_args={"timeout": 30}, future=True)
+    if u.database and u.database != ":memory:": _private_sqlite_file(Path(u.database))
+    eng = sa.create_engine(u, connect_args={"timeout": lock_timeout}, future=True)
 
     @sa.event.listens_for(eng, "connect")
     def _connect(dbapi_conn, rec):
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
         if u.database and u.database != ":memory:": cur.execute("PRAGMA journal_mode=WAL")
         cur.close()
 
@@ -145,12 +160,18 @@ def _retryable(e:Exception) -> bool:
 class AdapterNotFoundError(LookupError):
     "No adapter with that id (or name and version) is visible to the caller."
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+class RegistryLockedError(TimeoutError):
+    "The registry stayed locked by another writer for longer than `lock_timeout`."
+
+class RegistryUnavailableError(RuntimeError):
+    "The registry database cannot be opened or read (missing folder, corrupt file, server down)."
+
+_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+LOCK_TIMEOUT_ENV = "COGNIVERSE_FT_REGISTRY_LOCK_TIMEOUT"
 
 def next_version(versions:list, # versions already registered for a name
                 ) -> str:
-    "The next free version: the highest dotted-number version with its last part raised by one, else `1.0.0`."
+    "The next version: the highest dotted-number version given (live or deleted) with its last part raised by one, else `1.0.0`."
     nums = [tuple(int(x) for x in v.split(".")) for v in versions if re.fullmatch(r"\d+(\.\d+)*", v)]
     if not nums: return "1.0.0"
     top = list(max(nums)); top[-1] += 1
@@ -163,11 +184,16 @@ class AdapterRegistry:
                  db_url:str|None=None, # SQLAlchemy URL (default: `$COGNIVERSE_FT_REGISTRY_URL` or `<home>/registry/registry.db`)
                  tenant_id:str|None=None, # scope every call to this tenant
                  max_retries:int=20, # attempts for a write that loses a race
+                 lock_timeout:float|None=None, # seconds to wait for another writer's lock (default `$COGNIVERSE_FT_REGISTRY_LOCK_TIMEOUT` or 10)
                 ):
         self.url = db_url or default_registry_url()
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
         self.max_retries = max_retries
-        self.engine = _make_engine(self.url)
+        self.lock_timeout = float(lock_timeout if lock_timeout is not None else os.environ.get(LOCK_TIMEOUT_ENV) or 10)
+        u = sa.make_url(self.url)
+        self.where = u.database if u.get_backend_name() == "sqlite" else u.render_as_string(hide_password=True)
+        try: self.engine = _make_engine(self.url, self.lock_timeout)
+        except OSError as e: raise RegistryUnavailableError(f"Registry database {self.where} cannot be created: {e}") from None
         self._write_engine = self.engine.execution_options(cf_write=True)
         self._dialect = self.engine.dialect.name
         self._create_schema()
@@ -181,25 +207,33 @@ class AdapterRegistry:
         self.engine.dispose()
 
     def _create_schema(self):
-        for attempt in range(self.max_retries):
-            try:
-                with self._write_engine.begin() as conn:
-                    if self._dialect == "postgresql":  # concurrent first starts must not race on CREATE TABLE
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
-                    _md.create_all(conn)
-                return
-            except sa.exc.OperationalError as e:
-                if not _retryable(e) or attempt == self.max_retries - 1: raise
-                time.sleep(0.05 * (attempt + 1))
+        "Create missing tables; a database that has them all is only read (a reader takes no write lock)."
+        def create(conn):
+            if self._dialect == "postgresql":  # concurrent first starts must not race on CREATE TABLE
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
+            _md.create_all(conn)
+        try:
+            with self.engine.connect() as conn: have = set(sa.inspect(conn).get_table_names())
+            if not set(_md.tables) <= have: self._write(create)
+        except sa.exc.DBAPIError as e:
+            if _retryable(e): raise
+            raise RegistryUnavailableError(f"Registry database {self.where} cannot be used: {getattr(e, 'orig', e)}") from None
 
     def _write(self, fn):
-        "Run `fn(conn)` in a write transaction, retrying when it loses a race."
+        "Run `fn(conn)` in a write transaction; retry a lost race, give up after `lock_timeout` behind a held lock."
+        t0, warned = time.monotonic(), False
         for attempt in range(self.max_retries):
             try:
                 with self._write_engine.begin() as conn: return fn(conn)
             except (sa.exc.OperationalError, sa.exc.IntegrityError) as e:
                 race = _retryable(e) or (isinstance(e, sa.exc.IntegrityError) and "active" in str(e.orig).lower())
-                if not race or attempt == self.max_retries - 1: raise
+                if not race: raise
+                waited, locked = time.monotonic() - t0, isinstance(e, sa.exc.OperationalError)
+                if locked and (waited >= self.lock_timeout or attempt == self.max_retries - 1):
+                    raise RegistryLockedError(f"Registry database {self.where} is locked by another writer; gave up after {waited:.1f} s "
+                                              f"(lock_timeout={self.lock_timeout:g} s, set ${LOCK_TIMEOUT_ENV} to wait longer)") from None
+                if attempt == self.max_retries - 1: raise
+                if locked and not warned: log.warning(f"Waiting for another writer's lock on registry {self.where}"); warned = True
                 time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
 
     def _tenant(self, tenant_id:str|None, required:bool=True) -> str|None:
@@ -225,6 +259,20 @@ class AdapterRegistry:
             raise AdapterNotFoundError(f"Adapter {adapter_id!r} not found" + (f" for tenant {tenant_id!r}" if tenant_id else ""))
         return row
 
+# %% ../nbs/30_registry.ipynb #6ec2abd0
+ADAPTER_CONFIG_FILES = ("adapter_config.json", "modules.json", "config.json")  # what marks an adapter or model folder
+
+def check_adapter_folder(path:str|Path, # a folder written by training
+                        ) -> Path:
+    "Return the folder's config file; raise `ValueError` naming the folder or file when it is not a usable adapter."
+    p = Path(path)
+    cfg = next((p/n for n in ADAPTER_CONFIG_FILES if (p/n).is_file()), None)
+    if cfg is None: raise ValueError(f"{str(p)!r} is not an adapter folder: it has none of {', '.join(ADAPTER_CONFIG_FILES)}")
+    try: ok = isinstance(json.loads(cfg.read_text()), (dict, list))
+    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"Malformed {cfg}: not JSON ({e})") from None
+    if not ok: raise ValueError(f"Malformed {cfg}: expected a JSON object")
+    return cfg
+
 # %% ../nbs/30_registry.ipynb #a4961735
 @patch
 def register_adapter(self:AdapterRegistry,
@@ -245,43 +293,47 @@ def register_adapter(self:AdapterRegistry,
                      ) -> str:
     "Register a trained adapter (inactive) and return its `adapter_id`; an existing name+version is refused."
     tenant_id = self._tenant(tenant_id)
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ValueError(f"Invalid adapter name {name!r}: 1-128 letters, digits, '_', '.', '-', starting with a letter or digit")
-    if version is not None and (not isinstance(version, str) or not _VERSION_RE.match(version)):
-        raise ValueError(f"Invalid version {version!r}: 1-64 letters, digits, '.', '_', '+', '-' (e.g. '1.0.0')")
+    if version is not None: validate_version(version)
     if not isinstance(base_model, str) or not base_model.strip(): raise ValueError("Invalid base_model: must be a model id or folder")
     check_choice("model_type", model_type, MODEL_TYPES)
     check_choice("training_method", training_method, TRAINING_METHODS)
     if model_type == "llm":
-        check_choice("agent_type", agent_type, AGENT_TYPES)
+        validate_slug(agent_type, "agent_type")
         if modality is not None: raise ValueError("An llm adapter takes an agent_type, not a modality")
         if training_method == "embedding": raise ValueError("training_method 'embedding' needs model_type='embedding'")
     else:
-        check_choice("modality", modality, MODALITIES)
+        validate_slug(modality, "modality")
         if agent_type is not None: raise ValueError("An embedding adapter takes a modality, not an agent_type")
     adapter_path = str(Path(adapter_path).expanduser().absolute())
+    if Path(adapter_path).is_dir(): check_adapter_folder(adapter_path)
     if file_hashes is None:
         if not Path(adapter_path).is_dir():
             raise FileNotFoundError(f"adapter_path {adapter_path!r} is not a folder: register the adapter where training "
                                     "saved it (or pass file_hashes for an adapter that only exists remotely)")
         file_hashes = hash_folder(adapter_path)
+    check_manifest(file_hashes, "file_hashes")
     if adapter_uri is not None:
         from cogniverse_ft.storage import parse_storage_uri
-        adapter_uri = parse_storage_uri(adapter_uri).uri
+        adapter_uri = redact_url(parse_storage_uri(adapter_uri).uri)  # credentials travel as storage_options, never stored
     target = agent_type or modality
-    row = dict(tenant_id=tenant_id, name=name, base_model=base_model, model_type=model_type,
+    row = dict(tenant_id=tenant_id, name=name, base_model=redact_url(base_model), model_type=model_type,
                training_method=training_method, adapter_path=adapter_path, adapter_uri=adapter_uri,
                agent_type=agent_type, modality=modality, target=target, status="inactive", active_key=None,
                metrics=scrub_secrets(dict(metrics or {})), training_config=scrub_secrets(dict(training_config or {})),
                file_hashes=dict(file_hashes), experiment_run_id=experiment_run_id)
-    a = adapters_table
+    a, vt = adapters_table, versions_table
     def insert(conn):
-        v = version
-        if v is None:
-            have = conn.execute(sa.select(a.c.version).where(a.c.tenant_id == tenant_id, a.c.name == name)).scalars().all()
-            v = next_version(list(have))
-        aid = str(uuid.uuid4())
-        conn.execute(a.insert().values(adapter_id=aid, version=v, created_at=_now(), **row))
+        issued = set(conn.execute(sa.select(vt.c.version).where(vt.c.tenant_id == tenant_id, vt.c.name == name)).scalars())
+        live = set(conn.execute(sa.select(a.c.version).where(a.c.tenant_id == tenant_id, a.c.name == name)).scalars())
+        v = version or next_version(sorted(issued | live))
+        if v in issued - live:
+            raise ValueError(f"Adapter {name!r} version {v!r} of tenant {tenant_id!r} was registered before and deleted; "
+                             "version numbers are never reused, register a new version")
+        aid, now = str(uuid.uuid4()), _now()
+        conn.execute(a.insert().values(adapter_id=aid, version=v, created_at=now, **row))
+        conn.execute(vt.insert().values(tenant_id=tenant_id, name=name, version=v, created_at=now))
         return aid, v
     for attempt in range(self.max_retries):
         try: aid, v = self._write(insert); break
@@ -341,6 +393,16 @@ def get_active_adapter(self:AdapterRegistry, tenant_id:str|None, # tenant (defau
     with self.engine.connect() as conn:
         row = conn.execute(sa.select(a).where(a.c.tenant_id == t, a.c.active_key == agent_type)).first()
     return self._meta(row) if row else None
+
+# %% ../nbs/30_registry.ipynb #af3fadf1
+@patch
+def check(self:AdapterRegistry) -> str:
+    "Confirm the registry answers a read; returns where it is, or raises `RegistryUnavailableError` naming it."
+    try:
+        with self.engine.connect() as conn: conn.execute(sa.select(sa.func.count()).select_from(adapters_table)).scalar()
+    except sa.exc.SQLAlchemyError as e:
+        raise RegistryUnavailableError(f"Registry database {self.where} does not answer: {getattr(e, 'orig', e)}") from None
+    return self.where
 
 # %% ../nbs/30_registry.ipynb #22439431
 @patch

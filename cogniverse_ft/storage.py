@@ -10,19 +10,22 @@ import os, re, json, shutil, hashlib, tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from .core import home_subdir, atomic_dir, get_logger
+from .core import (home_subdir, atomic_dir, get_logger, safe_join, redact_url, check_storage_uri, HF_URI_RE,
+                                uri_scheme, owner_tag, is_stale_owner)
 from .models import file_sha256
 
 # %% auto #0
-__all__ = ['log', 'MANIFEST_NAME', 'IGNORED_FILES', 'IGNORED_DIRS', 'AdapterIntegrityError', 'hash_folder', 'manifest_diff',
-           'verify_folder', 'StorageURI', 'parse_storage_uri', 'redact_uri', 'upload_adapter', 'download_adapter']
+__all__ = ['log', 'MANIFEST_NAME', 'UPLOAD_MARKER', 'IGNORED_FILES', 'IGNORED_DIRS', 'redact_uri', 'AdapterIntegrityError',
+           'hash_folder', 'manifest_diff', 'parse_manifest', 'check_manifest', 'verify_folder', 'StorageURI',
+           'parse_storage_uri', 'upload_adapter', 'download_adapter']
 
 # %% ../nbs/31_storage.ipynb #70a8acee
 log = get_logger(__name__)
 
 # %% ../nbs/31_storage.ipynb #80ea6f3f
 MANIFEST_NAME = "cogniverse_manifest.json"
-IGNORED_FILES = {MANIFEST_NAME, ".gitattributes", ".DS_Store"}  # never part of an adapter's content
+UPLOAD_MARKER = ".cogniverse_upload.partial.json"  # written before an fsspec upload's files, removed after its manifest
+IGNORED_FILES = {MANIFEST_NAME, UPLOAD_MARKER, ".gitattributes", ".DS_Store"}  # never part of an adapter's content
 IGNORED_DIRS = {".cache", ".git", ".ipynb_checkpoints", "__pycache__"}  # folders a host or editor adds
 
 class AdapterIntegrityError(ValueError):
@@ -53,6 +56,23 @@ def manifest_diff(expected:dict, # manifest that should hold
             "changed": sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k]),
             "unexpected": sorted(set(actual) - set(expected))}
 
+def parse_manifest(raw:bytes|str, # the content of a `cogniverse_manifest.json`
+                   where:str, # where it was read, for the message (a path or redacted URI)
+                  ) -> dict:
+    "The `files` map of a manifest; raise `AdapterIntegrityError` naming `where` when it is malformed."
+    try: doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e: raise AdapterIntegrityError(f"Malformed manifest {where}: not JSON ({e})") from None
+    return check_manifest(doc.get("files") if isinstance(doc, dict) else None, f"manifest {where}")
+
+def check_manifest(files:dict, # a manifest `{relative/path: sha256}`
+                   what:str="manifest", # what it is, for the message (e.g. "file_hashes", "manifest /x/m.json")
+                  ) -> dict:
+    "Return `files` when it is a non-empty `{relative/path: sha256 hex}` map, else raise `AdapterIntegrityError` naming it."
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(k, str) and k and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for k, v in files.items()):
+        raise AdapterIntegrityError(f"Malformed {what}: expected a non-empty {{relative/path: sha256 hex}} map, got {str(files)[:80]}")
+    return files
+
 def verify_folder(path:str|Path, # folder to check
                   expected:dict, # manifest `{relative/path: sha256}` it must match
                   what:str|None=None, # how to name the source in the error, e.g. its URI
@@ -76,33 +96,20 @@ class StorageURI:
     revision: str|None = None  # HF revision (branch, tag or commit)
     subfolder: str|None = None  # folder inside the HF repo
 
-_HF_RE = re.compile(r"^hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+?))?(?:/(?P<sub>[\w./-]+))?/?$")
-
 def parse_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or an fsspec URI
                      ) -> StorageURI:
     "Parse an adapter location; unknown schemes and malformed `hf://` URIs are refused with the reason."
-    import fsspec
-    if isinstance(uri, Path): uri = str(uri)
-    if not isinstance(uri, str) or not uri.strip(): raise ValueError(f"Invalid storage URI {uri!r}: must be a non-empty string")
-    uri = uri.strip()
-    if uri.startswith("hf://"):
-        m = _HF_RE.match(uri)
-        if not m or ".." in uri: raise ValueError(f"Invalid Hugging Face URI {uri!r}: expected hf://org/repo[@revision][/subfolder]")
+    uri = check_storage_uri(uri)
+    scheme = uri_scheme(uri)
+    if scheme == "hf":
+        m = HF_URI_RE.fullmatch(uri)
         return StorageURI("hf", uri, m["repo"], m["rev"], m["sub"])
-    m = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", uri)
-    if not m:
+    if scheme is None:
         p = Path(uri).expanduser().absolute()
         return StorageURI("local", str(p), str(p))
-    scheme = m[1].lower()
-    if scheme not in fsspec.available_protocols():
-        raise ValueError(f"Unknown storage scheme {scheme!r} in {redact_uri(uri)!r}; use a local path, hf://org/repo, "
-                         "or an fsspec protocol (file, memory, s3, gs, az, ...)")
     return StorageURI("fsspec", uri, uri)
 
-def redact_uri(uri:str, # a URI that may carry credentials (`s3://key:secret@bucket`)
-              ) -> str:
-    "The URI with any `user:password@` part replaced by `***@`, safe to log."
-    return re.sub(r"(://)[^/@]+@", r"\1***@", str(uri))
+redact_uri = redact_url  # the shared redaction of `cogniverse_ft.core` (`s3://key:***@bucket`), under its old name
 
 # %% ../nbs/31_storage.ipynb #0bfa83c4
 def _fs(uri, storage_options):
@@ -110,10 +117,10 @@ def _fs(uri, storage_options):
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     return fs, path.rstrip("/")
 
-def _read_remote_manifest(fs, root):
+def _read_remote_manifest(fs, root, where=None):
     p = f"{root}/{MANIFEST_NAME}"
     if not fs.exists(p): return None
-    with fs.open(p, "rb") as f: return json.loads(f.read().decode())["files"]
+    with fs.open(p, "rb") as f: return parse_manifest(f.read(), where or p)
 
 def _manifest_doc(files:dict) -> bytes:
     return json.dumps({"format": "cogniverse_ft.manifest/1", "algorithm": "sha256", "files": files}, indent=2).encode()
@@ -128,9 +135,37 @@ def _hf_manifest(api, s:StorageURI):
     name = f"{s.subfolder}/{MANIFEST_NAME}" if s.subfolder else MANIFEST_NAME
     try: p = hf_hub_download(s.path, name, revision=s.revision, token=api.token, cache_dir=tempfile.mkdtemp())
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError): return None
-    return json.loads(Path(p).read_text())["files"]
+    return parse_manifest(Path(p).read_bytes(), f"{redact_url(s.uri)}/{MANIFEST_NAME}")
 
 # %% ../nbs/31_storage.ipynb #302c42c6
+def _upload_fsspec(fs, root:str, src:Path, files:dict, safe:str) -> bool:
+    "Upload `files` then the manifest; replace an unfinished upload (marker, no manifest); False when already there."
+    have = _read_remote_manifest(fs, root, f"{safe}/{MANIFEST_NAME}")
+    if have == files: log.info(f"{safe} already holds this adapter; nothing to upload"); return False
+    present = [p[len(root):].lstrip("/") for p in fs.find(root)] if fs.exists(root) else []
+    if have is not None or (present and UPLOAD_MARKER not in present):
+        raise FileExistsError(f"Destination {safe} already holds files; adapter versions are immutable, upload to a new location")
+    marker = f"{root}/{UPLOAD_MARKER}"
+    if present:
+        with fs.open(marker, "rb") as f: owner = (json.loads(f.read() or b"{}") or {}).get("owner")
+        if owner not in (None, owner_tag()) and not is_stale_owner(owner):
+            raise FileExistsError(f"Destination {safe} is being uploaded by another process ({owner}); retry when it ends")
+        log.warning(f"{safe} holds an unfinished upload (no manifest; its process died): replacing its {len(present) - 1} file(s)")
+        for rel in present:
+            if rel != UPLOAD_MARKER: fs.rm_file(f"{root}/{rel}")
+    fs.makedirs(root, exist_ok=True); fs.pipe_file(marker, json.dumps({"owner": owner_tag()}).encode())
+    for rel in files:
+        fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(src/rel), f"{root}/{rel}")
+    fs.pipe_file(f"{root}/{MANIFEST_NAME}", _manifest_doc(files)); fs.rm_file(marker)
+    return True
+
+def _folder_manifest(p:Path) -> dict|None:
+    "The manifest stored in a local folder (None when it has none); a malformed one is an error naming the file."
+    m = Path(p)/MANIFEST_NAME
+    return parse_manifest(m.read_bytes(), str(m)) if m.exists() else None
+
+# %% ../nbs/31_storage.ipynb #313f1328
 def upload_adapter(local_path:str|Path, # adapter folder to upload
                    destination_uri:str, # local path, hf://org/repo[@rev][/sub], or fsspec URI
                    hf_token:str|None=None, # Hugging Face token (used for the call only, never stored or logged)
@@ -146,7 +181,7 @@ def upload_adapter(local_path:str|Path, # adapter folder to upload
     if s.kind == "local":
         dest = Path(s.path)
         if dest.exists():
-            have = json.loads((dest/MANIFEST_NAME).read_text())["files"] if (dest/MANIFEST_NAME).exists() else None
+            have = _folder_manifest(dest)
             if have == files: log.info(f"{safe} already holds this adapter; nothing to upload"); return s.uri
             raise FileExistsError(f"Destination {safe} already exists with different content; adapter versions are "
                                   "immutable, upload to a new location")
@@ -158,16 +193,7 @@ def upload_adapter(local_path:str|Path, # adapter folder to upload
         verify_folder(dest, files, safe)
     elif s.kind == "fsspec":
         fs, root = _fs(s.uri, storage_options)
-        have = _read_remote_manifest(fs, root)
-        if have == files: log.info(f"{safe} already holds this adapter; nothing to upload"); return s.uri
-        if have is not None or (fs.exists(root) and fs.find(root)):
-            raise FileExistsError(f"Destination {safe} already holds files; adapter versions are immutable, "
-                                  "upload to a new location")
-        for rel in files:
-            parent = f"{root}/{rel}".rsplit("/", 1)[0]
-            fs.makedirs(parent, exist_ok=True)
-            fs.put_file(str(src/rel), f"{root}/{rel}")
-        fs.pipe_file(f"{root}/{MANIFEST_NAME}", _manifest_doc(files))
+        if not _upload_fsspec(fs, root, src, files, safe): return s.uri
     else:
         from huggingface_hub import CommitOperationAdd
         api = _hf_api(hf_token)
@@ -200,9 +226,10 @@ def _fetch(s:StorageURI, tmp:Path, hf_token, storage_options):
         found = [p for p in fs.find(root, detail=False)] if fs.exists(root) else []
         if not found: raise FileNotFoundError(f"No adapter files at {redact_uri(s.uri)}")
         for p in found:
-            rel = p[len(root):].lstrip("/")
-            (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(p, str(tmp/rel))
+            if not p.startswith(root + "/"): raise ValueError(f"Refusing object {p!r}: it is not under {redact_url(s.uri)}")
+            dst = safe_join(tmp, p[len(root) + 1:], f"object key of {redact_url(s.uri)}")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(p, str(dst))
     else:
         from huggingface_hub import snapshot_download
         snapshot_download(s.path, revision=s.revision, token=hf_token, local_dir=str(tmp),
@@ -215,7 +242,7 @@ def _fetch(s:StorageURI, tmp:Path, hf_token, storage_options):
             for p in list(inner.iterdir()): p.rename(tmp/p.name)
             shutil.rmtree(tmp/s.subfolder.split("/")[0], ignore_errors=True)
     m = tmp/MANIFEST_NAME
-    return json.loads(m.read_text())["files"] if m.exists() else None
+    return parse_manifest(m.read_bytes(), f"{redact_url(s.uri)}/{MANIFEST_NAME}") if m.exists() else None
 
 def download_adapter(source_uri:str, # local path, hf://org/repo[@rev][/sub], or fsspec URI
                      local_dir:str|Path|None=None, # parent folder for downloads (default `<home>/adapters/downloads`)
@@ -230,25 +257,31 @@ def download_adapter(source_uri:str, # local path, hf://org/repo[@rev][/sub], or
     if s.kind == "local":
         p = Path(s.path)
         if not p.is_dir(): raise FileNotFoundError(f"Adapter folder {safe!r} does not exist")
-        exp = expected_hashes or (json.loads((p/MANIFEST_NAME).read_text())["files"] if (p/MANIFEST_NAME).exists() else None)
+        exp = expected_hashes or _folder_manifest(p)
         if exp: verify_folder(p, exp, safe)
         elif verify: raise AdapterIntegrityError(f"No sha256 manifest for {safe}: pass expected_hashes, or verify=False "
                                                  "to accept unverified files")
         return p
-    dest = _download_dir(s, local_dir)
-    if dest.exists():
-        exp = expected_hashes or (json.loads((dest/MANIFEST_NAME).read_text())["files"] if (dest/MANIFEST_NAME).exists() else None)
-        if exp: verify_folder(dest, exp, f"{safe} (downloaded earlier to {dest})")
-        elif verify: raise AdapterIntegrityError(f"Earlier download {dest} of {safe} has no manifest; remove it and retry")
-        log.info(f"Reusing verified download of {safe} in {dest}")
-        return dest
-    with atomic_dir(dest) as tmp:
-        shipped = _fetch(s, tmp, hf_token, storage_options)
-        exp = expected_hashes or shipped
-        if exp: verify_folder(tmp, exp, safe)
-        elif verify: raise AdapterIntegrityError(f"No sha256 manifest at {safe} and no expected_hashes given: cannot "
-                                                 "verify the download (pass verify=False to accept unverified files)")
-        else: log.warning(f"Downloaded {safe} without verification (verify=False)")
-        if expected_hashes and shipped is None: (tmp/MANIFEST_NAME).write_bytes(_manifest_doc(expected_hashes))
-    log.info(f"Downloaded and verified {safe} into {dest}")
+    dest, kept = _download_dir(s, local_dir), None
+    if not dest.exists():
+        try:
+            with atomic_dir(dest) as tmp:
+                shipped = _fetch(s, tmp, hf_token, storage_options)
+                exp = expected_hashes or shipped
+                if exp: verify_folder(tmp, exp, safe)
+                elif verify: raise AdapterIntegrityError(f"No sha256 manifest at {safe} and no expected_hashes given: cannot "
+                                                         "verify the download (pass verify=False to accept unverified files)")
+                else: log.warning(f"Downloaded {safe} without verification (verify=False)")
+                if expected_hashes and shipped is None: (tmp/MANIFEST_NAME).write_bytes(_manifest_doc(expected_hashes))
+            log.info(f"Downloaded and verified {safe} into {dest}")
+            return dest
+        except FileExistsError as e:  # another worker's download landed first: use its folder once it verifies
+            if not dest.exists(): raise
+            kept = getattr(e, "kept", None)
+            log.info(f"Another process finished downloading {safe} first; checking its copy in {dest}")
+    exp = expected_hashes or _folder_manifest(dest)
+    if exp: verify_folder(dest, exp, f"{safe} (downloaded earlier to {dest}" + (f"; this process's copy is kept in {kept})" if kept else ")"))
+    elif verify: raise AdapterIntegrityError(f"Earlier download {dest} of {safe} has no manifest; remove it and retry")
+    if kept: shutil.rmtree(kept, ignore_errors=True)  # a verified duplicate of the winner's folder
+    log.info(f"Reusing verified download of {safe} in {dest}")
     return dest

@@ -49,7 +49,7 @@ def pg_url():
                        capture_output=True, text=True)
     assert r.returncode == 0, f"pg_ctl start failed: {r.stderr[-2000:]} {(root / 'log').read_text()[-2000:] if (root / 'log').exists() else ''}"
     try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+        yield f"postgresql://postgres:pass@127.0.0.1:{port}/postgres"  # the README's form: plain scheme, user:password
     finally:
         subprocess.run(as_user + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
@@ -60,9 +60,9 @@ def db_url(request, tmp_path):
     "A fresh registry database of each kind."
     if request.param == "sqlite": return f"sqlite:///{tmp_path}/registry.db"
     url = request.getfixturevalue("pg_url")
-    eng = sa.create_engine(url)
-    with eng.begin() as c: c.execute(sa.text("DROP TABLE IF EXISTS adapters"))
-    eng.dispose()
+    reg = AdapterRegistry(url)  # the plain postgresql:// URL works as written (issue 17 item 8)
+    with reg.engine.begin() as c: c.execute(sa.text("DROP TABLE IF EXISTS adapters, adapter_versions"))
+    reg.close()
     return url
 
 
@@ -241,8 +241,8 @@ def test_bad_input_is_named(db_url, folder, tmp_path):
               adapter_path=folder, agent_type="routing")
     for bad, msg in [(dict(tenant_id="../etc"), "Invalid tenant_id"), (dict(name="a b"), "Invalid adapter name"),
                      (dict(version="1.0 beta"), "Invalid version"), (dict(model_type="vision"), "Unknown model_type"),
-                     (dict(training_method="rlhf"), "Unknown training_method"), (dict(agent_type=None), "Unknown agent_type"),
-                     (dict(model_type="embedding", agent_type=None, modality="smell"), "Unknown modality"),
+                     (dict(training_method="rlhf"), "Unknown training_method"), (dict(agent_type=None), "Invalid agent_type"),
+                     (dict(model_type="embedding", agent_type=None, modality="sm ell"), "Invalid modality"),
                      (dict(adapter_path=tmp_path / "missing"), "is not a folder"),
                      (dict(adapter_uri="nosuch://x"), "Unknown storage scheme")]:
         _fail(reg.register_adapter, kwargs={**kw, **bad}, contains=msg)
