@@ -115,7 +115,7 @@ class DemoTelemetry:
 def _hex(*parts, n:int=16) -> str: return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:n]
 
 BAD_KINDS = ("missing_input", "empty_input", "missing_output", "non_string_output", "empty_output", "too_long",
-             "bad_metadata", "unknown_agent_type")
+             "bad_metadata", "contested")
 
 def demo_telemetry(tenant_id:str, # tenant the data belongs to
                    project:str|None=None, # Phoenix project (default `cogniverse-<tenant>`)
@@ -197,9 +197,11 @@ def demo_telemetry(tenant_id:str, # tenant the data belongs to
                  "missing_output": dict(inp=base(), out=...), "non_string_output": dict(inp=base(), out=42),
                  "empty_output": dict(inp=base(), out=""), "too_long": dict(inp=base(), out="video_search_agent " * (MAX_FIELD_CHARS // 10)),
                  "bad_metadata": dict(inp=base(), out="video_search_agent", extra={"metadata": "{not json"}),
-                 "unknown_agent_type": dict(inp=base(), out="weather_agent", agent_type="weather_forecast")}
+                 "contested": dict(inp=base(), out="video_search_agent")}  # approved by one reviewer, rejected by another
         for reason, c in cases.items():
-            approve(decision(c.get("agent_type", "routing"), c["inp"], c["out"], when(False), c.get("extra"), kind="bad"))
+            i = decision("routing", c["inp"], c["out"], when(False), c.get("extra"), kind="bad")
+            approve(i, "approved", "reviewer-1" if reason == "contested" else "")
+            if reason == "contested": approve(i, "rejected", "reviewer-2")
             bad[reason] = 1
 
     # profile selection and entity extraction

@@ -10,14 +10,15 @@ import json, math, re, time, inspect, random, string
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Optional
-from .core import get_logger, check_choice, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL
+from .core import get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL
 from .formatting import build_messages
 
 # %% auto #0
-__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'prompt_ids', 'end_of_turn', 'label_ids', 'common_prefix_len', 'score_batch',
-           'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact', 'expected_calibration_error',
-           'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics', 'generate_answer', 'match_label',
-           'EvaluationResult', 'AdapterEvaluator', 'FailedEvaluation', 'evaluate_adapter', 'synthetic_routing_examples']
+__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'conversation_of', 'prompt_ids', 'end_of_turn', 'label_ids',
+           'common_prefix_len', 'score_batch', 'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact',
+           'expected_calibration_error', 'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics',
+           'generate_answer', 'match_label', 'EvaluationResult', 'AdapterEvaluator', 'FailedEvaluation',
+           'evaluate_adapter', 'synthetic_routing_examples']
 
 # %% ../nbs/33_evaluate.ipynb #42da0bcd
 log = get_logger(__name__)
@@ -34,12 +35,18 @@ def as_example(x:Any, # an object with .instruction/.input/.output, or a dict wi
     if missing: raise ValueError(f"Invalid {where}: missing or non-string field(s) {missing}; expected instruction, input, output")
     return tuple(vals)
 
+def conversation_of(x:Any) -> list:
+    "The chat up to the answer of a test example (empty for single-turn examples)."
+    c = x.get("conversation") if isinstance(x, dict) else getattr(x, "conversation", None)
+    return list(c) if isinstance(c, (list, tuple)) else []
+
 def prompt_ids(tokenizer, # a chat tokenizer
                instruction:str, # system message
                input:str, # user message
+               conversation:list|None=None, # the whole chat up to the answer, when the example has one
               ) -> list:
-    "Token ids of the chat prompt, generation prompt included."
-    text = tokenizer.apply_chat_template(build_messages(instruction, input), tokenize=False, add_generation_prompt=True)
+    "Token ids of the chat prompt (the same messages the SFT record trains on), generation prompt included."
+    text = tokenizer.apply_chat_template(build_messages(instruction, input, conversation), tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False).input_ids
 
 def end_of_turn(tokenizer, # a chat tokenizer
@@ -369,16 +376,18 @@ class AdapterEvaluator:
     "Evaluate a LoRA adapter against its base model on held-out examples."
     def __init__(self,
                  adapter_path:str|Path, # local adapter folder
-                 agent_type:str, # routing, profile_selection or entity_extraction
+                 agent_type:str, # the task name (routing, profile_selection, entity_extraction, or a contract's task)
                  base_model:str|None=None, # base model (default: the adapter config's, else the default base model)
                  valid_labels:list|None=None, # valid outputs of a label task (default: the test set's outputs)
-                 mode:str|None=None, # "score" (label tasks) or "generate" (default: by agent type)
+                 mode:str|None=None, # "score" (label tasks) or "generate" (default: by `labels`)
+                 labels:str|None=None, # "closed" (a label set) or "open" (free text); default open for entity_extraction only
                  top_k:int=3, # k of top-k accuracy
                  max_new_tokens:int|None=None, # generation limit (default: longest label + 8 tokens, or 64)
                  device:str|None=None, # "cpu", "cuda", ... (default: automatic)
                  batch_size:int=8, # examples scored together (score mode)
                 ):
-        check_choice("agent_type", agent_type, AGENT_TYPES)
+        validate_slug(agent_type, "agent_type")
+        self.open = check_choice("labels", labels, ("closed", "open"), optional=True) == "open" or (labels is None and agent_type == "entity_extraction")
         if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"Invalid batch_size {batch_size!r}: must be a positive integer")
         self.batch_size = batch_size
         self.adapter_path = Path(adapter_path)
@@ -387,9 +396,9 @@ class AdapterEvaluator:
         cfg = json.loads((self.adapter_path/"adapter_config.json").read_text())
         self.base_model = base_model or cfg.get("base_model_name_or_path") or DEFAULT_BASE_MODEL
         self.agent_type, self.valid_labels, self.top_k, self.device = agent_type, valid_labels, top_k, device
-        self.mode = check_choice("mode", mode or ("generate" if agent_type == "entity_extraction" else "score"), ("score", "generate"))
-        if self.mode == "score" and agent_type == "entity_extraction":
-            raise ValueError("entity_extraction has no label set to score; use mode='generate'")
+        self.mode = check_choice("mode", mode or ("generate" if self.open else "score"), ("score", "generate"))
+        if self.mode == "score" and self.open:
+            raise ValueError(f"{agent_type} is an open task (free-text answers): no label set to score; use mode='generate'")
         self.max_new_tokens = max_new_tokens
 
     def _labels(self, examples) -> list:
@@ -401,12 +410,13 @@ class AdapterEvaluator:
                                  f"{labels} ({len(bad)} such examples)")
         return labels
 
-    def run_model(self, model, tokenizer, examples:list, labels:list|None) -> list:
+    def run_model(self, model, tokenizer, examples:list, labels:list|None, conversations:list|None=None) -> list:
         "Per-example predictions of one model: dicts with prediction, confidence, correct, top-k, valid, latency."
         import torch
         out = []
         lab_ids = label_ids(tokenizer, labels) if labels else None
-        prompts = [prompt_ids(tokenizer, inst, inp) for inst, inp, _ in examples]
+        convs = conversations or [[] for _ in examples]
+        prompts = [prompt_ids(tokenizer, inst, inp, c) for (inst, inp, _), c in zip(examples, convs)]
         t0 = time.perf_counter()
         shared = prefix_cache(model, prompts) if self.mode == "score" else None
         shared_ms = (time.perf_counter() - t0) * 1000 / len(examples)  # the shared prefix's cost, spread evenly
@@ -456,13 +466,14 @@ class AdapterEvaluator:
         from cogniverse_ft.models import load_causal_lm
         examples = [as_example(x, i) for i, x in enumerate(test_examples)]
         if not examples: raise ValueError("No test examples: the held-out split is empty")
-        labels = self._labels(examples) if self.agent_type != "entity_extraction" else None
+        labels = self._labels(examples) if not self.open else None
+        convs = [conversation_of(x) for x in test_examples]
         if model is None: model, tokenizer = load_causal_lm(self.base_model, device=self.device)
         model.eval()
         t0 = time.time()
-        base_rows = self.run_model(model, tokenizer, examples, labels)
+        base_rows = self.run_model(model, tokenizer, examples, labels, convs)
         model = PeftModel.from_pretrained(model, str(self.adapter_path)); model.eval()
-        ad_rows = self.run_model(model, tokenizer, examples, labels)
+        ad_rows = self.run_model(model, tokenizer, examples, labels, convs)
         log.info(f"Evaluated {len(examples)} {self.agent_type} examples ({self.mode}) on base and adapter in {time.time()-t0:.1f}s")
         sig = mcnemar_exact([r["correct"] for r in base_rows], [r["correct"] for r in ad_rows])
         preds = [dict(input=inp, expected=gold, base_prediction=b["prediction"], base_confidence=b["confidence"],

@@ -14,16 +14,20 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 from .core import get_logger, AGENT_TYPES, AGENT_INSTRUCTIONS, MODALITIES, atomic_write_text, check_choice
+from .contract import (TaskSpec, FeedbackSpec, FieldPath, label_verdict, normalize_label, check_slug,
+                                    APPROVED_SYNONYMS, REJECTED_SYNONYMS)
 
 # %% auto #0
 __all__ = ['log', 'AGENT_TYPE_ATTR', 'INSTRUCTION_ATTR', 'CONFIDENCE_ATTR', 'INPUT_ATTR', 'OUTPUT_ATTR', 'INPUT_MESSAGES_ATTR',
            'OUTPUT_MESSAGES_ATTR', 'METADATA_ATTR', 'SESSION_ATTR', 'MODALITY_ATTR', 'DOCUMENTS_ATTR',
            'APPROVAL_ANNOTATION', 'RELEVANCE_ANNOTATION', 'SESSION_OUTCOME_ANNOTATION', 'APPROVAL_VALUES',
            'APPROVED_LABELS', 'REJECTED_LABELS', 'MAX_FIELD_CHARS', 'SKIP_REASONS', 'InstructionExample',
-           'InstructionDataset', 'PreferencePair', 'PreferenceDataset', 'Triplet', 'TripletDataset', 'judgements',
-           'decision_frame', 'instruction_dataset', 'valid_labels', 'preference_dataset', 'triplet_dataset',
-           'ConversationTurn', 'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset',
-           'TraceToInstructionConverter', 'PreferencePairExtractor', 'TripletExtractor', 'TraceToTrajectoryConverter']
+           'InstructionDataset', 'PreferencePair', 'PreferenceDataset', 'Triplet', 'TripletDataset', 'feedback_rows',
+           'judgements', 'chat_message', 'conversation', 'field_values', 'as_task', 'task_inputs', 'decision_frame',
+           'instruction_dataset', 'valid_labels', 'preference_dataset', 'triplet_dataset', 'ConversationTurn',
+           'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset', 'read_task_frames', 'task_funnel',
+           'selection_hints', 'explain_shortfall', 'TraceToInstructionConverter', 'PreferencePairExtractor',
+           'TripletExtractor', 'TraceToTrajectoryConverter']
 
 # %% ../nbs/12_extract.ipynb #5ad55a00
 log = get_logger(__name__)
@@ -42,11 +46,10 @@ APPROVAL_ANNOTATION = "approval"
 RELEVANCE_ANNOTATION = "relevance_feedback"
 SESSION_OUTCOME_ANNOTATION = "session_outcome"
 APPROVAL_VALUES = {"approved": 1.0, "rejected": 0.0}  # the categorical config the Phoenix UI shows
-APPROVED_LABELS = frozenset({"approved", "approve", "accepted", "correct", "good", "thumbs_up"})
-REJECTED_LABELS = frozenset({"rejected", "reject", "incorrect", "wrong", "bad", "thumbs_down"})
+APPROVED_LABELS, REJECTED_LABELS = APPROVED_SYNONYMS, REJECTED_SYNONYMS  # normalized (see `contract.label_verdict`)
 MAX_FIELD_CHARS = 20_000  # longer inputs/outputs are skipped as "too_long"
 SKIP_REASONS = ("missing_input", "non_string_input", "empty_input", "missing_output", "non_string_output",
-                "empty_output", "too_long", "bad_metadata", "unknown_agent_type", "identical_pair")
+                "empty_output", "too_long", "bad_metadata", "bad_json", "contested", "duplicate_span", "identical_pair")
 
 # %% ../nbs/12_extract.ipynb #ec5861e6
 class _Seq:
@@ -64,7 +67,8 @@ class InstructionExample:
     instruction: str  # the task (system message)
     input: str  # the user input
     output: str  # the approved output
-    metadata: dict = field(default_factory=dict)  # span_id, timestamp, confidence, ...
+    metadata: dict = field(default_factory=dict)  # span_id, trace_id, session_id, timestamp, confidence, ...
+    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), when the span had more than one message
 
 @dataclass
 class InstructionDataset(_Seq):
@@ -81,6 +85,7 @@ class PreferencePair:
     rejected: str  # the rejected output
     metadata: dict = field(default_factory=dict)  # span_id, chosen_score, rejected_score, timestamp
     instruction: str = ""  # the task (system message)
+    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), when longer than one message
 
 @dataclass
 class PreferenceDataset(_Seq):
@@ -168,47 +173,6 @@ def _utc_values(t:pd.Series):
     "Naive UTC datetime64 values of a timestamp column (re-localized with `pd.to_datetime(..., utc=True)`)."
     return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy() if len(t) else t.to_numpy()
 
-# %% ../nbs/12_extract.ipynb #15ae03c0
-def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape: span_id, annotation_name, result.label, ...)
-               span_outputs:pd.Series, # the span's own output, indexed by span id
-               name:str=APPROVAL_ANNOTATION, # the annotation name holding approvals
-              ) -> pd.DataFrame:
-    "Per span id: latest approved and rejected output with scores, and how many approvals/rejections it got."
-    cols = ["approved_output", "approved_score", "rejected_output", "rejected_score", "n_approvals", "n_rejections", "bad_annotation"]
-    a = annotations_df
-    if a is None or len(a) == 0 or "annotation_name" not in a: return pd.DataFrame(columns=cols)
-    a = a[a["annotation_name"] == name]
-    if a.empty: return pd.DataFrame(columns=cols)
-    sid = (a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str)
-    raw = _col(a, "result.label")
-    label = raw.astype(object).where(_is_str(raw), None).str.strip().str.lower()
-    score = pd.to_numeric(_col(a, "result.score"), errors="coerce")
-    approved = _isin(label, list(APPROVED_LABELS)) | (label.isna() & (score >= 0.5)).to_numpy()
-    rejected = _isin(label, list(REJECTED_LABELS)) | (label.isna() & (score < 0.5)).to_numpy()
-    approved, rejected = pd.Series(approved, index=a.index), pd.Series(rejected, index=a.index)
-    md, bad_md = _parse_metadata(_col(a, "metadata"))
-    mdl = [d if isinstance(d, dict) else {} for d in md.tolist()]
-    judged = pd.Series([d.get("output") for d in mdl], index=a.index, dtype=object)
-    own = pd.Series(span_outputs.reindex(sid.values).to_numpy(dtype=object), index=a.index, dtype=object)
-    judged = judged.where(judged.notna(), own)
-    corrected = pd.Series([d.get("corrected_output") for d in mdl], index=a.index, dtype=object)
-    when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce")
-    score = score.fillna(pd.Series(np.where(approved, 1.0, 0.0), index=a.index))
-    ap = pd.DataFrame({"sid": sid, "out": judged, "score": score, "when": when})[approved.values]
-    fix = rejected & corrected.notna()
-    ap = pd.concat([ap, pd.DataFrame({"sid": sid, "out": corrected, "score": 1.0, "when": when})[fix.values]])
-    rj = pd.DataFrame({"sid": sid, "out": judged, "score": score, "when": when})[rejected.values]
-    last = lambda d: d.sort_values("when", kind="stable").groupby("sid").tail(1).set_index("sid")
-    la, lr = last(ap), last(rj)
-    out = pd.DataFrame(index=pd.Index(sid.unique(), name="span_id"))
-    out["approved_output"], out["approved_score"] = la["out"], la["score"]
-    out["rejected_output"], out["rejected_score"] = lr["out"], lr["score"]
-    out["n_approvals"] = ap.groupby("sid").size().reindex(out.index).fillna(0).astype(int)
-    out["n_rejections"] = rj.groupby("sid").size().reindex(out.index).fillna(0).astype(int)
-    out["bad_annotation"] = bad_md.groupby(sid.values).any().reindex(out.index).fillna(False).astype(bool)
-    return out
-
-# %% ../nbs/12_extract.ipynb #8d915e3b
 def _first_valid(primary:pd.Series, df:pd.DataFrame, col:str, roles:tuple) -> pd.Series:
     "`primary`, with missing values taken from the last `roles` message of chat column `col` (only where needed)."
     use = _missing(primary).to_numpy()
@@ -217,48 +181,241 @@ def _first_valid(primary:pd.Series, df:pd.DataFrame, col:str, roles:tuple) -> pd
     out[use] = _last_message(df[col][use], roles).to_numpy(dtype=object)
     return out
 
+
+
+# %% ../nbs/12_extract.ipynb #15ae03c0
+def _feedback(feedback) -> FeedbackSpec:
+    return feedback if isinstance(feedback, FeedbackSpec) else FeedbackSpec(name=feedback or APPROVAL_ANNOTATION)
+
+def _verdicts(a:pd.DataFrame, fb:FeedbackSpec) -> pd.Series:
+    "Per annotation: True approved, False rejected, None neither (label unmapped, no score)."
+    labels, score = _col(a, "result.label").tolist(), pd.to_numeric(_col(a, "result.score"), errors="coerce").tolist()
+    out = []
+    for l, s in zip(labels, score):
+        v = label_verdict(l, fb.approved, fb.rejected)
+        if v is None and normalize_label(l) == "" and s == s: v = bool(s >= fb.min_score)
+        out.append(v)
+    return pd.Series(out, index=a.index, dtype=object)
+
+def feedback_rows(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape)
+                  feedback:FeedbackSpec|str|None=None, # the task's feedback spec (or an annotation name)
+                 ) -> tuple[pd.DataFrame, dict]:
+    "The annotations that are judgements under `feedback`, with a `verdict` column; plus counts of what was left out."
+    fb, a = _feedback(feedback), annotations_df
+    info = {"annotations": 0 if a is None else len(a), "other_names": {}, "excluded_annotators": {}, "unmapped_labels": {}}
+    if a is None or len(a) == 0 or "annotation_name" not in a: return pd.DataFrame(columns=["span_id", "verdict"]), info
+    if "id" in a and a["id"].notna().all(): a = a.drop_duplicates(subset=["id"])
+    names = a["annotation_name"].astype(str)
+    info["other_names"] = {k: int(v) for k, v in names[names != fb.name].value_counts().items()}
+    a = a[names == fb.name]
+    kind = _col(a, "annotator_kind").fillna("HUMAN").astype(str).str.upper()
+    keep = kind.isin(fb.annotators)
+    info["excluded_annotators"] = {k: int(v) for k, v in kind[~keep].value_counts().items()}
+    a = a[keep].copy()
+    a["verdict"] = _verdicts(a, fb)
+    un = a[a["verdict"].isna()]
+    info["unmapped_labels"] = {str(k): int(v) for k, v in _col(un, "result.label").fillna("<no label, no score>").value_counts().head(10).items()}
+    info["judgements"] = int(a["verdict"].notna().sum())
+    return a[a["verdict"].notna()], info
+
+# %% ../nbs/12_extract.ipynb #e0eb5283
+def _correction(a:pd.DataFrame, md:list, fb:FeedbackSpec) -> pd.Series:
+    "The reviewer's correction of each annotation, from where the contract says it lives."
+    if fb.correction is None: return pd.Series(None, index=a.index, dtype=object)
+    if fb.correction in ("explanation", "result.explanation"): return _col(a, "result.explanation").astype(object)
+    key = fb.correction.split(".", 1)[1]
+    return pd.Series([d.get(key) for d in md], index=a.index, dtype=object)
+
+def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape: span_id, annotation_name, result.label, ...)
+               span_outputs:pd.Series, # the span's own output, indexed by span id
+               feedback:FeedbackSpec|str|None=None, # the task's feedback spec, or just an annotation name (default `approval`)
+              ) -> pd.DataFrame:
+    "Per span id: latest approved and rejected output with scores, approval/rejection counts, and whether it is contested."
+    cols = ["approved_output", "approved_score", "rejected_output", "rejected_score", "n_approvals", "n_rejections",
+            "bad_annotation", "contested"]
+    fb = _feedback(feedback)
+    a, _ = feedback_rows(annotations_df, fb)
+    if a.empty: return pd.DataFrame(columns=cols)
+    sid = (a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str)
+    approved, rejected = (a["verdict"] == True).to_numpy(dtype=bool), (a["verdict"] == False).to_numpy(dtype=bool)
+    score = pd.to_numeric(_col(a, "result.score"), errors="coerce")
+    md, bad_md = _parse_metadata(_col(a, "metadata"))
+    mdl = [d if isinstance(d, dict) else {} for d in md.tolist()]
+    judged = pd.Series([d.get("output") for d in mdl], index=a.index, dtype=object)
+    own = pd.Series(span_outputs[~span_outputs.index.duplicated()].reindex(sid.values).to_numpy(dtype=object), index=a.index, dtype=object)
+    judged = judged.where(judged.notna(), own)
+    corrected = _correction(a, mdl, fb)
+    when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce")
+    score = score.fillna(pd.Series(np.where(approved, 1.0, 0.0), index=a.index))
+    rows = pd.DataFrame({"sid": sid, "out": judged, "score": score, "when": when})
+    direct, rj = rows[approved], rows[rejected]
+    fix = rejected & corrected.notna().to_numpy()
+    ap = pd.concat([direct, pd.DataFrame({"sid": sid, "out": corrected, "score": 1.0, "when": when})[fix]])
+    last = lambda d: d.sort_values("when", kind="stable").groupby("sid").tail(1).set_index("sid")
+    la, lr = last(ap), last(rj)
+    out = pd.DataFrame(index=pd.Index(sid.unique(), name="span_id"))
+    out["approved_output"], out["approved_score"] = la["out"], la["score"]
+    out["rejected_output"], out["rejected_score"] = lr["out"], lr["score"]
+    out["n_approvals"] = ap.groupby("sid").size().reindex(out.index).fillna(0).astype(int)
+    out["n_rejections"] = rj.groupby("sid").size().reindex(out.index).fillna(0).astype(int)
+    out["bad_annotation"] = bad_md.groupby(sid.values).any().reindex(out.index).fillna(False).astype(bool)
+    out["contested"] = _contested(direct, rj, la, fb).reindex(out.index).fillna(False).astype(bool)
+    return out
+
+# %% ../nbs/12_extract.ipynb #13a5d401
+def _contested(direct:pd.DataFrame, rj:pd.DataFrame, latest_ap:pd.DataFrame, fb:FeedbackSpec) -> pd.Series:
+    "Spans whose latest approved output was also rejected (by an annotation of its own), under the contract's policy."
+    key = lambda d: d.assign(o=d["out"].map(lambda v: v.strip() if isinstance(v, str) else v))
+    d, r = key(direct), key(rj)
+    both = d.merge(r, on=["sid", "o"], suffixes=("_a", "_r"))
+    if both.empty: return pd.Series(dtype=bool)
+    lat = latest_ap["out"].map(lambda v: v.strip() if isinstance(v, str) else v)
+    both = both[both["o"].values == lat.reindex(both["sid"].values).values]
+    if fb.contested == "latest":
+        g = both.groupby("sid").agg(a=("when_a", "max"), r=("when_r", "max"))
+        return g["r"] > g["a"]
+    return pd.Series(True, index=both["sid"].unique())
+
+# %% ../nbs/12_extract.ipynb #3a8e437b
+def _tool_calls(calls) -> list[dict]:
+    out = []
+    for c in calls if isinstance(calls, (list, tuple, np.ndarray)) else []:
+        if not isinstance(c, dict): continue
+        if isinstance(c.get("tool_call"), dict): c = c["tool_call"]
+        fn = c.get("function") if isinstance(c.get("function"), dict) else {}
+        name, args = c.get("tool_call.function.name", fn.get("name")), c.get("tool_call.function.arguments", fn.get("arguments"))
+        if isinstance(args, str):
+            with contextlib.suppress(ValueError): args = json.loads(args)
+        if name: out.append({"name": name, "arguments": args})
+    return out
+
+def chat_message(m) -> dict|None:
+    "One OpenInference message (flat `message.*` keys, nested `message`, or role/content) as `{role, content}`."
+    if not isinstance(m, dict): return None
+    if isinstance(m.get("message"), dict): m = m["message"]
+    g = lambda k: m.get(f"message.{k}", m.get(k))
+    role, content = g("role"), g("content")
+    if not isinstance(role, str) or not role: return None
+    text = content if isinstance(content, str) else ""
+    calls = _tool_calls(g("tool_calls"))
+    if calls: text = (text + "\n" if text else "") + "".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in calls)
+    return {"role": role, "content": text}
+
+def conversation(messages, # a list of messages as Phoenix returns them
+                ) -> tuple[str|None, list[dict]]:
+    "The first system message (or None) and the other messages, in order."
+    ms = [x for x in map(chat_message, messages if isinstance(messages, (list, tuple, np.ndarray)) else []) if x]
+    system = next((m["content"] for m in ms if m["role"] == "system"), None)
+    return system, [m for m in ms if m["role"] != "system"]
+
+# %% ../nbs/12_extract.ipynb #62474f25
+def _json_path(s:pd.Series, path:str) -> tuple[pd.Series, pd.Series]:
+    "First match of `path` in each JSON value, and a mask of values that are not JSON."
+    from jsonpath_ng import parse as jparse
+    expr, vals, bad = jparse(path), [], []
+    for v in s.tolist():
+        if isinstance(v, str):
+            try: v = json.loads(v)
+            except ValueError: vals.append(None); bad.append(True); continue
+        if not isinstance(v, (dict, list)): vals.append(None); bad.append(v is not None and v == v); continue
+        m = expr.find(v)
+        x = m[0].value if m else None
+        vals.append(x if isinstance(x, str) or x is None else json.dumps(x)); bad.append(False)
+    return pd.Series(vals, index=s.index, dtype=object), pd.Series(bad, index=s.index, dtype=bool)
+
+def field_values(df:pd.DataFrame, # spans (provider shape)
+                 fp:FieldPath, # where the value lives
+                 side:str="input", # "input" or "output"
+                ) -> dict:
+    "`value` per span (text or None), `bad_json` mask; for message inputs also `system` and `conversation`."
+    n = len(df)
+    if fp.is_messages:
+        conv = _col(df, fp.column).map(conversation) if n else pd.Series([], dtype=object)
+        msgs = conv.map(lambda c: c[1])
+        if side == "output":
+            val = msgs.map(lambda ms: next((m["content"] for m in reversed(ms) if m["role"] == "assistant"), None))
+            return {"value": val, "bad_json": pd.Series(False, index=df.index)}
+        val = msgs.map(lambda ms: next((m["content"] for m in reversed(ms) if m["role"] == "user"), None))
+        return {"value": val, "system": conv.map(lambda c: c[0]), "conversation": msgs, "bad_json": pd.Series(False, index=df.index)}
+    raw = _col(df, fp.column)
+    if fp.json_path: val, bad = _json_path(raw, fp.json_path)
+    else: val, bad = raw, pd.Series(False, index=df.index)
+    if fp.json_path is None and fp.attribute in ("input.value", "output.value"):
+        col, role = (INPUT_MESSAGES_ATTR, ("user",)) if side == "input" else (OUTPUT_MESSAGES_ATTR, ("assistant",))
+        val = _first_valid(val, df, col, role)
+    return {"value": val, "bad_json": bad}
+
+# %% ../nbs/12_extract.ipynb #8111b862
+def as_task(task:TaskSpec|str|None, # a TaskSpec, or the name of a built-in task
+            feedback:str|None=None, # override the annotation name (backward compatible `approval_name`)
+           ) -> TaskSpec:
+    "The `TaskSpec` for `task`: built-in tasks select spans by `agent.type`."
+    t = task if isinstance(task, TaskSpec) else TaskSpec(check_slug(task or "routing", "agent_type"))
+    if feedback and feedback != t.feedback.name:
+        t = TaskSpec(**{**t.to_dict(), "feedback": {**asdict(t.feedback), "name": feedback}})
+    return t
+
+def _dedupe(spans_df:pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    dup = spans_df.index.duplicated()
+    return (spans_df[~dup], int(dup.sum())) if dup.any() else (spans_df, 0)
+
+# %% ../nbs/12_extract.ipynb #61a8d8bf
+def task_inputs(spans_df:pd.DataFrame, # the spans of one task (already selected)
+                task:TaskSpec, # where input, output and instruction live
+               ) -> pd.DataFrame:
+    "Per span: instruction, input, conversation and output as the task reads them, and `bad_json` when a JSON path met non-JSON."
+    i, o = field_values(spans_df, task._input, "input"), field_values(spans_df, task._output, "output")
+    if task.instruction: instr = pd.Series(task.instruction, index=spans_df.index, dtype=object)
+    else:
+        sysm = i.get("system")
+        if sysm is None: sysm = _last_message(_col(spans_df, INPUT_MESSAGES_ATTR), ("system",))
+        instr = _col(spans_df, INSTRUCTION_ATTR).astype(object)
+        instr = instr.where(_is_str(instr) & (instr.astype(str).str.strip() != ""), sysm)
+        instr = instr.where(_is_str(instr) & (instr.astype(str).str.strip() != ""), task.default_instruction)
+    conv = i.get("conversation")
+    conv = conv.map(lambda ms: ms if len(ms) > 1 else []) if conv is not None else pd.Series([[] for _ in range(len(spans_df))], index=spans_df.index, dtype=object)
+    return pd.DataFrame({"instruction": instr.values, "input": i["value"].values, "conversation": conv.values,
+                         "output": o["value"].values, "bad_json": (i["bad_json"] | o["bad_json"]).values}, index=spans_df.index)
+
+# %% ../nbs/12_extract.ipynb #b7daa865
 def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
                    annotations_df:pd.DataFrame, # their annotations
-                   agent_type:str, # routing, profile_selection, entity_extraction
-                   approval_name:str=APPROVAL_ANNOTATION, # annotation name holding approvals
+                   agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
+                   approval_name:str|None=None, # override the task's annotation name
                    max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
                   ) -> tuple[pd.DataFrame, dict]:
-    "Reviewed spans of `agent_type` with instruction/input/outputs and a `reason` column; plus counts and the label space."
-    check_choice("agent_type", agent_type, AGENT_TYPES)
-    at = _col(spans_df, AGENT_TYPE_ATTR)
-    typed = spans_df[at.notna()]
-    at = at[at.notna()]
-    info = {"total_spans": len(spans_df), "candidate_spans": int((at == agent_type).sum())}
-    if typed.empty: return pd.DataFrame(), {**info, "reviewed": 0, "skipped": {}, "label_space": []}
+    "Reviewed spans of the task with instruction/input/outputs and a `reason` column; plus counts and the label space."
+    task = as_task(agent_type, approval_name)
+    spans_df, dups = _dedupe(spans_df)
+    typed = spans_df[task.mask(spans_df)]
+    info = {"total_spans": len(spans_df), "candidate_spans": len(typed), "task": task.name}
+    if typed.empty: return pd.DataFrame(), {**info, "reviewed": 0, "duplicate_span": dups, "label_space": list(task.label_set or [])}
     sid = pd.Series(typed.index.astype(str), index=typed.index)
-    inp = _first_valid(_col(typed, INPUT_ATTR), typed, INPUT_MESSAGES_ATTR, ("user",))
-    out = _first_valid(_col(typed, OUTPUT_ATTR), typed, OUTPUT_MESSAGES_ATTR, ("assistant",))
-    j = judgements(annotations_df, pd.Series(out.values, index=sid.values), approval_name)
+    ti = task_inputs(typed, task)
+    j = judgements(annotations_df, pd.Series(ti["output"].values, index=sid.values), task.feedback)
     reviewed = _isin(sid, j.index)
-    typed, sid, inp, out, at = typed[reviewed], sid[reviewed], inp[reviewed], out[reviewed], at[reviewed]
-    known = _isin(at, list(AGENT_TYPES))
-    unknown = int((~known).sum())
-    mine = (at == agent_type).values
-    typed, sid, inp, out = typed[mine], sid[mine], inp[mine], out[mine]
+    typed, sid, ti = typed[reviewed], sid[reviewed], ti[reviewed]
     jj = j.reindex(sid.values)
-    instr = _first_valid(_col(typed, INSTRUCTION_ATTR), typed, INPUT_MESSAGES_ATTR, ("system",))
-    instr = instr.where(_is_str(instr) & (instr.astype(str).str.strip() != ""), AGENT_INSTRUCTIONS[agent_type])
     md, bad_md = _parse_metadata(_col(typed, METADATA_ATTR))
-    f = pd.DataFrame({"span_id": sid.values, "instruction": instr.values, "input": inp.values, "output": out.values,
-                      "approved_output": jj["approved_output"].values, "approved_score": jj["approved_score"].values,
-                      "rejected_output": jj["rejected_output"].values, "rejected_score": jj["rejected_score"].values,
-                      "n_approvals": jj["n_approvals"].values, "n_rejections": jj["n_rejections"].values,
-                      "timestamp": _utc_values(_timestamps(typed)), "confidence": pd.to_numeric(_col(typed, CONFIDENCE_ATTR), errors="coerce").values,
-                      "metadata": md.values})
+    f = pd.DataFrame({"span_id": sid.values, "trace_id": _col(typed, "context.trace_id").values,
+                      "session_id": _col(typed, SESSION_ATTR).values, "instruction": ti["instruction"].values,
+                      "input": ti["input"].values, "conversation": ti["conversation"].values, "output": ti["output"].values,
+                      **{c: jj[c].values for c in ("approved_output", "approved_score", "rejected_output", "rejected_score",
+                                                   "n_approvals", "n_rejections", "contested")},
+                      "timestamp": _utc_values(_timestamps(typed)),
+                      "confidence": pd.to_numeric(_col(typed, CONFIDENCE_ATTR), errors="coerce").values, "metadata": md.values})
     f["timestamp"] = pd.to_datetime(f["timestamp"], utc=True)
     r_in = _text_status(f["input"], "input", max_chars)
+    r_in = r_in.where(~ti["bad_json"].values, "bad_json")
+    long_instr = f["instruction"].map(lambda s: isinstance(s, str) and len(s) > max_chars).to_numpy(dtype=bool)
+    r_in = r_in.where((r_in != "") | ~long_instr, "too_long")
     r_md = pd.Series(np.where(bad_md.values | jj["bad_annotation"].fillna(False).astype(bool).values, "bad_metadata", ""), index=f.index)
     f["reason"] = r_in.where(r_in != "", r_md)
     usable = f[f["reason"] == ""]
     label_vals = pd.concat([usable["approved_output"], usable["rejected_output"]])
     ok = _text_status(label_vals, "output", max_chars) == ""
-    info.update(reviewed=len(f), unknown_agent_type=unknown,
-                label_space=sorted(set(label_vals[ok].astype(str).str.strip())))
+    info.update(reviewed=len(f), duplicate_span=dups,
+                label_space=list(task.label_set) if task.label_set else sorted(set(label_vals[ok].astype(str).str.strip())))
     return f, info
 
 def _count(reasons:pd.Series) -> dict:
@@ -268,40 +425,47 @@ def _count(reasons:pd.Series) -> dict:
 def _log_skips(what:str, skipped:dict):
     if skipped: log.info(f"{what}: skipped {sum(skipped.values())} bad spans: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())))
 
-# %% ../nbs/12_extract.ipynb #58a6dcdc
+# %% ../nbs/12_extract.ipynb #b99b8aaf
+def _meta(f, info, task, project) -> dict:
+    return {"agent_type": task.name, "task": task.name, "labels": task.labels, "project": project, "source": "phoenix",
+            **{k: v for k, v in info.items() if k not in ("task", "duplicate_span")}}
+
+def _dup_skips(info) -> dict: return {"duplicate_span": info["duplicate_span"]} if info.get("duplicate_span") else {}
+
 def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
                         annotations_df:pd.DataFrame, # their annotations
-                        agent_type:str="routing", # agent type to extract
-                        approval_name:str=APPROVAL_ANNOTATION, # annotation name holding approvals
+                        agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
+                        approval_name:str|None=None, # override the task's annotation name
                         max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
                         project:str|None=None, # recorded in the metadata
                        ) -> InstructionDataset:
-    "One `InstructionExample` per reviewed span of `agent_type` with a usable approved output."
-    f, info = decision_frame(spans_df, annotations_df, agent_type, approval_name, max_chars)
-    skipped = {"unknown_agent_type": info.get("unknown_agent_type", 0)} if info.get("unknown_agent_type") else {}
-    meta = {"agent_type": agent_type, "project": project, "source": "phoenix", **{k: v for k, v in info.items() if k != "unknown_agent_type"}}
-    if f.empty:
-        return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped})
+    "One `InstructionExample` per reviewed span of the task with a usable, uncontested approved output."
+    task = as_task(agent_type, approval_name)
+    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
+    skipped, meta = _dup_skips(info), _meta(f, info, task, project)
+    if f.empty: return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped})
     has_ap = f["n_approvals"] > 0
     n_rejected = int((f["n_rejections"] > 0).sum())
     f = f[has_ap]
     r_out = _text_status(f["approved_output"], "output", max_chars)
     reason = f["reason"].where(f["reason"] != "", r_out)
+    reason = reason.where((reason != "") | ~f["contested"].astype(bool), "contested")
     for k, v in _count(reason).items(): skipped[k] = skipped.get(k, 0) + v
     g = f[reason == ""]
     ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
-    ex = [InstructionExample(i, x, o.strip(), {"span_id": s, "timestamp": t, "confidence": None if c != c else float(c),
-                                                "score": float(sc)})
-          for i, x, o, s, t, c, sc in zip(_L(g["instruction"]), _L(g["input"]), _L(g["approved_output"]), _L(g["span_id"]), _L(ts),
-                                          _L(g["confidence"]), _L(g["approved_score"]))]
-    meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped,
-                examples=len(ex))
-    _log_skips(f"{agent_type} examples", skipped)
+    ex = [InstructionExample(i, x, o.strip(), {"span_id": s, "trace_id": tr if isinstance(tr, str) else None,
+                                                "session_id": se if isinstance(se, str) else None, "timestamp": t,
+                                                "confidence": None if c != c else float(c), "score": float(sc)}, list(cv))
+          for i, x, o, s, tr, se, t, c, sc, cv in zip(_L(g["instruction"]), _L(g["input"]), _L(g["approved_output"]), _L(g["span_id"]),
+                                                      _L(g["trace_id"]), _L(g["session_id"]), _L(ts), _L(g["confidence"]),
+                                                      _L(g["approved_score"]), _L(g["conversation"]))]
+    meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped, examples=len(ex))
+    _log_skips(f"{task.name} examples", skipped)
     return InstructionDataset(ex, meta)
 
 def valid_labels(dataset, # an InstructionDataset or PreferenceDataset
                 ) -> list[str]:
-    "The outputs that are valid for this agent type (the label space the evaluator scores against)."
+    "The outputs that are valid for this task (the label space the evaluator scores against)."
     ls = dataset.metadata.get("label_space")
     if ls: return list(ls)
     items = dataset.examples if hasattr(dataset, "examples") else dataset.pairs
@@ -311,15 +475,15 @@ def valid_labels(dataset, # an InstructionDataset or PreferenceDataset
 # %% ../nbs/12_extract.ipynb #4d52800b
 def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
                        annotations_df:pd.DataFrame, # their annotations
-                       agent_type:str="routing", # agent type to extract
-                       approval_name:str=APPROVAL_ANNOTATION, # annotation name holding approvals
+                       agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
+                       approval_name:str|None=None, # override the task's annotation name
                        max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
                        project:str|None=None, # recorded in the metadata
                       ) -> PreferenceDataset:
-    "One `PreferencePair` per reviewed span of `agent_type` with distinct usable approved and rejected outputs."
-    f, info = decision_frame(spans_df, annotations_df, agent_type, approval_name, max_chars)
-    skipped = {"unknown_agent_type": info["unknown_agent_type"]} if info.get("unknown_agent_type") else {}
-    meta = {"agent_type": agent_type, "project": project, "source": "phoenix", **{k: v for k, v in info.items() if k != "unknown_agent_type"}}
+    "One `PreferencePair` per reviewed span of the task with distinct usable approved and rejected outputs."
+    task = as_task(agent_type, approval_name)
+    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
+    skipped, meta = _dup_skips(info), _meta(f, info, task, project)
     if f.empty: return PreferenceDataset([], {**meta, "skipped": skipped})
     f = f[(f["n_approvals"] > 0) & (f["n_rejections"] > 0)]
     r_c, r_r = _text_status(f["approved_output"], "output", max_chars), _text_status(f["rejected_output"], "output", max_chars)
@@ -330,12 +494,13 @@ def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     for k, v in _count(reason).items(): skipped[k] = skipped.get(k, 0) + v
     g = f[reason == ""]
     ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
-    pairs = [PreferencePair(x, c.strip(), r.strip(), {"span_id": s, "chosen_score": float(cs), "rejected_score": float(rs),
-                                                      "timestamp": t}, i)
-             for x, c, r, s, cs, rs, t, i in zip(_L(g["input"]), _L(g["approved_output"]), _L(g["rejected_output"]), _L(g["span_id"]),
-                                                 _L(g["approved_score"]), _L(g["rejected_score"]), _L(ts), _L(g["instruction"]))]
+    pairs = [PreferencePair(x, c.strip(), r.strip(), {"span_id": s, "trace_id": tr if isinstance(tr, str) else None,
+                                                      "chosen_score": float(cs), "rejected_score": float(rs), "timestamp": t}, i, list(cv))
+             for x, c, r, s, tr, cs, rs, t, i, cv in zip(_L(g["input"]), _L(g["approved_output"]), _L(g["rejected_output"]), _L(g["span_id"]),
+                                                         _L(g["trace_id"]), _L(g["approved_score"]), _L(g["rejected_score"]), _L(ts),
+                                                         _L(g["instruction"]), _L(g["conversation"]))]
     meta.update(skipped=skipped, pairs=len(pairs))
-    _log_skips(f"{agent_type} pairs", skipped)
+    _log_skips(f"{task.name} pairs", skipped)
     return PreferenceDataset(pairs, meta)
 
 # %% ../nbs/12_extract.ipynb #ab79886a
@@ -562,38 +727,127 @@ def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     _log_skips("trajectories", skipped)
     return TrajectoryDataset(trajs, meta)
 
+# %% ../nbs/12_extract.ipynb #1df320d2
+async def read_task_frames(provider, # a TelemetryProvider
+                           task:TaskSpec|str="routing", # the task
+                           project:str|None=None, # project (default: the task's, else the provider's)
+                           start_time:datetime|None=None, # only spans from here
+                           end_time:datetime|None=None, # only spans before this
+                           all_annotations:bool=False, # read every annotation name (for diagnostics), not only the task's
+                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    "All spans of the project in the range, and the annotations of the task's spans."
+    task = as_task(task)
+    project = project or task.project
+    spans = await provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
+    mine = spans[task.mask(spans)] if len(spans) else spans
+    names = None if all_annotations else [task.feedback.name]
+    ann = await provider.annotations.get_annotations(mine, project, names=names) if len(mine) else pd.DataFrame(
+        columns=["span_id", "annotation_name"])
+    return spans, ann
+
+# %% ../nbs/12_extract.ipynb #dc18ce3d
+def task_funnel(spans_df:pd.DataFrame, # spans of the project
+                annotations_df:pd.DataFrame, # annotations (ideally of every name, for the hints)
+                task:TaskSpec|str="routing", # the task
+                max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
+               ) -> dict:
+    "How many spans survive each step for this task: read, matched, judged, approved, usable; with skip reasons."
+    task = as_task(task)
+    spans_df, _ = _dedupe(spans_df)
+    matched = spans_df[task.mask(spans_df)]
+    ids = set(matched.index.astype(str))
+    a = annotations_df
+    if a is not None and len(a) and "span_id" in a: a_mine = a[a["span_id"].astype(str).isin(ids)]
+    else: a_mine = a
+    rows, fb = feedback_rows(a_mine, task.feedback)
+    sft = instruction_dataset(spans_df, a_mine, task, max_chars=max_chars)
+    dpo = preference_dataset(spans_df, a_mine, task, max_chars=max_chars)
+    return {"task": task.name, "spans": len(spans_df), "matched": len(matched), "annotations_on_matched": fb["annotations"],
+            "judgements": fb.get("judgements", 0), "other_names": fb["other_names"], "excluded_annotators": fb["excluded_annotators"],
+            "unmapped_labels": fb["unmapped_labels"], "approved": sft.metadata.get("approved", 0), "sft_examples": len(sft),
+            "dpo_pairs": len(dpo), "skipped": sft.metadata.get("skipped", {}), "label_space": sft.metadata.get("label_space", []),
+            "selection": _describe_selection(task), "feedback_name": task.feedback.name}
+
+def _describe_selection(task:TaskSpec) -> str:
+    parts = ([task.select] if task.select else []) + ([f"span_kind == {task.span_kind!r}"] if task.span_kind else []) + \
+            [f"{k} == {v!r}" for k, v in task.attributes.items()]
+    return " and ".join(parts) or "every span"
+
+# %% ../nbs/12_extract.ipynb #ff169ef6
+def selection_hints(spans_df:pd.DataFrame, # spans of the project
+                    annotations_df:pd.DataFrame, # annotations of every name
+                    funnel:dict, # from `task_funnel`
+                   ) -> list[str]:
+    "Concrete suggestions when the contract looks wrong for this data."
+    hints = []
+    if funnel["matched"] == 0 and len(spans_df):
+        kinds = spans_df.groupby(["span_kind", "name"]).size().sort_values(ascending=False) if "name" in spans_df else pd.Series(dtype=int)
+        llm = [(k, n, c) for (k, n), c in kinds.items() if k == "LLM"][:1] or [(k, n, c) for (k, n), c in kinds.items()][:1]
+        for k, n, c in llm:
+            hints.append(f"0 spans match {funnel['selection']}; {c:,} {k} spans are named {n!r}: set select: \"name == '{n}'\"")
+    a = annotations_df
+    if funnel["judgements"] == 0 and a is not None and len(a) and "annotation_name" in a:
+        for name, n in a["annotation_name"].value_counts().head(3).items():
+            if name == funnel["feedback_name"]: continue
+            labs = a.loc[a["annotation_name"] == name, "result.label"].dropna().astype(str).value_counts().head(4).index.tolist() \
+                if "result.label" in a else []
+            hints.append(f"{n:,} annotations named {name!r}" + (f" with labels {'/'.join(labs)}" if labs else "") +
+                         f" found: set feedback.name: {name}")
+    if funnel["excluded_annotators"]:
+        ks = ", ".join(f"{k} ({v})" for k, v in funnel["excluded_annotators"].items())
+        hints.append(f"judgements by {ks} are not counted: add them to feedback.annotators to use them")
+    if funnel["unmapped_labels"]:
+        ls = ", ".join(f"{k!r} ({v})" for k, v in list(funnel["unmapped_labels"].items())[:5])
+        hints.append(f"labels that mean neither approved nor rejected: {ls}: list them under feedback.approved / feedback.rejected")
+    return hints
+
+def explain_shortfall(funnel:dict, # from `task_funnel`
+                      hints:list|None=None, # from `selection_hints`
+                      project:str|None=None, # for the `inspect` command line
+                     ) -> str:
+    "One message naming the filter that removed the data, with suggestions and the `inspect` command."
+    f = funnel
+    steps = [f"{f['spans']:,} spans read", f"{f['matched']:,} matched {f['selection']}",
+             f"{f['judgements']:,} judged by annotations named {f['feedback_name']!r}", f"{f['approved']:,} approved",
+             f"{f['sft_examples']:,} usable examples, {f['dpo_pairs']:,} preference pairs"]
+    if f["other_names"]: steps.append("annotations under other names: " + ", ".join(f"{k} ({v})" for k, v in list(f["other_names"].items())[:5]))
+    if f["skipped"]: steps.append("skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(f["skipped"].items())))
+    msg = f"task {f['task']!r}: " + "; ".join(steps)
+    if hints: msg += ". Suggestions: " + " | ".join(hints)
+    return msg + f". Run `cogniverse-ft inspect{' --project ' + project if project else ''}` to see what the data holds."
+
 # %% ../nbs/12_extract.ipynb #22da8f6d
 class TraceToInstructionConverter:
     "Extract SFT examples from Phoenix spans with approved annotations."
     def __init__(self, provider, # a TelemetryProvider
-                 approval_name:str=APPROVAL_ANNOTATION, # annotation name holding approvals
+                 approval_name:str|None=None, # override the task's annotation name
                 ): self.provider, self.approval_name = provider, approval_name
 
     async def convert(self, project:str|None=None, # project (default: the provider's)
-                      agent_type:str="routing", # routing, profile_selection, entity_extraction
+                      agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
                       start_time:datetime|None=None, # only spans from here
                       end_time:datetime|None=None, # only spans before this
                      ) -> InstructionDataset:
-        "Read spans and annotations, return the `InstructionDataset` of `agent_type`."
-        check_choice("agent_type", agent_type, AGENT_TYPES)
-        spans, ann = await _read(self.provider, project, start_time, end_time, [self.approval_name], AGENT_TYPE_ATTR)
-        return instruction_dataset(spans, ann, agent_type, self.approval_name, project=project or getattr(self.provider, "project", None))
+        "Read spans and annotations, return the `InstructionDataset` of the task."
+        task = as_task(agent_type, self.approval_name)
+        spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
+        return instruction_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None))
 
 class PreferencePairExtractor:
     "Extract DPO preference pairs from spans with both approved and rejected annotations."
     def __init__(self, provider, # a TelemetryProvider
-                 approval_name:str=APPROVAL_ANNOTATION, # annotation name holding approvals
+                 approval_name:str|None=None, # override the task's annotation name
                 ): self.provider, self.approval_name = provider, approval_name
 
     async def extract(self, project:str|None=None, # project (default: the provider's)
-                      agent_type:str="routing", # routing, profile_selection, entity_extraction
+                      agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
                       start_time:datetime|None=None, # only spans from here
                       end_time:datetime|None=None, # only spans before this
                      ) -> PreferenceDataset:
-        "Read spans and annotations, return the `PreferenceDataset` of `agent_type`."
-        check_choice("agent_type", agent_type, AGENT_TYPES)
-        spans, ann = await _read(self.provider, project, start_time, end_time, [self.approval_name], AGENT_TYPE_ATTR)
-        return preference_dataset(spans, ann, agent_type, self.approval_name, project=project or getattr(self.provider, "project", None))
+        "Read spans and annotations, return the `PreferenceDataset` of the task."
+        task = as_task(agent_type, self.approval_name)
+        spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
+        return preference_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None))
 
 class TripletExtractor:
     "Extract triplets from search spans with relevance feedback."
@@ -631,7 +885,7 @@ class TraceToTrajectoryConverter:
                                                                          names=[SESSION_OUTCOME_ANNOTATION])
         return trajectory_dataset(sess, ann, min_turns_per_session, project=project or getattr(self.provider, "project", None))
 
-async def _read(provider, project, start_time, end_time, names, key_attr):
+async def _read(provider, project, start_time, end_time, names, key_attr):  # search spans: those with documents
     "Spans in the range, and the annotations of those carrying `key_attr`."
     spans = await provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
     keyed = spans[_col(spans, key_attr).notna()] if len(spans) else spans

@@ -26,11 +26,21 @@ log = get_logger(__name__)
 # %% ../nbs/14_formatting.ipynb #b7fee753
 def build_messages(instruction:str, # the task: the system message (omitted when empty)
                    input:str, # the user message
+                   conversation:list|None=None, # the whole chat up to the answer (no system message); replaces `input` when given
                   ) -> list[dict]:
-    "The `[system, user]` chat messages of an example."
+    "The chat messages of an example: `[system, user]`, or `[system, *conversation]` for a conversation."
     if not isinstance(input, str): raise TypeError(f"build_messages: input must be a string, got {type(input).__name__}")
     msgs = [{"role": "system", "content": instruction}] if isinstance(instruction, str) and instruction.strip() else []
+    if conversation:
+        bad = [i for i, m in enumerate(conversation) if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str))]
+        if bad: raise ValueError(f"build_messages: conversation message {bad[0]} must be a dict with string 'role' and 'content'")
+        return msgs + [{"role": m["role"], "content": m["content"]} for m in conversation]
     return msgs + [{"role": "user", "content": input}]
+
+def _conv(x) -> list:
+    "The conversation of an example or pair (empty for single-turn ones and plain dicts without one)."
+    c = x.get("conversation") if isinstance(x, dict) else getattr(x, "conversation", None)
+    return list(c) if isinstance(c, (list, tuple)) else []
 
 def assistant(content:str, # the assistant's answer
              ) -> list[dict]:
@@ -57,7 +67,7 @@ class InstructionFormatter:
     def format_prompt_completion(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
                                 ) -> list[dict]:
         "Conversational prompt-completion records: `{prompt: [system, user], completion: [assistant]}`."
-        return [{"prompt": build_messages(_get(e, "instruction", i), _get(e, "input", i)), "completion": assistant(_get(e, "output", i))}
+        return [{"prompt": build_messages(_get(e, "instruction", i), _get(e, "input", i), _conv(e)), "completion": assistant(_get(e, "output", i))}
                 for i, e in enumerate(_items(examples))]
 
     @staticmethod
@@ -71,7 +81,7 @@ class InstructionFormatter:
     def format_chat_messages(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
                             ) -> list[dict]:
         "Single-turn messages records: `{messages: [system, user, assistant]}`."
-        return [{"messages": build_messages(_get(e, "instruction", i), _get(e, "input", i)) + assistant(_get(e, "output", i))}
+        return [{"messages": build_messages(_get(e, "instruction", i), _get(e, "input", i), _conv(e)) + assistant(_get(e, "output", i))}
                 for i, e in enumerate(_items(examples))]
 
     @staticmethod
@@ -107,7 +117,7 @@ class InstructionFormatter:
         for i, p in enumerate(_items(pairs)):
             instr = (p.get("instruction") if isinstance(p, dict) else getattr(p, "instruction", "")) or ""
             prompt, c, r = _get(p, "prompt", i), _get(p, "chosen", i), _get(p, "rejected", i)
-            if conversational: out.append({"prompt": build_messages(instr, prompt), "chosen": assistant(c), "rejected": assistant(r)})
+            if conversational: out.append({"prompt": build_messages(instr, prompt, _conv(p)), "chosen": assistant(c), "rejected": assistant(r)})
             else: out.append({"prompt": ALPACA_TEMPLATE.format(instruction=instr, input=prompt, output=""), "chosen": c, "rejected": r})
         return out
 

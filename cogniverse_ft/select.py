@@ -1,4 +1,4 @@
-"""Pick SFT, DPO or embedding training from the data available, with a confidence and the reasons; ask for synthetic data when it is short.
+"""Pick SFT, DPO or embedding training from the data available, with a confidence and the reasons; say which filter removed the data when it is short.
 
 Docs: https://cogniverse.github.io/cogniverse_ft/select.html.md"""
 
@@ -6,18 +6,19 @@ Docs: https://cogniverse.github.io/cogniverse_ft/select.html.md"""
 
 # %% ../nbs/13_select.ipynb #f5e09b5e
 from __future__ import annotations
-import inspect, time
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
 from typing import Any, Optional
 import pandas as pd
+from fastcore.basics import patch
 from .core import get_logger, check_choice, AGENT_TYPES, MODALITIES, MODEL_TYPES, OrchestrationConfig
-from .extract import (instruction_dataset, preference_dataset, triplet_dataset, valid_labels, _read,
-                                   AGENT_TYPE_ATTR, DOCUMENTS_ATTR, APPROVAL_ANNOTATION, RELEVANCE_ANNOTATION,
-                                   InstructionExample, InstructionDataset, PreferenceDataset, TripletDataset)
+from .contract import TaskSpec
+from .extract import (instruction_dataset, preference_dataset, triplet_dataset, read_task_frames, as_task,
+                                   task_funnel, selection_hints, explain_shortfall, TripletExtractor,
+                                   InstructionDataset, PreferenceDataset, TripletDataset)
 
 # %% auto #0
-__all__ = ['log', 'METHODS', 'select_method', 'DataAnalysis', 'ApprovalBatch', 'TrainingMethodSelector']
+__all__ = ['log', 'METHODS', 'select_method', 'DataAnalysis', 'TrainingMethodSelector']
 
 # %% ../nbs/13_select.ipynb #1634ea3f
 log = get_logger(__name__)
@@ -62,7 +63,7 @@ class DataAnalysis:
     "What the data supports, and why."
     project: str|None  # the project analysed
     model_type: str  # "llm" or "embedding"
-    target: str|None  # agent type (llm) or modality (embedding)
+    target: str|None  # task name (llm) or modality (embedding)
     total_spans: int  # spans read
     approved_count: int  # usable approved examples (SFT)
     rejected_count: int  # reviewed spans with a rejected output
@@ -73,8 +74,9 @@ class DataAnalysis:
     reasons: list[str] = field(default_factory=list)
     needs_synthetic: bool = False  # the data is short
     synthetic_needed: int = 0  # approved examples (llm) still missing
-    synthetic_approved_count: int = 0  # approved synthetic examples added by `analyze_and_prepare`
-    used_synthetic: bool = False  # the recommendation counts approved synthetic examples
+    label_space: list = field(default_factory=list)  # the labels of a closed task (inferred or declared)
+    funnel: dict = field(default_factory=dict)  # spans read -> matched -> judged -> usable (see `extract.task_funnel`)
+    hints: list = field(default_factory=list)  # suggestions when the contract looks wrong for the data
     thresholds: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)  # bad spans by reason
     sft_dataset: InstructionDataset|None = field(default=None, repr=False)
@@ -86,31 +88,9 @@ class DataAnalysis:
         return {k: v for k, v in asdict(self).items() if not k.endswith("_dataset")}
 
 # %% ../nbs/13_select.ipynb #72270ee7
-@dataclass
-class ApprovalBatch:
-    "Synthetic candidates submitted together for human review."
-    batch_id: str
-    agent_type: str
-    items: list = field(default_factory=list)
-
-async def _maybe_await(x): return await x if inspect.isawaitable(x) else x
-
-def _approved(items) -> list[InstructionExample]:
-    out = []
-    for it in items or []:
-        get = (lambda k: it.get(k)) if isinstance(it, dict) else (lambda k: getattr(it, k, None))
-        if (get("status") or "approved") != "approved": continue
-        ins, inp, o = get("instruction"), get("input"), get("output")
-        if all(isinstance(v, str) and v.strip() for v in (inp, o)):
-            out.append(InstructionExample(ins or "", inp, o, {"synthetic": True, "item_id": get("item_id")}))
-    return out
-
-# %% ../nbs/13_select.ipynb #2296b2b3
 class TrainingMethodSelector:
     "Auto-select SFT vs DPO (or embedding training) from the data available."
-    def __init__(self, synthetic_service=None, # generates candidates when data is short (optional)
-                 approval_orchestrator=None, # puts candidates up for human review (optional)
-                 min_dpo_pairs:int=20, # pairs needed for DPO
+    def __init__(self, min_dpo_pairs:int=20, # pairs needed for DPO
                  min_sft_examples:int=50, # approved examples needed for SFT
                  min_triplets:int=100, # triplets needed for embedding training
                  config:OrchestrationConfig|None=None, # take the thresholds from a config instead
@@ -118,78 +98,80 @@ class TrainingMethodSelector:
         if config is not None: min_dpo_pairs, min_sft_examples, min_triplets = config.min_dpo_pairs, config.min_sft_examples, config.min_triplets
         for k, v in dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets).items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
-        self.synthetic_service, self.approval_orchestrator = synthetic_service, approval_orchestrator
         self.thresholds = dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets)
 
-    def analyze_frames(self, spans_df:pd.DataFrame, # spans (provider shape)
-                       annotations_df:pd.DataFrame, # their annotations
-                       agent_type:str|None="routing", # agent type (llm)
+# %% ../nbs/13_select.ipynb #e5d3eed5
+@patch
+def analyze_datasets(self:TrainingMethodSelector,
+                     sft:InstructionDataset|None=None, # approved examples (llm)
+                     dpo:PreferenceDataset|None=None, # preference pairs (llm)
+                     triplets:TripletDataset|None=None, # triplets (embedding)
+                     total_spans:int=0, # spans read
+                     project:str|None=None, # recorded in the analysis
+                    ) -> DataAnalysis:
+    "Decide the method from extracted datasets."
+    if triplets is not None:
+        m, c, r = select_method(0, 0, len(triplets), "embedding", **self.thresholds)
+        return DataAnalysis(project, "embedding", triplets.metadata.get("modality"), total_spans, 0, 0, 0, len(triplets), m, c, r,
+                            needs_synthetic=m == "insufficient", thresholds=dict(self.thresholds),
+                            skipped=triplets.metadata.get("skipped", {}), triplet_dataset=triplets)
+    sft, dpo = sft or InstructionDataset([]), dpo or PreferenceDataset([])
+    m, c, r = select_method(len(dpo), len(sft), 0, "llm", **self.thresholds)
+    short = m == "insufficient"
+    return DataAnalysis(project, "llm", sft.metadata.get("task") or dpo.metadata.get("task"), total_spans, len(sft),
+                        sft.metadata.get("rejected", 0), len(dpo), 0, m, c, r, needs_synthetic=short,
+                        synthetic_needed=max(0, self.thresholds["min_sft_examples"] - len(sft)) if short else 0,
+                        thresholds=dict(self.thresholds), skipped=sft.metadata.get("skipped", {}),
+                        label_space=list(sft.metadata.get("label_space") or []), sft_dataset=sft, dpo_dataset=dpo)
+
+# %% ../nbs/13_select.ipynb #e88d290a
+@patch
+def analyze_frames(self:TrainingMethodSelector,
+                   spans_df:pd.DataFrame, # spans (provider shape)
+                   annotations_df:pd.DataFrame, # their annotations
+                   agent_type:TaskSpec|str|None="routing", # the task (llm): a TaskSpec or a task name
+                   model_type:str="llm", # "llm" or "embedding"
+                   modality:str|None=None, # modality (embedding)
+                   project:str|None=None, # recorded in the analysis
+                  ) -> DataAnalysis:
+    "Analyse spans and annotations already in memory."
+    check_choice("model_type", model_type, MODEL_TYPES)
+    if model_type == "embedding":
+        return self.analyze_datasets(triplets=triplet_dataset(spans_df, annotations_df, modality, project=project),
+                                     total_spans=len(spans_df), project=project)
+    task = as_task(agent_type)
+    a = self.analyze_datasets(instruction_dataset(spans_df, annotations_df, task, project=project),
+                              preference_dataset(spans_df, annotations_df, task, project=project), total_spans=len(spans_df), project=project)
+    if a.recommended_method == "insufficient":
+        a.funnel = task_funnel(spans_df, annotations_df, task)
+        a.hints = selection_hints(spans_df, annotations_df, a.funnel)
+        a.reasons.append(explain_shortfall(a.funnel, a.hints, project))
+    return a
+
+# %% ../nbs/13_select.ipynb #471a1f77
+@patch
+async def analyze_data(self:TrainingMethodSelector,
+                       provider, # a TelemetryProvider
+                       project:str|None=None, # project (default: the task's, else the provider's)
+                       agent_type:TaskSpec|str|None="routing", # the task (llm)
                        model_type:str="llm", # "llm" or "embedding"
                        modality:str|None=None, # modality (embedding)
-                       project:str|None=None, # recorded in the analysis
+                       start_time:datetime|None=None, # only spans from here
+                       end_time:datetime|None=None, # only spans before this
                       ) -> DataAnalysis:
-        "Analyse spans and annotations already in memory."
-        check_choice("model_type", model_type, MODEL_TYPES)
-        if model_type == "embedding":
-            check_choice("modality", modality, MODALITIES, optional=True)
-            tds = triplet_dataset(spans_df, annotations_df, modality, project=project)
-            m, c, r = select_method(0, 0, len(tds), "embedding", **self.thresholds)
-            return DataAnalysis(project, model_type, modality, len(spans_df), 0, 0, 0, len(tds), m, c, r,
-                                needs_synthetic=m == "insufficient", thresholds=dict(self.thresholds),
-                                skipped=tds.metadata.get("skipped", {}), triplet_dataset=tds)
-        check_choice("agent_type", agent_type, AGENT_TYPES)
-        sft = instruction_dataset(spans_df, annotations_df, agent_type, project=project)
-        dpo = preference_dataset(spans_df, annotations_df, agent_type, project=project)
-        m, c, r = select_method(len(dpo), len(sft), 0, "llm", **self.thresholds)
-        short = m == "insufficient"
-        return DataAnalysis(project, model_type, agent_type, len(spans_df), len(sft), sft.metadata.get("rejected", 0), len(dpo), 0,
-                            m, c, r, needs_synthetic=short,
-                            synthetic_needed=max(0, self.thresholds["min_sft_examples"] - len(sft)) if short else 0,
-                            thresholds=dict(self.thresholds), skipped=sft.metadata.get("skipped", {}), sft_dataset=sft, dpo_dataset=dpo)
-
-    async def analyze_data(self, provider, # a TelemetryProvider
-                           project:str|None=None, # project (default: the provider's)
-                           agent_type:str|None="routing", # agent type (llm)
-                           model_type:str="llm", # "llm" or "embedding"
-                           modality:str|None=None, # modality (embedding)
-                           start_time:datetime|None=None, # only spans from here
-                           end_time:datetime|None=None, # only spans before this
-                          ) -> DataAnalysis:
-        "Read a project through the provider and decide the training method."
-        check_choice("model_type", model_type, MODEL_TYPES)
-        key, names = (DOCUMENTS_ATTR, [RELEVANCE_ANNOTATION]) if model_type == "embedding" else (AGENT_TYPE_ATTR, [APPROVAL_ANNOTATION])
-        spans, ann = await _read(provider, project, start_time, end_time, names, key)
-        a = self.analyze_frames(spans, ann, agent_type, model_type, modality, project or getattr(provider, "project", None))
-        log.info(f"{a.project} {a.target}: {a.recommended_method} (confidence {a.confidence}); " + "; ".join(a.reasons))
-        return a
-
-    async def analyze_and_prepare(self, provider, # a TelemetryProvider
-                                  project:str|None=None, # project (default: the provider's)
-                                  agent_type:str="routing", # agent type
-                                  generate_synthetic:bool=True, # ask for synthetic data when short
-                                  **kw, # more `analyze_data` arguments (start_time, end_time)
-                                 ) -> tuple[DataAnalysis, ApprovalBatch|None]:
-        "Analyse; when data is short, generate synthetic candidates and return the human-approved ones."
-        a = await self.analyze_data(provider, project, agent_type, **kw)
-        if not a.needs_synthetic or not generate_synthetic or a.model_type != "llm": return a, None
-        if self.synthetic_service is None or self.approval_orchestrator is None:
-            a.reasons.append("no synthetic service / approval orchestrator configured: collect more annotations")
-            return a, None
-        ds = a.sft_dataset
-        labels = valid_labels(ds) if ds is not None and len(ds) else []
-        shots = {}
-        for e in (ds or []): shots.setdefault(e.output, []).append(e.input)
-        items = await _maybe_await(self.synthetic_service.generate(agent_type=agent_type, count=a.synthetic_needed, labels=labels,
-                                                                   examples={k: v[:3] for k, v in shots.items()},
-                                                                   known_inputs=[e.input for e in (ds or [])]))
-        batch = ApprovalBatch(f"synthetic_{agent_type}_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}", agent_type, list(items or []))
-        reviewed = await _maybe_await(self.approval_orchestrator.submit_for_review(batch))
-        reviewed = reviewed.items if isinstance(reviewed, ApprovalBatch) else reviewed
-        approved = _approved(reviewed)
-        a.synthetic_approved_count, a.used_synthetic = len(approved), bool(approved)
-        m, c, r = select_method(a.preference_pairs, a.approved_count + len(approved), 0, "llm", **self.thresholds)
-        a.recommended_method, a.confidence = m, c
-        a.reasons = r + [f"{len(approved)} of {len(batch.items)} synthetic candidates approved by a human"]
-        a.needs_synthetic = m == "insufficient"
-        a.synthetic_needed = max(0, self.thresholds["min_sft_examples"] - a.approved_count - len(approved)) if a.needs_synthetic else 0
-        return a, ApprovalBatch(batch.batch_id, agent_type, approved)
+    "Read a project through the provider and decide the training method."
+    check_choice("model_type", model_type, MODEL_TYPES)
+    project = project or getattr(provider, "project", None)
+    if model_type == "embedding":
+        tds = await TripletExtractor(provider).extract(project, modality, start_time, end_time)
+        a = self.analyze_datasets(triplets=tds, total_spans=tds.metadata.get("total_spans", 0), project=project)
+    else:
+        task = as_task(agent_type)
+        spans, ann = await read_task_frames(provider, task, project, start_time, end_time)
+        a = self.analyze_frames(spans, ann, task, project=project)
+        if a.recommended_method == "insufficient" and a.funnel.get("judgements", 0) == 0 and len(spans):
+            every = await provider.annotations.get_annotations(spans, project)  # every name, for the hints
+            a.funnel = task_funnel(spans, every, task); a.hints = selection_hints(spans, every, a.funnel)
+            a.reasons[-1] = explain_shortfall(a.funnel, a.hints, project)
+    log.info(f"{a.project} {a.target}: {a.recommended_method} (confidence {a.confidence}); " + "; ".join(a.reasons[:3]))
+    return a

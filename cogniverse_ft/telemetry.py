@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, runtime_checkable
 import httpx
 import pandas as pd
+from urllib.parse import quote
 from .core import (home_subdir, get_logger, validate_tenant_id, project_for_tenant, tenant_of_project,
-                                atomic_write_json)
+                                atomic_write_json, redact_url)
 
 # %% auto #0
 __all__ = ['log', 'RETRY_STATUS', 'PHOENIX_ENV', 'PID_FILE', 'ANNOTATOR_KINDS', 'SPAN_KINDS', 'SPAN_COLUMNS', 'KEEP_NESTED',
@@ -142,6 +143,10 @@ async def awith_retries(fn, # an async function of no arguments doing one HTTP e
             await asyncio.sleep(backoff * 2**i)
 
 # %% ../nbs/10_telemetry.ipynb #91161745
+def _q(project:str) -> str:
+    "A project name as one quoted URL path segment."
+    return quote(str(project), safe="")
+
 def _request(method:str, url:str, path:str, api_key:str|None=None, what:str="talking to Phoenix", timeout:float=30,
              attempts:int=5, **kw) -> httpx.Response:
     def go():
@@ -396,7 +401,7 @@ def make_span(name:str, # span name
               status_code:str="OK", # OK, ERROR or UNSET
               status_message:str="", # error text
              ) -> dict:
-    "One span in the shape Phoenix's `POST /v1/projects/{project}/spans` takes."
+    "One span in the shape Phoenix's `POST /v1/projects/{_q(project)}/spans` takes."
     st = pd.Timestamp(start_time or datetime.now(timezone.utc))
     st = st.tz_localize("UTC") if st.tzinfo is None else st.tz_convert("UTC")
     et = pd.Timestamp(end_time) if end_time is not None else st + pd.Timedelta(milliseconds=duration_ms)
@@ -424,7 +429,7 @@ def _present_span_ids(url:str, project:str, span_ids:list[str], api_key:str|None
     for i in range(0, len(span_ids), 100):
         chunk = span_ids[i:i+100]
         try:
-            r = _request("GET", url, f"v1/projects/{project}/spans", api_key, "reading spans back",
+            r = _request("GET", url, f"v1/projects/{_q(project)}/spans", api_key, "reading spans back",
                          params={"span_id": chunk, "limit": 1000})
         except httpx.HTTPStatusError as e:
             if e.response.status_code == 404: return found  # the project appears with its first span
@@ -480,7 +485,7 @@ def log_spans(url:str|None, # server URL (None: resolve)
         batch = spans[i:i+batch_size]
         while batch:
             def post():
-                r = httpx.post(f"{url}/v1/projects/{project}/spans", json={"data": batch}, headers=_headers(key), timeout=120)
+                r = httpx.post(f"{url}/v1/projects/{_q(project)}/spans", json={"data": batch}, headers=_headers(key), timeout=120)
                 if r.status_code not in (400, 422): r.raise_for_status()
                 return r
             r = with_retries(post, url, f"writing spans to {project!r}")
@@ -526,7 +531,7 @@ def _annotation_rows(url:str, project:str, span_ids:list[str], api_key:str|None,
             params = {"span_ids": span_ids[i:i+100], "limit": page}
             if names: params["include_annotation_names"] = names
             if cursor: params["cursor"] = cursor
-            try: body = _request("GET", url, f"v1/projects/{project}/span_annotations", api_key,
+            try: body = _request("GET", url, f"v1/projects/{_q(project)}/span_annotations", api_key,
                                  "reading annotations", params=params).json()
             except httpx.HTTPStatusError as e:
                 if e.response.status_code == 404: return rows
@@ -594,7 +599,7 @@ def ensure_annotation_config(url:str|None, # server URL (None: resolve)
     except httpx.HTTPStatusError as e:
         if e.response.status_code != 409: raise
         cid = _request("GET", url, f"v1/annotation_configs/{name}", key, "reading an annotation config").json()["data"]["id"]
-    try: _request("PUT", url, f"v1/projects/{project}/annotation_configs/{cid}", key, "assigning an annotation config")
+    try: _request("PUT", url, f"v1/projects/{_q(project)}/annotation_configs/{cid}", key, "assigning an annotation config")
     except httpx.HTTPStatusError as e:
         if e.response.status_code != 404: raise
         log.warning(f"Project {project!r} does not exist yet at {url}: annotation config {name!r} not assigned")
@@ -793,7 +798,7 @@ class PhoenixAnnotationStore:
         elif "span_id" in spans_df: ids = spans_df["span_id"]
         else: ids = pd.Series(spans_df.index)
         ids = list(dict.fromkeys(ids.dropna().astype(str)))
-        rows = await self._rows(f"v1/projects/{project}/span_annotations", "span_ids", ids, names,
+        rows = await self._rows(f"v1/projects/{_q(project)}/span_annotations", "span_ids", ids, names,
                                 f"reading annotations of {project!r}")
         return annotations_frame(rows)
 
@@ -804,35 +809,54 @@ class PhoenixAnnotationStore:
         "Every session annotation of these sessions."
         project = self.p.check_project(project)
         ids = list(dict.fromkeys(str(s) for s in session_ids if s is not None))
-        rows = await self._rows(f"v1/projects/{project}/session_annotations", "session_ids", ids, names,
+        rows = await self._rows(f"v1/projects/{_q(project)}/session_annotations", "session_ids", ids, names,
                                 f"reading session annotations of {project!r}")
         return annotations_frame(rows, "session_id")
 
 # %% ../nbs/10_telemetry.ipynb #ac9eaecb
+def _declared_projects(tenant_id:str, projects) -> list[str]:
+    "The declared projects, refusing names of other tenants and unsafe names."
+    out = []
+    for p in projects or []:
+        if not isinstance(p, str) or not p.strip() or "/" in p or "\\" in p or ".." in p:
+            raise ValueError(f"Invalid declared project {p!r}: a Phoenix project name without '/', '\\' or '..'")
+        owner = tenant_of_project(p)
+        if p.startswith("cogniverse-") and owner != tenant_id:
+            raise PermissionError(f"Project {p!r} is named for {'tenant ' + repr(owner) if owner else 'no valid tenant'}; "
+                                  f"tenant {tenant_id!r} cannot declare it")
+        out.append(p)
+    return out
+
+# %% ../nbs/10_telemetry.ipynb #a80c5dcc
 class PhoenixProvider:
     "A `TelemetryProvider` reading one tenant's projects from a Phoenix server."
     def __init__(self, tenant_id:str, # the tenant this provider serves
                  project:str|None=None, # default project (default `cogniverse-<tenant>`)
                  base_url:str|None=None, # Phoenix URL (default: env, then the embedded server)
                  api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
+                 projects:list|None=None, # other projects this tenant owns (the contract's `projects`)
                 ):
         self.tenant_id = validate_tenant_id(tenant_id)
+        self.projects = _declared_projects(tenant_id, projects)
         self.base_url = resolve_phoenix_url(base_url)
         self.api_key = resolve_api_key(api_key)
-        self.project = self.check_project(project or project_for_tenant(tenant_id))
+        self.project = self.check_project(project or (self.projects[0] if self.projects else project_for_tenant(tenant_id)))
         self.traces, self.annotations = PhoenixTraceStore(self), PhoenixAnnotationStore(self)
 
     def check_project(self, project:str|None=None, # a project name (None: the default project)
                      ) -> str:
-        "Return `project` when it belongs to this provider's tenant, else raise `PermissionError`."
+        "Return `project` when it belongs to this provider's tenant (named for it, or declared), else raise `PermissionError`."
         project = project or self.project
+        if project in self.projects: return project
         owner = tenant_of_project(project)
         if owner != self.tenant_id:
             who = f"tenant {owner!r}" if owner else "no tenant (names are cogniverse-<tenant>[.<suffix>])"
-            raise PermissionError(f"Project {project!r} belongs to {who}; this provider serves tenant {self.tenant_id!r}")
+            extra = f" or one of its declared projects {self.projects}" if self.projects else ""
+            raise PermissionError(f"Project {project!r} belongs to {who}; this provider serves tenant {self.tenant_id!r}{extra}. "
+                                  "Declare a project of your own under `projects:` in the contract file (cogniverse-ft.yaml)")
         return project
 
-    def __repr__(self): return f"PhoenixProvider(tenant_id={self.tenant_id!r}, project={self.project!r}, base_url={self.base_url!r})"
+    def __repr__(self): return f"PhoenixProvider(tenant_id={self.tenant_id!r}, project={self.project!r}, base_url={redact_url(self.base_url)!r})"
 
 # %% ../nbs/10_telemetry.ipynb #0741914c
 def cli_phoenix_args(p):

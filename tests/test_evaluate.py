@@ -122,7 +122,7 @@ def test_generation_mode_and_entity_extraction(trained):
 def test_bad_input_and_failures_never_raise(tmp_path, trained):
     path = trained["path"]
     _fail(AdapterEvaluator, args=(tmp_path, "routing"), contains="no adapter_config.json")
-    _fail(AdapterEvaluator, args=(path, "weather"), contains="Unknown agent_type 'weather'")
+    _fail(AdapterEvaluator, args=(path, "bad name"), contains="Invalid agent_type 'bad name'")
     _fail(AdapterEvaluator, args=(path, "entity_extraction"), kwargs=dict(mode="score"), contains="no label set")
     ev = AdapterEvaluator(path, "routing", valid_labels=list(ROUTING_LABELS))
     _fail(ev.evaluate, args=([{"instruction": "i", "input": "q"}],), contains="test example 0: missing or non-string field(s) ['output']")
