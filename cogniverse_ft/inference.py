@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from .core import get_logger, validate_tenant_id
 from .registry import AdapterRegistry, AdapterMetadata
-from .storage import download_adapter, verify_folder, parse_storage_uri, redact_uri
+from .storage import download_adapter, verify_folder, parse_storage_uri, redact_uri, AdapterIntegrityError
 
 # %% auto #0
 __all__ = ['log', 'VLLM_LORA_RANKS', 'AdapterInferenceInfo', 'get_active_adapter_for_inference', 'resolve_adapter_path',
@@ -68,6 +68,9 @@ def resolve_adapter_path(adapter_uri:str|Path|AdapterInferenceInfo, # URI, local
         info = adapter_uri
         adapter_uri = info.adapter_uri if isinstance(info, AdapterInferenceInfo) else info.location
         expected_hashes = expected_hashes or info.file_hashes
+        if not expected_hashes:  # a record without a manifest would let a tampered folder through unverified
+            raise AdapterIntegrityError(f"Registry record of adapter {info.name} {info.version} ({info.adapter_id}) has no sha256 "
+                                        "manifest: nothing to verify its files against; register it again")
     s = parse_storage_uri(adapter_uri)
     if s.kind == "local" and not expected_hashes:
         if not Path(s.path).is_dir(): raise FileNotFoundError(f"Adapter folder {s.path!r} does not exist")
@@ -108,9 +111,12 @@ def adapter_rank(path:str|Path, # local adapter folder
     "The LoRA rank `r` in the folder's `adapter_config.json` (None when not a LoRA adapter)."
     p = Path(path)/"adapter_config.json"
     if not p.exists(): return None
-    cfg = json.loads(p.read_text())
-    ranks = [cfg.get("r") or 0, *((cfg.get("rank_pattern") or {}).values())]
-    return max(int(r) for r in ranks) or None
+    try:
+        cfg = json.loads(p.read_text())
+        ranks = [cfg.get("r") or 0, *((cfg.get("rank_pattern") or {}).values())]
+        return max(int(r) for r in ranks) or None
+    except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise ValueError(f"Malformed {p}: expected a JSON object with an integer 'r' (and optional 'rank_pattern'): {e}") from None
 
 def vllm_serve_command(base_model:str, # base model id or folder
                        adapters:list, # `AdapterInferenceInfo`s, `(name, path)` pairs, or `{name: path}`

@@ -172,3 +172,98 @@ def test_preflight_checks_registry_and_output(tmp_path, monkeypatch):
     _eq(preflight(OrchestrationConfig(**base, enable_registry=False))["output_dir"], str(tmp_path / "out"))
     _fail(preflight, args=(OrchestrationConfig(**{**base, "output_dir": str(tmp_path / "file" / "x")}),),
           kwargs=dict(registry=None), contains="not writable")
+
+
+# --- item 5: concurrent first download --------------------------------------------------------------------------------
+FIRST_USE = r"""
+import sys, time
+from cogniverse_ft.registry import AdapterRegistry
+from cogniverse_ft.inference import AdapterAwareMixin
+url, dl, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+class Agent(AdapterAwareMixin):
+    def __init__(self): self.tenant_id, self.adapter_registry = "acme", AdapterRegistry(url)
+a = Agent()
+while time.time() < start: time.sleep(0.002)
+print(a.load_adapter_if_available("routing", local_dir=dl))
+"""
+
+
+def _py(code, *args):
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_workers_starting_together_share_one_verified_download(adapter, tmp_path):
+    "8 agents of one tenant ask for the active adapter at the same instant: all get the same verified folder."
+    (adapter / "adapter_model.safetensors").write_bytes(os.urandom(24 << 20))  # big enough for the downloads to overlap
+    uri = upload_adapter(adapter, f"file://{tmp_path}/published/routing/1.0.0")
+    url = f"sqlite:///{tmp_path}/registry.db"
+    reg = AdapterRegistry(url)
+    reg.activate_adapter(_reg(reg, "1.0.0", adapter, adapter_uri=uri))
+    reg.close()
+    dl, start = tmp_path / "dl", time.time() + 4.0
+    procs = [_py(FIRST_USE, url, dl, start) for _ in range(8)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+        outs.append(out.strip().splitlines()[-1])
+    _eq(len(set(outs)), 1)
+    _eq(hash_folder(outs[0]), hash_folder(adapter))
+    _eq([p.name for p in dl.iterdir()], [Path(outs[0]).name])  # no temp or duplicate folders left
+
+
+# --- item 15: killed runs leave nothing that blocks the next one ---------------------------------------------------------
+KILLED_WRITER = r"""
+import os, signal, sys
+from pathlib import Path
+from cogniverse_ft.core import atomic_dir
+with atomic_dir(sys.argv[1]) as tmp:
+    (tmp / "half.bin").write_bytes(b"x" * 100)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+KILLED_UPLOAD = r"""
+import os, signal, sys
+from fsspec.implementations.local import LocalFileSystem
+from cogniverse_ft.storage import upload_adapter
+calls, put = [], LocalFileSystem.put_file
+def dying_put(self, *a, **k):
+    calls.append(1)
+    if len(calls) == 2: os.kill(os.getpid(), signal.SIGKILL)  # killed half-way through the upload
+    return put(self, *a, **k)
+LocalFileSystem.put_file = dying_put
+upload_adapter(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_sigkilled_writer_leaves_no_permanent_partial(tmp_path):
+    dest = tmp_path / "out"
+    p = _py(KILLED_WRITER, dest); p.communicate(timeout=120)
+    _eq(p.returncode, -signal.SIGKILL)
+    assert [x for x in tmp_path.iterdir() if x.name.endswith(".partial")], "the killed writer left its temp folder"
+    with atomic_dir(dest) as t: (t / "ok").write_text("1")
+    _eq(sorted(x.name for x in tmp_path.iterdir()), ["out"])  # the dead writer's temp folder was cleaned
+
+
+def test_killed_fsspec_upload_is_replaced_on_retry(adapter, tmp_path):
+    dest = f"file://{tmp_path}/published/routing/1.0.0"
+    p = _py(KILLED_UPLOAD, adapter, dest); p.communicate(timeout=120)
+    _eq(p.returncode, -signal.SIGKILL)
+    assert not (tmp_path / "published/routing/1.0.0" / MANIFEST_NAME).exists()
+    upload_adapter(adapter, dest)  # no "immutable" for an upload that never finished
+    _eq(hash_folder(download_adapter(dest, local_dir=tmp_path / "dl")), hash_folder(adapter))
+    foreign = tmp_path / "foreign"; foreign.mkdir(); (foreign / "x.bin").write_bytes(b"someone else's")
+    _fail(upload_adapter, args=(adapter, f"file://{foreign}"), contains="immutable")  # files without our marker stay
+
+
+# --- item 16: malformed files are named ----------------------------------------------------------------------------------
+def test_malformed_manifest_is_named(adapter, tmp_path):
+    dest = f"memory://cf-rel-{uuid.uuid4().hex}/a"
+    upload_adapter(adapter, dest)
+    fs, root = fsspec.core.url_to_fs(dest)
+    for bad in (b"{not json", b'{"nofiles": 1}', b'{"files": {"a": 5}}'):
+        fs.pipe_file(f"{root}/{MANIFEST_NAME}", bad)
+        _fail(download_adapter, args=(dest,), kwargs=dict(local_dir=tmp_path / "dl"), contains=f"Malformed manifest {dest}/{MANIFEST_NAME}")
+    local = tmp_path / "local"; local.mkdir(); (local / "adapter_config.json").write_text("{}"); (local / MANIFEST_NAME).write_text("[")
+    _fail(download_adapter, args=(str(local),), contains=f"Malformed manifest {local / MANIFEST_NAME}")
