@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Optional
 import pandas as pd
-from .core import get_logger, run_sync, project_for_tenant
+from .core import get_logger, run_sync, project_for_tenant, redact_secrets
 from .registry import scrub_secrets
 from .telemetry import make_span, log_spans, PhoenixProvider
 
@@ -80,7 +80,7 @@ def experiment_attributes(config, # OrchestrationConfig (or dict)
     for k, v in scrub_secrets(metrics).items():
         if isinstance(v, (int, float, bool, str)) and v is not None: a[f"metrics.{k}"] = v
     for k, pts in loss_curves(_get(result, "adapter_path")).items(): a[f"history.{k}"] = json.dumps(pts)
-    return {k: v for k, v in a.items() if v is not None}
+    return redact_secrets({k: v for k, v in a.items() if v is not None})  # URL passwords and secret keys never reach Phoenix
 
 # %% ../nbs/34_tracking.ipynb #5e3569ca
 def _provider_target(telemetry_provider, project:str|None):
@@ -184,6 +184,7 @@ def log_evaluation(telemetry_provider, # a `PhoenixProvider`
         except Exception as e:  # the span is the contract; the dataset is a view on it
             log.error(f"Could not upload the evaluation dataset to Phoenix ({type(e).__name__}: {e}); logging the span without it")
             attrs["evaluation.dataset_error"] = f"{type(e).__name__}: {e}"[:500]
+    attrs = redact_secrets(attrs)
     span = make_span(f"adapter_evaluation.{attrs.get('evaluation.agent_type')}", attrs, EVALUATION_KIND,
                      status_code="ERROR" if failed else "OK", status_message=attrs.get("evaluation.error", ""))
     sid = log_spans(url, proj, [span], key, timeout=timeout)[0]
