@@ -20,6 +20,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 COMMANDS = {  # name -> (help, "module:function" that takes the parsed args and returns an exit code)
     "phoenix":     ("Start, stop or inspect the embedded Phoenix server", "cogniverse_ft.telemetry:cli_phoenix"),
     "seed-demo":   ("Write realistic demo telemetry and annotations for a tenant", "cogniverse_ft.demo_data:cli_seed_demo"),
+    "inspect":     ("What a Phoenix project holds and what each task of the contract can extract", "cogniverse_ft.inspection:cli_inspect"),
     "finetune":    ("Extract data, pick SFT/DPO/embedding, train, register and evaluate", "cogniverse_ft.orchestrator:cli_finetune"),
     "adapters":    ("List, show or activate registered adapters", "cogniverse_ft.registry:cli_adapters"),
     "experiments": ("List or compare fine-tuning experiments logged to Phoenix", "cogniverse_ft.tracking:cli_experiments"),

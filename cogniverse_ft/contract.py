@@ -430,6 +430,6 @@ def resolve_task(tenant_id:str|None, # the tenant (default: the contract's)
         raise PermissionError(f"The contract {contract.source or ''} is for tenant {contract.tenant!r}, not {tenant_id!r}".replace("  ", " "))
     if task is None: task = next(iter(contract.tasks)) if len(contract.tasks) == 1 else "routing"
     if task not in contract.tasks:
-        if contract.source is None and SLUG_RE.fullmatch(str(task)): contract.tasks[task] = TaskSpec(task, project=contract.projects[0])
+        if contract.source is None: contract.tasks[task] = TaskSpec(check_slug(task, "agent_type"), project=contract.projects[0])
         else: raise ContractError(f"{contract.source or 'contract'}: no task {task!r}; tasks: {sorted(contract.tasks)}")
     return contract, contract.tasks[task]

@@ -418,6 +418,11 @@ def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
                 label_space=list(task.label_set) if task.label_set else sorted(set(label_vals[ok].astype(str).str.strip())))
     return f, info
 
+def _skip_examples(f:pd.DataFrame, reasons:pd.Series) -> dict:
+    "One span id per skip reason, to look at in Phoenix."
+    r = reasons[reasons != ""]
+    return {k: str(v) for k, v in f.loc[r.index, "span_id"].groupby(r.values).first().items()} if len(r) else {}
+
 def _count(reasons:pd.Series) -> dict:
     vc = reasons[reasons != ""].value_counts()
     return {k: int(v) for k, v in vc.items()}
@@ -451,6 +456,7 @@ def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     reason = f["reason"].where(f["reason"] != "", r_out)
     reason = reason.where((reason != "") | ~f["contested"].astype(bool), "contested")
     for k, v in _count(reason).items(): skipped[k] = skipped.get(k, 0) + v
+    meta["skip_examples"] = _skip_examples(f, reason)
     g = f[reason == ""]
     ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
     ex = [InstructionExample(i, x, o.strip(), {"span_id": s, "trace_id": tr if isinstance(tr, str) else None,
@@ -492,6 +498,7 @@ def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     for s in f.loc[same, "span_id"]: log.warning(f"Skipping identical pair for span {s}")
     reason = reason.where(~same, "identical_pair")
     for k, v in _count(reason).items(): skipped[k] = skipped.get(k, 0) + v
+    meta["skip_examples"] = _skip_examples(f, reason)
     g = f[reason == ""]
     ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
     pairs = [PreferencePair(x, c.strip(), r.strip(), {"span_id": s, "trace_id": tr if isinstance(tr, str) else None,

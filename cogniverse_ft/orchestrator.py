@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 from fastcore.basics import patch_to
 from .tracking import list_experiments, get_experiment_details, compare_experiments
-from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project,
+from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project, project_for_tenant,
                                 DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
 
 # %% auto #0
@@ -111,8 +111,10 @@ class FinetuningOrchestrator:
                  registry=None, # an AdapterRegistry (default: SQLite in the home folder)
                  train_overrides:dict|None=None, # extra trainer settings (max_length, max_steps, ...)
                  track:bool=True, # log EXPERIMENT/EVALUATION spans to Phoenix
+                 task=None, # the contract's `TaskSpec` for the run (default: the built-in task named `config.agent_type`)
                 ):
         self.provider, self.synthetic_service, self.approval = telemetry_provider, synthetic_service, approval_orchestrator
+        self.task = task
         self.backend, self.registry, self.train_overrides, self.track = backend, registry, dict(train_overrides or {}), track
 
     # -- public API -----------------------------------------------------------
@@ -121,6 +123,8 @@ class FinetuningOrchestrator:
                  ) -> OrchestrationResult:
         "Run the whole pipeline for `config`; raises `StageError` naming the stage that failed."
         self._check_tenant(config)
+        from cogniverse_ft.core import preflight
+        preflight(config, self._registry() if config.enable_registry else None)  # fail before the first expensive stage
         st = Stages()
         t0 = time.time()
         res = await (self._run_embedding(config, st, method) if config.model_type == "embedding" else self._run_llm(config, st, method))
@@ -183,9 +187,12 @@ class FinetuningOrchestrator:
 async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None):
     from cogniverse_ft.select import TrainingMethodSelector
     from cogniverse_ft.extract import InstructionExample, InstructionDataset, PreferenceDataset, valid_labels
+    from cogniverse_ft.extract import as_task
+    task = self.task if self.task is not None else as_task(config.agent_type)
+    if task.name != config.agent_type: raise ValueError(f"The task is {task.name!r} but config.agent_type is {config.agent_type!r}")
     res = OrchestrationResult("llm", None, None, {}, config.base_model, {}, False)
     with st.run("extraction") as info:
-        a = await TrainingMethodSelector(config=config).analyze_data(self.provider, config.project, config.agent_type)
+        a = await TrainingMethodSelector(config=config).analyze_data(self.provider, config.project, task)
         sft_ds, dpo_ds = a.sft_dataset, a.dpo_dataset
         info.update(spans=a.total_spans, approved=a.approved_count, rejected=a.rejected_count, pairs=a.preference_pairs,
                     skipped=sum(a.skipped.values()) if a.skipped else 0)
@@ -195,7 +202,7 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
             trajectories = await TraceToTrajectoryConverter(self.provider).extract_trajectories(
                 config.project, min_turns_per_session=config.min_turns_per_session)
             info["trajectories"] = len(trajectories)
-    res.analysis = a.to_dict()
+    res.analysis = {**a.to_dict(), "task": task.to_dict()}
     chosen = method or a.recommended_method
     with st.run("selection") as info:
         if method is not None and method not in ("sft", "dpo"):
@@ -215,11 +222,11 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
                            f"({config.min_sft_examples}); {pending} synthetic items await human review in Phoenix"
                            if status == "awaiting_approval" else
                            f"{len(sft_ds)} approved examples < min_sft_examples ({config.min_sft_examples}) and "
-                           "synthetic generation is off or impossible: collect more annotations")
+                           "synthetic generation is off or impossible: collect more annotations. " + (a.reasons[-1] if a.funnel else ""))
             return res
         chosen = "sft"
     res.training_method, res.used_synthetic = chosen, bool(synthetic)
-    labels = valid_labels(sft_ds) if len(sft_ds) else valid_labels(dpo_ds)
+    labels = None if task.labels == "open" else (task.label_set or (valid_labels(sft_ds) if len(sft_ds) else valid_labels(dpo_ds)))
     test = []
     with st.run("split") as info:
         train_ex = list(sft_ds)
@@ -230,7 +237,7 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
             info.update(train=len(train_ex), test=len(test), fallback=split.get("fallback"))
         else: info.update(train=len(train_ex), test=0)
         test_inputs = {e.input.strip().lower() for e in test}
-        train_ex += [InstructionExample(s.instruction, s.input, s.output, {"synthetic": True, "item_id": s.item_id})
+        train_ex += [InstructionExample(task.instruction or s.instruction, s.input, s.output, {"synthetic": True, "item_id": s.item_id})
                      for s in synthetic if s.input.strip().lower() not in test_inputs]
         pairs = [p for p in dpo_ds if p.prompt.strip().lower() not in test_inputs]
         if chosen == "dpo": info["pairs"] = len(pairs)
@@ -251,7 +258,7 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
     spans = [e.metadata.get("span_id") for e in train_ex if e.metadata.get("span_id")] if chosen == "sft" else \
             [p.metadata.get("span_id") for p in pairs if p.metadata.get("span_id")]
     await self._train(config, chosen, records, spans, st, res)
-    await self._finish(config, res, st, test, labels, a)
+    await self._finish(config, res, st, test, labels, a, task.labels)
     return res
 
 # %% ../nbs/41_orchestrator.ipynb #4b518d54
@@ -293,7 +300,7 @@ async def _train(self, config, method, records, span_ids, st, res):
         info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend, seconds=job.duration_s)
 
 @patch_to(FinetuningOrchestrator)
-async def _finish(self, config, res, st, test, labels, analysis):
+async def _finish(self, config, res, st, test, labels, analysis, label_mode=None):
     res.experiment_run_id = f"run_{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')}_{uuid.uuid4().hex[:6]}"
     if config.enable_registry:
         with st.run("registration") as info:
@@ -312,8 +319,7 @@ async def _finish(self, config, res, st, test, labels, analysis):
         with st.run("evaluation") as info:
             from cogniverse_ft.evaluate import evaluate_adapter
             res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, test, run_id=res.experiment_run_id,
-                                                     base_model=config.base_model,
-                                                     valid_labels=labels if config.agent_type != "entity_extraction" else None)
+                                                     base_model=config.base_model, valid_labels=labels or None, labels=label_mode)
             ev = res.evaluation_result
             if hasattr(ev, "base_metrics"):
                 info.update(base_accuracy=round(ev.base_metrics.accuracy, 4), adapter_accuracy=round(ev.adapter_metrics.accuracy, 4),
@@ -373,22 +379,34 @@ async def _run_embedding(self, config:OrchestrationConfig, st:Stages, method:str
 # %% ../nbs/41_orchestrator.ipynb #b0847df3
 _ORCH_KW = ("synthetic_service", "approval_orchestrator", "backend_impl", "registry", "train_overrides", "track")
 
-async def finetune(telemetry_provider, # a TelemetryProvider for the tenant
-                   tenant_id:str, # tenant slug
-                   project:str, # Phoenix project (e.g. `cogniverse-<tenant>`)
-                   model_type:Literal["llm", "embedding"], # what to fine-tune
-                   agent_type:Optional[str]=None, # llm: routing, profile_selection, entity_extraction
-                   modality:Optional[str]=None, # embedding: video, image, text
+async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant (default: a PhoenixProvider for the contract)
+                   tenant_id:Optional[str]=None, # tenant slug (default: the contract's)
+                   project:Optional[str]=None, # Phoenix project (default: the task's, else `cogniverse-<tenant>`)
+                   model_type:Literal["llm", "embedding"]="llm", # what to fine-tune
+                   agent_type:Optional[str]=None, # llm: the task name (routing, profile_selection, entity_extraction, or a contract's task)
+                   modality:Optional[str]=None, # embedding: video, image, text, ...
                    backend:Literal["local", "remote"]="local", # where training runs
                    method:Optional[str]=None, # force "sft", "dpo" or "embedding" (default: auto-select)
+                   config=None, # the data contract: a `Contract`, or the path of a `cogniverse-ft.yaml`
+                   task:Optional[str]=None, # the contract's task to train (default: its only task, else `agent_type`)
                    **kwargs, # OrchestrationConfig fields and orchestrator options
                   ) -> OrchestrationResult:
-    "Fine-tune from a tenant's telemetry: the reference design's `finetune`."
+    "Fine-tune from a tenant's telemetry: the reference design's `finetune`, reading the data as the contract declares."
+    from cogniverse_ft.contract import resolve_task
     opts = {k: kwargs.pop(k) for k in list(kwargs) if k in _ORCH_KW}
-    config = OrchestrationConfig.from_dict(dict(tenant_id=tenant_id, project=project, model_type=model_type, agent_type=agent_type,
-                                                modality=modality, backend=backend, **kwargs))
+    contract = spec = None
+    if model_type == "llm":
+        contract, spec = resolve_task(tenant_id, task or agent_type, config)
+        tenant_id, agent_type, project = contract.tenant, spec.name, project or spec.project
+    project = project or getattr(telemetry_provider, "project", None) or project_for_tenant(validate_tenant_id(tenant_id))
+    config = OrchestrationConfig.from_dict(dict(tenant_id=tenant_id, project=project, model_type=model_type,
+                                                agent_type=agent_type, modality=modality, backend=backend, **kwargs))
+    if telemetry_provider is None:
+        if contract is None: raise ValueError("Pass a telemetry_provider (e.g. PhoenixProvider(tenant_id))")
+        from cogniverse_ft.telemetry import PhoenixProvider
+        telemetry_provider = PhoenixProvider(contract.tenant, project, base_url=contract.phoenix_url, projects=contract.projects)
     orch = FinetuningOrchestrator(telemetry_provider, opts.get("synthetic_service"), opts.get("approval_orchestrator"),
-                                  opts.get("backend_impl"), opts.get("registry"), opts.get("train_overrides"), opts.get("track", True))
+                                  opts.get("backend_impl"), opts.get("registry"), opts.get("train_overrides"), opts.get("track", True), spec)
     return await orch.run(config, method)
 
 def finetune_sync(*args, **kwargs) -> OrchestrationResult:
@@ -405,7 +423,9 @@ def _opt_type(f):
 def cli_finetune_args(p):
     "Options of `cogniverse-ft finetune`: every `OrchestrationConfig` field."
     import argparse, dataclasses
-    p.add_argument("--tenant", dest="tenant_id", required=True, help="tenant id")
+    p.add_argument("--tenant", dest="tenant_id", default=None, help="tenant id (default: the contract's; required without --config)")
+    p.add_argument("--config", default=None, help="data contract file (default: ./cogniverse-ft.yaml when it exists)")
+    p.add_argument("--task", default=None, help="the contract's task to train (default: its only task, else --agent-type)")
     for f in dataclasses.fields(OrchestrationConfig):
         if f.name == "tenant_id": continue
         flag = "--" + f.name.replace("_", "-")
@@ -425,13 +445,21 @@ def cli_finetune(args) -> int:
     import dataclasses
     from cogniverse_ft.core import project_for_tenant
     from cogniverse_ft.telemetry import PhoenixProvider
+    from cogniverse_ft.contract import resolve_task, CONTRACT_FILE
     cfg = {f.name: getattr(args, f.name) for f in dataclasses.fields(OrchestrationConfig)}
-    cfg["project"] = cfg["project"] or project_for_tenant(args.tenant_id)
+    path = args.config or (CONTRACT_FILE if Path(CONTRACT_FILE).is_file() else None)
+    spec, projects, url = None, [], args.url
+    if cfg["model_type"] == "llm":
+        if path is None and args.tenant_id is None: raise ValueError("Give --tenant, or --config with a contract file")
+        contract, spec = resolve_task(args.tenant_id, args.task or cfg["agent_type"], path)
+        cfg.update(tenant_id=contract.tenant, agent_type=spec.name, project=cfg["project"] or spec.project)
+        projects, url = contract.projects, url or contract.phoenix_url
+    elif args.tenant_id is None: raise ValueError("Give --tenant for an embedding run")
+    cfg["project"] = cfg["project"] or project_for_tenant(cfg["tenant_id"])
     if cfg["model_type"] == "embedding" and cfg["base_model"] == DEFAULT_BASE_MODEL: cfg["base_model"] = DEFAULT_EMBEDDING_MODEL
-    if cfg["model_type"] == "llm" and cfg["agent_type"] is None: cfg["agent_type"] = "routing"
     config = OrchestrationConfig.from_dict(cfg)
     overrides = {k: getattr(args, k) for k in ("max_length", "max_steps") if getattr(args, k) is not None}
-    provider = PhoenixProvider(config.tenant_id, config.project, base_url=args.url)
-    res = FinetuningOrchestrator(provider, train_overrides=overrides).run_sync(config, args.method)
+    provider = PhoenixProvider(config.tenant_id, config.project, base_url=url, projects=projects)
+    res = FinetuningOrchestrator(provider, train_overrides=overrides, task=spec).run_sync(config, args.method)
     print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.summary())
     return EXIT_CODES[res.status]

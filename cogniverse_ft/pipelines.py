@@ -148,6 +148,7 @@ def cli_run_args(p):
     for name, typ in (("model_type", str), ("agent_type", str), ("modality", str), ("base_model", str), ("backend", str),
                       ("epochs", int), ("batch_size", int), ("learning_rate", float), ("test_set_size", int), ("url", str)):
         p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help="pipeline parameter (default: the notebook's)")
+    p.add_argument("--config", default=None, help="data contract file (the notebook's config_path parameter)")
     p.add_argument("--seed-demo", action="store_true", help="seed demo telemetry into tenants whose project is empty")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other notebook parameter (JSON value)")
     p.add_argument("--notebook", default=None, help="pipeline notebook (default: nbs/pipelines/tenant_finetune.ipynb)")
@@ -161,6 +162,7 @@ def cli_run(args) -> int:
                                             "learning_rate", "test_set_size") if getattr(args, k) is not None}
     if args.url: params["phoenix_url"] = args.url
     if args.seed_demo: params["seed_demo"] = True
+    if args.config: params["config_path"] = str(Path(args.config).absolute())
     params.update(_parse_params(args.param))
     runs = run_tenants(tenants, params, notebook=args.notebook, out_root=args.out)
     return 1 if any(r.status == "failed" for r in runs) else 0
