@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
 from .core import (OrchestrationConfig, get_logger, atomic_write_json, check_choice, setup_logging,
-                                DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
+                                DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL, safe_join, home_subdir)
 from .training import TrainingResult, as_records, run_dir, dist_info
 
 # %% auto #0
@@ -258,13 +258,12 @@ def run_payload(payload:dict, # a job from `modal_payload`
             "files": {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}}
 
 def materialize_run(out:dict, # what `run_payload` returned
-                    output_dir:str|Path, # local parent of run folders
+                    output_dir:str|Path|None, # local parent of run folders (None: `<home>/adapters`)
                    ) -> TrainingResult:
     "Write a returned run folder under `output_dir` atomically; the result's paths point at the local copy."
-    with run_dir(output_dir, out["folder"]) as (tmp, final):
+    with run_dir(output_dir or home_subdir("adapters"), out["folder"]) as (tmp, final):
         for rel, data in out["files"].items():
-            p = (tmp/rel).resolve()
-            if not p.is_relative_to(tmp.resolve()): raise ValueError(f"Refusing to write {rel!r} outside the run folder")
+            p = safe_join(tmp, rel, "file of the returned run folder")
             p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(data)
     res = TrainingResult.from_dict(out["result"])
     res.adapter_path = str(final)

@@ -17,8 +17,8 @@ __all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', '
            'SECRET_KEY_RE', 'VERSION_RE', 'HF_URI_RE', 'home_dir', 'home_subdir', 'get_logger', 'setup_logging',
            'validate_slug', 'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice',
            'redact_url', 'is_secret_key', 'redact_secrets', 'validate_version', 'uri_scheme', 'check_storage_uri',
-           'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_partials', 'FolderTakenError',
-           'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight', 'run_sync']
+           'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_temp', 'FolderTakenError', 'atomic_dir',
+           'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight', 'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -293,14 +293,20 @@ def is_stale_owner(tag:str, # a tag written by `owner_tag`
     except (PermissionError, OverflowError): return False
     return False
 
-def clean_stale_partials(dest:str|Path, # the final folder whose leftover temp folders to remove
-                        ) -> list:
-    "Remove the `.partial` temp folders of `dest` whose owner process died (SIGKILL, crash); returns the removed paths."
-    dest, out = Path(dest), []
-    for p in dest.parent.glob(f".{glob.escape(dest.name)}.*.partial"):
-        if is_stale_owner(p.name[len(dest.name) + 2:].split(".", 1)[0]):
-            shutil.rmtree(p, ignore_errors=True); out.append(p)
-    if out: get_logger(__name__).info(f"Removed {len(out)} stale temp folder(s) of {dest} left by processes that died")
+_PARTIAL_RE = re.compile(r"\.(?P<name>.+)\.(?P<tag>\d+@[0-9a-f]{8})\.[^.]+\.partial")
+
+def clean_stale_temp(folder:str|Path, # a folder holding `atomic_dir` temp folders or run-folder claims
+                    ) -> list:
+    "Remove `.partial` temp folders and `.claim` files in `folder` whose owner process died (SIGKILL); returns them."
+    out = []
+    for p in Path(folder).glob(".*"):
+        m, tag = _PARTIAL_RE.fullmatch(p.name), None
+        if m and p.is_dir(): tag = m["tag"]
+        elif p.name.endswith(".claim") and p.is_file():
+            with contextlib.suppress(OSError): tag = p.read_text()[:64]
+        if tag and is_stale_owner(tag):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True); out.append(p)
+    if out: get_logger(__name__).info(f"Removed {len(out)} temp folder(s)/claim(s) in {folder} left by processes that died")
     return out
 
 # %% ../nbs/00_core.ipynb #663a45d1
@@ -315,7 +321,7 @@ def atomic_dir(dest:str|Path, # final folder; must not exist yet
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists(): raise FileExistsError(f"Refusing to overwrite existing folder {dest}")
-    clean_stale_partials(dest)
+    clean_stale_temp(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner_tag()}.", suffix=".partial", dir=dest.parent))
     try: yield tmp
     except BaseException: shutil.rmtree(tmp, ignore_errors=True); raise

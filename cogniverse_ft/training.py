@@ -12,7 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 from transformers import TrainerCallback
-from .core import OrchestrationConfig, home_subdir, atomic_dir, atomic_write_json, get_logger, DEFAULT_BASE_MODEL
+from .core import (OrchestrationConfig, home_subdir, atomic_dir, atomic_write_json, get_logger, DEFAULT_BASE_MODEL,
+                                clean_stale_temp, owner_tag)
 
 # %% auto #0
 __all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'SAMPLINGS', 'METRIC_NAMES',
@@ -207,12 +208,14 @@ def claim_run_dir(output_dir:str|Path, # parent folder of the run folders
                  ) -> tuple[Path, Path]:
     "Reserve a free run folder name (adding `_2`, `_3`, ... when taken); returns `(folder, claim_file)`."
     out = Path(output_dir).expanduser().absolute(); out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temp(out)  # claims and temp folders of runs that were killed (SIGKILL) go now
     for k in range(1, 10_000):
         cand = name if k == 1 else f"{name}_{k}"
         if (out/cand).exists(): continue
         claim = out/f".{cand}.claim"
-        try: os.close(os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        try: fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError: continue
+        os.write(fd, owner_tag().encode()); os.close(fd)  # the owner, so a later run can tell a dead claim
         if (out/cand).exists(): claim.unlink(); continue
         return out/cand, claim
     raise RuntimeError(f"No free run folder name for {name!r} in {out}")

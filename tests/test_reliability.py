@@ -267,3 +267,38 @@ def test_malformed_manifest_is_named(adapter, tmp_path):
         _fail(download_adapter, args=(dest,), kwargs=dict(local_dir=tmp_path / "dl"), contains=f"Malformed manifest {dest}/{MANIFEST_NAME}")
     local = tmp_path / "local"; local.mkdir(); (local / "adapter_config.json").write_text("{}"); (local / MANIFEST_NAME).write_text("[")
     _fail(download_adapter, args=(str(local),), contains=f"Malformed manifest {local / MANIFEST_NAME}")
+
+
+# --- item 2 (shared helper) and item 18: returned run folders -----------------------------------------------------------
+def test_materialize_run_refuses_escapes_and_defaults_to_home(tmp_path, monkeypatch):
+    from cogniverse_ft.backend import materialize_run
+    monkeypatch.setenv("COGNIVERSE_FT_HOME", str(tmp_path / "home"))
+    res = {"adapter_path": "/remote/x", "method": "sft", "base_model": BASE, "metrics": {}, "lora_config": {"use_lora": True},
+           "loss_history_path": "", "summary_path": "", "target": "routing"}
+    out = {"folder": "sft_routing_20260101_000000", "files": {"adapter_config.json": b"{}"}, "result": res}
+    for evil in ("../../escaped.txt", "/tmp/abs-escape.txt", "a/../../x"):
+        _fail(materialize_run, args=({**out, "files": {evil: b"x"}}, tmp_path / "runs"), contains="resolves outside")
+    _eq(list(tmp_path.rglob("escaped.txt")), [])
+    cfg = OrchestrationConfig(tenant_id="acme", project="cogniverse-acme", model_type="llm", agent_type="routing")
+    got = materialize_run(out, cfg.output_dir)  # the default output_dir (None) is <home>/adapters, not ./outputs
+    _eq(Path(got.adapter_path).parent, tmp_path / "home" / "adapters")
+    _eq(sorted(p.name for p in (tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else [], [])
+
+
+KILLED_CLAIM = r"""
+import os, signal, sys
+from cogniverse_ft.training import claim_run_dir
+final, claim = claim_run_dir(sys.argv[1], "sft_routing_20260101_000000")
+print(claim, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_claims_of_killed_runs_are_cleaned(tmp_path):
+    p = _py(KILLED_CLAIM, tmp_path); out, _ = p.communicate(timeout=300)
+    claim = Path(out.strip().splitlines()[-1])
+    assert claim.exists(), "the killed run left its claim"
+    from cogniverse_ft.training import claim_run_dir
+    final, mine = claim_run_dir(tmp_path, "sft_routing_20260101_000000")
+    _eq(final.name, "sft_routing_20260101_000000")  # the dead run's name is free again
+    _eq(sorted(x.name for x in tmp_path.iterdir()), [mine.name])
