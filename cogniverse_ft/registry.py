@@ -136,13 +136,14 @@ def _make_engine(url:str, lock_timeout:float=10.0) -> sa.Engine:
                                 connect_args={"connect_timeout": max(1, int(lock_timeout)), "options": f"-c lock_timeout={ms}"})
     if u.get_backend_name() != "sqlite": return sa.create_engine(u, pool_pre_ping=True, future=True)
     if u.database and u.database != ":memory:": _private_sqlite_file(Path(u.database))
-    eng = sa.create_engine(u, connect_args={"timeout": lock_timeout}, future=True)
+    wait = min(lock_timeout / 4, 1.0)  # SQLite's own wait per attempt; `_write` retries (and says so) until `lock_timeout`
+    eng = sa.create_engine(u, connect_args={"timeout": wait}, future=True)
 
     @sa.event.listens_for(eng, "connect")
     def _connect(dbapi_conn, rec):
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout={int(lock_timeout * 1000)}")
+        cur.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")
         if u.database and u.database != ":memory:": cur.execute("PRAGMA journal_mode=WAL")
         cur.close()
 
@@ -183,7 +184,7 @@ class AdapterRegistry:
     def __init__(self,
                  db_url:str|None=None, # SQLAlchemy URL (default: `$COGNIVERSE_FT_REGISTRY_URL` or `<home>/registry/registry.db`)
                  tenant_id:str|None=None, # scope every call to this tenant
-                 max_retries:int=20, # attempts for a write that loses a race
+                 max_retries:int=20, # attempts for a write that loses a race (a unique index firing)
                  lock_timeout:float|None=None, # seconds to wait for another writer's lock (default `$COGNIVERSE_FT_REGISTRY_LOCK_TIMEOUT` or 10)
                 ):
         self.url = db_url or default_registry_url()
@@ -221,20 +222,21 @@ class AdapterRegistry:
 
     def _write(self, fn):
         "Run `fn(conn)` in a write transaction; retry a lost race, give up after `lock_timeout` behind a held lock."
-        t0, warned = time.monotonic(), False
-        for attempt in range(self.max_retries):
+        t0, warned, lost = time.monotonic(), False, 0
+        while True:
             try:
                 with self._write_engine.begin() as conn: return fn(conn)
             except (sa.exc.OperationalError, sa.exc.IntegrityError) as e:
                 race = _retryable(e) or (isinstance(e, sa.exc.IntegrityError) and "active" in str(e.orig).lower())
                 if not race: raise
                 waited, locked = time.monotonic() - t0, isinstance(e, sa.exc.OperationalError)
-                if locked and (waited >= self.lock_timeout or attempt == self.max_retries - 1):
+                if locked and waited >= self.lock_timeout:
                     raise RegistryLockedError(f"Registry database {self.where} is locked by another writer; gave up after {waited:.1f} s "
                                               f"(lock_timeout={self.lock_timeout:g} s, set ${LOCK_TIMEOUT_ENV} to wait longer)") from None
-                if attempt == self.max_retries - 1: raise
-                if locked and not warned: log.warning(f"Waiting for another writer's lock on registry {self.where}"); warned = True
-                time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))
+                if not locked and (lost := lost + 1) >= self.max_retries: raise
+                if locked and not warned:
+                    log.warning(f"Waiting up to {self.lock_timeout:g} s for another writer's lock on registry {self.where}"); warned = True
+                time.sleep(random.uniform(0.01, 0.05) * min(lost + 1, 10))
 
     def _tenant(self, tenant_id:str|None, required:bool=True) -> str|None:
         if tenant_id is not None: validate_tenant_id(tenant_id)

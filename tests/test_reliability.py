@@ -83,7 +83,7 @@ def test_credentials_never_stored(adapter, tmp_path):
     for secret in ["PASSW0RD", *[f"SK{i}" for i in range(1, 9)]]: assert secret.encode() not in blob, secret
 
 
-def test_readers_do_not_wait_for_a_stuck_writer(adapter, tmp_path):
+def test_readers_do_not_wait_for_a_stuck_writer(adapter, tmp_path, caplog):
     "A held write lock: `adapters list` still answers; a write gives up after lock_timeout saying what it waited on."
     db = tmp_path / "registry.db"
     reg = AdapterRegistry(f"sqlite:///{db}", lock_timeout=1)
@@ -98,6 +98,7 @@ def test_readers_do_not_wait_for_a_stuck_writer(adapter, tmp_path):
         with pytest.raises(TimeoutError) as e:
             _reg(reader, "1.0.1", adapter)
         assert "locked by another writer" in str(e.value) and str(db) in str(e.value), str(e.value)
+        assert any("Waiting up to 1 s for another writer's lock" in r.getMessage() and str(db) in r.getMessage() for r in caplog.records)
         assert time.monotonic() - t0 < 60, "must give up in seconds, not minutes"
         reader.close()
     finally:
