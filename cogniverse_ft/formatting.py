@@ -16,9 +16,9 @@ from .extract import (InstructionExample, InstructionDataset, PreferencePair, Pr
                                    TripletDataset, ConversationTrajectory, TrajectoryDataset)
 
 # %% auto #0
-__all__ = ['log', 'ALPACA_TEMPLATE', 'SFT_FORMATS', 'EMPTY_DATASET_MESSAGE', 'SFT_FIELDS', 'DPO_FIELDS', 'EMBEDDING_FIELDS',
-           'build_messages', 'assistant', 'InstructionFormatter', 'sft_format_of', 'validate_sft_dataset',
-           'validate_dpo_dataset', 'validate_embedding_dataset', 'time_split']
+__all__ = ['log', 'ALPACA_TEMPLATE', 'SFT_FORMATS', 'EMPTY_DATASET_MESSAGE', 'SFT_FIELDS', 'PROMPT_ROLES', 'DPO_FIELDS',
+           'EMBEDDING_FIELDS', 'build_messages', 'assistant', 'InstructionFormatter', 'sft_format_of',
+           'validate_sft_dataset', 'validate_dpo_dataset', 'validate_embedding_dataset', 'time_split']
 
 # %% ../nbs/14_formatting.ipynb #6d4cc662
 log = get_logger(__name__)
@@ -131,6 +131,7 @@ class InstructionFormatter:
 # %% ../nbs/14_formatting.ipynb #c7da8305
 EMPTY_DATASET_MESSAGE = "Cannot train with empty dataset. No training examples available after formatting."
 SFT_FIELDS = {"alpaca": ["text"], "prompt_completion": ["prompt", "completion"], "messages": ["messages"]}
+PROMPT_ROLES = ("system", "user", "assistant", "tool")  # roles a prompt may hold (tool results of a conversation)
 DPO_FIELDS = ["prompt", "chosen", "rejected"]
 EMBEDDING_FIELDS = ["anchor", "positive", "negative"]
 
@@ -182,10 +183,10 @@ def validate_sft_dataset(records:list[dict], # SFT records
             if not isinstance(r["text"], str) or not r["text"].strip():
                 raise ValueError(f"Invalid SFT dataset at index {idx}: field 'text' must be a non-empty string, got {r['text']!r:.40}")
         elif fmt == "prompt_completion":
-            _check_text_or_messages(r["prompt"], "SFT", idx, "prompt", ("system", "user", "assistant"))
+            _check_text_or_messages(r["prompt"], "SFT", idx, "prompt", PROMPT_ROLES)
             _check_text_or_messages(r["completion"], "SFT", idx, "completion", ("assistant",))
         else:
-            _check_text_or_messages(r["messages"], "SFT", idx, "messages", ("system", "user", "assistant"))
+            _check_text_or_messages(r["messages"], "SFT", idx, "messages", PROMPT_ROLES)
             if not any(m["role"] == "assistant" for m in r["messages"]):
                 raise ValueError(f"Invalid SFT dataset at index {idx}: 'messages' has no assistant turn to learn from")
     return fmt
@@ -196,7 +197,7 @@ def validate_dpo_dataset(records:list[dict], # DPO records
     "Raise `ValueError` naming the first problem of a DPO dataset."
     records = _check_records(records, "DPO", DPO_FIELDS)
     for idx, r in enumerate(records):
-        _check_text_or_messages(r["prompt"], "DPO", idx, "prompt", ("system", "user", "assistant"))
+        _check_text_or_messages(r["prompt"], "DPO", idx, "prompt", PROMPT_ROLES)
         for f in ("chosen", "rejected"): _check_text_or_messages(r[f], "DPO", idx, f, ("assistant",))
         if r["chosen"] == r["rejected"]:
             raise ValueError(f"Invalid DPO dataset at index {idx}: 'chosen' and 'rejected' are identical (no learning signal)")

@@ -241,6 +241,12 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
                      for s in synthetic if s.input.strip().lower() not in test_inputs]
         pairs = [p for p in dpo_ds if p.prompt.strip().lower() not in test_inputs]
         if chosen == "dpo": info["pairs"] = len(pairs)
+        if chosen == "dpo" and method is None and len(pairs) < config.min_dpo_pairs and len(train_ex) >= config.min_sft_examples:
+            why = (f"only {len(pairs)} preference pairs left after holding out the test set (< min_dpo_pairs {config.min_dpo_pairs}); "
+                   f"{len(train_ex)} approved examples qualify for SFT")
+            log.warning(f"Training SFT instead of DPO: {why}")
+            chosen, res.training_method, info["switched_to_sft"] = "sft", "sft", why
+            res.analysis["reasons"] = list(res.analysis.get("reasons", [])) + [f"switched to SFT: {why}"]
     with st.run("formatting") as info:
         from cogniverse_ft.formatting import InstructionFormatter, validate_sft_dataset, validate_dpo_dataset
         if chosen == "dpo":
@@ -460,6 +466,8 @@ def cli_finetune(args) -> int:
     config = OrchestrationConfig.from_dict(cfg)
     overrides = {k: getattr(args, k) for k in ("max_length", "max_steps") if getattr(args, k) is not None}
     provider = PhoenixProvider(config.tenant_id, config.project, base_url=url, projects=projects)
-    res = FinetuningOrchestrator(provider, train_overrides=overrides, task=spec).run_sync(config, args.method)
+    import contextlib, sys
+    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():  # --json: stdout holds only the JSON
+        res = FinetuningOrchestrator(provider, train_overrides=overrides, task=spec).run_sync(config, args.method)
     print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.summary())
     return EXIT_CODES[res.status]
