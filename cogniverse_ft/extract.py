@@ -821,7 +821,7 @@ def explain_shortfall(funnel:dict, # from `task_funnel`
     if f["skipped"]: steps.append("skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(f["skipped"].items())))
     msg = f"task {f['task']!r}: " + "; ".join(steps)
     if hints: msg += ". Suggestions: " + " | ".join(hints)
-    return msg + f". Run `cogniverse-ft inspect{' --project ' + project if project else ''}` to see what the data holds."
+    return msg + f". Run `cogniverse-ft inspect --config <contract>{' --project ' + project if project else ''}` to see what the data holds."
 
 # %% ../nbs/12_extract.ipynb #22da8f6d
 class TraceToInstructionConverter:
