@@ -214,7 +214,7 @@ def feedback_rows(annotations_df:pd.DataFrame, # annotations (`get_annotations` 
     a = a[keep].copy()
     a["verdict"] = _verdicts(a, fb)
     un = a[a["verdict"].isna()]
-    info["unmapped_labels"] = {str(k): int(v) for k, v in _col(un, "result.label").fillna("<no label, no score>").value_counts().head(10).items()}
+    info["unmapped_labels"] = {str(k): int(v) for k, v in _col(un, "result.label").astype(object).fillna("<no label, no score>").value_counts().head(10).items()}
     info["judgements"] = int(a["verdict"].notna().sum())
     return a[a["verdict"].notna()], info
 
@@ -245,7 +245,7 @@ def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` sha
     own = pd.Series(span_outputs[~span_outputs.index.duplicated()].reindex(sid.values).to_numpy(dtype=object), index=a.index, dtype=object)
     judged = judged.where(judged.notna(), own)
     corrected = _correction(a, mdl, fb)
-    when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce")
+    when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce", format="ISO8601")
     score = score.fillna(pd.Series(np.where(approved, 1.0, 0.0), index=a.index))
     rows = pd.DataFrame({"sid": sid, "out": judged, "score": score, "when": when})
     direct, rj = rows[approved], rows[rejected]
@@ -448,7 +448,8 @@ def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     task = as_task(agent_type, approval_name)
     f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
     skipped, meta = _dup_skips(info), _meta(f, info, task, project)
-    if f.empty: return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped})
+    if f.empty: return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped,
+                                               "unreviewed": info["candidate_spans"], "not_approved": 0, "examples": 0})
     has_ap = f["n_approvals"] > 0
     n_rejected = int((f["n_rejections"] > 0).sum())
     f = f[has_ap]
@@ -465,7 +466,8 @@ def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
           for i, x, o, s, tr, se, t, c, sc, cv in zip(_L(g["instruction"]), _L(g["input"]), _L(g["approved_output"]), _L(g["span_id"]),
                                                       _L(g["trace_id"]), _L(g["session_id"]), _L(ts), _L(g["confidence"]),
                                                       _L(g["approved_score"]), _L(g["conversation"]))]
-    meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped, examples=len(ex))
+    meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped, examples=len(ex),
+                unreviewed=info["candidate_spans"] - info["reviewed"], not_approved=info["reviewed"] - int(has_ap.sum()))
     _log_skips(f"{task.name} examples", skipped)
     return InstructionDataset(ex, meta)
 
@@ -513,16 +515,19 @@ def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
 # %% ../nbs/12_extract.ipynb #ab79886a
 def _docs_frame(span_ids:pd.Series, docs:pd.Series) -> pd.DataFrame:
     "One row per returned document: span_id, doc_id, content."
-    ok = docs.map(lambda d: isinstance(d, (list, tuple, np.ndarray)) and len(d) > 0)
+    empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in ("span_id", "doc_id", "content")})
+    ok = np.array([isinstance(d, (list, tuple, np.ndarray)) and len(d) > 0 for d in docs.tolist()], dtype=bool)
+    if not ok.any(): return empty
     ex = pd.DataFrame({"span_id": span_ids[ok].values, "d": docs[ok].values}).explode("d", ignore_index=True)
-    isd = ex["d"].map(lambda d: isinstance(d, dict))
-    ex = ex[isd]
+    ex = ex[np.array([isinstance(d, dict) for d in ex["d"].tolist()], dtype=bool)]
+    if ex.empty: return empty
     return pd.DataFrame({"span_id": ex["span_id"].values,
                          "doc_id": ex["d"].map(lambda d: d.get("document.id", d.get("id"))).astype(object).values,
                          "content": ex["d"].map(lambda d: d.get("document.content", d.get("content"))).values})
 
 def _ids_frame(span_ids:pd.Series, lists:pd.Series, col:str) -> pd.DataFrame:
-    ok = lists.map(lambda v: isinstance(v, (list, tuple, np.ndarray)))
+    ok = np.array([isinstance(v, (list, tuple, np.ndarray)) for v in lists.tolist()], dtype=bool)
+    if not ok.any(): return pd.DataFrame({"span_id": pd.Series([], dtype=object), col: pd.Series([], dtype=object)})
     ex = pd.DataFrame({"span_id": span_ids[ok].values, col: lists[ok].values}).explode(col, ignore_index=True)
     return ex[ex[col].notna()]
 
@@ -534,7 +539,8 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
                     project:str|None=None, # recorded in the metadata
                    ) -> TripletDataset:
     "One `Triplet` per (relevant, irrelevant) document pair of each search with relevance feedback."
-    check_choice("modality", modality, MODALITIES, optional=True)
+    if modality is not None: check_slug(modality, "modality")
+    spans_df, dups = _dedupe(spans_df)
     meta = {"modality": modality, "project": project, "source": "phoenix", "total_spans": len(spans_df)}
     a = annotations_df
     a = a[a["annotation_name"] == feedback_name] if len(a) and "annotation_name" in a else a.iloc[:0]
@@ -545,7 +551,7 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     sid = pd.Series(s.index.astype(str), index=s.index)
     a = a[_isin((a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str), sid)] if len(a) else a
     meta["searches"], meta["with_feedback"] = len(s), int(a["span_id"].nunique()) if len(a) else 0
-    if not len(a): return TripletDataset([], {**meta, "skipped": {}, "triplets": 0})
+    if not len(a): return TripletDataset([], {**meta, "skipped": {"duplicate_span": dups} if dups else {}, "triplets": 0})
     a = a.sort_values("updated_at", kind="stable").groupby("span_id").tail(1) if "updated_at" in a else a.groupby("span_id").tail(1)
     md, bad = _parse_metadata(_col(a, "metadata"))
     md = md.map(lambda d: d if isinstance(d, dict) else {})
@@ -583,6 +589,7 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
             for an, p, n, s, pi, ni, m, tt in zip(_L(anchors), _L(t["content_p"]), _L(t["content_n"]), _L(t["span_id"]), _L(t["doc_id_p"]),
                                                   _L(t["doc_id_n"]), _L(mod), _L(ts))]
     skipped = _count(reason)
+    if dups: skipped["duplicate_span"] = dups
     meta.update(skipped=skipped, triplets=len(trip))
     _log_skips("triplets", skipped)
     return TripletDataset(trip, meta)
@@ -868,7 +875,7 @@ class TripletExtractor:
                       end_time:datetime|None=None, # only spans before this
                      ) -> TripletDataset:
         "Read search spans and feedback, return the `TripletDataset`."
-        check_choice("modality", modality, MODALITIES, optional=True)
+        if modality is not None: check_slug(modality, "modality")
         spans, ann = await _read(self.provider, project, start_time, end_time, [self.feedback_name], DOCUMENTS_ATTR)
         return triplet_dataset(spans, ann, modality, self.feedback_name, project=project or getattr(self.provider, "project", None))
 
