@@ -18,15 +18,15 @@ from .core import (home_subdir, get_logger, validate_tenant_id, project_for_tena
                                 atomic_write_json, redact_url)
 
 # %% auto #0
-__all__ = ['log', 'RETRY_STATUS', 'PHOENIX_ENV', 'PID_FILE', 'ANNOTATOR_KINDS', 'SPAN_KINDS', 'SPAN_COLUMNS', 'KEEP_NESTED',
-           'ANNOTATION_COLUMNS', 'PhoenixUnavailableError', 'PhoenixWriteError', 'PhoenixReadError',
-           'server_record_path', 'pid_alive', 'read_server_record', 'resolve_phoenix_url', 'resolve_api_key',
-           'with_retries', 'awith_retries', 'phoenix_healthy', 'graphql', 'list_projects', 'count_spans', 'free_port',
-           'wait_settled', 'PhoenixServer', 'start_phoenix', 'stop_phoenix', 'phoenix_status', 'make_span',
-           'wait_for_spans', 'log_spans', 'log_annotations', 'log_session_annotations', 'ensure_annotation_config',
-           'normalize_spans_frame', 'spans_frame', 'TraceStore', 'AnnotationStore', 'TelemetryProvider',
-           'annotations_frame', 'PhoenixTraceStore', 'PhoenixAnnotationStore', 'PhoenixProvider', 'cli_phoenix_args',
-           'cli_phoenix']
+__all__ = ['log', 'RETRY_STATUS', 'FAST_FAIL', 'TIMEOUT', 'READ_TIMEOUT', 'PHOENIX_ENV', 'PID_FILE', 'ANNOTATOR_KINDS',
+           'SPAN_KINDS', 'SPAN_COLUMNS', 'KEEP_NESTED', 'ANNOTATION_COLUMNS', 'PhoenixUnavailableError',
+           'PhoenixWriteError', 'PhoenixReadError', 'server_record_path', 'pid_alive', 'read_server_record',
+           'resolve_phoenix_url', 'resolve_api_key', 'with_retries', 'awith_retries', 'phoenix_healthy', 'graphql',
+           'list_projects', 'count_spans', 'free_port', 'wait_settled', 'PhoenixServer', 'start_phoenix',
+           'stop_phoenix', 'phoenix_status', 'make_span', 'wait_for_spans', 'log_spans', 'log_annotations',
+           'log_session_annotations', 'ensure_annotation_config', 'normalize_spans_frame', 'spans_frame', 'TraceStore',
+           'AnnotationStore', 'TelemetryProvider', 'annotations_frame', 'PhoenixTraceStore', 'PhoenixAnnotationStore',
+           'PhoenixProvider', 'cli_phoenix_args', 'cli_phoenix']
 
 # %% ../nbs/10_telemetry.ipynb #dce7e5a0
 log = get_logger(__name__)
@@ -91,6 +91,9 @@ def _headers(api_key:str|None) -> dict:
 
 # %% ../nbs/10_telemetry.ipynb #ae47c0c2
 RETRY_STATUS = {429, 500, 502, 503, 504}
+FAST_FAIL = (httpx.ConnectError, httpx.TimeoutException)  # a server that is down or never answers: 2 tries, not 5
+TIMEOUT = httpx.Timeout(30.0, connect=5.0)  # one request: 5 s to connect, 30 s to answer
+READ_TIMEOUT = httpx.Timeout(120.0, connect=5.0)  # large reads and writes: 120 s to answer
 
 def _classify(e:Exception, url:str, what:str) -> Exception|None:
     "The exception to raise for `e` right away, or None when `e` is worth retrying."
@@ -122,7 +125,7 @@ def with_retries(fn, # a function of no arguments doing one HTTP exchange
             if (err := _classify(e, url, what)) is not None:
                 if err is e: raise
                 raise err from e
-            if i == attempts - 1: raise _final(e, url, what, attempts) from e
+            if i == attempts - 1 or (isinstance(e, FAST_FAIL) and i >= 1): raise _final(e, url, what, i + 1) from e
             log.debug(f"retrying {what} at {url} after {type(e).__name__}")
             time.sleep(backoff * 2**i)
 
@@ -139,7 +142,7 @@ async def awith_retries(fn, # an async function of no arguments doing one HTTP e
             if (err := _classify(e, url, what)) is not None:
                 if err is e: raise
                 raise err from e
-            if i == attempts - 1: raise _final(e, url, what, attempts) from e
+            if i == attempts - 1 or (isinstance(e, FAST_FAIL) and i >= 1): raise _final(e, url, what, i + 1) from e
             await asyncio.sleep(backoff * 2**i)
 
 # %% ../nbs/10_telemetry.ipynb #91161745
@@ -147,7 +150,14 @@ def _q(project:str) -> str:
     "A project name as one quoted URL path segment."
     return quote(str(project), safe="")
 
-def _request(method:str, url:str, path:str, api_key:str|None=None, what:str="talking to Phoenix", timeout:float=30,
+def _json(r:httpx.Response, url:str, what:str):
+    "The JSON body of an answer; a clear error when the server at `url` does not answer like Phoenix."
+    try: return r.json()
+    except ValueError:
+        raise PhoenixReadError(f"{redact_url(url)} does not answer like Phoenix while {what}: expected JSON, got "
+                               f"{r.headers.get('content-type', 'no content type')} ({r.text[:60]!r}); check PHOENIX_BASE_URL or --url") from None
+
+def _request(method:str, url:str, path:str, api_key:str|None=None, what:str="talking to Phoenix", timeout=TIMEOUT,
              attempts:int=5, **kw) -> httpx.Response:
     def go():
         r = httpx.request(method, f"{url}/{path.lstrip('/')}", headers=_headers(api_key), timeout=timeout, **kw)
@@ -170,7 +180,9 @@ def graphql(base_url:str|None, # server URL (None: resolve)
     "Run a GraphQL query against Phoenix and return its `data` (errors raise)."
     url, key = resolve_phoenix_url(base_url), resolve_api_key(api_key)
     r = _request("POST", url, "graphql", key, "running a GraphQL query", json={"query": query, "variables": variables or {}})
-    body = r.json()
+    body = _json(r, url, "running a GraphQL query")
+    if not isinstance(body, dict) or "data" not in body and "errors" not in body:
+        raise PhoenixReadError(f"{redact_url(url)} does not answer like Phoenix: its /graphql returned no 'data'")
     if body.get("errors"): raise RuntimeError(f"Phoenix at {url} GraphQL error: {body['errors'][0].get('message')}")
     return body["data"]
 
@@ -434,7 +446,7 @@ def _present_span_ids(url:str, project:str, span_ids:list[str], api_key:str|None
         except httpx.HTTPStatusError as e:
             if e.response.status_code == 404: return found  # the project appears with its first span
             raise
-        found.update(s["context"]["span_id"] for s in r.json()["data"])
+        found.update(s["context"]["span_id"] for s in _json(r, url, "reading spans back")["data"])
     return found
 
 def wait_for_spans(url:str|None, # server URL (None: resolve)
@@ -485,12 +497,12 @@ def log_spans(url:str|None, # server URL (None: resolve)
         batch = spans[i:i+batch_size]
         while batch:
             def post():
-                r = httpx.post(f"{url}/v1/projects/{_q(project)}/spans", json={"data": batch}, headers=_headers(key), timeout=120)
+                r = httpx.post(f"{url}/v1/projects/{_q(project)}/spans", json={"data": batch}, headers=_headers(key), timeout=READ_TIMEOUT)
                 if r.status_code not in (400, 422): r.raise_for_status()
                 return r
             r = with_retries(post, url, f"writing spans to {project!r}")
             if r.status_code < 300: break
-            body = r.json()
+            body = _json(r, url, f"writing spans to {project!r}")
             detail = body.get("detail", body) if isinstance(body, dict) else body
             with contextlib.suppress(TypeError, ValueError): detail = json.loads(detail)
             if r.status_code == 422 or not isinstance(detail, dict) or detail.get("invalid_spans"):
@@ -531,8 +543,8 @@ def _annotation_rows(url:str, project:str, span_ids:list[str], api_key:str|None,
             params = {"span_ids": span_ids[i:i+100], "limit": page}
             if names: params["include_annotation_names"] = names
             if cursor: params["cursor"] = cursor
-            try: body = _request("GET", url, f"v1/projects/{_q(project)}/span_annotations", api_key,
-                                 "reading annotations", params=params).json()
+            try: body = _json(_request("GET", url, f"v1/projects/{_q(project)}/span_annotations", api_key,
+                                       "reading annotations", params=params), url, "reading annotations")
             except httpx.HTTPStatusError as e:
                 if e.response.status_code == 404: return rows
                 raise
@@ -595,10 +607,10 @@ def ensure_annotation_config(url:str|None, # server URL (None: resolve)
     url, key = resolve_phoenix_url(url), resolve_api_key(api_key)
     body = {"name": name, "type": "CATEGORICAL", "description": description or None, "optimization_direction": "MAXIMIZE",
             "values": [{"label": k, "score": v} for k, v in values.items()]}
-    try: cid = _request("POST", url, "v1/annotation_configs", key, "creating an annotation config", json=body).json()["data"]["id"]
+    try: cid = _json(_request("POST", url, "v1/annotation_configs", key, "creating an annotation config", json=body), url, "creating an annotation config")["data"]["id"]
     except httpx.HTTPStatusError as e:
         if e.response.status_code != 409: raise
-        cid = _request("GET", url, f"v1/annotation_configs/{name}", key, "reading an annotation config").json()["data"]["id"]
+        cid = _json(_request("GET", url, f"v1/annotation_configs/{_q(name)}", key, "reading an annotation config"), url, "reading an annotation config")["data"]["id"]
     try: _request("PUT", url, f"v1/projects/{_q(project)}/annotation_configs/{cid}", key, "assigning an annotation config")
     except httpx.HTTPStatusError as e:
         if e.response.status_code != 404: raise
@@ -742,7 +754,7 @@ class PhoenixTraceStore:
             cond = (f"({cond}) and " if cond else "") + f"span_kind == {stored!r}"
         expected = count_spans(project, start_time, end_time, cond, self.p.base_url, self.p.api_key) if check_count else None
         frames, seen, end, limit = [], set(), end_time, page_size
-        async with httpx.AsyncClient(base_url=self.p.base_url, headers=_headers(self.p.api_key), timeout=120) as http:
+        async with httpx.AsyncClient(base_url=self.p.base_url, headers=_headers(self.p.api_key), timeout=READ_TIMEOUT) as http:
             while True:
                 df = await self._page(http, project, start_time, end, limit, cond)
                 if df.empty: break
@@ -769,7 +781,7 @@ class PhoenixAnnotationStore:
 
     async def _rows(self, path:str, key:str, ids:list[str], names, what:str, concurrency:int=4, page:int=1000) -> list[dict]:
         sem, url = asyncio.Semaphore(concurrency), self.p.base_url
-        async with httpx.AsyncClient(base_url=url, headers=_headers(self.p.api_key), timeout=120) as http:
+        async with httpx.AsyncClient(base_url=url, headers=_headers(self.p.api_key), timeout=READ_TIMEOUT) as http:
             async def chunk(ch):
                 rows, cursor = [], None
                 async with sem:
@@ -779,27 +791,38 @@ class PhoenixAnnotationStore:
                         if cursor: params["cursor"] = cursor
                         async def go():
                             r = await http.get(path, params=params); r.raise_for_status(); return r
-                        try: body = (await awith_retries(go, url, what)).json()
+                        try: body = _json(await awith_retries(go, url, what), url, what)
                         except httpx.HTTPStatusError as e:
                             if e.response.status_code == 404: return rows
                             raise
-                        rows.extend(body.get("data", []))
-                        if not (cursor := body.get("next_cursor")): return rows
+                        data = body.get("data", [])
+                        rows.extend(data)
+                        if not (cursor := body.get("next_cursor")):
+                            if len(data) >= page: await self._check_complete(http, path, params, page, what)
+                            return rows
             parts = await asyncio.gather(*[chunk(ids[i:i+100]) for i in range(0, len(ids), 100)])
         return [r for p in parts for r in p]
+
+    async def _check_complete(self, http, path, params, page, what):
+        "A full last page without a cursor: ask for one row more; more rows means the cursor was dropped."
+        r = await awith_retries(lambda: http.get(path, params={**params, "limit": page + 1}), self.p.base_url, what)
+        if len(_json(r, self.p.base_url, what).get("data", [])) > page:
+            raise PhoenixReadError(f"{what} at {self.p.base_url}: a full page of {page} annotations came back without a next "
+                                   "cursor, but more exist: the read was truncated")
 
     async def get_annotations(self, spans_df:pd.DataFrame, # spans from `traces.get_spans` (or any frame with span ids)
                               project:str|None=None, # project name (default: the provider's)
                               names:list[str]|None=None, # only these annotation names
+                              page_size:int=1000, # rows per request
                              ) -> pd.DataFrame:
-        "Every span annotation of the spans in `spans_df`."
+        "Every span annotation of the spans in `spans_df` (a dropped cursor raises, never truncates)."
         project = self.p.check_project(project)
         if "context.span_id" in spans_df: ids = spans_df["context.span_id"]
         elif "span_id" in spans_df: ids = spans_df["span_id"]
         else: ids = pd.Series(spans_df.index)
         ids = list(dict.fromkeys(ids.dropna().astype(str)))
         rows = await self._rows(f"v1/projects/{_q(project)}/span_annotations", "span_ids", ids, names,
-                                f"reading annotations of {project!r}")
+                                f"reading annotations of {project!r}", page=page_size)
         return annotations_frame(rows)
 
     async def get_session_annotations(self, session_ids:list[str], # session ids (the `session.id` attribute values)
