@@ -90,13 +90,17 @@ def tokenize_sft(tokenizer, # the model's tokenizer
                  max_length:int=512, # cut longer examples (keeping the start)
                  response_template:str=RESPONSE_TEMPLATE, # where the answer starts in Alpaca `text`
                 ) -> dict:
-    "Columns `input_ids` and `labels` for `records`; examples left without answer tokens after the cut are dropped."
-    ids, labels, dropped = [], [], []
+    "Columns `input_ids` and `labels` for `records`; longer examples are cut and reported, those left without answer tokens dropped."
+    ids, labels, dropped, cut = [], [], [], []
     for i, r in enumerate(records):
         a, b = tokenize_sft_record(tokenizer, r, fmt, response_template, i)
+        if len(a) > max_length: cut.append((i, len(a)))
         a, b = a[:max_length], b[:max_length]
         if all(x == -100 for x in b): dropped.append(i); continue
         ids.append(a); labels.append(b)
+    if cut:
+        log.warning(f"{len(cut)} of {len(records)} SFT examples are longer than max_length={max_length} tokens and were cut "
+                    f"(longest {max(n for _, n in cut)} tokens, first at index {cut[0][0]}); raise max_length to keep them whole")
     if dropped:
         log.warning(f"Dropped {len(dropped)} SFT examples whose answer starts after max_length={max_length} tokens (first: index {dropped[0]})")
     if not ids: raise ValueError(EMPTY_DATASET_ERROR)
