@@ -10,9 +10,9 @@ import json, hashlib, shlex
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
-from .core import get_logger, validate_tenant_id
+from .core import get_logger, validate_tenant_id, redact_url
 from .registry import AdapterRegistry, AdapterMetadata
-from .storage import download_adapter, verify_folder, parse_storage_uri, redact_uri, AdapterIntegrityError
+from .storage import download_adapter, verify_folder, parse_storage_uri, AdapterIntegrityError
 
 # %% auto #0
 __all__ = ['log', 'VLLM_LORA_RANKS', 'AdapterInferenceInfo', 'get_active_adapter_for_inference', 'resolve_adapter_path',

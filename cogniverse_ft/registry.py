@@ -18,10 +18,10 @@ from .core import (home_subdir, get_logger, validate_tenant_id, check_choice, MO
 from .storage import hash_folder, check_manifest
 
 # %% auto #0
-__all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'scrub_secrets', 'REGISTRY_URL_ENV', 'adapters_table', 'versions_table',
-           'LOCK_TIMEOUT_ENV', 'ADAPTER_CONFIG_FILES', 'AdapterMetadata', 'default_registry_url',
-           'AdapterNotFoundError', 'RegistryLockedError', 'RegistryUnavailableError', 'next_version', 'AdapterRegistry',
-           'check_adapter_folder', 'cli_adapters_args', 'cli_adapters']
+__all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'REGISTRY_URL_ENV', 'adapters_table', 'versions_table', 'LOCK_TIMEOUT_ENV',
+           'ADAPTER_CONFIG_FILES', 'AdapterMetadata', 'default_registry_url', 'AdapterNotFoundError',
+           'RegistryLockedError', 'RegistryUnavailableError', 'next_version', 'AdapterRegistry', 'check_adapter_folder',
+           'cli_adapters_args', 'cli_adapters']
 
 # %% ../nbs/30_registry.ipynb #430ba00a
 log = get_logger(__name__)
@@ -29,7 +29,6 @@ log = get_logger(__name__)
 # %% ../nbs/30_registry.ipynb #0f9fcada
 TRAINING_METHODS = ("sft", "dpo", "embedding")
 STATUSES = ("inactive", "active", "deprecated")
-scrub_secrets = redact_secrets  # `cogniverse_ft.core.redact_secrets`: secret-like keys -> '***', URL passwords hidden
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -323,7 +322,7 @@ def register_adapter(self:AdapterRegistry,
     row = dict(tenant_id=tenant_id, name=name, base_model=redact_url(base_model), model_type=model_type,
                training_method=training_method, adapter_path=adapter_path, adapter_uri=adapter_uri,
                agent_type=agent_type, modality=modality, target=target, status="inactive", active_key=None,
-               metrics=scrub_secrets(dict(metrics or {})), training_config=scrub_secrets(dict(training_config or {})),
+               metrics=redact_secrets(dict(metrics or {})), training_config=redact_secrets(dict(training_config or {})),
                file_hashes=dict(file_hashes), experiment_run_id=experiment_run_id)
     a, vt = adapters_table, versions_table
     def insert(conn):

@@ -15,9 +15,9 @@ from .core import (home_subdir, atomic_dir, get_logger, safe_join, redact_url, c
 from .models import file_sha256
 
 # %% auto #0
-__all__ = ['log', 'MANIFEST_NAME', 'UPLOAD_MARKER', 'IGNORED_FILES', 'IGNORED_DIRS', 'redact_uri', 'AdapterIntegrityError',
-           'hash_folder', 'manifest_diff', 'parse_manifest', 'check_manifest', 'verify_folder', 'StorageURI',
-           'parse_storage_uri', 'upload_adapter', 'download_adapter']
+__all__ = ['log', 'MANIFEST_NAME', 'UPLOAD_MARKER', 'IGNORED_FILES', 'IGNORED_DIRS', 'AdapterIntegrityError', 'hash_folder',
+           'manifest_diff', 'parse_manifest', 'check_manifest', 'verify_folder', 'StorageURI', 'parse_storage_uri',
+           'upload_adapter', 'download_adapter']
 
 # %% ../nbs/31_storage.ipynb #70a8acee
 log = get_logger(__name__)
@@ -109,8 +109,6 @@ def parse_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or 
         return StorageURI("local", str(p), str(p))
     return StorageURI("fsspec", uri, uri)
 
-redact_uri = redact_url  # the shared redaction of `cogniverse_ft.core` (`s3://key:***@bucket`), under its old name
-
 # %% ../nbs/31_storage.ipynb #0bfa83c4
 def _fs(uri, storage_options):
     import fsspec
@@ -177,7 +175,7 @@ def upload_adapter(local_path:str|Path, # adapter folder to upload
     files = hash_folder(local_path)
     src = Path(local_path)
     s = parse_storage_uri(destination_uri)
-    safe = redact_uri(s.uri)
+    safe = redact_url(s.uri)
     if s.kind == "local":
         dest = Path(s.path)
         if dest.exists():
@@ -224,7 +222,7 @@ def _fetch(s:StorageURI, tmp:Path, hf_token, storage_options):
     if s.kind == "fsspec":
         fs, root = _fs(s.uri, storage_options)
         found = [p for p in fs.find(root, detail=False)] if fs.exists(root) else []
-        if not found: raise FileNotFoundError(f"No adapter files at {redact_uri(s.uri)}")
+        if not found: raise FileNotFoundError(f"No adapter files at {redact_url(s.uri)}")
         for p in found:
             if not p.startswith(root + "/"): raise ValueError(f"Refusing object {p!r}: it is not under {redact_url(s.uri)}")
             dst = safe_join(tmp, p[len(root) + 1:], f"object key of {redact_url(s.uri)}")
@@ -253,7 +251,7 @@ def download_adapter(source_uri:str, # local path, hf://org/repo[@rev][/sub], or
                     ) -> Path:
     "Fetch an adapter, verify every file's sha256, and return its local folder."
     s = parse_storage_uri(source_uri)
-    safe = redact_uri(s.uri)
+    safe = redact_url(s.uri)
     if s.kind == "local":
         p = Path(s.path)
         if not p.is_dir(): raise FileNotFoundError(f"Adapter folder {safe!r} does not exist")

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Optional
 import pandas as pd
 from .core import get_logger, run_sync, project_for_tenant, redact_secrets
-from .registry import scrub_secrets
 from .telemetry import make_span, log_spans, PhoenixProvider
 
 # %% auto #0
@@ -77,7 +76,7 @@ def experiment_attributes(config, # OrchestrationConfig (or dict)
          "data.synthetic_approved_count": _get(result, "synthetic_approved_count", _get(analysis, "synthetic_approved_count")),
          "output.adapter_path": _get(result, "adapter_path"), "output.adapter_id": _get(result, "adapter_id"),
          "output.adapter_uri": _get(result, "adapter_uri")}
-    for k, v in scrub_secrets(metrics).items():
+    for k, v in redact_secrets(metrics).items():
         if isinstance(v, (int, float, bool, str)) and v is not None: a[f"metrics.{k}"] = v
     for k, pts in loss_curves(_get(result, "adapter_path")).items(): a[f"history.{k}"] = json.dumps(pts)
     return redact_secrets({k: v for k, v in a.items() if v is not None})  # URL passwords and secret keys never reach Phoenix
