@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/registry.html.md"""
 
 # %% ../nbs/30_registry.ipynb #133d8548
 from __future__ import annotations
-import os, re, json, time, uuid, random
+import os, re, sys, json, time, uuid, random
 from dataclasses import dataclass, field, asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,17 +18,18 @@ from .core import (home_subdir, get_logger, validate_tenant_id, check_choice, MO
 from .storage import hash_folder, check_manifest
 
 # %% auto #0
-__all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'REGISTRY_URL_ENV', 'adapters_table', 'versions_table', 'LOCK_TIMEOUT_ENV',
-           'ADAPTER_CONFIG_FILES', 'AdapterMetadata', 'default_registry_url', 'AdapterNotFoundError',
-           'RegistryLockedError', 'RegistryUnavailableError', 'next_version', 'AdapterRegistry', 'check_adapter_folder',
-           'cli_adapters_args', 'cli_adapters']
+__all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'REGISTRY_URL_ENV', 'adapters_table', 'versions_table', 'LINEAGE_ROLES',
+           'LINEAGE_ID_LEN', 'lineage_table', 'LOCK_TIMEOUT_ENV', 'ADAPTER_CONFIG_FILES', 'AdapterMetadata',
+           'default_registry_url', 'AdapterNotFoundError', 'RegistryLockedError', 'RegistryUnavailableError',
+           'AdapterRetiredError', 'LineageError', 'next_version', 'AdapterRegistry', 'check_adapter_folder',
+           'normalize_lineage', 'cli_adapters_args', 'cli_adapters']
 
 # %% ../nbs/30_registry.ipynb #430ba00a
 log = get_logger(__name__)
 
 # %% ../nbs/30_registry.ipynb #0f9fcada
 TRAINING_METHODS = ("sft", "dpo", "embedding")
-STATUSES = ("inactive", "active", "deprecated")
+STATUSES = ("inactive", "active", "deprecated", "retired")
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -46,13 +47,15 @@ class AdapterMetadata:
     adapter_uri: Optional[str] = None  # published location (hf://, s3://, file://...), if any
     agent_type: Optional[str] = None  # task-name slug, e.g. routing, profile_selection, entity_extraction (llm)
     modality: Optional[str] = None  # slug, e.g. video, image, text (embedding)
-    status: str = "inactive"  # inactive, active or deprecated
+    status: str = "inactive"  # inactive, active, deprecated or retired
     metrics: dict = field(default_factory=dict)  # training/evaluation metrics
     training_config: dict = field(default_factory=dict)  # hyperparameters (secrets scrubbed)
     file_hashes: dict = field(default_factory=dict)  # sha256 manifest {relative/path: sha256}
     experiment_run_id: Optional[str] = None  # the EXPERIMENT span's run id
     created_at: str = ""  # ISO-8601 UTC
     activated_at: Optional[str] = None  # last activation time
+    retired_at: Optional[str] = None  # when the version was retired (status "retired"), if it was
+    retired_reason: Optional[str] = None  # why it was retired
 
     @property
     def target(self) -> str:
@@ -98,6 +101,8 @@ adapters_table = sa.Table(
     sa.Column("experiment_run_id", sa.String(128)),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("activated_at", sa.String(40)),
+    sa.Column("retired_at", sa.String(40)),  # added after the first release: old databases get it on open
+    sa.Column("retired_reason", sa.Text),
     sa.UniqueConstraint("tenant_id", "name", "version", name="uq_adapter_version"),
     sa.UniqueConstraint("tenant_id", "active_key", name="uq_one_active_per_target"),
     sa.Index("ix_adapters_tenant_target", "tenant_id", "target"),
@@ -108,6 +113,24 @@ versions_table = sa.Table(  # every version ever handed out, kept after its adap
     sa.Column("name", sa.String(128), primary_key=True),
     sa.Column("version", sa.String(64), primary_key=True),
     sa.Column("created_at", sa.String(40), nullable=False),
+)
+LINEAGE_ROLES = ("train", "validation", "test", "synthetic")
+LINEAGE_ID_LEN = 256
+lineage_table = sa.Table(  # the examples each adapter version used; kept after its adapter record is deleted, like its version
+    "adapter_lineage", _md,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("adapter_id", sa.String(36), nullable=False),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("span_id", sa.String(LINEAGE_ID_LEN)),
+    sa.Column("trace_id", sa.String(LINEAGE_ID_LEN)),
+    sa.Column("session_id", sa.String(LINEAGE_ID_LEN)),
+    sa.Column("item_id", sa.String(LINEAGE_ID_LEN)),
+    sa.CheckConstraint("role IN ('train', 'validation', 'test', 'synthetic')", name="ck_lineage_role"),
+    sa.Index("ix_lineage_adapter", "adapter_id"),
+    sa.Index("ix_lineage_span", "span_id"),
+    sa.Index("ix_lineage_trace", "trace_id"),
+    sa.Index("ix_lineage_session", "session_id"),
 )
 
 def default_registry_url() -> str:
@@ -166,6 +189,12 @@ class RegistryLockedError(TimeoutError):
 class RegistryUnavailableError(RuntimeError):
     "The registry database cannot be opened or read (missing folder, corrupt file, server down)."
 
+class AdapterRetiredError(ValueError):
+    "The adapter version was retired: it is never activated, re-statused or deleted again."
+
+class LineageError(ValueError):
+    "A `lineage=` value is malformed, or its rows could not be written (then nothing was registered)."
+
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 LOCK_TIMEOUT_ENV = "COGNIVERSE_FT_REGISTRY_LOCK_TIMEOUT"
 
@@ -207,14 +236,25 @@ class AdapterRegistry:
         self.engine.dispose()
 
     def _create_schema(self):
-        "Create missing tables; a database that has them all is only read (a reader takes no write lock)."
+        "Create missing tables and add missing columns (older databases); an up-to-date database is only read (no write lock)."
+        def missing(conn):
+            insp = sa.inspect(conn)
+            have = set(insp.get_table_names())
+            cols = [(t, c) for t in _md.tables.values() if t.name in have
+                    for names in [{x["name"] for x in insp.get_columns(t.name)}] for c in t.columns if c.name not in names]
+            return [t for t in _md.tables if t not in have], cols
         def create(conn):
-            if self._dialect == "postgresql":  # concurrent first starts must not race on CREATE TABLE
+            if self._dialect == "postgresql":  # concurrent first starts must not race on CREATE TABLE / ALTER TABLE
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
             _md.create_all(conn)
+            q = conn.dialect.identifier_preparer.quote
+            for t, c in missing(conn)[1]:  # read again under the lock: another process may have added them
+                if not c.nullable: raise RegistryUnavailableError(f"Registry database {self.where}: table {t.name} lacks column {c.name}")
+                conn.execute(sa.text(f"ALTER TABLE {q(t.name)} ADD COLUMN {q(c.name)} {c.type.compile(conn.dialect)}"))
+                log.info(f"Registry {self.where}: added column {t.name}.{c.name}")
         try:
-            with self.engine.connect() as conn: have = set(sa.inspect(conn).get_table_names())
-            if not set(_md.tables) <= have: self._write(create)
+            with self.engine.connect() as conn: tables, cols = missing(conn)
+            if tables or cols: self._write(create)
         except sa.exc.DBAPIError as e:
             if _retryable(e): raise
             raise RegistryUnavailableError(f"Registry database {self.where} cannot be used: {getattr(e, 'orig', e)}") from None
@@ -275,6 +315,48 @@ def check_adapter_folder(path:str|Path, # a folder written by training
     return cfg
 
 # %% ../nbs/30_registry.ipynb #a4961735
+_SPAN_KEYS = ("span_id", "trace_id", "session_id")
+
+def _check_roles(roles) -> tuple:
+    roles = (roles,) if isinstance(roles, str) else tuple(roles)
+    for r in roles:
+        if r not in LINEAGE_ROLES: raise LineageError(f"Unknown lineage role {r!r}: expected one of {', '.join(LINEAGE_ROLES)}")
+    if not roles: raise LineageError(f"roles is empty: give one or more of {', '.join(LINEAGE_ROLES)}")
+    return roles
+
+def normalize_lineage(lineage:dict|None, # {role: [entry, ...]}, roles train/validation/test/synthetic
+                     ) -> list:
+    "The lineage's rows `{role, span_id, trace_id, session_id, item_id}`, deduplicated, in order; `LineageError` names a bad role or entry."
+    if lineage is None: return []
+    if not isinstance(lineage, dict):
+        raise LineageError(f"lineage must be a dict {{role: [entries]}} with roles {', '.join(LINEAGE_ROLES)}, not {type(lineage).__name__}")
+    rows, seen = [], set()
+    for role, entries in lineage.items():
+        _check_roles((role,))
+        if entries is None: continue
+        if not isinstance(entries, (list, tuple)):
+            raise LineageError(f"lineage[{role!r}] must be a list of entries, not {type(entries).__name__}")
+        keys = ("item_id",) if role == "synthetic" else _SPAN_KEYS
+        for i, e in enumerate(entries):
+            where = f"lineage[{role!r}][{i}]"
+            if isinstance(e, str): e = {keys[0]: e}
+            if not isinstance(e, dict):
+                raise LineageError(f"{where}: expected a dict of {', '.join(keys)} or an id string, not {type(e).__name__}")
+            if extra := sorted(set(e) - set(keys)):
+                raise LineageError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; a {role!r} entry has {', '.join(keys)}")
+            row = dict(role=role, span_id=None, trace_id=None, session_id=None, item_id=None)
+            for k in keys:
+                v = e.get(k)
+                if v is None: continue
+                if not isinstance(v, str) or not v.strip() or len(v) > LINEAGE_ID_LEN:
+                    raise LineageError(f"{where}: {k} must be a non-empty string of at most {LINEAGE_ID_LEN} characters, not {v!r:.80}")
+                row[k] = v
+            if all(row[k] is None for k in keys):
+                raise LineageError(f"{where}: needs " + ("an item_id" if role == "synthetic" else "a span_id, trace_id or session_id"))
+            if (key := tuple(row.values())) not in seen: seen.add(key); rows.append(row)
+    return rows
+
+# %% ../nbs/30_registry.ipynb #4194c318
 @patch
 def register_adapter(self:AdapterRegistry,
                       tenant_id:str, # owning tenant
@@ -291,6 +373,7 @@ def register_adapter(self:AdapterRegistry,
                       training_config:dict|None=None, # hyperparameters (secrets are scrubbed)
                       experiment_run_id:str|None=None, # EXPERIMENT span run id
                       file_hashes:dict|None=None, # sha256 manifest; computed from `adapter_path` when None
+                      lineage:dict|None=None, # the examples it used: {"train"|"validation"|"test": [{span_id, trace_id, session_id}|span_id], "synthetic": [{item_id}|item_id]}
                      ) -> str:
     "Register a trained adapter (inactive) and return its `adapter_id`; an existing name+version is refused."
     tenant_id = self._tenant(tenant_id)
@@ -307,6 +390,7 @@ def register_adapter(self:AdapterRegistry,
     else:
         validate_slug(modality, "modality")
         if agent_type is not None: raise ValueError("An embedding adapter takes a modality, not an agent_type")
+    lineage_rows = normalize_lineage(lineage)
     adapter_path = str(Path(adapter_path).expanduser().absolute())
     if Path(adapter_path).is_dir(): check_adapter_folder(adapter_path)
     if file_hashes is None:
@@ -335,6 +419,11 @@ def register_adapter(self:AdapterRegistry,
         aid, now = str(uuid.uuid4()), _now()
         conn.execute(a.insert().values(adapter_id=aid, version=v, created_at=now, **row))
         conn.execute(vt.insert().values(tenant_id=tenant_id, name=name, version=v, created_at=now))
+        if lineage_rows:
+            try: conn.execute(lineage_table.insert(), [dict(r, adapter_id=aid, tenant_id=tenant_id) for r in lineage_rows])
+            except (sa.exc.IntegrityError, sa.exc.DataError) as e:  # raised inside the transaction: it rolls back
+                raise LineageError(f"The lineage of adapter {name!r} {v} of tenant {tenant_id!r} ({len(lineage_rows)} rows) could not "
+                                   f"be written: {getattr(e, 'orig', e)}; nothing was registered") from None
         return aid, v
     for attempt in range(self.max_retries):
         try: aid, v = self._write(insert); break
@@ -342,7 +431,7 @@ def register_adapter(self:AdapterRegistry,
             if version is None and attempt < self.max_retries - 1: continue  # another process took that version
             raise ValueError(f"Adapter {name!r} version {version!r} is already registered for tenant {tenant_id!r}; "
                              "versions are immutable, register a new version") from None
-    log.info(f"Registered adapter {name} {v} ({aid}) for tenant {tenant_id}, {target}")
+    log.info(f"Registered adapter {name} {v} ({aid}) for tenant {tenant_id}, {target}" + (f", {len(lineage_rows)} lineage rows" if lineage_rows else ""))
     return aid
 
 # %% ../nbs/30_registry.ipynb #e0c0878a
@@ -371,7 +460,7 @@ def get_adapter_by_version(self:AdapterRegistry, tenant_id:str|None, # tenant (d
 def list_adapters(self:AdapterRegistry, tenant_id:str|None=None, # tenant (default: the registry's scope)
                    agent_type:str|None=None, # only this agent type (or modality)
                    name:str|None=None, # only this adapter name
-                   status:str|None=None, # only "inactive", "active" or "deprecated"
+                   status:str|None=None, # only "inactive", "active", "deprecated" or "retired"
                    model_type:str|None=None, # only "llm" or "embedding"
                   ) -> list:
     "A tenant's adapters, newest first."
@@ -418,6 +507,7 @@ def activate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to activate
             conn.execute(sa.select(a.c.adapter_id).where(a.c.tenant_id == row.tenant_id, a.c.target == row.target)
                          .order_by(a.c.adapter_id).with_for_update()).all()
             row = self._row(conn, adapter_id, t)
+        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; a retired version is never activated again")
         if row.status == "deprecated": raise ValueError(f"Adapter {adapter_id!r} is deprecated and cannot be activated")
         conn.execute(a.update().where(a.c.tenant_id == row.tenant_id, a.c.active_key == row.target,
                                       a.c.adapter_id != row.adapter_id).values(active_key=None, status="inactive"))
@@ -428,10 +518,15 @@ def activate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to activate
     log.info(f"Activated adapter {m.name} {m.version} ({m.adapter_id}) for tenant {m.tenant_id}, {m.target}")
     return m
 
+def _retired_msg(row) -> str:
+    return (f"Adapter {row.adapter_id!r} ({row.name} {row.version}, tenant {row.tenant_id!r}) was retired at {row.retired_at}: "
+            f"{row.retired_reason}")
+
 def _set_status(self:AdapterRegistry, adapter_id, tenant_id, status):
     t, a = self._tenant(tenant_id, required=False), adapters_table
     def run(conn):
         row = self._row(conn, adapter_id, t, lock=True)
+        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; its status stays 'retired'")
         conn.execute(a.update().where(a.c.adapter_id == row.adapter_id).values(active_key=None, status=status))
         return self._meta(self._row(conn, adapter_id, t))
     return self._write(run)
@@ -444,11 +539,30 @@ def deactivate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to deacti
     return _set_status(self, adapter_id, tenant_id, "inactive")
 
 @patch
-def deprecate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to retire
+def deprecate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to deprecate
                        tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
                       ) -> AdapterMetadata:
-    "Retire the adapter: deactivated, and refused by later activations."
+    "Deprecate the adapter: deactivated, and refused by later activations (`retire_adapter` also records why, for good)."
     return _set_status(self, adapter_id, tenant_id, "deprecated")
+
+@patch
+def retire_adapter(self:AdapterRegistry, adapter_id:str, # adapter to retire
+                    reason:str, # why it must never serve again (kept for audit)
+                    tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
+                   ) -> AdapterMetadata:
+    "Mark the version unusable for good: status `retired` with the reason and time, deactivated, kept for audit."
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValueError("retire_adapter needs a reason: why this version must never be served again")
+    t, a = self._tenant(tenant_id, required=False), adapters_table
+    def run(conn):
+        row = self._row(conn, adapter_id, t, lock=True)
+        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; it is already retired")
+        conn.execute(a.update().where(a.c.adapter_id == row.adapter_id)
+                     .values(status="retired", active_key=None, retired_at=_now(), retired_reason=reason.strip()))
+        return self._meta(self._row(conn, adapter_id, t))
+    m = self._write(run)
+    log.warning(f"Retired adapter {m.name} {m.version} ({m.adapter_id}) of tenant {m.tenant_id}: {m.retired_reason}")
+    return m
 
 @patch
 def delete_adapter(self:AdapterRegistry, adapter_id:str, # adapter to delete
@@ -458,6 +572,7 @@ def delete_adapter(self:AdapterRegistry, adapter_id:str, # adapter to delete
     t, a = self._tenant(tenant_id, required=False), adapters_table
     def run(conn):
         row = self._row(conn, adapter_id, t, lock=True)
+        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; retired versions are kept for audit, never deleted")
         if row.status == "active":
             raise ValueError(f"Adapter {adapter_id!r} is active for {row.target!r}; deactivate it before deleting")
         conn.execute(a.delete().where(a.c.adapter_id == row.adapter_id))
@@ -467,12 +582,56 @@ def delete_adapter(self:AdapterRegistry, adapter_id:str, # adapter to delete
     return ok
 
 # %% ../nbs/30_registry.ipynb #11f73751
+@patch
+def trained_on(self:AdapterRegistry, span_id:str|None=None, # a span id
+                trace_id:str|None=None, # or a trace id
+                session_id:str|None=None, # or a session id (multi-turn examples)
+                tenant_id:str|None=None, # only this tenant (default: the registry's scope; unscoped: every tenant)
+                roles:tuple|str=("train", "validation"), # lineage roles that count
+               ) -> list:
+    "The adapter versions whose lineage holds this span, trace or session in one of `roles`, newest first."
+    given = {k: v for k, v in dict(span_id=span_id, trace_id=trace_id, session_id=session_id).items() if v is not None}
+    if len(given) != 1: raise ValueError(f"Give exactly one of span_id, trace_id, session_id (got {', '.join(given) or 'none'})")
+    (key, value), = given.items()
+    if not isinstance(value, str) or not value: raise ValueError(f"{key} must be a non-empty string, not {value!r:.80}")
+    roles, t = _check_roles(roles), self._tenant(tenant_id, required=False)
+    a, l = adapters_table, lineage_table
+    used = sa.select(l.c.adapter_id).where(l.c[key] == value, l.c.role.in_(roles))
+    q = sa.select(a).where(a.c.adapter_id.in_(used.where(l.c.tenant_id == t) if t else used))
+    if t: q = q.where(a.c.tenant_id == t)
+    with self.engine.connect() as conn:
+        return [self._meta(r) for r in conn.execute(q.order_by(a.c.created_at.desc(), a.c.adapter_id))]
+
+@patch
+def lineage(self:AdapterRegistry, adapter_id:str, # adapter id
+             tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
+            ) -> dict:
+    "The examples an adapter version used, by role: `{'train': [{span_id, trace_id, session_id}], ..., 'synthetic': [{item_id}]}`."
+    t, l = self._tenant(tenant_id, required=False), lineage_table
+    q = sa.select(l).where(l.c.adapter_id == str(adapter_id))
+    if t: q = q.where(l.c.tenant_id == t)
+    with self.engine.connect() as conn:
+        rows = conn.execute(q.order_by(l.c.id)).all()
+        if not rows: self._row(conn, adapter_id, t)  # AdapterNotFoundError unless the adapter is there (with no lineage)
+    out = {r: [] for r in LINEAGE_ROLES}
+    for r in rows:
+        out[r.role].append({"item_id": r.item_id} if r.role == "synthetic" else {k: getattr(r, k) for k in _SPAN_KEYS})
+    return out
+
+# %% ../nbs/30_registry.ipynb #f5116363
 def cli_adapters_args(p):
     "Declare the options of `cogniverse-ft adapters`."
-    p.add_argument("action", choices=["list", "show", "activate", "deactivate"], help="what to do")
-    p.add_argument("adapter", nargs="?", help="adapter id or name@version (show, activate, deactivate)")
+    p.add_argument("action", choices=["list", "show", "activate", "deactivate", "trained-on", "retire"], help="what to do")
+    p.add_argument("adapter", nargs="?", help="adapter id or name@version (show, activate, deactivate, retire)")
     p.add_argument("--tenant", required=True, help="tenant id")
     p.add_argument("--agent-type", default=None, help="only this agent type or modality (list)")
+    ids = p.add_mutually_exclusive_group()
+    ids.add_argument("--span-id", default=None, help="the span id to look up (trained-on)")
+    ids.add_argument("--trace-id", default=None, help="the trace id to look up (trained-on)")
+    ids.add_argument("--session-id", default=None, help="the session id to look up (trained-on)")
+    p.add_argument("--role", action="append", choices=LINEAGE_ROLES, default=None,
+                   help="lineage role that counts, repeatable (trained-on; default: train and validation)")
+    p.add_argument("--reason", default=None, help="why the version is retired, kept for audit (retire)")
     p.add_argument("--db-url", default=None, help=f"registry database URL (default: ${REGISTRY_URL_ENV} or the home SQLite file)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -482,9 +641,21 @@ def _resolve_ref(reg:AdapterRegistry, ref:str) -> AdapterMetadata:
     return m
 
 def cli_adapters(args) -> int:
-    "Run `cogniverse-ft adapters list|show|activate|deactivate`."
+    "Run `cogniverse-ft adapters list|show|activate|deactivate|trained-on|retire`."
+    if args.action == "trained-on" and not (args.span_id or args.trace_id or args.session_id):
+        print("cogniverse-ft adapters trained-on: give --span-id, --trace-id or --session-id", file=sys.stderr); return 2
+    if args.action == "retire" and not (args.reason or "").strip():
+        print("cogniverse-ft adapters retire: give --reason TEXT (kept for audit)", file=sys.stderr); return 2
     reg = AdapterRegistry(args.db_url, tenant_id=args.tenant)
     try:
+        if args.action == "trained-on":
+            rows = reg.trained_on(span_id=args.span_id, trace_id=args.trace_id, session_id=args.session_id,
+                                  roles=tuple(args.role or ("train", "validation")))
+            if args.json: print(json.dumps([r.to_dict() for r in rows], indent=2)); return 0
+            what = next(f"{k} {v!r}" for k, v in (("span", args.span_id), ("trace", args.trace_id), ("session", args.session_id)) if v)
+            if not rows: print(f"No adapter of tenant {args.tenant!r} was trained on {what}."); return 0
+            for r in rows: print("  ".join((r.adapter_id, r.name, r.version, r.status, r.created_at)))
+            return 0
         if args.action == "list":
             rows = reg.list_adapters(agent_type=args.agent_type)
             if args.json: print(json.dumps([r.to_dict() for r in rows], indent=2)); return 0
@@ -498,6 +669,9 @@ def cli_adapters(args) -> int:
         m = _resolve_ref(reg, args.adapter)
         if args.action == "activate": m = reg.activate_adapter(m.adapter_id)
         elif args.action == "deactivate": m = reg.deactivate_adapter(m.adapter_id)
+        elif args.action == "retire":
+            m = reg.retire_adapter(m.adapter_id, args.reason)
+            if not args.json: print(f"retired {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: {m.retired_reason}"); return 0
         if args.json or args.action == "show": print(json.dumps(m.to_dict(), indent=2))
         else: print(f"{args.action}d {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: status {m.status}")
         return 0
