@@ -22,7 +22,7 @@ COMMANDS = {  # name -> (help, "module:function" that takes the parsed args and 
     "seed-demo":   ("Write realistic demo telemetry and annotations for a tenant", "cogniverse_ft.demo_data:cli_seed_demo"),
     "inspect":     ("What a Phoenix project holds and what each task of the contract can extract", "cogniverse_ft.inspection:cli_inspect"),
     "finetune":    ("Extract data, pick SFT/DPO/embedding, train, register and evaluate", "cogniverse_ft.orchestrator:cli_finetune"),
-    "adapters":    ("List, show or activate registered adapters", "cogniverse_ft.registry:cli_adapters"),
+    "adapters":    ("List, show, activate or retire adapters; which adapters trained on a span", "cogniverse_ft.registry:cli_adapters"),
     "experiments": ("List or compare fine-tuning experiments logged to Phoenix", "cogniverse_ft.tracking:cli_experiments"),
     "review":      ("Approve or reject synthetic training examples", "cogniverse_ft.synthetic:cli_review"),
     "run":         ("Run the papermill pipeline for one or more tenants", "cogniverse_ft.pipelines:cli_run"),

@@ -215,6 +215,7 @@ class OrchestrationConfig:
     enable_registry: bool = True  # register the adapter after training
     adapter_version: Optional[str] = None  # registry version (None: next free version)
     adapter_storage_uri: Optional[str] = None  # upload the adapter here (hf://, s3://, file://, ...)
+    privacy: Optional[dict] = None  # PII scrubbing (`privacy.PrivacyConfig` keys); None: on, every entity type masked
 
     def __post_init__(self):
         validate_tenant_id(self.tenant_id)
@@ -248,6 +249,9 @@ class OrchestrationConfig:
             if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
         if self.adapter_version is not None: validate_version(self.adapter_version, "adapter_version")
         if self.adapter_storage_uri is not None: check_storage_uri(self.adapter_storage_uri, "adapter_storage_uri")
+        if self.privacy is not None:
+            from cogniverse_ft.privacy import PrivacyConfig
+            self.privacy = PrivacyConfig.from_dict(self.privacy).to_dict()  # a bad section fails here, before any work
         if isinstance(self.output_dir, Path): self.output_dir = str(self.output_dir)
         if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.strip()):
             raise ValueError(f"Invalid output_dir {self.output_dir!r}: a folder path, or None for `<home>/adapters`")

@@ -7,7 +7,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/extract.html.md"""
 # %% ../nbs/12_extract.ipynb #fa17482b
 from __future__ import annotations
 import json, os, tempfile, contextlib
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -25,9 +25,9 @@ __all__ = ['log', 'AGENT_TYPE_ATTR', 'INSTRUCTION_ATTR', 'CONFIDENCE_ATTR', 'INP
            'InstructionDataset', 'PreferencePair', 'PreferenceDataset', 'Triplet', 'TripletDataset', 'feedback_rows',
            'judgements', 'chat_message', 'conversation', 'field_values', 'as_task', 'task_inputs', 'decision_frame',
            'instruction_dataset', 'valid_labels', 'preference_dataset', 'triplet_dataset', 'ConversationTurn',
-           'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset', 'read_task_frames', 'task_funnel',
-           'selection_hints', 'explain_shortfall', 'TraceToInstructionConverter', 'PreferencePairExtractor',
-           'TripletExtractor', 'TraceToTrajectoryConverter']
+           'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset', 'task_scrubber', 'scrub_dataset',
+           'read_task_frames', 'task_funnel', 'selection_hints', 'explain_shortfall', 'TraceToInstructionConverter',
+           'PreferencePairExtractor', 'TripletExtractor', 'TraceToTrajectoryConverter']
 
 # %% ../nbs/12_extract.ipynb #5ad55a00
 log = get_logger(__name__)
@@ -740,6 +740,50 @@ def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     meta.update(sessions=n_sessions, kept_sessions=len(trajs), short_sessions=int(short), turns=len(turns), skipped=skipped)
     _log_skips("trajectories", skipped)
     return TrajectoryDataset(trajs, meta)
+
+# %% ../nbs/12_extract.ipynb #fad8968b
+def task_scrubber(privacy:dict|None=None, # the `privacy:` section (None: on, every entity type masked)
+                  labels=(), # values never scrubbed on top of the section's allow-list (a closed task's labels)
+                 ):
+    "The run's PII `Scrubber` with `labels` allow-listed, or None when scrubbing is off."
+    from cogniverse_ft.privacy import PrivacyConfig, Scrubber
+    cfg = PrivacyConfig.from_dict(privacy)
+    if not cfg.enabled: return None
+    extra = [l for l in labels if isinstance(l, str) and l.strip()]
+    return Scrubber({**cfg.to_dict(), "allow": {"values": list(dict.fromkeys(cfg.allow["values"] + extra)),
+                                                 "patterns": cfg.allow["patterns"]}})
+
+_SCRUB_FIELDS = {InstructionDataset: ["instruction", "input", "output", "conversation"],
+                 PreferenceDataset: ["prompt", "chosen", "rejected", "instruction", "conversation"],
+                 TripletDataset: ["anchor", "positive", "negative"]}
+
+# %% ../nbs/12_extract.ipynb #09954a3e
+def _scrub_trajectories(ds:TrajectoryDataset, scrubber):
+    "Each session's turns scrubbed together; a session with a `drop`-mode entity is dropped."
+    from collections import Counter
+    counts, kept, dropped = Counter(), [], 0
+    for tr in ds:
+        texts = [x for t in tr.turns for x in (t.query, t.response)]
+        out, c = scrubber.scrub_texts(texts)
+        counts.update(c)
+        if out is None: dropped += 1; continue
+        turns = [replace(t, query=out[2*i], response=out[2*i+1]) for i, t in enumerate(tr.turns)]
+        kept.append(replace(tr, turns=turns))
+    return kept, dict(counts), dropped
+
+def scrub_dataset(ds, # an InstructionDataset, PreferenceDataset, TripletDataset or TrajectoryDataset
+                  scrubber, # from `task_scrubber` (None: return `ds` as it is)
+                 ):
+    "The dataset with PII scrubbed from every text, `drop`-mode examples removed; counts in `metadata['pii']`."
+    if scrubber is None: return ds
+    if isinstance(ds, TrajectoryDataset): items, counts, dropped = _scrub_trajectories(ds, scrubber)
+    else:
+        res = scrubber.scrub_records(list(ds), _SCRUB_FIELDS[type(ds)])
+        items, counts, dropped = res.records, res.counts, len(res.dropped)
+    md = dict(ds.metadata)
+    md["pii"] = {**{f"pii_{k}": int(v) for k, v in sorted(counts.items())}, "pii_dropped": dropped}
+    if dropped: md["skipped"] = {**md.get("skipped", {}), "pii_dropped": dropped}
+    return type(ds)(items, md)
 
 # %% ../nbs/12_extract.ipynb #1df320d2
 async def read_task_frames(provider, # a TelemetryProvider

@@ -14,12 +14,12 @@ from fastcore.basics import patch
 from .core import get_logger, project_for_tenant
 from .contract import Contract, TaskSpec, resolve_task, load_contract, CONTRACT_FILE
 from .extract import (task_funnel, selection_hints, triplet_dataset, trajectory_dataset, instruction_dataset,
-                                   preference_dataset, RELEVANCE_ANNOTATION)
+                                   preference_dataset, task_scrubber, scrub_dataset, valid_labels, RELEVANCE_ANNOTATION)
 from .select import select_method
 
 # %% auto #0
-__all__ = ['log', 'EXIT_NO_DATA', 'span_summary', 'annotation_summary', 'task_report', 'InspectReport', 'inspect_project',
-           'cli_inspect_args', 'cli_inspect']
+__all__ = ['log', 'EXIT_NO_DATA', 'span_summary', 'annotation_summary', 'task_report', 'pii_preview', 'InspectReport',
+           'inspect_project', 'cli_inspect_args', 'cli_inspect']
 
 # %% ../nbs/16_inspection.ipynb #381c276c
 log = get_logger(__name__)
@@ -66,9 +66,21 @@ def task_report(spans_df:pd.DataFrame, # spans of the project
     trip = triplet_dataset(matched, annotations_df, feedback_name=RELEVANCE_ANNOTATION) if len(matched) else []
     traj = trajectory_dataset(matched) if len(matched) else []
     method = select_method(len(dpo), len(sft), 0, "llm", **{k: v for k, v in (thresholds or {}).items() if k != "min_triplets"})[0]
-    return {**f, "triplets": len(trip), "trajectories": len(traj), "method": method,
+    return {**f, "triplets": len(trip), "trajectories": len(traj), "method": method, "pii": pii_preview(sft, task),
             "skip_examples": {**dpo.metadata.get("skip_examples", {}), **sft.metadata.get("skip_examples", {})},
             "hints": selection_hints(spans_df, annotations_df, f), "usable": len(sft) + len(dpo) > 0}
+
+# %% ../nbs/16_inspection.ipynb #fb8726f1
+def pii_preview(sft, # the task's InstructionDataset
+                task:TaskSpec, # the task (its `privacy` section; None: on with the defaults)
+                n:int=2, # examples shown
+               ) -> dict:
+    "PII counts per entity type in the task's examples and `n` scrubbed inputs that had some."
+    sc = task_scrubber(task.privacy, valid_labels(sft) if task.labels == "closed" and len(sft) else [])
+    if sc is None or not len(sft): return {"enabled": sc is not None, "counts": {}, "examples": []}
+    clean = scrub_dataset(sft, sc)
+    changed = [c.input for o, c in zip(sft, clean) if c.input != o.input][:n] if len(clean) == len(sft) else []
+    return {"enabled": True, "counts": {k: v for k, v in clean.metadata["pii"].items() if v}, "examples": changed}
 
 # %% ../nbs/16_inspection.ipynb #5f3644cc
 @dataclass
@@ -121,6 +133,9 @@ def text(self:InspectReport) -> str:
                  f"{t['triplets']:,} triplets, {t['trajectories']:,} trajectories -> {t['method']}")
         if t["label_space"]: L.append(f"  labels: {', '.join(t['label_space'][:12])}")
         for k, v in sorted(t["skipped"].items()): L.append(f"  skipped {k}: {v} (e.g. span {t['skip_examples'].get(k, '?')})")
+        p = t.get("pii") or {}
+        if p.get("counts"): L.append("  pii scrubbed: " + _counts(p["counts"], 9) + "".join(f"; e.g. {x[:80]!r}" for x in p["examples"][:1]))
+        elif p and not p.get("enabled"): L.append("  pii scrubbing: off")
     L += [f"suggestion: {h}" for h in self.suggestions]
     L.append("usable data: " + (", ".join(n for n, t in self.tasks.items() if t["usable"]) if self.usable else "none"))
     return "\n".join(L)

@@ -17,8 +17,8 @@ from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id
                                 DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
 
 # %% auto #0
-__all__ = ['log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator', 'finetune',
-           'finetune_sync', 'cli_finetune_args', 'cli_finetune']
+__all__ = ['log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
+           'lineage_rows', 'finetune', 'finetune_sync', 'cli_finetune_args', 'cli_finetune']
 
 # %% ../nbs/41_orchestrator.ipynb #f9a34b63
 log = get_logger(__name__)
@@ -183,6 +183,19 @@ class FinetuningOrchestrator:
         return self.synthetic_service
 
 # %% ../nbs/41_orchestrator.ipynb #ca873488
+def lineage_rows(items) -> list[dict]:
+    "`{span_id, trace_id, session_id}` of each example, pair or dict that has a span id (once each)."
+    out, seen = [], set()
+    for x in items or []:
+        md = x if isinstance(x, dict) else getattr(x, "metadata", {}) or {}
+        sid = md.get("span_id")
+        if not isinstance(sid, str) or not sid or sid in seen: continue
+        seen.add(sid)
+        out.append({"span_id": sid, "trace_id": md.get("trace_id") if isinstance(md.get("trace_id"), str) else None,
+                    "session_id": md.get("session_id") if isinstance(md.get("session_id"), str) else None})
+    return out
+
+# %% ../nbs/41_orchestrator.ipynb #94ab3664
 @patch_to(FinetuningOrchestrator)
 async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None):
     from cogniverse_ft.select import TrainingMethodSelector
@@ -203,6 +216,8 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
                 config.project, min_turns_per_session=config.min_turns_per_session)
             info["trajectories"] = len(trajectories)
     res.analysis = {**a.to_dict(), "task": task.to_dict()}
+    with st.run("privacy") as info:  # scrub PII before anything is formatted, trained on, evaluated or logged
+        sft_ds, dpo_ds, trajectories = self._scrub(config, task, info, res, sft_ds, dpo_ds, trajectories)
     chosen = method or a.recommended_method
     with st.run("selection") as info:
         if method is not None and method not in ("sft", "dpo"):
@@ -261,11 +276,30 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
         if chosen == "dpo" and len(records) < config.min_dpo_pairs:
             log.warning(f"Only {len(records)} preference pairs left after holding out the test set (min_dpo_pairs {config.min_dpo_pairs})")
         info["valid"] = len(records)
-    spans = [e.metadata.get("span_id") for e in train_ex if e.metadata.get("span_id")] if chosen == "sft" else \
-            [p.metadata.get("span_id") for p in pairs if p.metadata.get("span_id")]
-    await self._train(config, chosen, records, spans, st, res)
-    await self._finish(config, res, st, test, labels, a, task.labels)
+    if chosen == "dpo": used = pairs
+    elif config.multi_turn and trajectories is not None and len(trajectories):
+        used = [{"span_id": t.span_id, "session_id": tr.session_id} for tr in trajectories for t in tr.turns]
+    else: used = train_ex
+    lineage = {"train": lineage_rows(used), "test": lineage_rows(test),
+               "synthetic": [{"item_id": str(e.metadata["item_id"])} for e in train_ex if e.metadata.get("item_id")]}
+    await self._train(config, chosen, records, [r["span_id"] for r in lineage["train"]], st, res)
+    await self._finish(config, res, st, test, labels, a, task.labels, lineage)
     return res
+
+# %% ../nbs/41_orchestrator.ipynb #3ca483a8
+@patch_to(FinetuningOrchestrator)
+def _scrub(self, config, task, info, res, *datasets):
+    "The datasets with PII scrubbed (the task's, else the config's `privacy` section; on by default); counts in the analysis."
+    from cogniverse_ft.extract import task_scrubber, scrub_dataset, valid_labels
+    sft = datasets[0]
+    labels = task.label_set or (valid_labels(sft) if len(sft) else []) if task.labels == "closed" else []
+    scrubber = task_scrubber(task.privacy if task.privacy is not None else config.privacy, labels)
+    out = [None if d is None else scrub_dataset(d, scrubber) for d in datasets]
+    names = ("sft", "dpo", "trajectories")
+    res.analysis["privacy"] = {"enabled": scrubber is not None,
+                               **{n: d.metadata.get("pii", {}) for n, d in zip(names, out) if d is not None}}
+    info.update(enabled=scrubber is not None, **{k: v for k, v in res.analysis["privacy"].get("sft", {}).items() if v})
+    return out
 
 # %% ../nbs/41_orchestrator.ipynb #4b518d54
 @patch_to(FinetuningOrchestrator)
@@ -306,7 +340,7 @@ async def _train(self, config, method, records, span_ids, st, res):
         info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend, seconds=job.duration_s)
 
 @patch_to(FinetuningOrchestrator)
-async def _finish(self, config, res, st, test, labels, analysis, label_mode=None):
+async def _finish(self, config, res, st, test, labels, analysis, label_mode=None, lineage=None):
     res.experiment_run_id = f"run_{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')}_{uuid.uuid4().hex[:6]}"
     if config.enable_registry:
         with st.run("registration") as info:
@@ -319,7 +353,7 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
                 base_model=res.base_model, model_type=config.model_type, training_method=res.training_method,
                 adapter_path=res.adapter_path, agent_type=config.agent_type, modality=config.modality,
                 metrics={k: v for k, v in res.metrics.items() if v is not None}, adapter_uri=res.adapter_uri,
-                training_config=config.to_dict(), experiment_run_id=res.experiment_run_id)
+                training_config=config.to_dict(), experiment_run_id=res.experiment_run_id, lineage=lineage)
             info["adapter_id"] = res.adapter_id
     if config.evaluate_after_training and config.model_type == "llm":
         with st.run("evaluation") as info:
@@ -364,6 +398,12 @@ async def _run_embedding(self, config:OrchestrationConfig, st:Stages, method:str
         a = await TrainingMethodSelector(config=config).analyze_data(self.provider, config.project, None, "embedding", config.modality)
         info.update(spans=a.total_spans, triplets=a.triplets)
     res.analysis = a.to_dict()
+    with st.run("privacy") as info:
+        from cogniverse_ft.extract import task_scrubber, scrub_dataset
+        scrubber = task_scrubber(config.privacy)
+        a.triplet_dataset = scrub_dataset(a.triplet_dataset, scrubber)
+        res.analysis["privacy"] = {"enabled": scrubber is not None, "triplets": a.triplet_dataset.metadata.get("pii", {})}
+        info["enabled"] = scrubber is not None
     with st.run("selection") as info:
         info.update(method=a.recommended_method, reasons="; ".join(a.reasons))
     if a.recommended_method != "embedding":
@@ -377,9 +417,9 @@ async def _run_embedding(self, config:OrchestrationConfig, st:Stages, method:str
     with st.run("validation") as info:
         validate_embedding_dataset(records); info["valid"] = len(records)
     if config.base_model == DEFAULT_BASE_MODEL: config = OrchestrationConfig.from_dict({**config.to_dict(), "base_model": base})
-    spans = [t.metadata.get("span_id") or t.metadata.get("search_id") for t in a.triplet_dataset]
-    await self._train(config, "embedding", records, [s for s in spans if s], st, res)
-    await self._finish(config, res, st, [], [], a)
+    lineage = {"train": lineage_rows([{"span_id": t.metadata.get("span_id") or t.metadata.get("search_id")} for t in a.triplet_dataset])}
+    await self._train(config, "embedding", records, [r["span_id"] for r in lineage["train"]], st, res)
+    await self._finish(config, res, st, [], [], a, lineage=lineage)
     return res
 
 # %% ../nbs/41_orchestrator.ipynb #b0847df3
@@ -437,6 +477,9 @@ def cli_finetune_args(p):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "project": p.add_argument(flag, default=None, help="Phoenix project (default: cogniverse-<tenant>)"); continue
         if f.name == "model_type": p.add_argument(flag, default="llm", choices=["llm", "embedding"]); continue
+        if f.name == "privacy":
+            p.add_argument(flag, type=json.loads, default=None, help='PII scrubbing as JSON, e.g. \'{"entities": {"email": "hash"}}\' (default: on)')
+            continue
         if isinstance(f.default, bool): p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
         elif f.default is None or isinstance(f.default, str): p.add_argument(flag, default=f.default, help=f"(default: {f.default})")
         else: p.add_argument(flag, type=_opt_type(f), default=f.default, help=f"(default: {f.default})")

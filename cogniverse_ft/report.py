@@ -180,6 +180,7 @@ def render_report(tenant_id:str, # tenant
                   base_url:str|None=None, # Phoenix URL (default: env, then the embedded server)
                   run_id:str|None=None, # run to detail (default: the newest)
                   compare_runs:list|None=None, # runs to compare (default: the three newest)
+                  projects:list|None=None, # the tenant's declared projects (the contract's), when `project` is one of them
                   notebook:str|Path|None=None, # report notebook (default: nbs/reports/finetuning_report.ipynb)
                   timeout:int=600, # seconds per cell
                  ) -> Path:
@@ -192,7 +193,7 @@ def render_report(tenant_id:str, # tenant
     out = Path(out) if out else home_subdir("reports")/f"finetuning_report_{tenant_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     params = {"tenant_id": tenant_id, "project": project, "agent_type": agent_type, "method": method, "base_url": base_url,
-              "run_id": run_id, "compare_runs": list(compare_runs) if compare_runs else None}
+              "run_id": run_id, "compare_runs": list(compare_runs) if compare_runs else None, "projects": list(projects or [])}
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="cf-report-") as tmp:
         executed = Path(tmp)/"finetuning_report.ipynb"

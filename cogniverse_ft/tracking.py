@@ -79,6 +79,9 @@ def experiment_attributes(config, # OrchestrationConfig (or dict)
     for k, v in redact_secrets(metrics).items():
         if isinstance(v, (int, float, bool, str)) and v is not None: a[f"metrics.{k}"] = v
     for k, pts in loss_curves(_get(result, "adapter_path")).items(): a[f"history.{k}"] = json.dumps(pts)
+    priv = _get(analysis, "privacy") or {}
+    if priv: a["data.pii_scrubbed"] = bool(priv.get("enabled"))
+    for k, v in (priv.get("dpo" if _get(result, "training_method") == "dpo" else "sft") or {}).items(): a[f"data.{k}"] = v  # data.pii_*
     return redact_secrets({k: v for k, v in a.items() if v is not None})  # URL passwords and secret keys never reach Phoenix
 
 # %% ../nbs/34_tracking.ipynb #5e3569ca

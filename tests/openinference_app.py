@@ -266,6 +266,22 @@ NOISE_QUESTIONS = ["How do I set up tipping on the POS?", "Can I print a Z repor
                    "How do I set a happy hour price?", "What is the daily sales summary email?"]
 
 
+# People paste personal data into support chats: with `pii=True` every third single-turn utterance carries one of
+# these (names, e-mails, phones, a Luhn-valid card, a valid IBAN, an IPv4 address), and every fifth the allow-listed
+# product name `Tillwise Pro`, which a privacy contract keeps.
+PII_PHRASES = (("my email is jane.doe@example.com", "jane.doe@example.com"), ("call me on +1 415 555 0134", "415 555 0134"),
+               ("card 4111 1111 1111 1111", "4111 1111 1111 1111"), ("IBAN DE89 3704 0044 0532 0130 00", "DE89 3704 0044 0532 0130 00"),
+               ("I'm on IP 203.0.113.77", "203.0.113.77"), ("this is Margaret Thompson", "Margaret Thompson"))
+ALLOWED_VALUE = "Tillwise Pro"
+
+def _add_pii(routes:list[dict]) -> dict:
+    "Append PII (and the allow-listed value) to some single-turn utterances; the raw values written, by kind."
+    singles = [r for r in routes if r["kind"] == "single"]
+    for k, r in enumerate(singles):
+        if k % 3 == 0: r["utterance"] = f"{r['utterance']} ({PII_PHRASES[(k // 3) % len(PII_PHRASES)][0]})"
+        elif k % 5 == 0: r["utterance"] = f"{r['utterance']} (I use {ALLOWED_VALUE})"
+    return {v: sum(v in r["utterance"] for r in singles) for _, v in PII_PHRASES}
+
 def _ns(t:datetime) -> int: return int(t.timestamp() * 1e9)
 
 
@@ -463,6 +479,7 @@ def write_openinference_app(base_url:str, # Phoenix base URL (OTLP goes to {base
                             n_noise:int=40, # spans that are not routing decisions
                             tenant:str="acme", # tenant named in the returned YAML contract
                             timeout:float=300.0, # seconds to wait for spans to land
+                            pii:bool=False, # put personal data (and an allow-listed product name) into some utterances
                            ) -> dict:
     "Trace a support router into `project` like an OpenInference app, post `user_feedback` annotations, return the truth."
     from cogniverse_ft.telemetry import count_spans, wait_for_spans, log_annotations
@@ -471,6 +488,7 @@ def write_openinference_app(base_url:str, # Phoenix base URL (OTLP goes to {base
     t_start = time.time()
     now = datetime.now(timezone.utc)
     plan = _plan(seed, n_route, n_noise, now)
+    pii_written = _add_pii(plan["routes"]) if pii else {}
     session_id = f"{project}-conversation-{seed}"
     before = count_spans(project, base_url=base_url, api_key=api_key)
     ids = _write_spans(base_url, project, plan, session_id, api_key)
@@ -519,6 +537,6 @@ def write_openinference_app(base_url:str, # Phoenix base URL (OTLP goes to {base
         "session": {"session_id": session_id, "span_ids": [r["span_id"] for r in routes if r["kind"] == "multi_turn"]},
         "tool_call_span_id": next(r["span_id"] for r in routes if r["kind"] == "tool_call"),
         "span_ids": ids, "counts": counts, "split_time": week_ago.isoformat(),
-        "contract_yaml": contract_yaml(project, tenant),
+        "contract_yaml": contract_yaml(project, tenant), "pii": pii_written,
         "seconds": {"spans": round(t_spans - t_start, 1), "total": round(time.time() - t_start, 1)},
     }

@@ -2,11 +2,12 @@
 thumbs feedback under its own annotation name, read through a declared contract; `inspect`, the errors without the
 mapping, tenant isolation, and a fine-tune that beats the base on the time split."""
 import asyncio, json, os, subprocess, sys
+import httpx
 from pathlib import Path
 import pytest
 from fastcore.test import test_eq as _eq, test_fail as _fail
 
-from openinference_app import write_openinference_app, LABELS
+from openinference_app import write_openinference_app, LABELS, ALLOWED_VALUE
 
 EXE = str(Path(sys.executable).parent / "cogniverse-ft")
 PROJECT = "my-app"
@@ -16,14 +17,14 @@ def run(coro): return asyncio.run(coro)
 @pytest.fixture(scope="module")
 def app(phoenix_server, tmp_path_factory):
     d = tmp_path_factory.mktemp("own-data")
-    data = write_openinference_app(phoenix_server.url, PROJECT, seed=0)
-    (d/"cogniverse-ft.yaml").write_text(data["contract_yaml"])
+    data = write_openinference_app(phoenix_server.url, PROJECT, seed=0, pii=True)  # people paste personal data into chats
+    (d/"cogniverse-ft.yaml").write_text(data["contract_yaml"] + f"privacy:\n  allow: [{ALLOWED_VALUE!r}]\n")
     (d/"declared.yaml").write_text(f"tenant: acme\nprojects: [{PROJECT}]\n")  # the project, no tasks yet
     return data, d, phoenix_server.url
 
 def cli(*args, url, home=None, timeout=900):
     env = {**os.environ, **({"COGNIVERSE_FT_HOME": str(home)} if home else {})}
-    return subprocess.run([EXE, *args, "--url", url], capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run([EXE, *args] + (["--url", url] if url else []), capture_output=True, text=True, timeout=timeout, env=env)
 
 def _expected_examples(data) -> dict:
     "span id -> the label a human approved (their 👍, a correction, or a score >= 0.5), HUMAN annotators only."
@@ -73,7 +74,7 @@ def test_records_keep_the_conversation(app):
 def test_without_the_mapping_the_error_names_it(app, tmp_path):
     data, d, url = app
     r = cli("finetune", "--config", str(d/"declared.yaml"), "--no-generate-synthetic", url=url, home=tmp_path)
-    _eq(r.returncode, 4)  # insufficient data
+    assert r.returncode == 4, r.stderr[-3000:]  # insufficient data
     for s in ("0 matched agent.type == 'routing'", "0 judged by annotations named 'approval'",
               "set feedback.name: user_feedback", "set select: \"name == 'router.route'\"", "cogniverse-ft inspect"):
         assert s in r.stdout, (s, r.stdout)
@@ -95,8 +96,28 @@ def test_another_tenant_cannot_read_the_project(app, tmp_path):
     r = cli("finetune", "--config", str(tmp_path/"globex.yaml"), "--project", PROJECT, url=url, home=tmp_path)
     _eq(r.returncode, 1); assert "belongs to no tenant" in r.stderr, r.stderr
 
+def _phoenix_text(url:str, project:str) -> str:
+    "Everything cogniverse_ft wrote to Phoenix for the run: EXPERIMENT/EVALUATION spans, test-set datasets, their experiments' runs."
+    from cogniverse_ft.telemetry import PhoenixProvider
+    prov = PhoenixProvider("acme", project, base_url=url, projects=[project])
+    spans = run(prov.traces.get_spans())
+    ours = spans[spans["span_kind"].isin(["EXPERIMENT", "EVALUATION"])]
+    assert len(ours) >= 2, spans["span_kind"].value_counts()
+    parts = [ours.to_json(default_handler=str, date_format="iso")]
+    for ds in httpx.get(f"{url}/v1/datasets", timeout=30).json()["data"]:
+        if not ds["name"].startswith(f"{project}."): continue
+        parts.append(httpx.get(f"{url}/v1/datasets/{ds['id']}/examples", timeout=30).text)
+        for ex in httpx.get(f"{url}/v1/datasets/{ds['id']}/experiments", timeout=30).json()["data"]:
+            parts.append(httpx.get(f"{url}/v1/experiments/{ex['id']}/runs", timeout=30).text)
+    assert len(parts) >= 3, "the test set dataset and its experiments were not found"
+    return "\n".join(parts)
+
+def _files_text(folder:Path) -> str:
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in Path(folder).rglob("*") if p.is_file())
+
 @pytest.mark.slow
 def test_finetune_with_the_contract_beats_the_base(app, tmp_path):
+    "Also issue 10: PII in the inputs never leaves Phoenix (records, run folder, registry, Phoenix datasets/spans, report)."
     data, d, url = app
     r = cli("finetune", "--config", str(d/"cogniverse-ft.yaml"), "--task", "router", "--method", "sft", "--test-set-size", "20",
             "--epochs", "5", "--learning-rate", "3e-4", "--json", url=url, home=tmp_path)
@@ -108,3 +129,30 @@ def test_finetune_with_the_contract_beats_the_base(app, tmp_path):
     ev = res["evaluation"]
     assert ev["adapter_accuracy"] > ev["base_accuracy"], ev
     print(f"own data: base {ev['base_accuracy']:.0%} -> adapter {ev['adapter_accuracy']:.0%} (p={ev['p_value']:.3g}, n=20)")
+    pii = res["analysis"]["privacy"]
+    assert pii["enabled"] and all(pii["sft"].get(f"pii_{k}", 0) > 0 for k in ("EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD",
+                                                                             "IBAN_CODE", "IP_ADDRESS", "PERSON")), pii
+    from cogniverse_ft.report import render_report
+    report = render_report("acme", PROJECT, agent_type="router", base_url=url, out=tmp_path/"report.html", projects=[PROJECT])
+    written = {"run folder": _files_text(res["adapter_path"]), "registry": _files_text(tmp_path/"registry"),
+               "phoenix": _phoenix_text(url, PROJECT), "report": report.read_text(), "result": r.stdout}
+    raw = [v for v, n in data["pii"].items() if n]
+    assert len(raw) == 6, data["pii"]
+    for where, text in written.items():
+        for v in raw: assert v not in text, f"{v!r} reached the {where}"
+    for lab in LABELS: assert lab in written["phoenix"]  # labels intact
+    # lineage: the registry knows which spans this adapter learned from, and only for its tenant
+    summary = json.loads(Path(res["adapter_path"], "training_summary.json").read_text())
+    trained_span = summary["source_span_ids"][0]
+    r = cli("adapters", "trained-on", "--tenant", "acme", "--span-id", trained_span, "--json", url=None, home=tmp_path)
+    assert r.returncode == 0 and res["adapter_id"] in r.stdout, (r.stdout, r.stderr[-2000:])
+    r = cli("adapters", "trained-on", "--tenant", "globex", "--span-id", trained_span, "--json", url=None, home=tmp_path)
+    assert r.returncode == 0 and res["adapter_id"] not in r.stdout, r.stdout
+    # the allow-listed value stays in the examples trained on (scrubbed as the run scrubbed them)
+    from cogniverse_ft.contract import load_contract
+    from cogniverse_ft.extract import instruction_dataset, task_scrubber, scrub_dataset, read_task_frames
+    from cogniverse_ft.telemetry import PhoenixProvider
+    c = load_contract(d/"cogniverse-ft.yaml"); t = c.tasks["router"]
+    s, a = run(read_task_frames(PhoenixProvider("acme", base_url=url, projects=c.projects), t, PROJECT))
+    clean = scrub_dataset(instruction_dataset(s, a, t), task_scrubber(t.privacy, list(LABELS)))
+    assert any(ALLOWED_VALUE in e.input for e in clean) and not any(v in e.input for e in clean for v in raw)
