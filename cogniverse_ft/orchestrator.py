@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 from fastcore.basics import patch_to
 from .tracking import list_experiments, get_experiment_details, compare_experiments
 from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project, project_for_tenant,
-                                DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
+                                redact_url, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
 
 # %% auto #0
 __all__ = ['log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
@@ -347,7 +347,7 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
             reg = self._registry()
             if config.adapter_storage_uri:
                 from cogniverse_ft.storage import upload_adapter
-                res.adapter_uri = str(upload_adapter(res.adapter_path, config.adapter_storage_uri))
+                res.adapter_uri = redact_url(str(upload_adapter(res.adapter_path, config.adapter_storage_uri)))  # no password in results
             res.adapter_id = reg.register_adapter(
                 tenant_id=config.tenant_id, name=f"{config.target}_{res.training_method}", version=config.adapter_version,
                 base_model=res.base_model, model_type=config.model_type, training_method=res.training_method,

@@ -22,8 +22,8 @@ def app(phoenix_server, tmp_path_factory):
     (d/"declared.yaml").write_text(f"tenant: acme\nprojects: [{PROJECT}]\n")  # the project, no tasks yet
     return data, d, phoenix_server.url
 
-def cli(*args, url, home=None, timeout=900):
-    env = {**os.environ, **({"COGNIVERSE_FT_HOME": str(home)} if home else {})}
+def cli(*args, url, home=None, timeout=900, env=None):
+    env = {**os.environ, **({"COGNIVERSE_FT_HOME": str(home)} if home else {}), **(env or {})}
     return subprocess.run([EXE, *args] + (["--url", url] if url else []), capture_output=True, text=True, timeout=timeout, env=env)
 
 def _expected_examples(data) -> dict:
@@ -113,14 +113,19 @@ def _phoenix_text(url:str, project:str) -> str:
     return "\n".join(parts)
 
 def _files_text(folder:Path) -> str:
-    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in Path(folder).rglob("*") if p.is_file())
+    "Every file under `folder` as text (the dequantized model cache and weight files excepted: they hold no text we wrote)."
+    keep = lambda p: p.is_file() and "cache" not in p.relative_to(folder).parts and p.suffix != ".safetensors"
+    return "\n".join(p.read_bytes().decode("utf-8", "replace") for p in Path(folder).rglob("*") if keep(p))
 
 @pytest.mark.slow
 def test_finetune_with_the_contract_beats_the_base(app, tmp_path):
-    "Also issue 10: PII in the inputs never leaves Phoenix (records, run folder, registry, Phoenix datasets/spans, report)."
+    """Also issue 10: PII in the inputs never leaves Phoenix (records, run folder, registry, Phoenix datasets/spans, report),
+    and secrets set for the run (HF token, Phoenix key, a storage password) are never written anywhere."""
     data, d, url = app
+    secrets = {"HF_TOKEN": "hf_SeCrEtToKeN0123456789", "PHOENIX_API_KEY": "phx-SeCrEt-KeY-9876"}
     r = cli("finetune", "--config", str(d/"cogniverse-ft.yaml"), "--task", "router", "--method", "sft", "--test-set-size", "20",
-            "--epochs", "5", "--learning-rate", "3e-4", "--json", url=url, home=tmp_path)
+            "--epochs", "5", "--learning-rate", "3e-4", "--adapter-storage-uri", "memory://svc:PASSW0RD-42@bucket/own",
+            "--json", url=url, home=tmp_path, env=secrets)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
     _eq((res["status"], res["training_method"], res["analysis"]["task"]["name"]), ("succeeded", "sft", "router"))
@@ -135,7 +140,10 @@ def test_finetune_with_the_contract_beats_the_base(app, tmp_path):
     from cogniverse_ft.report import render_report
     report = render_report("acme", PROJECT, agent_type="router", base_url=url, out=tmp_path/"report.html", projects=[PROJECT])
     written = {"run folder": _files_text(res["adapter_path"]), "registry": _files_text(tmp_path/"registry"),
-               "phoenix": _phoenix_text(url, PROJECT), "report": report.read_text(), "result": r.stdout}
+               "phoenix": _phoenix_text(url, PROJECT), "report": report.read_text(), "result": r.stdout, "log": r.stderr,
+               "home": _files_text(tmp_path)}
+    for where, text in written.items():
+        for v in [*secrets.values(), "PASSW0RD-42"]: assert v not in text, f"secret {v!r} reached the {where}"
     raw = [v for v, n in data["pii"].items() if n]
     assert len(raw) == 6, data["pii"]
     for where, text in written.items():
