@@ -380,7 +380,7 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
         try:
             with st.run("tracking") as info:
                 from cogniverse_ft.tracking import log_experiment, log_evaluation
-                info["experiment_span"] = log_experiment(self.provider, config, res, analysis)
+                info["experiment_span"] = log_experiment(self.provider, config, res, res.analysis or analysis)  # with task and privacy counts
                 if res.evaluation_result is not None:
                     info["evaluation_span"] = log_evaluation(self.provider, config, res.evaluation_result, test_examples=test)
         except StageError as e:

@@ -149,6 +149,7 @@ def test_finetune_with_the_contract_beats_the_base(app, tmp_path):
     for where, text in written.items():
         for v in raw: assert v not in text, f"{v!r} reached the {where}"
     for lab in LABELS: assert lab in written["phoenix"]  # labels intact
+    assert "pii_EMAIL_ADDRESS" in written["report"] and "pii_PERSON" in written["report"]  # the counts are in the report
     # lineage: the registry knows which spans this adapter learned from, and only for its tenant
     summary = json.loads(Path(res["adapter_path"], "training_summary.json").read_text())
     trained_span = summary["source_span_ids"][0]
