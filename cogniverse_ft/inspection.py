@@ -60,6 +60,7 @@ def task_report(spans_df:pd.DataFrame, # spans of the project
                ) -> dict:
     "The task's funnel, dataset counts, method, skip reasons with example span ids, and hints."
     f = task_funnel(spans_df, annotations_df, task)
+    spans_df = spans_df[~spans_df.index.duplicated()]  # two reads concatenated: each span once
     matched = spans_df[task.mask(spans_df)] if len(spans_df) else spans_df
     sft = instruction_dataset(spans_df, annotations_df, task)
     dpo = preference_dataset(spans_df, annotations_df, task)

@@ -110,6 +110,8 @@ def _phoenix_text(url:str, project:str) -> str:
         for ex in httpx.get(f"{url}/v1/datasets/{ds['id']}/experiments", timeout=30).json()["data"]:
             parts.append(httpx.get(f"{url}/v1/experiments/{ex['id']}/runs", timeout=30).text)
     assert len(parts) >= 3, "the test set dataset and its experiments were not found"
+    review = PhoenixProvider("acme", "cogniverse-acme.review", base_url=url)  # synthetic candidates for review, if any were made
+    parts.append(run(review.traces.get_spans()).to_json(default_handler=str, date_format="iso"))
     return "\n".join(parts)
 
 def _files_text(folder:Path) -> str:
