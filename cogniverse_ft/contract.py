@@ -6,14 +6,14 @@ Docs: https://cogniverse.github.io/cogniverse_ft/contract.html.md"""
 
 # %% ../nbs/05_contract.ipynb #64d8480c
 from __future__ import annotations
-import ast, json, os, re, unicodedata
+import ast, re, unicodedata
 from dataclasses import dataclass, field, asdict, fields, MISSING as _MISSING
 from fastcore.basics import patch
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Optional
 import numpy as np
 import pandas as pd
-from .core import (get_logger, validate_tenant_id, project_for_tenant, tenant_of_project,
+from .core import (validate_tenant_id, project_for_tenant, tenant_of_project,
                                 AGENT_TYPES, AGENT_INSTRUCTIONS)
 
 # %% auto #0

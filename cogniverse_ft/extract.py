@@ -8,12 +8,12 @@ Docs: https://cogniverse.github.io/cogniverse_ft/extract.html.md"""
 from __future__ import annotations
 import json, os, tempfile, contextlib
 from dataclasses import dataclass, field, asdict, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 import numpy as np
 import pandas as pd
-from .core import get_logger, AGENT_TYPES, AGENT_INSTRUCTIONS, MODALITIES, atomic_write_text, check_choice
+from .core import get_logger, atomic_write_text
 from .contract import (TaskSpec, FeedbackSpec, FieldPath, label_verdict, normalize_label, check_slug,
                                     APPROVED_SYNONYMS, REJECTED_SYNONYMS)
 
@@ -265,8 +265,9 @@ def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` sha
 # %% ../nbs/12_extract.ipynb #13a5d401
 def _contested(direct:pd.DataFrame, rj:pd.DataFrame, latest_ap:pd.DataFrame, fb:FeedbackSpec) -> pd.Series:
     "Spans whose latest approved output was also rejected (by an annotation of its own), under the contract's policy."
-    key = lambda d: d.assign(o=d["out"].map(lambda v: v.strip() if isinstance(v, str) else v))
+    key = lambda d: d.assign(o=pd.Series([v.strip() if isinstance(v, str) else None for v in d["out"]], index=d.index, dtype=object))
     d, r = key(direct), key(rj)
+    d, r = d[d["o"].notna()], r[r["o"].notna()]  # only text outputs can be contested
     both = d.merge(r, on=["sid", "o"], suffixes=("_a", "_r"))
     if both.empty: return pd.Series(dtype=bool)
     lat = latest_ap["out"].map(lambda v: v.strip() if isinstance(v, str) else v)

@@ -8,11 +8,10 @@ Docs: https://cogniverse.github.io/cogniverse_ft/inspection.html.md"""
 from __future__ import annotations
 import json
 from dataclasses import dataclass, field, asdict
-from typing import Any, Optional
 import pandas as pd
 from fastcore.basics import patch
 from .core import get_logger, project_for_tenant
-from .contract import Contract, TaskSpec, resolve_task, load_contract, CONTRACT_FILE
+from .contract import Contract, TaskSpec, load_contract, CONTRACT_FILE
 from .extract import (task_funnel, selection_hints, triplet_dataset, trajectory_dataset, instruction_dataset,
                                    preference_dataset, task_scrubber, scrub_dataset, valid_labels, RELEVANCE_ANNOTATION)
 from .select import select_method

@@ -8,10 +8,9 @@ Docs: https://cogniverse.github.io/cogniverse_ft/select.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass, field, asdict
 from datetime import datetime
-from typing import Any, Optional
 import pandas as pd
 from fastcore.basics import patch
-from .core import get_logger, check_choice, AGENT_TYPES, MODALITIES, MODEL_TYPES, OrchestrationConfig
+from .core import get_logger, check_choice, MODEL_TYPES, OrchestrationConfig
 from .contract import TaskSpec
 from .extract import (instruction_dataset, preference_dataset, triplet_dataset, read_task_frames, as_task,
                                    task_funnel, selection_hints, explain_shortfall, TripletExtractor,

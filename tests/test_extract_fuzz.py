@@ -2,7 +2,6 @@
 dicts, empty document lists, JSON and not-JSON text, unknown labels, duplicate span ids), extraction never raises, and
 every span read is accounted for: examples + skipped + unreviewed + not approved = the task's candidate spans."""
 import json
-import numpy as np
 import pandas as pd
 from hypothesis import given, settings, strategies as st, HealthCheck
 

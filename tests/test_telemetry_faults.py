@@ -5,7 +5,6 @@ import asyncio, json, socket, threading, uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pandas as pd
-import pytest
 from fastcore.test import test_eq as _eq, test_fail as _fail
 
 from cogniverse_ft.telemetry import (PhoenixProvider, PhoenixReadError, PhoenixUnavailableError, count_spans, make_span, log_spans,
