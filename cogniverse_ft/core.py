@@ -13,12 +13,13 @@ from typing import Any, Literal, Optional
 
 # %% auto #0
 __all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES',
-           'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'AGENT_INSTRUCTIONS',
-           'SECRET_KEY_RE', 'VERSION_RE', 'HF_URI_RE', 'home_dir', 'home_subdir', 'get_logger', 'setup_logging',
-           'validate_slug', 'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice',
-           'redact_url', 'is_secret_key', 'redact_secrets', 'validate_version', 'uri_scheme', 'check_storage_uri',
-           'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_temp', 'FolderTakenError', 'atomic_dir',
-           'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight', 'run_sync']
+           'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'LABEL_PROMPT',
+           'ACTIVATION_RULES', 'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE', 'VERSION_RE', 'HF_URI_RE', 'home_dir',
+           'home_subdir', 'get_logger', 'setup_logging', 'validate_slug', 'validate_tenant_id', 'project_for_tenant',
+           'tenant_of_project', 'check_choice', 'redact_url', 'is_secret_key', 'redact_secrets', 'validate_version',
+           'uri_scheme', 'check_storage_uri', 'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_temp',
+           'FolderTakenError', 'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight',
+           'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -103,6 +104,8 @@ BACKENDS = ("local", "remote")
 BACKEND_PROVIDERS = ("modal", "sagemaker", "azure_ml")
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+LABEL_PROMPT = "Answer with exactly one of: {labels}."  # closed tasks: the sentence naming the label set, added to every instruction
+ACTIVATION_RULES = ("base", "baseline", "active")  # what a new adapter must match on the held-out set to be activated
 AGENT_INSTRUCTIONS = {  # the instruction (system message) of each agent type's examples, when spans carry none
     "routing": "Route the following query to the appropriate agent",
     "profile_selection": "Select the best backend profile for the following query",
@@ -216,6 +219,9 @@ class OrchestrationConfig:
     adapter_version: Optional[str] = None  # registry version (None: next free version)
     adapter_storage_uri: Optional[str] = None  # upload the adapter here (hf://, s3://, file://, ...)
     privacy: Optional[dict] = None  # PII scrubbing (`privacy.PrivacyConfig` keys); None: on, every entity type masked
+    label_prompt: Optional[str] = LABEL_PROMPT  # closed tasks: sentence naming the labels (`{labels}`), added to every instruction in training and evaluation ("" or None: none)
+    baseline_model: Optional[str] = DEFAULT_EMBEDDING_MODEL  # closed tasks: sentence encoder of the embedding + logistic-regression baseline ("" or None: no baseline)
+    activation_rule: str = "base"  # what the adapter must match on the held-out set to be activated: "base", "baseline" or "active"
 
     def __post_init__(self):
         validate_tenant_id(self.tenant_id)
@@ -253,6 +259,13 @@ class OrchestrationConfig:
             from cogniverse_ft.privacy import PrivacyConfig
             self.privacy = PrivacyConfig.from_dict(self.privacy).to_dict()  # a bad section fails here, before any work
         if isinstance(self.output_dir, Path): self.output_dir = str(self.output_dir)
+        check_choice("activation_rule", self.activation_rule, ACTIVATION_RULES)
+        for k in ("label_prompt", "baseline_model"):
+            v = getattr(self, k)
+            if v is not None and not isinstance(v, str): raise ValueError(f"Invalid {k} {v!r}: a string, or None")
+            if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, None)
+        if self.label_prompt is not None and "{labels}" not in self.label_prompt:
+            raise ValueError(f"Invalid label_prompt {self.label_prompt!r}: must contain the placeholder '{{labels}}'")
         if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.strip()):
             raise ValueError(f"Invalid output_dir {self.output_dir!r}: a folder path, or None for `<home>/adapters`")
 

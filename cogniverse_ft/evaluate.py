@@ -10,15 +10,18 @@ import json, math, re, time, inspect, random, string
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Optional
-from .core import get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL
-from .formatting import build_messages
+from fastcore.basics import patch_to
+from .core import (get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL,
+                                DEFAULT_EMBEDDING_MODEL, ACTIVATION_RULES)
+from .formatting import build_messages, label_instruction
 
 # %% auto #0
 __all__ = ['log', 'ROUTING_LABELS', 'as_example', 'conversation_of', 'prompt_ids', 'end_of_turn', 'label_ids',
            'common_prefix_len', 'score_batch', 'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact',
            'expected_calibration_error', 'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics',
-           'generate_answer', 'match_label', 'EvaluationResult', 'AdapterEvaluator', 'FailedEvaluation',
-           'evaluate_adapter', 'synthetic_routing_examples']
+           'generate_answer', 'match_label', 'metric_attributes', 'significance_attributes', 'EvaluationResult',
+           'AdapterEvaluator', 'FailedEvaluation', 'evaluate_adapter', 'activation_decision',
+           'synthetic_routing_examples']
 
 # %% ../nbs/33_evaluate.ipynb #42da0bcd
 log = get_logger(__name__)
@@ -172,11 +175,11 @@ class SignificanceResult:
     significant: bool  # p < alpha and difference > min_improvement
     test: str = "exact McNemar (binomial, two-sided)"
 
-    def line(self) -> str:
-        "One human-readable line."
+    def line(self, other:str="base") -> str:
+        "One human-readable line; `other` names the model on the base side (base, baseline, active)."
         mark = "✅ significant" if self.significant else "ℹ️ not significant"
-        return (f"{mark}: accuracy {self.accuracy_difference:+.1%} (95% CI {self.ci_low:+.1%} to {self.ci_high:+.1%}), "
-                f"p={self.p_value:.3g}, n={self.n}, adapter-only right {self.adapter_only}, base-only right {self.base_only}")
+        return (f"{mark} vs {other}: accuracy {self.accuracy_difference:+.1%} (95% CI {self.ci_low:+.1%} to {self.ci_high:+.1%}), "
+                f"p={self.p_value:.3g}, n={self.n}, adapter-only right {self.adapter_only}, {other}-only right {self.base_only}")
 
 def mcnemar_exact(base_correct:list, # per example: did the base get it right
                   adapter_correct:list, # per example: did the adapter get it right
@@ -300,6 +303,32 @@ def match_label(text:str, # generated text
     return next((l for l in labels if l.lower() == t), None)
 
 # %% ../nbs/33_evaluate.ipynb #c82a01a2
+def metric_attributes(who:str, # the model: base, adapter, baseline, base_plain, active
+                      m:EvaluationMetrics, # its metrics
+                     ) -> dict:
+    "`metrics.<who>.*` span attributes of one model's metrics."
+    a = {f"metrics.{who}.accuracy": m.accuracy, f"metrics.{who}.confidence": m.avg_confidence,
+         f"metrics.{who}.error_rate": m.error_rate, f"metrics.{who}.hallucination_rate": m.hallucination_rate,
+         f"metrics.{who}.latency_ms": m.avg_latency_ms, f"metrics.{who}.top_k_accuracy": m.top_k_accuracy,
+         f"metrics.{who}.calibration_error": m.confidence_calibration}
+    if m.token_f1 is not None: a[f"metrics.{who}.token_f1"] = m.token_f1
+    return a
+
+def significance_attributes(prefix:str, # "improvement" (vs base), "improvement_vs_baseline", ...
+                            s:SignificanceResult, # the test
+                            result=None, # the EvaluationResult (adds the base comparison's confidence/latency deltas)
+                            other:str="base", # the model on the base side, for the `<other>_only_correct` key
+                           ) -> dict:
+    "`<prefix>.*` span attributes of one exact McNemar test."
+    a = {f"{prefix}.accuracy": s.accuracy_difference, f"{prefix}.significant": s.significant, f"{prefix}.p_value": s.p_value,
+         f"{prefix}.ci_low": s.ci_low, f"{prefix}.ci_high": s.ci_high, f"{prefix}.n": s.n,
+         f"{prefix}.{other}_only_correct": s.base_only, f"{prefix}.adapter_only_correct": s.adapter_only, f"{prefix}.test": s.test}
+    if result is not None:
+        a.update({f"{prefix}.accuracy": result.accuracy_improvement, f"{prefix}.confidence": result.confidence_improvement,
+                  f"{prefix}.error_reduction": result.error_reduction, f"{prefix}.latency_overhead": result.latency_overhead_ms})
+    return a
+
+# %% ../nbs/33_evaluate.ipynb #4b20464f
 @dataclass
 class EvaluationResult:
     "Base vs adapter on one test set."
@@ -314,6 +343,13 @@ class EvaluationResult:
     valid_labels: list = field(default_factory=list)  # labels scored (label tasks)
     predictions: list = field(default_factory=list)  # per example: input, expected, base/adapter prediction and confidence
     run_id: Optional[str] = None  # EXPERIMENT run this evaluation belongs to
+    baseline_metrics: Optional[EvaluationMetrics] = None  # the sentence-embedding + logistic-regression baseline (closed tasks)
+    baseline_significance: Optional[SignificanceResult] = None  # exact McNemar test of the adapter vs the baseline
+    baseline: dict = field(default_factory=dict)  # what the baseline is (`EmbeddingBaseline.describe`), or why there is none (`error`)
+    plain_base_metrics: Optional[EvaluationMetrics] = None  # the base model on the instruction without the label list
+    label_prompt: Optional[str] = None  # the sentence naming the labels added to every prompt (None: nothing added)
+    compared: dict = field(default_factory=dict)  # other adapters on the same test set: name -> {adapter_path, metrics, significance} or {error}
+    activation: dict = field(default_factory=dict)  # the activation rule applied and its outcome (`activation_decision`)
 
     @property
     def accuracy_improvement(self) -> float: return self.adapter_metrics.accuracy - self.base_metrics.accuracy
@@ -328,50 +364,90 @@ class EvaluationResult:
     @property
     def p_value(self) -> float: return self.significance.p_value
 
+    @property
+    def accuracy_improvement_vs_baseline(self) -> float|None:
+        return None if self.baseline_metrics is None else self.adapter_metrics.accuracy - self.baseline_metrics.accuracy
+    @property
+    def baseline_verdict(self) -> str|None:
+        "'beats', 'ties' or 'loses': the adapter's accuracy against the baseline's (None without a baseline)."
+        d = self.accuracy_improvement_vs_baseline
+        return None if d is None else "beats" if d > 1e-12 else "loses" if d < -1e-12 else "ties"
+
     def to_dict(self) -> dict:
         "A JSON-serialisable dict (improvements included)."
         d = asdict(self)
         d.update(accuracy_improvement=self.accuracy_improvement, confidence_improvement=self.confidence_improvement,
-                 error_reduction=self.error_reduction, latency_overhead_ms=self.latency_overhead_ms)
+                 error_reduction=self.error_reduction, latency_overhead_ms=self.latency_overhead_ms,
+                 accuracy_improvement_vs_baseline=self.accuracy_improvement_vs_baseline, baseline_verdict=self.baseline_verdict,
+                 baseline_sentence=self.baseline_sentence())
         return d
 
     def to_span_attributes(self) -> dict:
-        "The EVALUATION span attributes (spec schema: `evaluation.*`, `metrics.base.*`, `metrics.adapter.*`, `improvement.*`)."
+        "The EVALUATION span attributes (spec schema: `evaluation.*`, `metrics.<model>.*`, `improvement.*`, `improvement_vs_baseline.*`)."
         a = {"operation.name": "adapter_evaluation", "evaluation.adapter_path": self.adapter_path,
              "evaluation.agent_type": self.agent_type, "evaluation.test_size": self.test_size,
              "evaluation.mode": self.mode, "evaluation.base_model": self.base_model}
         if self.run_id: a["experiment.run_id"] = self.run_id
         if self.valid_labels: a["evaluation.valid_labels"] = json.dumps(self.valid_labels)
-        for who, m in (("base", self.base_metrics), ("adapter", self.adapter_metrics)):
-            a.update({f"metrics.{who}.accuracy": m.accuracy, f"metrics.{who}.confidence": m.avg_confidence,
-                      f"metrics.{who}.error_rate": m.error_rate, f"metrics.{who}.hallucination_rate": m.hallucination_rate,
-                      f"metrics.{who}.latency_ms": m.avg_latency_ms, f"metrics.{who}.top_k_accuracy": m.top_k_accuracy,
-                      f"metrics.{who}.calibration_error": m.confidence_calibration})
-            if m.token_f1 is not None: a[f"metrics.{who}.token_f1"] = m.token_f1
-        s = self.significance
-        a.update({"improvement.accuracy": self.accuracy_improvement, "improvement.confidence": self.confidence_improvement,
-                  "improvement.error_reduction": self.error_reduction, "improvement.latency_overhead": self.latency_overhead_ms,
-                  "improvement.significant": s.significant, "improvement.p_value": s.p_value,
-                  "improvement.ci_low": s.ci_low, "improvement.ci_high": s.ci_high, "improvement.n": s.n,
-                  "improvement.base_only_correct": s.base_only, "improvement.adapter_only_correct": s.adapter_only,
-                  "improvement.test": s.test})
+        if self.label_prompt: a["evaluation.label_prompt"] = self.label_prompt
+        models = [("base", self.base_metrics), ("adapter", self.adapter_metrics), ("baseline", self.baseline_metrics),
+                  ("base_plain", self.plain_base_metrics)] + [(k, v.get("metrics")) for k, v in self.compared.items()]
+        for who, m in models:
+            if m is not None: a.update(metric_attributes(who, m))
+        a.update(significance_attributes("improvement", self.significance, self))
+        if self.baseline_significance is not None:
+            a.update(significance_attributes("improvement_vs_baseline", self.baseline_significance, None, "baseline"))
+            a["improvement_vs_baseline.verdict"] = self.baseline_verdict
+        for k, v in self.baseline.items():
+            if v is not None: a[f"baseline.{k}"] = v
+        for k, v in self.compared.items():
+            if v.get("significance") is not None: a.update(significance_attributes(f"improvement_vs_{k}", v["significance"], None, k))
+            if v.get("error"): a[f"compared.{k}.error"] = v["error"]
+        for k, v in self.activation.items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
         return a
 
-    def summary(self) -> str:
-        "Base vs adapter side by side, with deltas and the significance line."
-        b, a = self.base_metrics, self.adapter_metrics
-        rows = [("Accuracy", b.accuracy, a.accuracy, True), (f"Top-{b.top_k} accuracy", b.top_k_accuracy, a.top_k_accuracy, True),
-                ("Confidence", b.avg_confidence, a.avg_confidence, True), ("Calibration error", b.confidence_calibration, a.confidence_calibration, True),
-                ("Error rate", b.error_rate, a.error_rate, True), ("Hallucination rate", b.hallucination_rate, a.hallucination_rate, True),
-                ("Latency (ms)", b.avg_latency_ms, a.avg_latency_ms, False)]
-        fmt = lambda v, pct: f"{v:.1%}" if pct else f"{v:.1f}"
-        lines = [f"{'':20}{'Base':>10}{'Adapter':>10}{'Δ':>10}"]
-        for name, x, y, pct in rows:
-            d = y - x
-            lines.append(f"{name:20}{fmt(x, pct):>10}{fmt(y, pct):>10}{('+' if d >= 0 else '') + fmt(d, pct):>10}")
-        return "\n".join(lines + ["", self.significance.line()])
+    def baseline_sentence(self) -> str|None:
+        "One plain sentence: does the adapter beat, tie with or lose to the baseline (None without a baseline)."
+        if self.baseline_metrics is None:
+            return f"No baseline: {self.baseline['error']}" if self.baseline.get("error") else None
+        a, b, sig = self.adapter_metrics.accuracy, self.baseline_metrics.accuracy, self.baseline_significance
+        what = f"the baseline ({self.baseline.get('model', 'embeddings')} + logistic regression)"
+        v = self.baseline_verdict
+        head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}",
+                "loses": f"The adapter loses to {what}"}[v]
+        test = f"exact McNemar p={sig.p_value:.3g}, {sig.adapter_only} adapter-only vs {sig.base_only} baseline-only right"
+        if v == "ties": return f"{head}: both {a:.1%} ({test})."
+        return f"{head}: {a:.1%} vs {b:.1%} ({'significant' if sig.p_value < 0.05 else 'not significant'}; {test})."
 
-# %% ../nbs/33_evaluate.ipynb #53056512
+    def summary(self) -> str:
+        "Base, baseline and adapter side by side, with deltas, the significance lines and the baseline verdict."
+        cols = [("Base", self.base_metrics)] + ([("Baseline", self.baseline_metrics)] if self.baseline_metrics else []) + \
+               [("Adapter", self.adapter_metrics)] + [(k.capitalize(), v["metrics"]) for k, v in self.compared.items() if v.get("metrics")]
+        rows = [("Accuracy", "accuracy", True), (f"Top-{self.base_metrics.top_k} accuracy", "top_k_accuracy", True),
+                ("Confidence", "avg_confidence", True), ("Calibration error", "confidence_calibration", True),
+                ("Error rate", "error_rate", True), ("Hallucination rate", "hallucination_rate", True),
+                ("Latency (ms)", "avg_latency_ms", False)]
+        fmt = lambda v, pct: f"{v:.1%}" if pct else f"{v:.1f}"
+        sign = lambda d, pct: ("+" if d >= 0 else "") + fmt(d, pct)
+        lines = [f"{'':20}" + "".join(f"{n:>10}" for n, _ in cols) + f"{'Δ base':>10}" + (f"{'Δ baseline':>12}" if self.baseline_metrics else "")]
+        for name, k, pct in rows:
+            y = getattr(self.adapter_metrics, k)
+            line = f"{name:20}" + "".join(f"{fmt(getattr(m, k), pct):>10}" for _, m in cols) + f"{sign(y - getattr(self.base_metrics, k), pct):>10}"
+            if self.baseline_metrics: line += f"{sign(y - getattr(self.baseline_metrics, k), pct):>12}"
+            lines.append(line)
+        out = lines + [""]
+        if self.plain_base_metrics is not None:
+            out.append(f"Base without the label list in its prompt: {self.plain_base_metrics.accuracy:.1%} accuracy")
+        out.append(self.significance.line())
+        if self.baseline_significance is not None: out.append(self.baseline_significance.line("baseline"))
+        for k, v in self.compared.items():
+            if v.get("significance") is not None: out.append(v["significance"].line(k))
+            elif v.get("error"): out.append(f"{k}: not evaluated ({v['error']})")
+        if self.baseline_sentence(): out.append(self.baseline_sentence())
+        if self.activation: out.append(f"Activation (rule {self.activation.get('rule')!r}): {self.activation.get('reason')}")
+        return "\n".join(out)
+
+# %% ../nbs/33_evaluate.ipynb #2e47d76c
 class AdapterEvaluator:
     "Evaluate a LoRA adapter against its base model on held-out examples."
     def __init__(self,
@@ -385,8 +461,13 @@ class AdapterEvaluator:
                  max_new_tokens:int|None=None, # generation limit (default: longest label + 8 tokens, or 64)
                  device:str|None=None, # "cpu", "cuda", ... (default: automatic)
                  batch_size:int=8, # examples scored together (score mode)
+                 label_prompt:str|None=None, # closed tasks: sentence naming the labels added to each instruction (`{labels}`); the base is also scored without it
+                 baseline_model:str|None=DEFAULT_EMBEDDING_MODEL, # closed tasks: sentence encoder of the baseline classifier (None: no baseline)
+                 compare:dict|None=None, # other adapters to score on the same test set: name -> adapter folder (e.g. {"active": path})
                 ):
         validate_slug(agent_type, "agent_type")
+        if label_prompt: label_instruction("", ["x"], label_prompt)  # a template without `{labels}` fails here
+        self.label_prompt, self.baseline_model, self.compare = label_prompt or None, baseline_model, dict(compare or {})
         self.open = check_choice("labels", labels, ("closed", "open"), optional=True) == "open" or (labels is None and agent_type == "entity_extraction")
         if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"Invalid batch_size {batch_size!r}: must be a positive integer")
         self.batch_size = batch_size
@@ -460,27 +541,71 @@ class AdapterEvaluator:
                  model=None, # an already loaded base model (it gets the adapter put on it)
                  tokenizer=None, # its tokenizer
                  run_id:str|None=None, # EXPERIMENT run id to link the result to
+                 train_examples:list|None=None, # the training split (closed tasks: fits the baseline)
                 ) -> EvaluationResult:
-        "Evaluate base, then base + adapter, on the same examples; compare them."
+        "Evaluate base, baseline, base + adapter (and `compare` adapters) on the same examples; compare them."
         from peft import PeftModel
         from cogniverse_ft.models import load_causal_lm
-        examples = [as_example(x, i) for i, x in enumerate(test_examples)]
-        if not examples: raise ValueError("No test examples: the held-out split is empty")
-        labels = self._labels(examples) if not self.open else None
+        plain = [as_example(x, i) for i, x in enumerate(test_examples)]
+        if not plain: raise ValueError("No test examples: the held-out split is empty")
+        labels = self._labels(plain) if not self.open else None
+        prompt = self.label_prompt if labels else None
+        examples = [(label_instruction(i, labels, prompt), x, o) for i, x, o in plain] if prompt else plain
         convs = [conversation_of(x) for x in test_examples]
         if model is None: model, tokenizer = load_causal_lm(self.base_model, device=self.device)
         model.eval()
         t0 = time.time()
         base_rows = self.run_model(model, tokenizer, examples, labels, convs)
+        plain_rows = self.run_model(model, tokenizer, plain, labels, convs) if examples != plain else None
         model = PeftModel.from_pretrained(model, str(self.adapter_path)); model.eval()
         ad_rows = self.run_model(model, tokenizer, examples, labels, convs)
+        compared = {k: self._compare(model, tokenizer, k, v, examples, labels, convs, ad_rows) for k, v in self.compare.items()}
         log.info(f"Evaluated {len(examples)} {self.agent_type} examples ({self.mode}) on base and adapter in {time.time()-t0:.1f}s")
+        bl_rows, bl_info = self._baseline(train_examples, plain, labels)
         sig = mcnemar_exact([r["correct"] for r in base_rows], [r["correct"] for r in ad_rows])
+        bl_sig = mcnemar_exact([r["correct"] for r in bl_rows], [r["correct"] for r in ad_rows]) if bl_rows else None
         preds = [dict(input=inp, expected=gold, base_prediction=b["prediction"], base_confidence=b["confidence"],
                       base_correct=b["correct"], adapter_prediction=a["prediction"], adapter_confidence=a["confidence"],
                       adapter_correct=a["correct"]) for (_, inp, gold), b, a in zip(examples, base_rows, ad_rows)]
+        for p, r in zip(preds, bl_rows or []): p.update(baseline_prediction=r["prediction"], baseline_confidence=r["confidence"], baseline_correct=r["correct"])
+        for p, r in zip(preds, plain_rows or []): p.update(base_plain_prediction=r["prediction"], base_plain_correct=r["correct"])
         return EvaluationResult(self.agent_type, str(self.adapter_path), self.base_model, self.mode, len(examples),
-                                self._metrics(base_rows), self._metrics(ad_rows), sig, labels or [], preds, run_id)
+                                self._metrics(base_rows), self._metrics(ad_rows), sig, labels or [], preds, run_id,
+                                self._metrics(bl_rows) if bl_rows else None, bl_sig, bl_info,
+                                self._metrics(plain_rows) if plain_rows else None, prompt, compared)
+
+# %% ../nbs/33_evaluate.ipynb #c4a1daf2
+@patch_to(AdapterEvaluator)
+def _baseline(self, train_examples, test, labels) -> tuple:
+    "Baseline outcomes on `test` and its description, or `(None, {'error': why})`."
+    from cogniverse_ft.baseline import EmbeddingBaseline
+    if not labels or self.baseline_model is None: return None, {}
+    if not train_examples: return None, {"error": "no training examples were given to fit it on"}
+    train = [x for x in (as_example(t, i) for i, t in enumerate(train_examples)) if x[2] in labels]
+    try:
+        bl = EmbeddingBaseline(self.baseline_model, device=self.device).fit([{"input": x, "output": o} for _, x, o in train], labels)
+        return bl.run([{"input": x, "output": o} for _, x, o in test], self.top_k), bl.describe()
+    except Exception as e:
+        log.warning(f"No baseline for {self.agent_type}: {type(e).__name__}: {e}")
+        return None, {"model": self.baseline_model, "error": f"{type(e).__name__}: {e}"}
+
+# %% ../nbs/33_evaluate.ipynb #30046f48
+@patch_to(AdapterEvaluator)
+def _compare(self, model, tokenizer, name, path, examples, labels, convs, ad_rows) -> dict:
+    "Metrics of adapter `path` on the test set and its McNemar test against the new adapter, or `{'error': why}`."
+    path = Path(path)
+    try:
+        cfg = json.loads((path/"adapter_config.json").read_text())
+        other_base = cfg.get("base_model_name_or_path")
+        if other_base and other_base != self.base_model:
+            return {"adapter_path": str(path), "error": f"trained on another base model ({other_base!r}, not {self.base_model!r})"}
+        model.load_adapter(str(path), adapter_name=name); model.set_adapter(name)
+        rows = self.run_model(model, tokenizer, examples, labels, convs)
+        model.set_adapter("default"); model.delete_adapter(name)
+    except Exception as e:
+        return {"adapter_path": str(path), "error": f"{type(e).__name__}: {e}"}
+    return {"adapter_path": str(path), "metrics": self._metrics(rows),
+            "significance": mcnemar_exact([r["correct"] for r in rows], [r["correct"] for r in ad_rows])}
 
 # %% ../nbs/33_evaluate.ipynb #08ececff
 @dataclass
@@ -504,6 +629,7 @@ def evaluate_adapter(adapter_path:str|Path, # local adapter folder
                      agent_type:str, # agent type
                      test_examples:list|None, # held-out examples
                      run_id:str|None=None, # EXPERIMENT run id
+                     train_examples:list|None=None, # the training split (fits the baseline of a closed task)
                      **kwargs, # passed to `AdapterEvaluator`
                     ) -> EvaluationResult|FailedEvaluation:
     "Evaluate adapter vs base; any failure is logged and returned as `FailedEvaluation`, never raised."
@@ -513,11 +639,38 @@ def evaluate_adapter(adapter_path:str|Path, # local adapter folder
         stage = "setup"
         ev = AdapterEvaluator(adapter_path, agent_type, **kwargs)
         stage = "inference"
-        return ev.evaluate(test_examples, run_id=run_id)
+        return ev.evaluate(test_examples, run_id=run_id, train_examples=train_examples)
     except Exception as e:
         msg = f"{type(e).__name__}: {e}"
         log.error(f"Adapter evaluation failed ({stage}), training result kept: {msg}")
         return FailedEvaluation(agent_type, str(adapter_path), msg, stage, run_id)
+
+# %% ../nbs/33_evaluate.ipynb #b649b31c
+def activation_decision(evaluation, # an EvaluationResult, a FailedEvaluation, or None
+                        rule:str="base", # what the adapter must match: "base", "baseline" or "active"
+                       ) -> dict:
+    "Whether to activate the new adapter under `rule`: `{rule, activate, compared_with, reason}`."
+    check_choice("activation_rule", rule, ACTIVATION_RULES)
+    if not hasattr(evaluation, "adapter_metrics"):
+        ok = rule == "base"
+        why = getattr(evaluation, "error", None) or "no evaluation ran"
+        return dict(rule=rule, activate=ok, compared_with=[], reason=f"{why}; " + (
+            "rule 'base' only refuses an adapter measured worse than the base" if ok else f"rule {rule!r} needs the adapter measured"))
+    acc, against, notes = evaluation.adapter_metrics.accuracy, [("base", evaluation.base_metrics.accuracy)], []
+    if rule == "baseline":
+        if evaluation.baseline_metrics is not None: against.append(("baseline", evaluation.baseline_metrics.accuracy))
+        else: notes.append("no baseline (" + (evaluation.baseline.get("error") or "open task") + "): compared with the base only")
+    if rule == "active":
+        act = evaluation.compared.get("active")
+        if act is None: notes.append("no adapter was active: compared with the base only")
+        elif act.get("metrics") is None:
+            return dict(rule=rule, activate=False, compared_with=["base", "active"],
+                        reason=f"the active adapter could not be scored ({act.get('error')})")
+        else: against.append(("active", act["metrics"].accuracy))
+    losing = [(n, a) for n, a in against if acc < a - 1e-12]
+    vs = ", ".join(f"{n} {a:.1%}" for n, a in against)
+    reason = (f"adapter {acc:.1%} is below " + ", ".join(f"{n} {a:.1%}" for n, a in losing)) if losing else f"adapter {acc:.1%} >= {vs}"
+    return dict(rule=rule, activate=not losing, compared_with=[n for n, _ in against], reason="; ".join([reason] + notes))
 
 # %% ../nbs/33_evaluate.ipynb #41323897
 ROUTING_LABELS = ("video_search_agent", "text_search_agent", "image_search_agent", "audio_search_agent",

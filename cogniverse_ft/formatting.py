@@ -11,14 +11,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 import pandas as pd
-from .core import get_logger
+from .core import get_logger, LABEL_PROMPT
 from .extract import (InstructionExample, InstructionDataset, PreferencePair, PreferenceDataset, Triplet,
                                    TripletDataset, ConversationTrajectory, TrajectoryDataset)
 
 # %% auto #0
 __all__ = ['log', 'ALPACA_TEMPLATE', 'SFT_FORMATS', 'EMPTY_DATASET_MESSAGE', 'SFT_FIELDS', 'PROMPT_ROLES', 'DPO_FIELDS',
-           'EMBEDDING_FIELDS', 'build_messages', 'assistant', 'InstructionFormatter', 'sft_format_of',
-           'validate_sft_dataset', 'validate_dpo_dataset', 'validate_embedding_dataset', 'time_split']
+           'EMBEDDING_FIELDS', 'build_messages', 'assistant', 'label_instruction', 'with_label_list',
+           'InstructionFormatter', 'sft_format_of', 'validate_sft_dataset', 'validate_dpo_dataset',
+           'validate_embedding_dataset', 'time_split']
 
 # %% ../nbs/14_formatting.ipynb #6d4cc662
 log = get_logger(__name__)
@@ -46,6 +47,31 @@ def assistant(content:str, # the assistant's answer
              ) -> list[dict]:
     "A one-message assistant turn, the completion side of a conversational record."
     return [{"role": "assistant", "content": content}]
+
+# %% ../nbs/14_formatting.ipynb #994957cc
+def label_instruction(instruction:str, # the task's instruction
+                      labels:list, # the label set, in the order to show
+                      template:str|None=LABEL_PROMPT, # sentence with a `{labels}` placeholder (None or "": unchanged)
+                     ) -> str:
+    "The instruction followed by the sentence naming the label set."
+    if not template or not labels: return instruction
+    if "{labels}" not in template: raise ValueError(f"Invalid label_prompt {template!r}: must contain the placeholder '{{labels}}'")
+    if all(l in instruction for l in labels): return instruction
+    line = template.replace("{labels}", ", ".join(labels))
+    return f"{instruction.rstrip()}\n{line}" if instruction.strip() else line
+
+# %% ../nbs/14_formatting.ipynb #b331134e
+def with_label_list(examples, # InstructionExamples, PreferencePairs or dicts with an `instruction`
+                    labels:list, # the label set
+                    template:str|None=LABEL_PROMPT, # see `label_instruction`
+                   ) -> list:
+    "Copies of `examples` whose instruction names the label set."
+    out = []
+    for x in examples:
+        inst = x.get("instruction", "") if isinstance(x, dict) else x.instruction
+        new = label_instruction(inst or "", labels, template)
+        out.append({**x, "instruction": new} if isinstance(x, dict) else replace(x, instruction=new))
+    return out
 
 # %% ../nbs/14_formatting.ipynb #20d2a185
 ALPACA_TEMPLATE = "### Instruction:\n{instruction}\n### Input:\n{input}\n### Response:\n{output}"

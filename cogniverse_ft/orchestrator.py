@@ -44,6 +44,7 @@ class OrchestrationResult:
     pending_approval: int = 0  # synthetic items waiting for human review
     synthetic_approved_count: int = 0  # approved synthetic examples used
     activated: bool = False  # the adapter became the tenant's active one
+    activation: dict = field(default_factory=dict)  # the activation rule applied and why it activated or refused (`activation_decision`)
     analysis: dict = field(default_factory=dict)  # the method selector's analysis
     stages: list = field(default_factory=list)  # [{stage, seconds, ok, info}]
     message: str = ""  # a human-readable outcome
@@ -70,6 +71,16 @@ class OrchestrationResult:
         if ev is not None and hasattr(ev, "base_metrics"):
             lines.append(f"accuracy        : base {ev.base_metrics.accuracy:.1%} -> adapter {ev.adapter_metrics.accuracy:.1%} "
                          f"(p={ev.p_value:.3g}{', significant' if ev.improvement_significant else ''}, n={ev.test_size})")
+            if ev.plain_base_metrics is not None:
+                lines.append(f"base, no labels : {ev.plain_base_metrics.accuracy:.1%} (the instruction without the label list)")
+            if ev.baseline_metrics is not None:
+                bs = ev.baseline_significance
+                lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); adapter "
+                             f"{ev.baseline_verdict} it (p={bs.p_value:.3g}, n={bs.n})")
+            elif ev.baseline.get("error"): lines.append(f"baseline        : none ({ev.baseline['error']})")
+        if self.activation:
+            lines.append(f"activation      : {'activated' if self.activated else 'not activated'} under rule "
+                         f"{self.activation.get('rule')!r}: {self.activation.get('reason')}")
         elif ev is not None: lines.append(f"evaluation      : failed ({getattr(ev, 'error', ev)})")
         if self.pending_approval: lines.append(f"pending review  : {self.pending_approval} synthetic items")
         if self.experiment_run_id: lines.append(f"experiment run  : {self.experiment_run_id}")
@@ -262,6 +273,9 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
             log.warning(f"Training SFT instead of DPO: {why}")
             chosen, res.training_method, info["switched_to_sft"] = "sft", "sft", why
             res.analysis["reasons"] = list(res.analysis.get("reasons", [])) + [f"switched to SFT: {why}"]
+    if labels and config.label_prompt:  # closed task: every training prompt names the label set, as the evaluation's will
+        from cogniverse_ft.formatting import with_label_list
+        train_ex, pairs = with_label_list(train_ex, labels, config.label_prompt), with_label_list(pairs, labels, config.label_prompt)
     with st.run("formatting") as info:
         from cogniverse_ft.formatting import InstructionFormatter, validate_sft_dataset, validate_dpo_dataset
         if chosen == "dpo":
@@ -283,7 +297,7 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
     lineage = {"train": lineage_rows(used), "test": lineage_rows(test),
                "synthetic": [{"item_id": str(e.metadata["item_id"])} for e in train_ex if e.metadata.get("item_id")]}
     await self._train(config, chosen, records, [r["span_id"] for r in lineage["train"]], st, res)
-    await self._finish(config, res, st, test, labels, a, task.labels, lineage)
+    await self._finish(config, res, st, test, labels, a, task.labels, lineage, train_ex)
     return res
 
 # %% ../nbs/41_orchestrator.ipynb #3ca483a8
@@ -340,7 +354,7 @@ async def _train(self, config, method, records, span_ids, st, res):
         info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend, seconds=job.duration_s)
 
 @patch_to(FinetuningOrchestrator)
-async def _finish(self, config, res, st, test, labels, analysis, label_mode=None, lineage=None):
+async def _finish(self, config, res, st, test, labels, analysis, label_mode=None, lineage=None, train=None):
     res.experiment_run_id = f"run_{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')}_{uuid.uuid4().hex[:6]}"
     if config.enable_registry:
         with st.run("registration") as info:
@@ -359,23 +373,28 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
         with st.run("evaluation") as info:
             from cogniverse_ft.evaluate import evaluate_adapter
             res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, test, run_id=res.experiment_run_id,
-                                                     base_model=config.base_model, valid_labels=labels or None, labels=label_mode)
+                                                     base_model=config.base_model, valid_labels=labels or None, labels=label_mode,
+                                                     train_examples=train, label_prompt=config.label_prompt,
+                                                     baseline_model=config.baseline_model, compare=self._compare_with(config, res))
             ev = res.evaluation_result
             if hasattr(ev, "base_metrics"):
                 info.update(base_accuracy=round(ev.base_metrics.accuracy, 4), adapter_accuracy=round(ev.adapter_metrics.accuracy, 4),
-                            p_value=round(ev.p_value, 4))
+                            p_value=float(f"{ev.p_value:.3g}"))
+                if ev.baseline_metrics is not None:
+                    info.update(baseline_accuracy=round(ev.baseline_metrics.accuracy, 4), vs_baseline=ev.baseline_verdict,
+                                p_value_vs_baseline=float(f"{ev.baseline_significance.p_value:.3g}"))
             else: info["error"] = getattr(ev, "error", str(ev))
     if config.enable_registry and res.adapter_id:
-        ev = res.evaluation_result
-        worse = ev is not None and hasattr(ev, "base_metrics") and ev.adapter_metrics.accuracy < ev.base_metrics.accuracy
+        from cogniverse_ft.evaluate import activation_decision
         with st.run("activation") as info:
-            if worse:
-                info["skipped"] = "the adapter is less accurate than the base model on the held-out set"
-                log.warning(f"Not activating {res.adapter_id}: {info['skipped']}")
-            else:
+            d = activation_decision(res.evaluation_result, config.activation_rule)
+            if d["activate"]:
                 self._registry().activate_adapter(res.adapter_id)
                 res.activated = True
-            info["active"] = res.activated
+            else: log.warning(f"Not activating {res.adapter_id} (rule {d['rule']!r}): {d['reason']}")
+            res.activation = {**d, "activated": res.activated}
+            if hasattr(res.evaluation_result, "activation"): res.evaluation_result.activation = res.activation
+            info.update(rule=d["rule"], active=res.activated, reason=d["reason"])
     if self.track:
         try:
             with st.run("tracking") as info:
@@ -386,6 +405,14 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
         except StageError as e:
             log.error(f"Tracking failed; the adapter and its registration are kept: {e}")
     res.message = res.message or f"trained {res.training_method} adapter"
+
+# %% ../nbs/41_orchestrator.ipynb #f05affe1
+@patch_to(FinetuningOrchestrator)
+def _compare_with(self, config, res) -> dict:
+    "`{'active': folder}` of the tenant's active adapter when the activation rule is 'active', else `{}`."
+    if config.activation_rule != "active" or not config.enable_registry: return {}
+    act = self._registry().get_active_adapter(config.tenant_id, config.agent_type)
+    return {"active": act.adapter_path} if act is not None and act.adapter_id != res.adapter_id else {}
 
 # %% ../nbs/41_orchestrator.ipynb #1dbe6375
 @patch_to(FinetuningOrchestrator)
