@@ -504,6 +504,10 @@ def cli_finetune_args(p):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "project": p.add_argument(flag, default=None, help="Phoenix project (default: cogniverse-<tenant>)"); continue
         if f.name == "model_type": p.add_argument(flag, default="llm", choices=["llm", "embedding"]); continue
+        if f.name == "activation_rule":
+            from cogniverse_ft.core import ACTIVATION_RULES
+            p.add_argument(flag, default=f.default, choices=ACTIVATION_RULES, help="what the adapter must match on the held-out set "
+                           "to be activated: the base model, the embedding baseline, or the active adapter (default: base)"); continue
         if f.name == "privacy":
             p.add_argument(flag, type=json.loads, default=None, help='PII scrubbing as JSON, e.g. \'{"entities": {"email": "hash"}}\' (default: on)')
             continue

@@ -10,7 +10,7 @@ from cogniverse_ft.registry import AdapterRegistry
 from cogniverse_ft.orchestrator import FinetuningOrchestrator, finetune, finetune_sync, StageError
 from cogniverse_ft.synthetic import SyntheticReview, SyntheticDataService, LocalGenerator, SyntheticItem
 
-QUICK = {"max_steps": 3, "max_length": 64}  # tiny training: these tests check the plumbing, notebooks check learning
+QUICK = {"max_steps": 3, "max_length": 128}  # tiny training: these tests check the plumbing, notebooks check learning
 NONE = dict(n_routing=0, n_pairs=0, n_rejected=0, n_unreviewed=0, n_profile=0, n_entity=0, n_search=0, n_sessions=0, bad_spans=False)
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ def test_two_tenants_two_reports_and_a_failure(phoenix_server, tmp_path, monkeyp
     for t in ("acme", "globex"):
         seed_demo_telemetry(t, base_url=phoenix_server.url, progress=False, **{**NONE, "n_routing": 40})
     params = {"phoenix_url": phoenix_server.url, "epochs": 1, "test_set_size": 8, "generate_synthetic": False,
-              "train_overrides": {"max_steps": 2, "max_length": 64}, "config_overrides": {"output_dir": str(tmp_path / "adapters"), "min_sft_examples": 20}}
+              "train_overrides": {"max_steps": 2, "max_length": 128}, "config_overrides": {"output_dir": str(tmp_path / "adapters"), "min_sft_examples": 20}}
     runs = run_tenants(["acme", "globex", "nodata"], params, per_tenant={"globex": {"learning_rate": 1e-4}},
                        out_root=tmp_path / "runs")
     by = {r.tenant_id: r for r in runs}
