@@ -18,7 +18,8 @@ from .telemetry import make_span, log_spans, PhoenixProvider
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EVALUATION_KIND', 'MAX_CURVE_POINTS', 'loss_curves', 'experiment_attributes',
            'log_experiment', 'undot_columns', 'log_evaluation_dataset', 'log_evaluation', 'list_experiments',
-           'get_experiment_details', 'compare_experiments', 'cli_experiments_args', 'history_frame', 'cli_experiments']
+           'get_experiment_details', 'compare_experiments', 'evaluation_from_attributes', 'cli_experiments_args',
+           'history_frame', 'cli_experiments']
 
 # %% ../nbs/34_tracking.ipynb #08a5659b
 log = get_logger(__name__)
@@ -82,6 +83,7 @@ def experiment_attributes(config, # OrchestrationConfig (or dict)
     priv = _get(analysis, "privacy") or {}
     if priv: a["data.pii_scrubbed"] = bool(priv.get("enabled"))
     for k, v in (priv.get("dpo" if _get(result, "training_method") == "dpo" else "sft") or {}).items(): a[f"data.{k}"] = v  # data.pii_*
+    for k, v in (_get(result, "activation") or {}).items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
     return redact_secrets({k: v for k, v in a.items() if v is not None})  # URL passwords and secret keys never reach Phoenix
 
 # %% ../nbs/34_tracking.ipynb #5e3569ca
@@ -128,7 +130,7 @@ def log_evaluation_dataset(base_url:str, # Phoenix URL
                            api_key:str|None=None, # Phoenix API key
                            test_examples:list|None=None, # the test examples (adds instruction and timestamp)
                           ) -> dict:
-    "Upload the test set as a dataset and the base/adapter predictions as two experiments; returns their ids and URLs."
+    "Upload the test set as a dataset and the base/adapter (and baseline) predictions as experiments; returns their ids and URLs."
     from phoenix.client import Client
     preds = list(evaluation.predictions or [])
     if not preds: raise ValueError("The evaluation has no per-example predictions to upload")
@@ -147,10 +149,15 @@ def log_evaluation_dataset(base_url:str, # Phoenix URL
                                    dataset_description=f"Held-out {evaluation.agent_type} test set of {project} (run {run})")
     by_row = {int(e["metadata"]["row"]): (e.get("node_id") or e["id"]) for e in ds.examples}
     out = {"dataset_id": ds.id, "dataset_name": name}
-    for who, model in (("base", evaluation.base_model), ("adapter", evaluation.adapter_path)):
-        m = evaluation.base_metrics if who == "base" else evaluation.adapter_metrics
+    models = [("base", evaluation.base_model, evaluation.base_metrics, f"{evaluation.mode} mode"),
+              ("adapter", evaluation.adapter_path, evaluation.adapter_metrics, f"{evaluation.mode} mode")]
+    bl = getattr(evaluation, "baseline_metrics", None)
+    if bl is not None and all("baseline_prediction" in p for p in preds):
+        info = getattr(evaluation, "baseline", None) or {}
+        models.append(("baseline", info.get("model"), bl, f"sentence embeddings + {info.get('classifier', 'logistic_regression')}"))
+    for who, model, m, how in models:
         exp = c.experiments.create(dataset_id=ds.id, dataset_version_id=ds.version_id, experiment_name=who,
-                                   experiment_description=f"{who} predictions ({evaluation.mode} mode)",
+                                   experiment_description=f"{who} predictions ({how})",
                                    experiment_metadata={"model": model, "run_id": evaluation.run_id, "agent_type": evaluation.agent_type,
                                                         "accuracy": m.accuracy, "mode": evaluation.mode})
         t = datetime.now(timezone.utc)
@@ -193,7 +200,7 @@ def log_evaluation(telemetry_provider, # a `PhoenixProvider`
     log.info(f"EVALUATION span {sid} landed in {proj}")
     return sid
 
-# %% ../nbs/34_tracking.ipynb #c92bcd3e
+# %% ../nbs/34_tracking.ipynb #8713f5be
 def _unflatten(row:pd.Series) -> dict:
     out = {}
     for col, v in row.items():
@@ -205,6 +212,14 @@ def _unflatten(row:pd.Series) -> dict:
 def _group(attrs:dict, prefix:str) -> dict:
     return {k[len(prefix):]: v for k, v in attrs.items() if k.startswith(prefix)}
 
+def _decoded(d:dict) -> dict:
+    "Values that are JSON lists or objects (as spans store them) decoded."
+    def dec(v):
+        if not (isinstance(v, str) and v[:1] in "[{"): return v
+        try: return json.loads(v)
+        except ValueError: return v
+    return {k: dec(v) for k, v in d.items()}
+
 def _experiment(row:pd.Series) -> dict:
     a = _unflatten(row)
     hist = {k: json.loads(v) if isinstance(v, str) else v for k, v in _group(a, "history.").items()}
@@ -212,14 +227,12 @@ def _experiment(row:pd.Series) -> dict:
             "start_time": pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None,
             "agent_type": a.get("experiment.agent_type"), "method": a.get("params.method"), "tenant_id": a.get("experiment.tenant_id"),
             "status": a.get("experiment.status", "succeeded"), "params": _group(a, "params."), "data": _group(a, "data."),
-            "metrics": _group(a, "metrics."), "output": _group(a, "output."), "history": hist, "evaluation": None}
+            "metrics": _group(a, "metrics."), "output": _group(a, "output."), "history": hist,
+            "activation": _decoded(_group(a, "activation.")), "evaluation": None}
 
 def _evaluation(row:pd.Series) -> dict:
-    a = _unflatten(row)
-    return {"span_id": row.get("context.span_id"), "run_id": a.get("experiment.run_id"),
-            "start_time": pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None,
-            "status": a.get("evaluation.status", "ok"), "info": _group(a, "evaluation."), "base": _group(a, "metrics.base."),
-            "adapter": _group(a, "metrics.adapter."), "improvement": _group(a, "improvement.")}
+    return evaluation_from_attributes(_unflatten(row), row.get("context.span_id"),
+                                      pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None)
 
 async def _read(telemetry_provider, project, kind) -> pd.DataFrame:
     df = await telemetry_provider.traces.get_spans(project=project, span_kind=kind)
@@ -273,13 +286,31 @@ async def compare_experiments(telemetry_provider, # a `PhoenixProvider`
     params = pd.DataFrame({e["run_id"]: e["params"] for e in runs})
     met = {e["run_id"]: {**e["metrics"], **({f"adapter_{k}": v for k, v in e["evaluation"]["adapter"].items()}
                                               if e["evaluation"] else {}),
-                         **({f"base_{k}": v for k, v in e["evaluation"]["base"].items()} if e["evaluation"] else {})}
+                         **({f"base_{k}": v for k, v in e["evaluation"]["base"].items()} if e["evaluation"] else {}),
+                         **({f"baseline_{k}": v for k, v in (e["evaluation"].get("baseline") or {}).items()} if e["evaluation"] else {})}
            for e in runs}
     metrics = pd.DataFrame(met)
     loss = {e["run_id"]: e["metrics"].get("train_loss") for e in runs if e["metrics"].get("train_loss") is not None}
     return {"runs": runs, "params": params, "metrics": metrics, "curves": {e["run_id"]: e["history"] for e in runs},
             "best_run": min(loss, key=loss.get) if loss else None,
             "differing_params": [k for k in params.index if params.loc[k].astype(str).nunique() > 1]}
+
+# %% ../nbs/34_tracking.ipynb #c92bcd3e
+def evaluation_from_attributes(attrs:dict, # flat EVALUATION span attributes (`to_span_attributes`, or read back from Phoenix)
+                               span_id:str|None=None, # the span's id
+                               start_time:str|None=None, # when the span started (ISO)
+                              ) -> dict:
+    "The evaluation dict `list_experiments` returns and the report reads, from flat span attributes."
+    a, g = attrs, lambda p: _group(attrs, p)
+    names = sorted(({k.split(".")[0][len("improvement_vs_"):] for k in a if k.startswith("improvement_vs_")} - {"baseline"})
+                   | {k.split(".")[1] for k in a if k.startswith("compared.") and k.count(".") >= 2})
+    compared = {n: {"metrics": g(f"metrics.{n}."), "significance": g(f"improvement_vs_{n}."), "error": a.get(f"compared.{n}.error")}
+                for n in names}
+    return {"span_id": span_id, "run_id": a.get("experiment.run_id"), "start_time": start_time,
+            "status": a.get("evaluation.status", "ok"), "info": g("evaluation."), "base": g("metrics.base."),
+            "adapter": g("metrics.adapter."), "baseline": g("metrics.baseline."), "base_plain": g("metrics.base_plain."),
+            "improvement": g("improvement."), "vs_baseline": g("improvement_vs_baseline."), "baseline_info": g("baseline."),
+            "compared": compared, "activation": _decoded(g("activation."))}
 
 # %% ../nbs/34_tracking.ipynb #e914b77c
 def cli_experiments_args(p):
@@ -305,10 +336,12 @@ def history_frame(experiments:list, # from `list_experiments`
                      "epochs": e["params"].get("epochs"), "lr": e["params"].get("learning_rate"),
                      "examples": e["data"].get("dataset_size"), "train_loss": e["metrics"].get("train_loss"),
                      "eval_loss": e["metrics"].get("eval_loss"), "base_acc": (ev.get("base") or {}).get("accuracy"),
-                     "adapter_acc": (ev.get("adapter") or {}).get("accuracy"),
-                     "significant": (ev.get("improvement") or {}).get("significant"), "status": e["status"]})
+                     "adapter_acc": (ev.get("adapter") or {}).get("accuracy"), "baseline_acc": (ev.get("baseline") or {}).get("accuracy"),
+                     "significant": (ev.get("improvement") or {}).get("significant"),
+                     "vs_baseline": (ev.get("vs_baseline") or {}).get("verdict"), "status": e["status"]})
     return pd.DataFrame(rows, columns=["run_id", "started", "agent_type", "method", "base_model", "epochs", "lr", "examples",
-                                       "train_loss", "eval_loss", "base_acc", "adapter_acc", "significant", "status"])
+                                       "train_loss", "eval_loss", "base_acc", "adapter_acc", "baseline_acc", "significant",
+                                       "vs_baseline", "status"])
 
 def cli_experiments(args) -> int:
     "Run `cogniverse-ft experiments list|compare`."

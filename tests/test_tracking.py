@@ -1,6 +1,6 @@
 """Experiment tracking on a real Phoenix: EXPERIMENT/EVALUATION spans land and are read back by list_experiments,
-the base/adapter dataset + experiments, compare, tenant isolation, the experiments command, and the report rendered
-for a tenant to standalone HTML."""
+the base/adapter(/baseline) dataset + experiments, the baseline, base-without-label-list and activation attributes read
+back, compare, tenant isolation, the experiments command, and the report rendered for a tenant to standalone HTML."""
 import json, re, uuid
 from pathlib import Path
 from types import SimpleNamespace as NS
@@ -10,7 +10,8 @@ from cogniverse_ft.core import OrchestrationConfig, run_sync
 from cogniverse_ft.telemetry import PhoenixProvider
 from cogniverse_ft.tracking import (log_experiment, log_evaluation, list_experiments, get_experiment_details,
                                     compare_experiments, EXPERIMENT_KIND)
-from cogniverse_ft.evaluate import AdapterEvaluator, FailedEvaluation, synthetic_routing_examples, ROUTING_LABELS
+from cogniverse_ft.evaluate import (AdapterEvaluator, FailedEvaluation, EvaluationResult, EvaluationMetrics, mcnemar_exact,
+                                    synthetic_routing_examples, ROUTING_LABELS)
 from cogniverse_ft.cli import main as cli_main
 
 
@@ -34,6 +35,41 @@ def _cfg(tenant, **kw):
 
 
 ANALYSIS = {"total_spans": 321, "approved_count": 55, "rejected_count": 9, "preference_pairs": 4}
+
+
+def _metrics(ok, conf, ms=100.0):
+    n = len(ok)
+    return EvaluationMetrics(sum(ok) / n, sum(ok) / n, conf, 0.1, 1 - sum(ok) / n, 0.0, ms, n)
+
+
+# outcomes on 8 test examples: base 3/8, base without the label list 1/8, baseline 7/8, adapter 6/8
+OK = {"base": [1, 0, 0, 1, 0, 0, 1, 0], "base_plain": [1, 0, 0, 0, 0, 0, 0, 0], "baseline": [1, 1, 1, 1, 1, 1, 1, 0],
+      "adapter": [1, 1, 1, 1, 0, 1, 1, 0]}
+ACTIVATION = {"rule": "baseline", "activate": False, "activated": False, "compared_with": ["base", "baseline"],
+              "reason": "adapter 75.0% is below baseline 87.5%"}
+
+
+def _hand_evaluation(run_id, baseline=True, activation=ACTIVATION):
+    "An EvaluationResult built by hand (no model): base, base without the label list, baseline and adapter on 8 routing examples."
+    labels = ["video_search_agent", "text_search_agent"]
+    lab = lambda ok: labels[0] if ok else labels[1]
+    preds = []
+    for i in range(8):
+        p = dict(input=f"find clip {i}", expected=labels[0], base_prediction=lab(OK["base"][i]), base_confidence=0.5,
+                 base_correct=bool(OK["base"][i]), adapter_prediction=lab(OK["adapter"][i]), adapter_confidence=0.8,
+                 adapter_correct=bool(OK["adapter"][i]), base_plain_prediction=lab(OK["base_plain"][i]),
+                 base_plain_correct=bool(OK["base_plain"][i]))
+        if baseline: p.update(baseline_prediction=lab(OK["baseline"][i]), baseline_confidence=0.6, baseline_correct=bool(OK["baseline"][i]))
+        preds.append(p)
+    ev = EvaluationResult("routing", "/adapters/sft_routing", "HuggingFaceTB/SmolLM2-135M-Instruct", "score", 8,
+                          _metrics(OK["base"], 0.5), _metrics(OK["adapter"], 0.8), mcnemar_exact(OK["base"], OK["adapter"]),
+                          labels, preds, run_id, plain_base_metrics=_metrics(OK["base_plain"], 0.5),
+                          label_prompt="Answer with exactly one of these labels: {labels}.", activation=dict(activation or {}))
+    if baseline:
+        ev.baseline_metrics, ev.baseline_significance = _metrics(OK["baseline"], 0.6, 2.0), mcnemar_exact(OK["baseline"], OK["adapter"])
+        ev.baseline = {"model": "sentence-transformers/all-MiniLM-L6-v2", "classifier": "logistic_regression", "class_weight": "balanced",
+                       "C": 1.0, "train_examples": 32, "labels": 2, "fit_seconds": 0.8}
+    return ev
 
 
 @pytest.fixture(scope="module")
@@ -201,3 +237,88 @@ def test_report_rendered_for_a_tenant(phoenix_server, tmp_path, real_evaluation)
         render_report(tenant, base_url="http://127.0.0.1:9", out=tmp_path / "bad.html")
     assert "failed in cell" in str(e.value) and tenant in str(e.value)
     assert not (tmp_path / "bad.html").exists()
+
+
+def test_baseline_and_activation_read_back(phoenix_server, tmp_path):
+    "The baseline, base-without-label-list, vs-baseline and activation attributes come back grouped; the baseline gets its experiment."
+    tenant = _tenant()
+    prov = PhoenixProvider(tenant, base_url=phoenix_server.url)
+    res = _run(tmp_path, "run_bl")
+    res.activation = ACTIVATION
+    log_experiment(prov, _cfg(tenant), res, ANALYSIS)
+    ev = _hand_evaluation("run_bl")
+    log_evaluation(prov, _cfg(tenant), ev)
+    e = run_sync(list_experiments(prov))[0]
+    _eq(e["activation"], ACTIVATION)  # on the EXPERIMENT span too (a failed evaluation carries none)
+    v = e["evaluation"]
+    _close((v["base"]["accuracy"], v["base_plain"]["accuracy"], v["baseline"]["accuracy"], v["adapter"]["accuracy"]),
+           (3 / 8, 1 / 8, 7 / 8, 6 / 8), eps=1e-9)
+    s = ev.baseline_significance
+    _eq((v["vs_baseline"]["verdict"], v["vs_baseline"]["baseline_only_correct"], v["vs_baseline"]["adapter_only_correct"],
+         v["vs_baseline"]["n"], v["vs_baseline"]["significant"]), ("loses", s.base_only, s.adapter_only, 8, False))
+    _eq((s.base_only, s.adapter_only), (1, 0))
+    for k in ("accuracy", "p_value", "ci_low", "ci_high"):
+        _close(v["vs_baseline"][k], getattr(s, "accuracy_difference" if k == "accuracy" else k), eps=1e-9)
+    _eq((v["baseline_info"]["model"], v["baseline_info"]["train_examples"], v["baseline_info"]["classifier"]),
+        ("sentence-transformers/all-MiniLM-L6-v2", 32, "logistic_regression"))
+    _eq(v["info"]["label_prompt"], ev.label_prompt)
+    _eq(v["activation"], ACTIVATION)
+    _eq(v["compared"], {})
+    # the baseline's predictions are a third experiment on the test-set dataset
+    exps = httpx.get(f"{phoenix_server.url}/v1/datasets/{v['info']['dataset_id']}/experiments").json()["data"]
+    _eq(sorted((x["name"], x["successful_run_count"]) for x in exps), [("adapter", 8), ("base", 8), ("baseline", 8)])
+    runs = httpx.get(f"{phoenix_server.url}/v1/experiments/{v['info']['baseline_experiment_id']}/runs").json()["data"]
+    _eq(sorted(r["output"]["prediction"] for r in runs), sorted(p["baseline_prediction"] for p in ev.predictions))
+    meta = next(x for x in exps if x["name"] == "baseline")["metadata"]
+    _eq(meta["model"], "sentence-transformers/all-MiniLM-L6-v2"); _close(meta["accuracy"], 7 / 8, eps=1e-9)
+    # the history table and compare carry the baseline too
+    from cogniverse_ft.tracking import history_frame
+    h = history_frame([e]).iloc[0]
+    _close(h["baseline_acc"], 7 / 8, eps=1e-9); _eq(h["vs_baseline"], "loses")
+    log_experiment(prov, _cfg(tenant), _run(tmp_path, "run_bl2"), ANALYSIS)
+    _close(run_sync(compare_experiments(prov, run_ids=["run_bl", "run_bl2"]))["metrics"].loc["baseline_accuracy", "run_bl"], 7 / 8, eps=1e-9)
+
+
+def test_without_baseline_two_experiments_and_empty_groups(phoenix_server):
+    "An evaluation without a baseline (an open task, an older run) uploads two experiments and reads back empty groups."
+    tenant = _tenant()
+    prov = PhoenixProvider(tenant, base_url=phoenix_server.url)
+    ev = _hand_evaluation("run_nobl", baseline=False, activation=None)
+    ev.plain_base_metrics, ev.label_prompt = None, None
+    log_evaluation(prov, _cfg(tenant), ev)
+    df = run_sync(prov.traces.get_spans(span_kind="EVALUATION"))
+    from cogniverse_ft.tracking import _evaluation
+    v = _evaluation(df.iloc[0])
+    _eq((v["baseline"], v["base_plain"], v["vs_baseline"], v["baseline_info"], v["activation"], v["compared"]), ({}, {}, {}, {}, {}, {}))
+    exps = httpx.get(f"{phoenix_server.url}/v1/datasets/{v['info']['dataset_id']}/experiments").json()["data"]
+    _eq(sorted(x["name"] for x in exps), ["adapter", "base"])
+    assert "baseline_experiment_id" not in v["info"]
+
+
+def test_report_shows_baseline_and_activation(phoenix_server, tmp_path):
+    "The rendered report has the baseline column, the no-label-list base, both significance lines, the verdict and the rule."
+    from cogniverse_ft.report import render_report
+    tenant = _tenant()
+    prov = PhoenixProvider(tenant, base_url=phoenix_server.url)
+    res = _run(tmp_path, "run_rep")
+    res.activation = ACTIVATION
+    log_experiment(prov, _cfg(tenant), res, ANALYSIS)
+    ev = _hand_evaluation("run_rep")
+    log_evaluation(prov, _cfg(tenant), ev, dataset=False)
+    html = render_report(tenant, base_url=phoenix_server.url, out=tmp_path / "r.html").read_text()
+    for needle in ["Base vs adapter", "<th>baseline</th>", "<th>base (no label list)</th>", "Δ vs baseline",
+                   "Statistically significant improvement" if ev.significance.significant else "Not a significant improvement",
+                   "Not significantly better than the baseline", "baseline-only right 1",
+                   "The adapter loses to the baseline (sentence-transformers/all-MiniLM-L6-v2 + logistic regression): 75.0% vs 87.5%",
+                   f"p={ev.baseline_significance.p_value:.3g}", "Activation rule <code>baseline</code>", "not activated",
+                   "adapter 75.0% is below baseline 87.5%", "Without that list the base scores 12.5%", "87.5%"]:
+        assert needle in html, needle
+    # an old run (no baseline, no activation) still renders
+    t2 = _tenant()
+    p2 = PhoenixProvider(t2, base_url=phoenix_server.url)
+    log_experiment(p2, _cfg(t2), _run(tmp_path, "run_old"), ANALYSIS)
+    old = _hand_evaluation("run_old", baseline=False, activation=None)
+    old.plain_base_metrics, old.label_prompt = None, None
+    log_evaluation(p2, _cfg(t2), old, dataset=False)
+    html2 = render_report(t2, base_url=phoenix_server.url, out=tmp_path / "old.html").read_text()
+    assert "Base vs adapter" in html2 and "Δ vs base" in html2 and "Δ vs baseline" not in html2 and "Activation rule" not in html2
