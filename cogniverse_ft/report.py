@@ -13,8 +13,9 @@ import pandas as pd
 from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice
 
 # %% auto #0
-__all__ = ['log', 'BASE_VS_ADAPTER', 'PALETTE', 'summary_metrics', 'display_value', 'tidy', 'run_details', 'evaluation_table',
-           'significance_line', 'svg_line_chart', 'report_notebook', 'ReportError', 'notebook_to_html', 'render_report']
+__all__ = ['log', 'BASE_VS_ADAPTER', 'ACTIVATION_RULE_TEXT', 'PALETTE', 'summary_metrics', 'display_value', 'tidy', 'run_details',
+           'evaluation_table', 'significance_line', 'baseline_sentence', 'activation_line', 'label_prompt_line',
+           'evaluation_lines', 'svg_line_chart', 'report_notebook', 'ReportError', 'notebook_to_html', 'render_report']
 
 # %% ../nbs/35_report.ipynb #8e554c62
 log = get_logger(__name__)
@@ -31,7 +32,8 @@ def summary_metrics(experiments:list, # from `tracking.list_experiments`
             "dpo_runs": sum(e["method"] == "dpo" for e in experiments),
             "embedding_runs": sum(e["method"] == "embedding" for e in experiments),
             "best_train_loss": best[0], "best_run": best[1],
-            "evaluated_runs": len(evs), "latest_adapter_accuracy": evs[0]["adapter"].get("accuracy") if evs else None}
+            "evaluated_runs": len(evs), "latest_adapter_accuracy": evs[0]["adapter"].get("accuracy") if evs else None,
+            "latest_baseline_accuracy": (evs[0].get("baseline") or {}).get("accuracy") if evs else None}
 
 def display_value(v:Any, # a value read back from Phoenix
                  ) -> Any:
@@ -65,34 +67,105 @@ BASE_VS_ADAPTER = [("accuracy", "Accuracy", True), ("top_k_accuracy", "Top-k acc
                    ("calibration_error", "Calibration error", False), ("error_rate", "Error rate", False),
                    ("hallucination_rate", "Hallucination rate", False), ("latency_ms", "Latency (ms)", False)]
 
+def _models(evaluation:dict) -> list:
+    "`(column, metrics)` of every model an evaluation scored, in table order (absent ones left out)."
+    cols = [("base", evaluation.get("base")), ("base (no label list)", evaluation.get("base_plain")),
+            ("baseline", evaluation.get("baseline")), ("adapter", evaluation.get("adapter"))]
+    cols += [(f"{k} adapter", c.get("metrics")) for k, c in (evaluation.get("compared") or {}).items()]
+    return [(n, m) for n, m in cols if m]
+
 def evaluation_table(evaluation:dict, # an experiment's `evaluation` (from `list_experiments`)
                     ) -> pd.DataFrame:
-    "Base vs adapter metrics with the delta and whether it is an improvement (↑ better, ↓ worse)."
-    rows = []
+    "Every model's metrics (base, base without the label list, baseline, adapter), the adapter's deltas vs base and baseline, ↑ better / ↓ worse."
+    models, rows = _models(evaluation), []
+    refs = [("base", evaluation.get("base") or {})] + ([("baseline", evaluation["baseline"])] if evaluation.get("baseline") else [])
     for key, name, higher_better in BASE_VS_ADAPTER:
-        b, a = evaluation["base"].get(key), evaluation["adapter"].get(key)
-        if b is None or a is None: continue
-        d = a - b
+        a = evaluation["adapter"].get(key)
+        if a is None or evaluation["base"].get(key) is None: continue
         pct = key != "latency_ms"
-        fmt = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.1f}")
-        better = (d > 0) == higher_better if d else None
-        rows.append({"metric": name, "base": fmt(b), "adapter": fmt(a),
-                     "delta": ("+" if d >= 0 else "") + (f"{d * 100:.1f} pts" if pct else f"{d:.1f} ms"),
-                     "": "" if better is None else ("↑ better" if better else "↓ worse")})
-    return pd.DataFrame(rows, columns=["metric", "base", "adapter", "delta", ""])
+        fmt = (lambda v: "-" if v is None else f"{v:.1%}") if pct else (lambda v: "-" if v is None else f"{v:.1f}")
+        row = {"metric": name, **{n: fmt(m.get(key)) for n, m in models}}
+        for ref, m in refs:
+            b = m.get(key)
+            if b is None: row[f"Δ vs {ref}"], row[f"vs {ref}"] = "-", ""; continue
+            d = a - b
+            better = (d > 0) == higher_better if d else None
+            row[f"Δ vs {ref}"] = ("+" if d >= 0 else "") + (f"{d * 100:.1f} pts" if pct else f"{d:.1f} ms")
+            row[f"vs {ref}"] = "" if better is None else ("↑ better" if better else "↓ worse")
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["metric"] + [n for n, _ in models] + [c for r, _ in refs for c in (f"Δ vs {r}", f"vs {r}")])
 
+# %% ../nbs/35_report.ipynb #70844ce1
 def significance_line(evaluation:dict, # an experiment's `evaluation`
+                      other:str="base", # the model the adapter is tested against: "base", "baseline", or a `compared` name
                      ) -> str:
     "✅ / ℹ️ with the accuracy change, its 95% CI, the exact McNemar p-value and the discordant counts."
-    i = evaluation["improvement"]
-    if not i: return "ℹ️ No significance test recorded."
-    mark = "✅ Statistically significant improvement" if i.get("significant") else "ℹ️ Not a significant improvement"
+    i = (evaluation.get("improvement") if other == "base" else evaluation.get("vs_baseline") if other == "baseline"
+         else ((evaluation.get("compared") or {}).get(other) or {}).get("significance")) or {}
+    if not i: return "ℹ️ No significance test recorded." if other == "base" else f"ℹ️ No significance test vs {other} recorded."
+    if other == "base": mark = "✅ Statistically significant improvement" if i.get("significant") else "ℹ️ Not a significant improvement"
+    else:
+        what = "the baseline" if other == "baseline" else f"the {other} adapter"
+        mark = f"✅ Significantly better than {what}" if i.get("significant") else f"ℹ️ Not significantly better than {what}"
     ci = (f", 95% CI {i['ci_low'] * 100:+.1f} to {i['ci_high'] * 100:+.1f} pts" if i.get("ci_low") is not None else "")
     n = (f"; n={display_value(i['n'])}, adapter-only right {display_value(i.get('adapter_only_correct'))}, "
-         f"base-only right {display_value(i.get('base_only_correct'))}"
+         f"{other}-only right {display_value(i.get(f'{other}_only_correct'))}"
          if i.get("n") is not None else "")
     return (f"{mark} (accuracy {i.get('accuracy', 0) * 100:+.1f} pts{ci}, p={i.get('p_value', float('nan')):.3g}, "
             f"{i.get('test', 'exact McNemar')}{n}; significant means p < 0.05 and more than +5 pts)")
+
+# %% ../nbs/35_report.ipynb #eefcbe5b
+def baseline_sentence(evaluation:dict, # an experiment's `evaluation`
+                     ) -> str|None:
+    "Does the adapter beat, tie with or lose to the embedding baseline, in one sentence (None without a baseline)."
+    bl, vs, info = evaluation.get("baseline") or {}, evaluation.get("vs_baseline") or {}, evaluation.get("baseline_info") or {}
+    if bl.get("accuracy") is None or (evaluation.get("adapter") or {}).get("accuracy") is None:
+        return f"No baseline: {info['error']}" if info.get("error") else None
+    a, b = evaluation["adapter"]["accuracy"], bl["accuracy"]
+    v = vs.get("verdict") or ("beats" if a - b > 1e-12 else "loses" if a - b < -1e-12 else "ties")
+    what = f"the baseline ({info.get('model', 'embeddings')} + logistic regression)"
+    head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}", "loses": f"The adapter loses to {what}"}[v]
+    test = (f"exact McNemar p={vs['p_value']:.3g}, {display_value(vs.get('adapter_only_correct'))} adapter-only vs "
+            f"{display_value(vs.get('baseline_only_correct'))} baseline-only right") if vs.get("p_value") is not None else "no McNemar test recorded"
+    if v == "ties": return f"{head}: both {a:.1%} ({test})."
+    sig = "" if vs.get("p_value") is None else ("significant; " if vs["p_value"] < 0.05 else "not significant; ")
+    return f"{head}: {a:.1%} vs {b:.1%} ({sig}{test})."
+
+# %% ../nbs/35_report.ipynb #4fdb9c0e
+ACTIVATION_RULE_TEXT = {"base": "the adapter must at least match the base model",
+                        "baseline": "the adapter must at least match the base model and the embedding baseline",
+                        "active": "the adapter must at least match the base model and the adapter active now"}
+
+def activation_line(activation:dict|None, # the `activation` of an evaluation or experiment (rule, activate, activated, reason)
+                   ) -> str|None:
+    "The rule, what it asks, activated or not, and the reason, in one line (None when no decision is recorded)."
+    if not activation or not activation.get("rule"): return None
+    rule, done = activation["rule"], activation.get("activated", activation.get("activate"))
+    state = "**activated**" if done else "**not activated**"
+    return (f"Activation rule `{rule}` ({ACTIVATION_RULE_TEXT.get(rule, 'a custom rule')}): {state}; "
+            f"{activation.get('reason') or 'no reason recorded'}.")
+
+def label_prompt_line(evaluation:dict, # an experiment's `evaluation`
+                     ) -> str|None:
+    "The label list added to every prompt and the base's accuracy without it (None when no label list was added)."
+    lp, plain = (evaluation.get("info") or {}).get("label_prompt"), evaluation.get("base_plain") or {}
+    if not lp and plain.get("accuracy") is None: return None
+    out = f"Every prompt named the labels ({lp!r})." if lp else "Every prompt named the labels."
+    if plain.get("accuracy") is not None:
+        d = (evaluation.get("base") or {}).get("accuracy", plain["accuracy"]) - plain["accuracy"]
+        out += f" Without that list the base scores {plain['accuracy']:.1%} ({d * 100:+.1f} pts with it)."
+    return out
+
+def evaluation_lines(evaluation:dict, # an experiment's `evaluation`
+                     activation:dict|None=None, # the run's activation when the evaluation carries none
+                    ) -> list:
+    "The lines under the evaluation table: label list, significance vs base, vs baseline, vs other adapters, baseline verdict, activation."
+    out = [label_prompt_line(evaluation), significance_line(evaluation)]
+    if evaluation.get("vs_baseline"): out.append(significance_line(evaluation, "baseline"))
+    for k, c in (evaluation.get("compared") or {}).items():
+        out.append(significance_line(evaluation, k) if c.get("significance") else f"ℹ️ The {k} adapter was not scored: {c.get('error')}")
+    out += [baseline_sentence(evaluation), activation_line(evaluation.get("activation") or activation)]
+    return [x for x in out if x]
 
 # %% ../nbs/35_report.ipynb #8301362c
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
