@@ -12,7 +12,7 @@ from .core import (OrchestrationConfig, home_dir, home_subdir, project_for_tenan
                                 validate_tenant_id, DEFAULT_BASE_MODEL)
 
 # %% auto #0
-__all__ = ['log', 'ensure_phoenix', 'run_demo', 'format_summary', 'cli_demo_args', 'cli_demo']
+__all__ = ['log', 'ensure_phoenix', 'run_demo', 'evaluation_summary', 'format_summary', 'cli_demo_args', 'cli_demo']
 
 # %% ../nbs/43_demo.ipynb #8cf028fc
 log = get_logger(__name__)
@@ -70,12 +70,9 @@ def run_demo(tenant_id:str="demo", # the demo tenant
         report = str(render_report(tenant_id, project, agent_type="routing", base_url=url,
                                    out=home_subdir("demo")/f"report_{tenant_id}.html"))
     step(5, "Summary")
-    ev = res.evaluation_result
-    ok = ev is not None and hasattr(ev, "base_metrics")
     summary = {"tenant_id": tenant_id, "project": project, "status": res.status, "method": res.training_method,
-               "base_model": res.base_model, "base_accuracy": ev.base_metrics.accuracy if ok else None,
-               "adapter_accuracy": ev.adapter_metrics.accuracy if ok else None, "p_value": ev.p_value if ok else None,
-               "significant": ev.improvement_significant if ok else None, "test_size": ev.test_size if ok else 0,
+               "base_model": res.base_model, **evaluation_summary(res.evaluation_result),
+               "activation_rule": (res.activation or {}).get("rule"), "activation_reason": (res.activation or {}).get("reason"),
                "adapter_id": res.adapter_id, "adapter_active": res.activated, "adapter_path": res.adapter_path,
                "report_path": report, "phoenix_url": url, "phoenix_project_url": f"{url}/projects",
                "experiment_run_id": res.experiment_run_id, "train_loss": res.metrics.get("train_loss"),
@@ -84,19 +81,50 @@ def run_demo(tenant_id:str="demo", # the demo tenant
     print(format_summary(summary))
     return summary
 
+
+
+# %% ../nbs/43_demo.ipynb #753f20b5
+def evaluation_summary(ev, # the run's EvaluationResult, a FailedEvaluation, or None
+                      ) -> dict:
+    "Accuracies (base, base without the label list, baseline, adapter), p-values and the baseline verdict of an evaluation."
+    ok = ev is not None and hasattr(ev, "base_metrics")
+    bl = getattr(ev, "baseline_metrics", None) if ok else None
+    plain = getattr(ev, "plain_base_metrics", None) if ok else None
+    return {"base_accuracy": ev.base_metrics.accuracy if ok else None,
+            "base_plain_accuracy": plain.accuracy if plain is not None else None,
+            "baseline_accuracy": bl.accuracy if bl is not None else None,
+            "adapter_accuracy": ev.adapter_metrics.accuracy if ok else None, "p_value": ev.p_value if ok else None,
+            "significant": ev.improvement_significant if ok else None,
+            "vs_baseline": ev.baseline_verdict if bl is not None else None,
+            "p_value_vs_baseline": ev.baseline_significance.p_value if bl is not None and ev.baseline_significance else None,
+            "baseline_sentence": ev.baseline_sentence() if ok else None, "test_size": ev.test_size if ok else 0}
+
+# %% ../nbs/43_demo.ipynb #a7d5d574
 def format_summary(s:dict) -> str:
     "The demo's closing message."
     pct = lambda v: "-" if v is None else f"{v:.1%}"
+    p = lambda v: f"{v:.3g}"
+    bl = s.get("baseline_accuracy")
     lines = ["", "=" * 72, f"cogniverse_ft demo: {s['status']} in {s['wall_s']:.0f}s", "=" * 72,
              f"Method chosen      : {s['method']} (base model {s['base_model']})",
              f"Accuracy           : base {pct(s['base_accuracy'])} -> adapter {pct(s['adapter_accuracy'])} on {s['test_size']} held-out examples"
-             + ("" if s["p_value"] is None else f" (McNemar p={s['p_value']:.3g}{', significant' if s['significant'] else ''})"),
-             f"Adapter            : {s['adapter_path']}",
-             f"Registry id        : {s['adapter_id']}" + (" (active)" if s["adapter_active"] else ""),
-             f"Report             : {s['report_path']}",
-             f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans,",
-             f"                     Datasets & Experiments: base vs adapter predictions side by side)",
-             f"Summary JSON       : {home_dir()/'demo'/'summary.json'}", "=" * 72]
+             + ("" if s["p_value"] is None else f" (McNemar p={p(s['p_value'])}{', significant' if s['significant'] else ''})")]
+    if s.get("base_plain_accuracy") is not None:
+        lines.append(f"Base, no label list: {pct(s['base_plain_accuracy'])} (the prompt without the list of labels)")
+    if bl is not None:
+        verdict = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"}.get(s.get("vs_baseline"), "was compared with it")
+        lines.append(f"Baseline           : {pct(bl)} (sentence embeddings + logistic regression): the adapter {verdict}"
+                     + ("" if s.get("p_value_vs_baseline") is None else f" (McNemar p={p(s['p_value_vs_baseline'])})"))
+    elif s.get("baseline_sentence"): lines.append(f"Baseline           : {s['baseline_sentence']}")
+    if s.get("activation_rule"):
+        lines.append(f"Activation         : rule {s['activation_rule']!r}, {'activated' if s['adapter_active'] else 'not activated'}: "
+                     f"{s.get('activation_reason')}")
+    lines += [f"Adapter            : {s['adapter_path']}",
+              f"Registry id        : {s['adapter_id']}" + (" (active)" if s["adapter_active"] else ""),
+              f"Report             : {s['report_path']}",
+              f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans,",
+              f"                     Datasets & Experiments: base, adapter and baseline predictions side by side)",
+              f"Summary JSON       : {home_dir()/'demo'/'summary.json'}", "=" * 72]
     return "\n".join(lines)
 
 # %% ../nbs/43_demo.ipynb #70e4ec22
