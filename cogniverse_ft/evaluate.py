@@ -408,7 +408,7 @@ class EvaluationResult:
 
     def baseline_sentence(self) -> str|None:
         "One plain sentence: does the adapter beat, tie with or lose to the baseline (None without a baseline)."
-        if self.baseline_metrics is None:
+        if self.baseline_metrics is None or self.baseline_significance is None:
             return f"No baseline: {self.baseline['error']}" if self.baseline.get("error") else None
         a, b, sig = self.adapter_metrics.accuracy, self.baseline_metrics.accuracy, self.baseline_significance
         what = f"the baseline ({self.baseline.get('model', 'embeddings')} + logistic regression)"
@@ -444,7 +444,9 @@ class EvaluationResult:
             if v.get("significance") is not None: out.append(v["significance"].line(k))
             elif v.get("error"): out.append(f"{k}: not evaluated ({v['error']})")
         if self.baseline_sentence(): out.append(self.baseline_sentence())
-        if self.activation: out.append(f"Activation (rule {self.activation.get('rule')!r}): {self.activation.get('reason')}")
+        if self.activation:
+            done = "activated" if self.activation.get("activated", self.activation.get("activate")) else "not activated"
+            out.append(f"Activation: {done} under rule {self.activation.get('rule')!r} ({self.activation.get('reason')})")
         return "\n".join(out)
 
 # %% ../nbs/33_evaluate.ipynb #2e47d76c
@@ -616,6 +618,7 @@ class FailedEvaluation:
     error: str  # what went wrong
     stage: str  # "test data", "setup" or "inference"
     run_id: Optional[str] = None  # EXPERIMENT run id
+    activation: dict = field(default_factory=dict)  # the activation rule applied and its outcome (`activation_decision`)
 
     def to_span_attributes(self) -> dict:
         "EVALUATION span attributes of the failure."
@@ -623,6 +626,7 @@ class FailedEvaluation:
              "evaluation.agent_type": self.agent_type, "evaluation.test_size": 0,
              "evaluation.status": "failed", "evaluation.error": self.error, "evaluation.failed_stage": self.stage}
         if self.run_id: a["experiment.run_id"] = self.run_id
+        for k, v in self.activation.items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
         return a
 
 def evaluate_adapter(adapter_path:str|Path, # local adapter folder
