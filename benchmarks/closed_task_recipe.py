@@ -30,6 +30,7 @@ RECIPES = {  # name -> SFT settings (+ label_prompt: the sentence naming the lab
     "r4_labels_1ep_6e-4": dict(epochs=1, learning_rate=6e-4, label_prompt=LABEL_PROMPT),
     "r5_labels_2ep_4e-4_r16": dict(epochs=2, learning_rate=4e-4, lora_r=16, lora_alpha=32, label_prompt=LABEL_PROMPT),
     "r6_labels_2ep_8e-4": dict(epochs=2, learning_rate=8e-4, label_prompt=LABEL_PROMPT),
+    "r7_labels_3ep_4e-4": dict(epochs=3, learning_rate=4e-4, label_prompt=LABEL_PROMPT),
 }
 
 

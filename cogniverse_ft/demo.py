@@ -34,7 +34,7 @@ def ensure_phoenix(url:str|None=None, # an existing Phoenix to use instead
 def run_demo(tenant_id:str="demo", # the demo tenant
              epochs:int=3, # training epochs
              batch_size:int=4, # batch size
-             learning_rate:float=2e-4, # learning rate
+             learning_rate:float|None=None, # peak learning rate (None: the recipe's, 4e-4 for closed-task SFT)
              url:str|None=None, # use this Phoenix instead of the embedded one
              train_overrides:dict|None=None, # trainer settings (max_steps, max_length, ...) for quick runs
              test_set_size:int=50, # held-out test examples
@@ -133,7 +133,7 @@ def cli_demo_args(p):
     p.add_argument("--tenant", default="demo", help="demo tenant id")
     p.add_argument("--epochs", type=int, default=3, help="training epochs")
     p.add_argument("--batch-size", type=int, default=4, help="batch size")
-    p.add_argument("--learning-rate", type=float, default=2e-4, help="learning rate")
+    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's, 4e-4 for closed-task SFT)")
     p.add_argument("--url", default=None, help="use this Phoenix instead of the embedded one")
     p.add_argument("--max-steps", type=int, default=None, help="cap the optimizer steps (quick runs)")
 

@@ -273,6 +273,10 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
             log.warning(f"Training SFT instead of DPO: {why}")
             chosen, res.training_method, info["switched_to_sft"] = "sft", "sft", why
             res.analysis["reasons"] = list(res.analysis.get("reasons", [])) + [f"switched to SFT: {why}"]
+    if config.learning_rate is None:  # the recipe: 4e-4 for SFT on a closed-label task, else 2e-4 (see `core`)
+        from dataclasses import replace
+        from cogniverse_ft.core import default_learning_rate
+        config = replace(config, learning_rate=default_learning_rate(chosen, bool(labels)))
     if labels and config.label_prompt:  # closed task: every training prompt names the label set, as the evaluation's will
         from cogniverse_ft.formatting import with_label_list
         train_ex, pairs = with_label_list(train_ex, labels, config.label_prompt), with_label_list(pairs, labels, config.label_prompt)
@@ -419,6 +423,10 @@ def _compare_with(self, config, res) -> dict:
 async def _run_embedding(self, config:OrchestrationConfig, st:Stages, method:str|None):
     from cogniverse_ft.select import TrainingMethodSelector
     base = config.base_model if config.base_model != DEFAULT_BASE_MODEL else DEFAULT_EMBEDDING_MODEL
+    if config.learning_rate is None:
+        from dataclasses import replace
+        from cogniverse_ft.core import default_learning_rate
+        config = replace(config, learning_rate=default_learning_rate("embedding", False))
     res = OrchestrationResult("embedding", None, None, {}, base, {}, False)
     if method not in (None, "embedding"): raise ValueError(f"Unknown training method {method!r} for model_type='embedding'; allowed: 'embedding'")
     with st.run("extraction") as info:
@@ -504,6 +512,8 @@ def cli_finetune_args(p):
         flag = "--" + f.name.replace("_", "-")
         if f.name == "project": p.add_argument(flag, default=None, help="Phoenix project (default: cogniverse-<tenant>)"); continue
         if f.name == "model_type": p.add_argument(flag, default="llm", choices=["llm", "embedding"]); continue
+        if f.name == "learning_rate":
+            p.add_argument(flag, type=float, default=None, help="peak learning rate (default: the recipe's, 4e-4 for SFT on a closed-label task, else 2e-4)"); continue
         if f.name == "activation_rule":
             from cogniverse_ft.core import ACTIVATION_RULES
             p.add_argument(flag, default=f.default, choices=ACTIVATION_RULES, help="what the adapter must match on the held-out set "

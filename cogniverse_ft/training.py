@@ -357,9 +357,10 @@ class TrainSettings:
     def from_config(cls, config:OrchestrationConfig, # the run's configuration
                     **overrides, # settings that win over the config
                    ) -> "TrainSettings":
-        "Settings from the training fields of an `OrchestrationConfig`."
+        "Settings from the training fields of an `OrchestrationConfig` (an unset learning rate keeps this class's default)."
         names = {f.name for f in fields(cls)}
-        return cls(**({k: v for k, v in asdict(config).items() if k in names} | overrides))
+        own = {k: v for k, v in asdict(config).items() if k in names and not (k == "learning_rate" and v is None)}
+        return cls(**(own | overrides))
 
     def to_dict(self) -> dict:
         "The settings as a plain dict."
