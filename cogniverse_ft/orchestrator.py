@@ -75,8 +75,9 @@ class OrchestrationResult:
                 lines.append(f"base, no labels : {ev.plain_base_metrics.accuracy:.1%} (the instruction without the label list)")
             if ev.baseline_metrics is not None:
                 bs = ev.baseline_significance
-                lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); adapter "
-                             f"{ev.baseline_verdict} it (p={bs.p_value:.3g}, n={bs.n})")
+                verb = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"}[ev.baseline_verdict]
+                lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); the adapter "
+                             f"{verb} (p={bs.p_value:.3g}, n={bs.n})")
             elif ev.baseline.get("error"): lines.append(f"baseline        : none ({ev.baseline['error']})")
         if self.activation:
             lines.append(f"activation      : {'activated' if self.activated else 'not activated'} under rule "

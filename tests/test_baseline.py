@@ -50,7 +50,7 @@ def test_baseline_rule_refuses_an_adapter_that_loses_to_the_baseline(honest, tmp
     _eq(attrs["activation.activated"], False)
     d = res.to_dict()
     _eq((d["evaluation"]["baseline_verdict"], d["activation"]["rule"]), ("loses", "baseline"))
-    assert "loses to the baseline" in res.summary() and "not activated under rule 'baseline'" in res.summary(), res.summary()
+    assert "the adapter loses to it" in res.summary() and "not activated under rule 'baseline'" in res.summary(), res.summary()
 
 
 def test_base_rule_and_no_baseline(honest, tmp_path):
