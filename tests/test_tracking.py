@@ -95,7 +95,7 @@ def test_spans_land_and_are_read_back(phoenix_server, tmp_path, real_evaluation)
     tenant = _tenant()
     prov = PhoenixProvider(tenant, base_url=phoenix_server.url)
     res = _run(tmp_path, "run_2026-01-01T00:00:00_aaa")
-    sid = log_experiment(prov, _cfg(tenant, epochs=3, batch_size=4), res, ANALYSIS)
+    sid = log_experiment(prov, _cfg(tenant, epochs=3, batch_size=4, learning_rate=2e-4), res, ANALYSIS)  # as the orchestrator resolves it
     # confirmed: readable right away through Phoenix's own REST API, no waiting
     got = httpx.get(f"{phoenix_server.url}/v1/projects/cogniverse-{tenant}/spans", params={"span_id": [sid]}).json()["data"]
     _eq(len(got), 1)
