@@ -69,7 +69,8 @@ def test_concurrent_claims_get_distinct_names(tmp_path):
     assert "sft_routing_20260101_000000" in names and "sft_routing_20260101_000000_12" in names
 
 KILLABLE = textwrap.dedent("""
-    import sys
+    import sys, signal
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # shells start background jobs with SIGINT ignored: act as in a terminal
     from cogniverse_ft.sft import SFTFinetuner
     from cogniverse_ft.formatting import InstructionFormatter
     from cogniverse_ft.evaluate import synthetic_routing_examples
