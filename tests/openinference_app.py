@@ -364,8 +364,18 @@ def _write_spans(base_url:str, project:str, plan:dict, session_id:str, api_key:s
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     provider = TracerProvider(resource=Resource.create({ResourceAttributes.PROJECT_NAME: project,
                                                         "service.name": "tillwise-support-router"}))
-    processor = BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{base_url}/v1/traces", headers=headers, timeout=30),
-                                   max_queue_size=4096, max_export_batch_size=256)
+    from opentelemetry.sdk.trace.export import SpanExportResult
+
+    class RecordingExporter(OTLPSpanExporter):
+        "OTLP/HTTP exporter that keeps the batches it failed to send (the SDK only logs and drops them)."
+        def __init__(self, *a, **kw): super().__init__(*a, **kw); self.failed = []
+        def export(self, spans):
+            r = super().export(spans)
+            if r != SpanExportResult.SUCCESS: self.failed.append(list(spans))
+            return r
+
+    exporter = RecordingExporter(endpoint=f"{base_url}/v1/traces", headers=headers, timeout=30)
+    processor = BatchSpanProcessor(exporter, max_queue_size=4096, max_export_batch_size=256)
     provider.add_span_processor(processor)
     tracer = provider.get_tracer("tillwise.support", "1.4.2")
     ids, pending = [], 0
@@ -384,6 +394,13 @@ def _write_spans(base_url:str, project:str, plan:dict, session_id:str, api_key:s
     def flush():
         nonlocal pending
         if not processor.force_flush(60_000): raise RuntimeError(f"OTLP export to {base_url}/v1/traces did not flush")
+        for attempt in range(3):  # a busy server can time a batch out: send what failed again (span ids dedupe)
+            if not exporter.failed: break
+            time.sleep(2 * (attempt + 1))
+            batches, exporter.failed = exporter.failed, []
+            for b in batches: exporter.export(b)
+        if exporter.failed:
+            raise RuntimeError(f"OTLP export of {sum(map(len, exporter.failed))} spans to {base_url}/v1/traces failed 4 times")
         pending = 0
 
     history: list[dict] = []  # earlier turns of the multi-turn conversation
