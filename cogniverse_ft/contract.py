@@ -20,8 +20,8 @@ from .core import (validate_tenant_id, project_for_tenant, tenant_of_project,
 __all__ = ['APPROVED_SYNONYMS', 'REJECTED_SYNONYMS', 'SLUG_RE', 'ATTR_RE', 'MESSAGE_FIELDS', 'SPAN_FIELDS', 'ANNOTATOR_KINDS',
            'CONTESTED_POLICIES', 'LABEL_MODES', 'GENERIC_INSTRUCTION', 'CONTRACT_FILE', 'normalize_label',
            'label_verdict', 'ContractError', 'check_slug', 'FieldPath', 'parse_field', 'SpanFilter', 'FeedbackSpec',
-           'check_privacy', 'TaskSpec', 'feedback_from_dict', 'Contract', 'task_from_dict', 'contract_from_dict',
-           'load_contract', 'resolve_task']
+           'check_privacy', 'check_training', 'TaskSpec', 'feedback_from_dict', 'Contract', 'task_from_dict',
+           'contract_from_dict', 'load_contract', 'resolve_task']
 
 # %% ../nbs/05_contract.ipynb #c8ed1f62
 _LABEL_NOISE = re.compile(r"[\s_\-.,:;!?'\"`()\[\]{}/\\|*~]+")
@@ -264,6 +264,19 @@ def check_privacy(d, where:str="privacy") -> dict|None:
     try: return PrivacyConfig.from_dict(d).to_dict()
     except (ValueError, TypeError) as e: _fail(where, str(e))
 
+# %% ../nbs/05_contract.ipynb #86aae402
+def check_training(d, # the `training:` section (None: none)
+                   where:str="training", # key path, for errors
+                  ) -> dict|None:
+    "The `training:` section as a plain dict, each key a trainer setting and each value one it accepts; errors name the key."
+    if d is None: return None
+    from cogniverse_ft.training import TrainSettings
+    known = [f.name for f in fields(TrainSettings) if f.name not in ("agent_type", "modality")]
+    _check_keys(d, known, where)
+    try: TrainSettings(**d)
+    except (ValueError, TypeError) as e: _fail(where, str(e))
+    return dict(d)
+
 # %% ../nbs/05_contract.ipynb #06df1152
 LABEL_MODES = ("closed", "open")
 GENERIC_INSTRUCTION = "Answer the following request"
@@ -283,6 +296,7 @@ class TaskSpec:
     label_set: Optional[list] = None  # the labels of a closed task (default: inferred from approved outputs)
     feedback: FeedbackSpec = field(default_factory=FeedbackSpec)  # which annotations are judgements
     privacy: Optional[dict] = None  # PII scrubbing for this task (`privacy.PrivacyConfig` keys; default: the contract's, else on)
+    training: Optional[dict] = None  # the training recipe for this task (`training.TrainSettings` keys), over the contract's
 
     def __post_init__(self): self.validate()
 
@@ -311,6 +325,7 @@ def validate(self:TaskSpec, where:str|None=None) -> TaskSpec:
         self.label_set = _str_list(self.label_set, f"{where}.label_set")
         if self.labels == "open": _fail(f"{where}.label_set", "an open task has no label set (set labels: closed)")
     self.privacy = check_privacy(self.privacy, f"{where}.privacy")
+    self.training = check_training(self.training, f"{where}.training")
     if isinstance(self.feedback, dict): self.feedback = feedback_from_dict(self.feedback, f"{where}.feedback")
     elif isinstance(self.feedback, FeedbackSpec): self.feedback.validate(f"{where}.feedback")
     else: _fail(f"{where}.feedback", f"expected a mapping, got {type(self.feedback).__name__}")
@@ -357,6 +372,7 @@ class Contract:
     tasks: dict = field(default_factory=dict)  # task name -> TaskSpec (default: the built-in agent types)
     phoenix_url: Optional[str] = None  # Phoenix server URL (default: PHOENIX_BASE_URL, then the embedded server)
     privacy: Optional[dict] = None  # PII scrubbing for every task (`privacy.PrivacyConfig` keys; default on: mask every type)
+    training: Optional[dict] = None  # the training recipe of every task (`training.TrainSettings` keys: epochs, lora_r, save_steps, ...)
     source: Optional[str] = field(default=None, compare=False)  # the file it was read from
 
     def __post_init__(self): self.validate()
@@ -376,6 +392,7 @@ def validate(self:Contract) -> Contract:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@ -]{0,127}", p) or ".." in p:
             _fail(f"{w}: projects[{i}]", f"{p!r} is not a safe project name (letters, digits, '_', '-', '.', '@', spaces; no '..' or '/')")
     self.privacy = check_privacy(self.privacy, f"{w}: privacy")
+    self.training = check_training(self.training, f"{w}: training")
     if not self.tasks: self.tasks = {n: TaskSpec(n) for n in AGENT_TYPES}
     if not isinstance(self.tasks, dict): _fail(f"{w}: tasks", "expected a mapping of task name -> task")
     for n, t in list(self.tasks.items()):
@@ -384,6 +401,7 @@ def validate(self:Contract) -> Contract:
         if t.name != n: _fail(f"{w}: tasks.{n}", f"the task is named {t.name!r}")
         if t.project is None: t.project = self.projects[0]
         if t.privacy is None: t.privacy = self.privacy
+        if self.training: t.training = check_training(self.training | (t.training or {}), f"{w}: tasks.{n}.training")
         if not self.owns(t.project):
             _fail(f"{w}: tasks.{n}.project", f"{t.project!r} is not one of this tenant's projects {self.projects}; add it under projects")
     return self
@@ -410,14 +428,14 @@ def contract_from_dict(d:dict, # the parsed YAML (or a dict of the same shape)
                       ) -> Contract:
     "A validated `Contract` from a mapping; every error names the key."
     w = source or "contract"
-    _check_keys(d, ["tenant", "projects", "tasks", "phoenix_url", "privacy"], w)
+    _check_keys(d, ["tenant", "projects", "tasks", "phoenix_url", "privacy", "training"], w)
     if "tenant" not in d: _fail(w, "missing key 'tenant'")
     tasks = d.get("tasks") or {}
     if not isinstance(tasks, dict): _fail(f"{w}: tasks", f"expected a mapping of task name -> task, got {type(tasks).__name__}")
     for n in tasks: check_slug(n, f"{w}: tasks")
     c = Contract.__new__(Contract)
     c.tenant, c.projects, c.phoenix_url, c.source = d["tenant"], d.get("projects") or [], d.get("phoenix_url"), source
-    c.privacy = d.get("privacy")
+    c.privacy, c.training = d.get("privacy"), d.get("training")
     c.tasks = {n: task_from_dict(n, t, f"{w}: tasks.{n}") for n, t in tasks.items()}
     return c.validate()
 

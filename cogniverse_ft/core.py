@@ -233,6 +233,7 @@ class OrchestrationConfig:
     label_prompt: Optional[str] = LABEL_PROMPT  # closed tasks: sentence naming the labels (`{labels}`), added to every instruction in training and evaluation ("" or None: none)
     baseline_model: Optional[str] = DEFAULT_EMBEDDING_MODEL  # closed tasks: sentence encoder of the embedding + logistic-regression baseline ("" or None: no baseline)
     activation_rule: str = "base"  # what the adapter must match on the held-out set to be activated: "base", "baseline" or "active"
+    training: Optional[dict] = None  # trainer settings beyond these fields (`training.TrainSettings` names: max_length, lr_scheduler_type, save_steps, resume, ...)
 
     def __post_init__(self):
         validate_tenant_id(self.tenant_id)
@@ -280,6 +281,18 @@ class OrchestrationConfig:
             raise ValueError(f"Invalid label_prompt {self.label_prompt!r}: must contain the placeholder '{{labels}}'")
         if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.strip()):
             raise ValueError(f"Invalid output_dir {self.output_dir!r}: a folder path, or None for `<home>/adapters`")
+        if self.training is not None: self._check_training()
+
+    def _check_training(self):
+        "The `training` section must name trainer settings that are not config fields, with values the trainer accepts."
+        from cogniverse_ft.training import TrainSettings
+        if not isinstance(self.training, dict): raise ValueError(f"Invalid training {self.training!r}: a mapping of trainer settings")
+        own, known = {f.name for f in fields(self)}, {f.name for f in fields(TrainSettings)} - {"agent_type", "modality"}
+        for k in self.training:
+            if k in own: raise ValueError(f"Invalid training key {k!r}: it is a config field, set {k}=... on the config itself")
+            if k not in known: raise ValueError(f"Unknown training setting {k!r}; known: {sorted(known - own)}")
+        TrainSettings(**self.training)  # the values: a bad one fails here, before any work
+        self.training = dict(self.training)
 
     def adapters_dir(self) -> Path:
         "The folder run folders go to: `output_dir`, else `<home>/adapters` (created)."

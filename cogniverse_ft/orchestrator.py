@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/orchestrator.html.md"""
 
 # %% ../nbs/41_orchestrator.ipynb #6ff3ee4b
 from __future__ import annotations
-import contextlib, json, time, uuid
+import contextlib, dataclasses, json, time, uuid
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +18,7 @@ from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id
 
 # %% auto #0
 __all__ = ['log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
-           'lineage_rows', 'finetune', 'finetune_sync', 'cli_finetune_args', 'cli_finetune']
+           'lineage_rows', 'finetune', 'finetune_sync', 'cli_finetune_args', 'finetune_config', 'cli_finetune']
 
 # %% ../nbs/41_orchestrator.ipynb #f9a34b63
 log = get_logger(__name__)
@@ -497,62 +497,89 @@ def finetune_sync(*args, **kwargs) -> OrchestrationResult:
 
 # %% ../nbs/41_orchestrator.ipynb #11780f45
 EXIT_CODES = {"succeeded": 0, "awaiting_approval": 3, "insufficient_data": 4}
+_NOT_FLAGS = ("tenant_id", "training")  # config fields with no flag of their own
+_TRAIN_ONLY = ("agent_type", "modality")  # TrainSettings fields that come from the config
 
-def _opt_type(f):
-    import typing
-    return {"int": int, "float": float}.get(type(f.default).__name__, str)
+def _field_type(f):
+    "What argparse converts a dataclass field's value with: JSON for mappings, int, float, a module list, else text."
+    a = str(f.type)
+    if "dict" in a: return json.loads
+    if f.name == "target_modules": return lambda v: v if v == "all-linear" else [m.strip() for m in v.split(",") if m.strip()]
+    if "float" in a: return float
+    if "int" in a: return int
+    return str
 
+def _add_field(p, f, doc:str, choices=None):
+    "One `--flag` for dataclass field `f`: its help with the default and choices, and no default (absent unless given)."
+    import argparse
+    flag, default = "--" + f.name.replace("_", "-"), (f.default if f.default is not dataclasses.MISSING else None)
+    help_ = f"{doc} (default: {default})".replace("%", "%%")
+    kw = dict(default=argparse.SUPPRESS, help=help_)
+    if f.name == "resume": p.add_argument(flag, nargs="?", const=True, metavar="RUN", **kw); return
+    if str(f.type) == "bool": p.add_argument(flag, action=argparse.BooleanOptionalAction, **kw); return
+    p.add_argument(flag, type=_field_type(f), choices=choices, **kw)
+
+# %% ../nbs/41_orchestrator.ipynb #8f848cbb
 def cli_finetune_args(p):
-    "Options of `cogniverse-ft finetune`: every `OrchestrationConfig` field."
-    import argparse, dataclasses
+    "Options of `cogniverse-ft finetune`: every `OrchestrationConfig` field and every trainer setting, with their help."
+    from fastcore.docments import docments
+    from cogniverse_ft.core import ACTIVATION_RULES, MODEL_TYPES, BACKENDS, BACKEND_PROVIDERS
+    from cogniverse_ft.training import TrainSettings, SETTING_CHOICES
     p.add_argument("--tenant", dest="tenant_id", default=None, help="tenant id (default: the contract's; required without --config)")
-    p.add_argument("--config", default=None, help="data contract file (default: ./cogniverse-ft.yaml when it exists)")
+    p.add_argument("--config", default=None, help="data contract / recipe file (default: ./cogniverse-ft.yaml when it exists); "
+                   "its training: section sets any option below, and flags given here win")
     p.add_argument("--task", default=None, help="the contract's task to train (default: its only task, else --agent-type)")
+    choices = {"model_type": MODEL_TYPES, "activation_rule": ACTIVATION_RULES, "backend": BACKENDS,
+               "backend_provider": BACKEND_PROVIDERS, **SETTING_CHOICES}
+    conf = p.add_argument_group("run", "what to train and how the run goes (OrchestrationConfig)")
+    docs = docments(OrchestrationConfig)
     for f in dataclasses.fields(OrchestrationConfig):
-        if f.name == "tenant_id": continue
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "project": p.add_argument(flag, default=None, help="Phoenix project (default: cogniverse-<tenant>)"); continue
-        if f.name == "model_type": p.add_argument(flag, default="llm", choices=["llm", "embedding"]); continue
-        if f.name == "learning_rate":
-            p.add_argument(flag, type=float, default=None, help="peak learning rate (default: the recipe's, 4e-4 for SFT on a closed-label task, else 2e-4)"); continue
-        if f.name == "activation_rule":
-            from cogniverse_ft.core import ACTIVATION_RULES
-            p.add_argument(flag, default=f.default, choices=ACTIVATION_RULES, help="what the adapter must match on the held-out set "
-                           "to be activated: the base model, the embedding baseline, or the active adapter (default: base)"); continue
-        if f.name == "privacy":
-            p.add_argument(flag, type=json.loads, default=None, help='PII scrubbing as JSON, e.g. \'{"entities": {"email": "hash"}}\' (default: on)')
-            continue
-        if isinstance(f.default, bool): p.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.default is None or isinstance(f.default, str): p.add_argument(flag, default=f.default, help=f"(default: {f.default})")
-        else: p.add_argument(flag, type=_opt_type(f), default=f.default, help=f"(default: {f.default})")
-    p.add_argument("--method", choices=["sft", "dpo", "embedding"], default=None, help="force a method (default: auto-select)")
-    p.add_argument("--max-length", type=int, default=None, help="longest tokenized example (trainer setting)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps (trainer setting)")
+        if f.name not in _NOT_FLAGS: _add_field(conf, f, docs[f.name], choices.get(f.name))
+    train = p.add_argument_group("training", "trainer settings (a recipe's training: section; TrainSettings)")
+    docs, own = docments(TrainSettings), {f.name for f in dataclasses.fields(OrchestrationConfig)}
+    for f in dataclasses.fields(TrainSettings):
+        if f.name not in own and f.name not in _TRAIN_ONLY: _add_field(train, f, docs[f.name], choices.get(f.name))
+    p.add_argument("--method", choices=["sft", "dpo", "kto", "embedding"], default=None, help="force a method (default: auto-select)")
     p.add_argument("--url", default=None, help="Phoenix URL (default: env, then the embedded server)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
+# %% ../nbs/41_orchestrator.ipynb #940a8f58
+def finetune_config(args, # parsed `cogniverse-ft finetune` options (absent: not given)
+                    spec=None, # the contract task (its `training` section is the file's recipe)
+                   ) -> dict:
+    "The config fields: defaults, then the recipe file's `training:` section, then the flags given; the rest goes to `training`."
+    from cogniverse_ft.training import TrainSettings
+    own = {f.name for f in dataclasses.fields(OrchestrationConfig)}
+    knobs = own | {f.name for f in dataclasses.fields(TrainSettings) if f.name not in _TRAIN_ONLY}
+    given = {k: v for k, v in vars(args).items() if k in knobs}
+    recipe = dict(getattr(spec, "training", None) or {})
+    merged = recipe | {k: v for k, v in given.items() if k != "tenant_id"}
+    cfg = {k: v for k, v in merged.items() if k in own}
+    training = {k: v for k, v in merged.items() if k not in own}
+    return cfg | ({"training": training} if training else {})
+
+# %% ../nbs/41_orchestrator.ipynb #dc9f5bed
 def cli_finetune(args) -> int:
     "Run `cogniverse-ft finetune`; returns the exit code."
-    import dataclasses
     from cogniverse_ft.core import project_for_tenant
     from cogniverse_ft.telemetry import PhoenixProvider
     from cogniverse_ft.contract import resolve_task, CONTRACT_FILE
-    cfg = {f.name: getattr(args, f.name) for f in dataclasses.fields(OrchestrationConfig)}
     path = args.config or (CONTRACT_FILE if Path(CONTRACT_FILE).is_file() else None)
-    spec, projects, url = None, [], args.url
-    if cfg["model_type"] == "llm":
+    model_type, spec, projects, url = getattr(args, "model_type", "llm"), None, [], args.url
+    if model_type == "llm":
         if path is None and args.tenant_id is None: raise ValueError("Give --tenant, or --config with a contract file")
-        contract, spec = resolve_task(args.tenant_id, args.task or cfg["agent_type"], path)
-        cfg.update(tenant_id=contract.tenant, agent_type=spec.name, project=cfg["project"] or spec.project)
+        contract, spec = resolve_task(args.tenant_id, args.task or getattr(args, "agent_type", None), path)
+        cfg = finetune_config(args, spec) | {"tenant_id": contract.tenant, "agent_type": spec.name}
+        cfg["project"] = cfg.get("project") or spec.project
         projects, url = contract.projects, url or contract.phoenix_url
     elif args.tenant_id is None: raise ValueError("Give --tenant for an embedding run")
-    cfg["project"] = cfg["project"] or project_for_tenant(cfg["tenant_id"])
-    if cfg["model_type"] == "embedding" and cfg["base_model"] == DEFAULT_BASE_MODEL: cfg["base_model"] = DEFAULT_EMBEDDING_MODEL
+    else: cfg = {"base_model": DEFAULT_EMBEDDING_MODEL} | finetune_config(args) | {"tenant_id": args.tenant_id}
+    cfg = {"model_type": model_type} | cfg
+    cfg["project"] = cfg.get("project") or project_for_tenant(cfg["tenant_id"])
     config = OrchestrationConfig.from_dict(cfg)
-    overrides = {k: getattr(args, k) for k in ("max_length", "max_steps") if getattr(args, k) is not None}
     provider = PhoenixProvider(config.tenant_id, config.project, base_url=url, projects=projects)
     import contextlib, sys
     with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():  # --json: stdout holds only the JSON
-        res = FinetuningOrchestrator(provider, train_overrides=overrides, task=spec).run_sync(config, args.method)
+        res = FinetuningOrchestrator(provider, task=spec).run_sync(config, args.method)
     print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.summary())
     return EXIT_CODES[res.status]

@@ -6,21 +6,24 @@ Docs: https://cogniverse.github.io/cogniverse_ft/training.html.md"""
 
 # %% ../nbs/20_training.ipynb #ad1a164a
 from __future__ import annotations
-import os, json, time, math, shutil, tempfile, contextlib, importlib.metadata, platform, types, functools, inspect
+import os, json, time, math, shutil, tempfile, contextlib, hashlib, importlib.metadata, importlib.util, platform, types, functools, inspect
+from fastcore.basics import patch
 from dataclasses import dataclass, field, asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 from transformers import TrainerCallback
 from .core import (OrchestrationConfig, home_subdir, atomic_dir, atomic_write_json, get_logger, DEFAULT_BASE_MODEL,
-                                clean_stale_temp, owner_tag)
+                                clean_stale_temp, owner_tag, is_stale_owner)
 
 # %% auto #0
-__all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'SAMPLINGS', 'METRIC_NAMES',
-           'as_records', 'train_val_split', 'lora_target_modules', 'make_lora_config', 'lora_info', 'apply_lora',
-           'cpu_threads', 'shared_prefix_len', 'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir',
-           'run_dir', 'LossHistoryCallback', 'BestModelCallback', 'TrainSettings', 'TrainingResult', 'library_versions',
-           'training_metrics', 'dist_info', 'train_device', 'Finetuner']
+__all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'CHECKPOINTS', 'COMPLETE', 'RESUME_FREE',
+           'SAMPLINGS', 'SCHEDULERS', 'PRECISIONS', 'REPORTERS', 'SETTING_CHOICES', 'METRIC_NAMES', 'as_records',
+           'train_val_split', 'lora_target_modules', 'make_lora_config', 'lora_info', 'apply_lora', 'cpu_threads',
+           'shared_prefix_len', 'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir', 'run_dir',
+           'LossHistoryCallback', 'complete_checkpoints', 'CheckpointCallback', 'drop_checkpoints', 'run_fingerprint',
+           'fingerprint_diff', 'interrupted_runs', 'resume_point', 'TrainSettings', 'check_reporter', 'TrainingResult',
+           'library_versions', 'training_metrics', 'dist_info', 'train_device', 'Finetuner']
 
 # %% ../nbs/20_training.ipynb #6325bd19
 log = get_logger(__name__)
@@ -205,11 +208,12 @@ def run_name(method:str, # "sft", "dpo" or "embedding"
 
 def claim_run_dir(output_dir:str|Path, # parent folder of the run folders
                   name:str, # wanted folder name (see `run_name`)
+                  exact:bool=False, # take exactly `name` (a resumed run) or fail, instead of the next free `_2`, `_3`, ...
                  ) -> tuple[Path, Path]:
     "Reserve a free run folder name (adding `_2`, `_3`, ... when taken); returns `(folder, claim_file)`."
     out = Path(output_dir).expanduser().absolute(); out.mkdir(parents=True, exist_ok=True)
     clean_stale_temp(out)  # claims and temp folders of runs that were killed (SIGKILL) go now
-    for k in range(1, 10_000):
+    for k in range(1, 2 if exact else 10_000):
         cand = name if k == 1 else f"{name}_{k}"
         if (out/cand).exists(): continue
         claim = out/f".{cand}.claim"
@@ -218,14 +222,16 @@ def claim_run_dir(output_dir:str|Path, # parent folder of the run folders
         os.write(fd, owner_tag().encode()); os.close(fd)  # the owner, so a later run can tell a dead claim
         if (out/cand).exists(): claim.unlink(); continue
         return out/cand, claim
+    if exact: raise RuntimeError(f"Run {name!r} in {out} is finished or being written by another process")
     raise RuntimeError(f"No free run folder name for {name!r} in {out}")
 
 @contextlib.contextmanager
 def run_dir(output_dir:str|Path, # parent folder of the run folders
             name:str, # wanted folder name (see `run_name`)
+            exact:bool=False, # take exactly `name` or fail (see `claim_run_dir`)
            ):
     "Yield `(tmp, final)`: write the run into `tmp`; it becomes `final` when the block succeeds and is deleted on error."
-    final, claim = claim_run_dir(output_dir, name)
+    final, claim = claim_run_dir(output_dir, name, exact)
     try:
         with atomic_dir(final) as tmp: yield tmp, final
     finally: claim.unlink(missing_ok=True)
@@ -243,6 +249,9 @@ class LossHistoryCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.time()
+        if state.log_history and not (self.train or self.eval):  # a resumed run: the history so far comes from its checkpoint
+            self.train = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "loss" in e]
+            self.eval = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "eval_loss" in e]
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -267,44 +276,115 @@ class LossHistoryCallback(TrainerCallback):
         return atomic_write_json(path, self.to_dict())
 
 # %% ../nbs/20_training.ipynb #639b5b8b
-class BestModelCallback(TrainerCallback):
-    "Early stopping on an eval metric (lower is better) that restores the best trainable weights when training ends."
-    def __init__(self, patience:int=3, # evaluations without improvement before stopping
-                 threshold:float=0.0, # an improvement must beat the best by more than this
-                 metric:str="eval_loss", # metric to watch (lower is better)
-                 verbose:bool=True, # print when stopping and restoring
+CHECKPOINTS = ".checkpoints"  # hidden folder under output_dir holding the checkpoints of unfinished runs
+COMPLETE = "COMPLETE"  # marker file written into a checkpoint once Trainer has finished writing it
+
+def complete_checkpoints(folder:str|Path, # a run's checkpoint folder (`{output_dir}/.checkpoints/{name}`)
+                        ) -> list[Path]:
+    "The run's `checkpoint-{step}` folders that were written completely, oldest first."
+    folder = Path(folder)
+    if not folder.is_dir(): return []
+    cks = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p/COMPLETE).is_file()]
+    return sorted(cks, key=lambda p: int(p.name.split("-")[-1]))
+
+# %% ../nbs/20_training.ipynb #3d20b25a
+class CheckpointCallback(TrainerCallback):
+    "Mark each checkpoint complete once saved; say when early stopping fired and which weights were restored."
+    def __init__(self, verbose:bool=True, # print checkpoint and early-stopping lines
                 ):
-        self.patience, self.threshold, self.metric, self.verbose = patience, threshold, metric, verbose
-        self.best = self.best_step = self.best_epoch = self.stop_epoch = None
-        self.best_metrics, self.bad, self.stopped_early, self._snap = {}, 0, False, None
+        self.verbose, self.saved = verbose, []
 
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        v = (metrics or {}).get(self.metric)
-        if v is None or (isinstance(v, float) and math.isnan(v)): return
-        if self.best is None or v < self.best - self.threshold:
-            self.best, self.best_step, self.best_epoch, self.bad = v, state.global_step, state.epoch, 0
-            self.best_metrics = {k: x for k, x in metrics.items() if isinstance(x, (int, float))}
-            self._snap = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-        else:
-            self.bad += 1
-            if self.bad >= self.patience:
-                control.should_training_stop, self.stopped_early, self.stop_epoch = True, True, state.epoch
-                if self.verbose and state.is_world_process_zero:
-                    print(f"Early stopping triggered at epoch {state.epoch:.2f} (step {state.global_step})", flush=True)
+    def _say(self, state, msg):
+        if self.verbose and state.is_world_process_zero: print(msg, flush=True)
 
-    def on_train_end(self, args, state, control, model=None, **kwargs):
-        if self._snap is None or model is None: return
-        if self.best_step != state.global_step:
-            import torch
-            with torch.no_grad():
-                for n, p in model.named_parameters():
-                    if n in self._snap: p.copy_(self._snap[n])
-            if self.verbose and state.is_world_process_zero:
-                print(f"Loading best model ({self.metric}={self.best:.4f} from epoch {self.best_epoch:.2f}, step {self.best_step})", flush=True)
-        self._snap = None
+    def on_save(self, args, state, control, **kwargs):
+        ck = Path(args.output_dir)/f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and ck.is_dir():
+            atomic_write_json(ck/COMPLETE, {"step": state.global_step, "epoch": state.epoch, "saved_at": utc_stamp()})
+            self.saved.append(ck)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.best_global_step is None or not args.load_best_model_at_end: return
+        if state.global_step < state.max_steps:
+            self._say(state, f"Early stopping triggered at epoch {state.epoch:.2f} (step {state.global_step})")
+        if state.best_global_step != state.global_step:
+            self._say(state, f"Loaded best model ({args.metric_for_best_model}={state.best_metric:.4f} from step {state.best_global_step})")
+
+# %% ../nbs/20_training.ipynb #bc8c0460
+def drop_checkpoints(folder:Path, # a run's checkpoint folder
+                    ):
+    "Delete a run's checkpoint folder, and `.checkpoints` itself when no other run has one."
+    shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError): folder.parent.rmdir()
 
 # %% ../nbs/20_training.ipynb #4eb40325
+RESUME_FREE = ("resume", "verbose", "num_threads", "output_dir", "save_steps", "save_total_limit", "report_to")
+
+def run_fingerprint(train:list[dict], # training records, in order
+                    val:list[dict], # validation records, in order
+                    settings:dict, # the run's settings (`TrainSettings.to_dict()`)
+                   ) -> dict:
+    "What an interrupted run must share with the run resuming it: a hash of the data, the counts, the settings that shape it."
+    data = hashlib.sha256(json.dumps([train, val], sort_keys=True, default=str).encode()).hexdigest()
+    return {"data": data, "examples": [len(train), len(val)],
+            "settings": {k: v for k, v in settings.items() if k not in RESUME_FREE}}
+
+def fingerprint_diff(old:dict, # the interrupted run's fingerprint
+                     new:dict, # this run's
+                    ) -> list[str]:
+    "What differs between two fingerprints, one phrase per difference (empty: the same run)."
+    out = [f"{k}: {old['settings'].get(k)!r} then, {new['settings'].get(k)!r} now"
+           for k in sorted(set(old["settings"]) | set(new["settings"])) if old["settings"].get(k) != new["settings"].get(k)]
+    if old["data"] != new["data"]:
+        (o_t, o_v), (n_t, n_v) = old["examples"], new["examples"]
+        out.append(f"the data: {o_t}+{o_v} train+validation records then, {n_t}+{n_v} now" if [o_t, o_v] != [n_t, n_v]
+                   else f"the data: same counts ({n_t}+{n_v}), different records or order")
+    return out
+
+# %% ../nbs/20_training.ipynb #37fce898
+def interrupted_runs(output_dir:str|Path, # parent of the run folders
+                    ) -> list[dict]:
+    "Runs under `output_dir` that stopped before finishing, newest first: `{name, folder, checkpoint, meta}`."
+    out, root = [], Path(output_dir).expanduser()/CHECKPOINTS
+    for d in (root.iterdir() if root.is_dir() else []):
+        claim = Path(output_dir).expanduser()/f".{d.name}.claim"
+        with contextlib.suppress(OSError):
+            if claim.is_file() and not is_stale_owner(claim.read_text()[:64]): continue  # a live process trains it now
+        if (Path(output_dir).expanduser()/d.name).exists(): shutil.rmtree(d, ignore_errors=True); continue  # it finished
+        try: meta = json.loads((d/"run.json").read_text())
+        except (OSError, ValueError): continue
+        cks = complete_checkpoints(d)
+        out.append({"name": d.name, "folder": d, "checkpoint": cks[-1] if cks else None, "meta": meta})
+    return sorted(out, key=lambda r: r["meta"].get("started_at", ""), reverse=True)
+
+# %% ../nbs/20_training.ipynb #a348515f
+def resume_point(output_dir:str|Path, # parent of the run folders
+                 method:str, # this run's method
+                 target:str|None, # this run's agent type or modality
+                 resume:bool|str, # True: the newest matching interrupted run; a name: that run
+                 fingerprint:dict, # this run's `run_fingerprint`
+                ) -> dict|None:
+    "The interrupted run to continue (see `interrupted_runs`), None when `resume=True` finds none that matches."
+    runs = [r for r in interrupted_runs(output_dir) if (r["meta"].get("method"), r["meta"].get("target")) == (method, target)]
+    if isinstance(resume, str):
+        named = [r for r in interrupted_runs(output_dir) if resume in (r["name"], str(r["folder"]))]
+        if not named:
+            raise ValueError(f"No interrupted run {resume!r} to resume in {Path(output_dir)/CHECKPOINTS}; interrupted runs "
+                             f"of {method}/{target}: {', '.join(r['name'] for r in runs) or 'none'}")
+        r = named[0]
+        diff = fingerprint_diff(r["meta"]["fingerprint"], fingerprint) + (
+            [f"method/target: {r['meta'].get('method')}/{r['meta'].get('target')} then, {method}/{target} now"]
+            if r not in runs else [])
+        if diff: raise ValueError(f"Cannot resume {r['name']}: this run differs from it in " + "; ".join(diff))
+        return r
+    return next((r for r in runs if not fingerprint_diff(r["meta"]["fingerprint"], fingerprint)), None)
+
+# %% ../nbs/20_training.ipynb #173b51a0
 SAMPLINGS = ("group_by_length", "random", "sequential")
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+REPORTERS = {"none": (), "tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",),
+             "trackio": ("trackio",)}  # report_to value -> the packages that provide it (any one)
 
 @dataclass
 class TrainSettings:
@@ -314,57 +394,97 @@ class TrainSettings:
     agent_type: str|None = None  # agent type the adapter serves (LLM), part of the folder name
     modality: str|None = None  # modality the embedding serves, part of the folder name
     epochs: float = 3  # training epochs
+    max_steps: int = -1  # stop after this many optimizer steps (-1: run all epochs)
     batch_size: int = 4  # per-device batch size
-    learning_rate: float = 2e-4  # peak learning rate (linear decay)
+    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
+    learning_rate: float = 2e-4  # peak learning rate
+    lr_scheduler_type: str = "linear"  # learning-rate schedule after the warm-up
+    warmup_ratio: float = 0.0  # share of steps with a linear warm-up
+    weight_decay: float = 0.0  # AdamW weight decay
+    max_grad_norm: float = 1.0  # clip gradients to this norm
+    optim: str = "adamw_torch"  # optimizer (a transformers `TrainingArguments.optim` name, e.g. "sgd", "adafactor")
+    max_length: int = 512  # longest tokenized example; longer ones are cut, keeping the start
     use_lora: bool = True  # train a LoRA adapter (else full fine-tuning)
     lora_r: int = 8  # LoRA rank
-    lora_alpha: int = 16  # LoRA alpha
+    lora_alpha: int = 16  # LoRA alpha (scale = alpha / r)
     lora_dropout: float = 0.05  # dropout on the LoRA input
-    target_modules: list|str|None = None  # modules to adapt (None: chosen for the architecture)
-    max_length: int = 512  # longest tokenized example; longer ones are cut, keeping the start
-    max_steps: int = -1  # stop after this many optimizer steps (-1: run all epochs)
-    gradient_accumulation_steps: int = 1  # micro-batches per optimizer step
-    optim: str = "adamw_torch"  # optimizer (a transformers `TrainingArguments.optim` name, e.g. "sgd", "adafactor")
-    warmup_ratio: float = 0.0  # share of steps with a linear warm-up
-    eval_steps: int|None = None  # evaluate every this many steps (None: once per epoch)
-    early_stopping_patience: int = 3  # evaluations without improvement before stopping
-    validation_threshold: int = 100  # split 90/10 when there are more examples than this
-    val_fraction: float = 0.1  # share held out for validation
-    sampling: str = "group_by_length"  # batch order: "group_by_length" (less padding), "random" or "sequential"
+    target_modules: list|str|None = None  # modules to adapt, a list or "all-linear" (None: chosen for the architecture)
     gradient_checkpointing: bool = False  # recompute activations to save memory (slower)
-    bf16: bool|None = None  # bf16 autocast (None: on CUDA GPUs that support it, never on CPU)
+    precision: str = "auto"  # "auto" (bf16 on CUDA GPUs that support it, else fp32), "fp32", "bf16" or "fp16" (CUDA only)
     num_threads: int|None = None  # CPU threads (None: the cores other work leaves free when training starts)
     share_prefix: bool = True  # compute the prompt prefix all rows of a batch share once (`add_fast_fused_forward`)
-    seed: int = 42  # random seed
+    sampling: str = "group_by_length"  # batch order: "group_by_length" (less padding), "random" or "sequential"
+    validation_threshold: int = 100  # split off a validation set when there are more examples than this
+    val_fraction: float = 0.1  # share held out for validation
+    eval_steps: int|None = None  # evaluate every this many steps (None: once per epoch)
+    early_stopping_patience: int = 3  # evaluations without improvement before stopping
+    early_stopping_threshold: float = 0.0  # an evaluation improves only when eval_loss drops by more than this
+    save_steps: int|None = None  # checkpoint every this many steps (None: at each evaluation, else once per epoch)
+    save_total_limit: int = 2  # checkpoints kept while training (the best one is always kept)
+    resume: bool|str = False  # continue an interrupted run: True for the newest that matches, or its run name
+    report_to: str = "none"  # also log to "tensorboard", "mlflow", "wandb" or "trackio" (the package must be installed)
+    seed: int = 42  # random seed (LoRA init, data order, dropout)
     verbose: bool = True  # print per-step progress
 
-    def __post_init__(self):
-        for k in ("batch_size", "lora_r", "lora_alpha", "max_length", "gradient_accumulation_steps", "early_stopping_patience"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, (int, float)) or self.epochs <= 0:
-            raise ValueError(f"Invalid epochs {self.epochs!r}: must be a positive number")
-        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
-            raise ValueError(f"Invalid learning_rate {self.learning_rate!r}: must be a number in (0, 1)")
-        if self.sampling not in SAMPLINGS: raise ValueError(f"Invalid sampling {self.sampling!r}; allowed: {', '.join(map(repr, SAMPLINGS))}")
-        if not 0 < self.val_fraction < 1: raise ValueError(f"Invalid val_fraction {self.val_fraction!r}: must be in (0, 1)")
-        if self.num_threads is not None and (isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int) or self.num_threads < 1):
-            raise ValueError(f"Invalid num_threads {self.num_threads!r}: a positive integer or None")
-        if self.eval_steps is not None and (isinstance(self.eval_steps, bool) or not isinstance(self.eval_steps, int) or self.eval_steps < 1):
-            raise ValueError(f"Invalid eval_steps {self.eval_steps!r}: a positive integer or None")
+    def __post_init__(self): _check_settings(self)
 
-    @classmethod
-    def from_config(cls, config:OrchestrationConfig, # the run's configuration
-                    **overrides, # settings that win over the config
-                   ) -> "TrainSettings":
-        "Settings from the training fields of an `OrchestrationConfig` (an unset learning rate keeps this class's default)."
-        names = {f.name for f in fields(cls)}
-        own = {k: v for k, v in asdict(config).items() if k in names and not (k == "learning_rate" and v is None)}
-        return cls(**(own | overrides))
+# %% ../nbs/20_training.ipynb #5f36a8a6
+_POSITIVE = ("batch_size", "lora_r", "lora_alpha", "max_length", "gradient_accumulation_steps", "early_stopping_patience",
+             "save_total_limit", "validation_threshold")
+_POSITIVE_OR_NONE = ("num_threads", "eval_steps", "save_steps")
+_RANGES = {"learning_rate": (0, 1, False), "val_fraction": (0, 1, False), "warmup_ratio": (0, 1, True),
+           "lora_dropout": (0, 1, True), "weight_decay": (0, None, True), "max_grad_norm": (0, None, False),
+           "early_stopping_threshold": (0, None, True), "epochs": (0, None, False)}  # name -> (low, high, low allowed)
+SETTING_CHOICES = {"sampling": SAMPLINGS, "lr_scheduler_type": SCHEDULERS, "precision": PRECISIONS, "report_to": tuple(REPORTERS)}
 
-    def to_dict(self) -> dict:
-        "The settings as a plain dict."
-        return asdict(self)
+def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
+def _check_settings(self:TrainSettings):
+    "Refuse settings a trainer would reject or misread, naming the setting and what it accepts."
+    for k in _POSITIVE + _POSITIVE_OR_NONE:
+        v = getattr(self, k)
+        if not (v is None and k in _POSITIVE_OR_NONE) and not (_is_int(v) and v >= 1):
+            raise ValueError(f"Invalid {k} {v!r}: must be a positive integer" + (" or None" if k in _POSITIVE_OR_NONE else ""))
+    if not _is_int(self.max_steps) or self.max_steps == 0 or self.max_steps < -1:
+        raise ValueError(f"Invalid max_steps {self.max_steps!r}: a positive integer, or -1 for all epochs")
+    for k, (lo, hi, closed) in _RANGES.items():
+        v = getattr(self, k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (v < lo if closed else v <= lo) or (hi is not None and v >= hi):
+            raise ValueError(f"Invalid {k} {v!r}: must be a number {'>=' if closed else '>'} {lo}" + (f" and < {hi}" if hi else ""))
+    for k, allowed in SETTING_CHOICES.items():
+        if getattr(self, k) not in allowed: raise ValueError(f"Invalid {k} {getattr(self, k)!r}; allowed: {', '.join(map(repr, allowed))}")
+    for k in ("use_lora", "gradient_checkpointing", "share_prefix", "verbose"):
+        if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
+    if not (isinstance(self.resume, bool) or (isinstance(self.resume, str) and self.resume.strip())):
+        raise ValueError(f"Invalid resume {self.resume!r}: True, False or the name of an interrupted run")
+    if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
+        raise ValueError(f"Invalid save_steps {self.save_steps}: must be a multiple of eval_steps ({self.eval_steps}), so the best "
+                         "evaluation has a checkpoint to restore")
+    if isinstance(self.target_modules, str) and self.target_modules != "all-linear": self.target_modules = [self.target_modules]
+
+# %% ../nbs/20_training.ipynb #e8ae3cdb
+@patch(cls_method=True)
+def from_config(cls:TrainSettings, config:OrchestrationConfig, # the run's configuration
+                **overrides, # settings that win over the config
+               ) -> TrainSettings:
+    "Settings from the config's training fields and its `training` section (an unset learning rate keeps this class's default)."
+    names = {f.name for f in fields(cls)}
+    own = {k: v for k, v in asdict(config).items() if k in names and not (k == "learning_rate" and v is None)}
+    return cls(**(own | dict(config.training or {}) | overrides))
+
+@patch
+def to_dict(self:TrainSettings) -> dict:
+    "The settings as a plain dict."
+    return asdict(self)
+
+def check_reporter(report_to:str, # a `report_to` value
+                  ) -> str:
+    "`report_to` when its package is installed, else a `ValueError` saying what to install."
+    import importlib.util
+    pkgs = REPORTERS[report_to]
+    if pkgs and not any(importlib.util.find_spec(p) for p in pkgs):
+        raise ValueError(f"report_to={report_to!r} needs the {pkgs[0]} package: pip install {pkgs[0]}")
+    return report_to
 
 # %% ../nbs/20_training.ipynb #bc4e8739
 METRIC_NAMES = ("train_loss", "train_samples", "epochs_completed", "eval_loss", "eval_reward_accuracy", "eval_reward_margin",
@@ -403,12 +523,12 @@ def library_versions() -> dict:
 
 def training_metrics(state, # the trainer's `TrainerState` after training
                      train_output, # what `trainer.train()` returned
-                     best:BestModelCallback|None, # the early-stopping callback (None without validation)
                      n_train:int, # training examples
                      n_val:int, # validation examples
                     ) -> dict:
     "The spec's metrics of a finished run, plus `train_runtime`, `train_steps`, `best_step` and `stopped_early`."
-    bm = best.best_metrics if best is not None else {}
+    best = state.best_global_step if n_val else None
+    bm = next((e for e in state.log_history if "eval_loss" in e and e.get("step") == best), {})
     num = lambda v: None if v is None else float(v)
     epochs = float(state.epoch or 0.0)
     return {"train_loss": num(train_output.training_loss), "train_samples": int(round(epochs * n_train)),
@@ -416,7 +536,7 @@ def training_metrics(state, # the trainer's `TrainerState` after training
             "eval_reward_accuracy": num(bm.get("eval_rewards/accuracies")), "eval_reward_margin": num(bm.get("eval_rewards/margins")),
             "used_validation_split": n_val > 0, "train_examples": n_train, "val_examples": n_val,
             "train_runtime": num(train_output.metrics.get("train_runtime")), "train_steps": int(state.global_step),
-            "best_step": best.best_step if best is not None else None, "stopped_early": bool(best and best.stopped_early)}
+            "best_step": best, "stopped_early": bool(n_val and state.global_step < state.max_steps)}
 
 # %% ../nbs/20_training.ipynb #a62599d7
 def dist_info() -> tuple[int, int, int]:
@@ -488,79 +608,148 @@ class Finetuner:
         "Write the adapter (or full model) and tokenizer into `folder`."
         raise NotImplementedError
 
-    def training_args(self, output_dir:str, # the trainer's scratch folder
+    def training_args(self, output_dir:str, # the run's checkpoint folder
                       has_eval:bool, # whether there is a validation set
                      ) -> dict:
         "Keyword arguments for the trainer's `TrainingArguments` class."
         import torch
         s, (rank, local, world) = self.settings, dist_info()
         cuda = torch.cuda.is_available()
+        if s.precision == "fp16" and not cuda: raise ValueError("Invalid precision 'fp16': it needs a CUDA GPU; use 'fp32' or 'bf16' on CPU")
         a = dict(output_dir=output_dir, num_train_epochs=s.epochs, max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
                  per_device_eval_batch_size=s.batch_size, gradient_accumulation_steps=s.gradient_accumulation_steps,
-                 learning_rate=s.learning_rate, warmup_steps=float(s.warmup_ratio), lr_scheduler_type="linear", logging_steps=1,
-                 save_strategy="no", report_to="none", disable_tqdm=True, seed=s.seed, data_seed=s.seed, optim=s.optim,
-                 activation_checkpointing=s.gradient_checkpointing, use_cpu=not cuda, dataloader_num_workers=0,
-                 bf16=bool(cuda and (torch.cuda.is_bf16_supported() if s.bf16 is None else s.bf16)),
+                 learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type, warmup_steps=float(s.warmup_ratio),
+                 weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, optim=s.optim, logging_steps=1, report_to=s.report_to,
+                 disable_tqdm=True, seed=s.seed, data_seed=s.seed, activation_checkpointing=s.gradient_checkpointing,
+                 use_cpu=not cuda, dataloader_num_workers=0, fp16=s.precision == "fp16",
+                 bf16=s.precision == "bf16" or (s.precision == "auto" and cuda and torch.cuda.is_bf16_supported()),
+                 save_strategy="steps" if s.save_steps else "epoch", save_steps=s.save_steps, save_total_limit=s.save_total_limit,
+                 restore_callback_states_from_checkpoint=True,
                  train_sampling_strategy="random" if s.sampling == "group_by_length" and not self.groups_by_length else s.sampling)
         if world > 1 and not cuda: a["ddp_backend"] = "gloo"
-        if has_eval: a |= dict(eval_strategy="steps" if s.eval_steps else "epoch", eval_steps=s.eval_steps)
+        if has_eval:
+            every = s.eval_steps or s.save_steps
+            a |= dict(eval_strategy="steps" if every else "epoch", eval_steps=every, save_strategy="steps" if every else "epoch",
+                      save_steps=s.save_steps or every, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+                      greater_is_better=False)
         return a
 
-    def train(self, data, # training records (list of dicts or `datasets.Dataset`)
-              eval_data=None, # validation records (None: split automatically when there are more than 100)
-              source_span_ids:list|None=None, # Phoenix span ids the examples came from (kept in the summary)
-             ) -> TrainingResult:
-        "Train on `data` and write the run folder; returns a `TrainingResult`."
-        import torch
-        s, (rank, local, world) = self.settings, dist_info()
-        records = self.check(data)
-        if eval_data is not None: train_recs, val_recs = records, self.check(eval_data)
-        else: train_recs, val_recs = train_val_split(records, s.validation_threshold, s.val_fraction)
-        if source_span_ids is None: source_span_ids = [r[k] for r in records for k in ("span_id", "source_span_id") if r.get(k)]
-        say = (lambda m: print(m, flush=True)) if s.verbose and rank == 0 else (lambda m: None)
-        say(f"Training {self.base_model} ({self.method}) with {len(train_recs) + len(val_recs)} examples...")
-        if val_recs:
-            say(f"Split dataset: {len(train_recs)} train, {len(val_recs)} validation examples")
-            say(f"Early stopping enabled (patience={s.early_stopping_patience})")
-        from transformers import set_seed
-        set_seed(s.seed)  # LoRA initializes its A matrices at random: same seed, same adapter start on every rank and run
-        model, lora = self.load()
-        train_ds, eval_ds = self.prepare(train_recs, "train"), (self.prepare(val_recs, "eval") if val_recs else None)
-        history = LossHistoryCallback(self.method, verbose=s.verbose)
-        best = BestModelCallback(s.early_stopping_patience, 0.0, "eval_loss", verbose=s.verbose) if val_recs else None
-        parent = Path(s.output_dir).expanduser() if s.output_dir else home_subdir("adapters")
-        final = None
-        with contextlib.ExitStack() as stack:
-            if rank == 0: tmp, final = stack.enter_context(run_dir(parent, run_name(self.method, self.target)))
-            else: tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cogniverse_ft-rank")))
-            from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
-            bars = is_progress_bar_enabled(); disable_progress_bar()  # TRL's dataset preparation bars: our progress lines say enough
-            try: trainer = self.trainer = self.make_trainer(model, self.training_args(str(tmp/"trainer"), eval_ds is not None), train_ds, eval_ds)
-            finally:
-                if bars: enable_progress_bar()
-            _quiet_printer(trainer)
-            world = trainer.args.world_size  # processes the trainer actually trains with (DDP)
-            for cb in [history, best, *self.callbacks]:
-                if cb is not None: trainer.add_callback(cb)
-            threads = torch.get_num_threads()
-            if not torch.cuda.is_available(): torch.set_num_threads(s.num_threads or cpu_threads())
-            say(f"Starting training... ({torch.get_num_threads()} CPU threads)" if not torch.cuda.is_available() else "Starting training...")
-            try: out = trainer.train()
-            finally: torch.set_num_threads(threads)
-            metrics = training_metrics(trainer.state, out, best, len(train_recs), len(val_recs))
-            if rank == 0:
-                shutil.rmtree(tmp/"trainer", ignore_errors=True)
-                self.save(trainer, tmp)
-                history.save(tmp/"loss_history.json")
-                atomic_write_json(tmp/"training_summary.json", {
-                    "method": self.method, "target": self.target, "base_model": self.base_model, "created_at": utc_stamp(),
-                    "run_folder": final.name, "settings": s.to_dict(), "lora_config": lora,
-                    "data": {"examples": len(train_recs) + len(val_recs), "train_examples": len(train_recs), "val_examples": len(val_recs)},
-                    "metrics": metrics, "world_size": world, "library_versions": library_versions(),
-                    "source_span_ids": list(source_span_ids), "files": sorted(p.name for p in tmp.iterdir()) + ["training_summary.json"]})
-        final = _broadcast(str(final) if final else None)
-        say(f"Training complete. Adapter saved to {final}")
-        if metrics["eval_loss"] is not None: say(f"Validation loss: {metrics['eval_loss']:.4f}")
-        return TrainingResult(adapter_path=final, method=self.method, base_model=self.base_model, metrics=metrics, lora_config=lora,
-                              loss_history_path=str(Path(final)/"loss_history.json"), summary_path=str(Path(final)/"training_summary.json"),
-                              target=self.target, world_size=world)
+# %% ../nbs/20_training.ipynb #183f83dd
+@patch
+def split(self:Finetuner, data, # training records
+          eval_data=None, # validation records (None: split automatically)
+         ) -> tuple[list, list]:
+    "Checked `(train, validation)` records: the given validation set, else the automatic split."
+    records = self.check(data)
+    if eval_data is not None: return records, self.check(eval_data)
+    return train_val_split(records, self.settings.validation_threshold, self.settings.val_fraction)
+
+@patch
+def _say(self:Finetuner, msg:str):
+    if self.settings.verbose and dist_info()[0] == 0: print(msg, flush=True)
+
+# %% ../nbs/20_training.ipynb #1a33c07a
+@patch
+def _resume_point(self:Finetuner, parent:Path, fp:dict) -> dict|None:
+    "The interrupted run this one continues (None: a new run), announced."
+    s = self.settings
+    if not s.resume: return None
+    point = resume_point(parent, self.method, self.target, s.resume, fp)
+    if point is None: self._say("No interrupted run of this data and these settings to resume: starting a new run")
+    elif point["checkpoint"] is None: self._say(f"Restarting {point['name']}: it stopped before its first checkpoint")
+    else: self._say(f"Resuming {point['name']} from {point['checkpoint'].name}")
+    return point
+
+@patch
+def _stopped(self:Finetuner, ck:Path, name:str):
+    "After a failed or interrupted run: keep its checkpoints for a resume when there are any, else remove the folder."
+    cks = complete_checkpoints(ck)
+    if not cks: drop_checkpoints(ck); return
+    self._say(f"Training stopped; {len(cks)} checkpoint(s) kept in {ck} (latest {cks[-1].name}). "
+              f"Continue with resume=True (CLI: --resume {name})")
+
+# %% ../nbs/20_training.ipynb #1e9c69ac
+@patch
+def _trainer(self:Finetuner, model, ck:Path, train_ds, eval_ds):
+    "The run's trainer with our callbacks, writing checkpoints into `ck`."
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+    from transformers import EarlyStoppingCallback
+    s = self.settings
+    bars = is_progress_bar_enabled(); disable_progress_bar()  # TRL's dataset preparation bars: our progress lines say enough
+    try: trainer = self.trainer = self.make_trainer(model, self.training_args(str(ck), eval_ds is not None), train_ds, eval_ds)
+    finally:
+        if bars: enable_progress_bar()
+    _quiet_printer(trainer)
+    stop = EarlyStoppingCallback(s.early_stopping_patience, s.early_stopping_threshold) if eval_ds is not None else None
+    self.history = LossHistoryCallback(self.method, verbose=s.verbose)
+    for cb in [self.history, CheckpointCallback(s.verbose), stop, *self.callbacks]:
+        if cb is not None: trainer.add_callback(cb)
+    return trainer
+
+# %% ../nbs/20_training.ipynb #5f7a3c02
+@patch
+def train(self:Finetuner, data, # training records (list of dicts or `datasets.Dataset`)
+          eval_data=None, # validation records (None: split automatically when there are more than 100)
+          source_span_ids:list|None=None, # Phoenix span ids the examples came from (kept in the summary)
+         ) -> TrainingResult:
+    "Train on `data` (or continue the interrupted run `resume` names) and write the run folder; returns a `TrainingResult`."
+    import torch
+    from transformers import set_seed
+    s, (rank, local, world) = self.settings, dist_info()
+    check_reporter(s.report_to)
+    train_recs, val_recs = self.split(data, eval_data)
+    if source_span_ids is None: source_span_ids = [r[k] for r in train_recs + val_recs for k in ("span_id", "source_span_id") if r.get(k)]
+    parent = Path(s.output_dir).expanduser() if s.output_dir else home_subdir("adapters")
+    fp = run_fingerprint(train_recs, val_recs, s.to_dict())
+    point = self._resume_point(parent, fp)
+    self._say(f"Training {self.base_model} ({self.method}) with {len(train_recs) + len(val_recs)} examples...")
+    if val_recs:
+        self._say(f"Split dataset: {len(train_recs)} train, {len(val_recs)} validation examples")
+        self._say(f"Early stopping enabled (patience={s.early_stopping_patience})")
+    set_seed(s.seed)  # LoRA initializes its A matrices at random: same seed, same adapter start on every rank and run
+    model, lora = self.load()
+    train_ds, eval_ds = self.prepare(train_recs, "train"), (self.prepare(val_recs, "eval") if val_recs else None)
+    name = point["name"] if point else run_name(self.method, self.target)
+    with contextlib.ExitStack() as stack:
+        trainer = self._trainer(model, parent/CHECKPOINTS/name, train_ds, eval_ds)
+        name = _broadcast(name); ck = parent/CHECKPOINTS/name  # every rank writes into rank 0's checkpoint folder
+        trainer.args.output_dir = str(ck)
+        if rank == 0:
+            tmp, final = stack.enter_context(run_dir(parent, name, exact=point is not None))
+            ck.mkdir(parents=True, exist_ok=True)
+            if point is None: atomic_write_json(ck/"run.json", {"method": self.method, "target": self.target, "base_model": self.base_model,
+                                                                "started_at": utc_stamp(), "fingerprint": fp})
+        else: tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cogniverse_ft-rank")))
+        world = trainer.args.world_size  # processes the trainer actually trains with (DDP)
+        threads = torch.get_num_threads()
+        if not torch.cuda.is_available(): torch.set_num_threads(s.num_threads or cpu_threads())
+        self._say(f"Starting training... ({torch.get_num_threads()} CPU threads)" if not torch.cuda.is_available() else "Starting training...")
+        try: out = trainer.train(resume_from_checkpoint=str(point["checkpoint"]) if point and point["checkpoint"] else None)
+        except BaseException:
+            if rank == 0: self._stopped(ck, name)
+            raise
+        finally: torch.set_num_threads(threads)
+        metrics = training_metrics(trainer.state, out, len(train_recs), len(val_recs))
+        if rank == 0: self._write_run(trainer, tmp, final, ck, lora, metrics, world, len(train_recs), len(val_recs), source_span_ids)
+    if rank == 0: drop_checkpoints(ck)  # the run is complete: its checkpoints are no longer needed
+    final = _broadcast(str(final) if rank == 0 else None)
+    self._say(f"Training complete. Adapter saved to {final}")
+    if metrics["eval_loss"] is not None: self._say(f"Validation loss: {metrics['eval_loss']:.4f}")
+    return TrainingResult(adapter_path=final, method=self.method, base_model=self.base_model, metrics=metrics, lora_config=lora,
+                          loss_history_path=str(Path(final)/"loss_history.json"), summary_path=str(Path(final)/"training_summary.json"),
+                          target=self.target, world_size=world)
+
+# %% ../nbs/20_training.ipynb #0fd34a6a
+@patch
+def _write_run(self:Finetuner, trainer, tmp:Path, final:Path, ck:Path, lora:dict, metrics:dict, world:int, n_train:int, n_val:int,
+               source_span_ids:list):
+    "Write the adapter, tokenizer, loss history, logs and `training_summary.json` into the run's temporary folder."
+    self.save(trainer, tmp)
+    self.history.save(tmp/"loss_history.json")
+    if (ck/"runs").is_dir(): shutil.move(str(ck/"runs"), str(tmp/"logs"))  # TensorBoard event files (report_to="tensorboard")
+    atomic_write_json(tmp/"training_summary.json", {
+        "method": self.method, "target": self.target, "base_model": self.base_model, "created_at": utc_stamp(),
+        "run_folder": final.name, "settings": self.settings.to_dict(), "lora_config": lora,
+        "data": {"examples": n_train + n_val, "train_examples": n_train, "val_examples": n_val},
+        "metrics": metrics, "world_size": world, "library_versions": library_versions(),
+        "source_span_ids": list(source_span_ids), "files": sorted(p.name for p in tmp.iterdir()) + ["training_summary.json"]})
