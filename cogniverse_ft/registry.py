@@ -621,8 +621,9 @@ def lineage(self:AdapterRegistry, adapter_id:str, # adapter id
 # %% ../nbs/30_registry.ipynb #f5116363
 def cli_adapters_args(p):
     "Declare the options of `cogniverse-ft adapters`."
-    p.add_argument("action", choices=["list", "show", "activate", "deactivate", "trained-on", "retire"], help="what to do")
-    p.add_argument("adapter", nargs="?", help="adapter id or name@version (show, activate, deactivate, retire)")
+    p.add_argument("action", choices=["list", "show", "activate", "deactivate", "trained-on", "retire", "export"],
+                   help="what to do")
+    p.add_argument("adapter", nargs="?", help="adapter id or name@version (show, activate, deactivate, retire, export)")
     p.add_argument("--tenant", required=True, help="tenant id")
     p.add_argument("--agent-type", default=None, help="only this agent type or modality (list)")
     ids = p.add_mutually_exclusive_group()
@@ -632,6 +633,13 @@ def cli_adapters_args(p):
     p.add_argument("--role", action="append", choices=LINEAGE_ROLES, default=None,
                    help="lineage role that counts, repeatable (trained-on; default: train and validation)")
     p.add_argument("--reason", default=None, help="why the version is retired, kept for audit (retire)")
+    p.add_argument("--out", default=None, help="folder, hf://org/repo[@rev][/sub] or fsspec URI to export to (export)")
+    p.add_argument("--merged", action="store_true", help="merge base + adapter into one safetensors model (export)")
+    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out folder (export)")
+    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                   help="dtype of the merged weights (export --merged; default: the base model's)")
+    p.add_argument("--base-model-id", default=None, help="Hub id of the base model when the registry records a local folder (export)")
+    p.add_argument("--evaluation", default=None, help="JSON file with the evaluation vs base for the model card (export)")
     p.add_argument("--db-url", default=None, help=f"registry database URL (default: ${REGISTRY_URL_ENV} or the home SQLite file)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -641,11 +649,13 @@ def _resolve_ref(reg:AdapterRegistry, ref:str) -> AdapterMetadata:
     return m
 
 def cli_adapters(args) -> int:
-    "Run `cogniverse-ft adapters list|show|activate|deactivate|trained-on|retire`."
+    "Run `cogniverse-ft adapters list|show|activate|deactivate|trained-on|retire|export`."
     if args.action == "trained-on" and not (args.span_id or args.trace_id or args.session_id):
         print("cogniverse-ft adapters trained-on: give --span-id, --trace-id or --session-id", file=sys.stderr); return 2
     if args.action == "retire" and not (args.reason or "").strip():
         print("cogniverse-ft adapters retire: give --reason TEXT (kept for audit)", file=sys.stderr); return 2
+    if args.action == "export" and not getattr(args, "out", None):
+        print("cogniverse-ft adapters export: give --out DIR (a folder, hf://org/repo or an fsspec URI)", file=sys.stderr); return 2
     reg = AdapterRegistry(args.db_url, tenant_id=args.tenant)
     try:
         if args.action == "trained-on":
@@ -667,6 +677,9 @@ def cli_adapters(args) -> int:
             return 0
         if not args.adapter: print(f"cogniverse-ft adapters {args.action}: give an adapter id or name@version"); return 2
         m = _resolve_ref(reg, args.adapter)
+        if args.action == "export":
+            from cogniverse_ft.export import cli_export
+            return cli_export(args, reg, m)
         if args.action == "activate": m = reg.activate_adapter(m.adapter_id)
         elif args.action == "deactivate": m = reg.deactivate_adapter(m.adapter_id)
         elif args.action == "retire":
