@@ -188,3 +188,65 @@ def test_a_checkpoint_without_its_marker_is_ignored(tiny, tmp_path):
     _eq(interrupted_runs(out)[0]["checkpoint"].name, "checkpoint-5")
     res = SFTFinetuner(**RUN, base_model=tiny, output_dir=str(out), resume=True).train(records(40))
     _eq(res.metrics["train_steps"], 20)
+
+# --- the recipe file through the CLI, killed and resumed, against a real Phoenix --------------------------------------
+
+CLI_KILL_AT = textwrap.dedent("""
+    import os, sys, signal
+    import cogniverse_ft.training as T
+    class Kill(T.TrainerCallback):  # SIGKILL the CLI process when step `kill_at` begins
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == int(os.environ["KILL_AT_STEP"]): os.kill(os.getpid(), signal.SIGKILL)
+    init = T.Finetuner.__init__
+    def with_kill(self, **kw): init(self, **kw); self.callbacks.append(Kill())
+    if os.environ.get("KILL_AT_STEP"): T.Finetuner.__init__ = with_kill
+    from cogniverse_ft.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+def test_recipe_file_runs_and_a_killed_cli_run_resumes(phoenix_server, tiny, tmp_path):
+    "finetune --config recipe.yaml: the training section reaches the run (a flag wins over it); SIGKILL registers nothing; --resume finishes it."
+    from cogniverse_ft.demo_data import seed_demo_telemetry
+    from cogniverse_ft.registry import AdapterRegistry
+    seed_demo_telemetry("recipe", base_url=phoenix_server.url, progress=False, n_routing=60, n_pairs=0, n_rejected=0, n_unreviewed=0,
+                        n_profile=0, n_entity=0, n_search=0, n_sessions=0, bad_spans=False)
+    recipe = tmp_path/"recipe.yaml"
+    recipe.write_text(textwrap.dedent(f"""
+        tenant: recipe
+        tasks:
+          routing: {{}}
+        training:
+          base_model: {tiny}
+          epochs: 1
+          batch_size: 4
+          max_length: 96
+          save_steps: 4
+          lr_scheduler_type: cosine
+          lora_r: 4
+          num_threads: 1
+    """))
+    home, out = tmp_path/"home", tmp_path/"adapters"
+    env = {**os.environ, "COGNIVERSE_FT_HOME": str(home)}
+    cmd = [sys.executable, "-c", CLI_KILL_AT, "finetune", "--config", str(recipe), "--url", phoenix_server.url, "--output-dir", str(out),
+           "--no-evaluate-after-training", "--no-generate-synthetic", "--batch-size", "5", "--json"]
+    killed = subprocess.run(cmd, env=env | {"KILL_AT_STEP": "6"}, capture_output=True, text=True, timeout=600)
+    _eq(killed.returncode, -signal.SIGKILL)
+    registry_db = home/"registry"/"registry.db"
+    registered = lambda: AdapterRegistry(f"sqlite:///{registry_db}").list_adapters("recipe") if registry_db.exists() else []
+    _eq((registered(), [x.name for x in out.iterdir() if not x.name.startswith(".")]), ([], []))  # nothing registered, no run folder
+    run = interrupted_runs(out)[0]
+    _eq([c.name for c in complete_checkpoints(run["folder"])], ["checkpoint-4"])
+    _eq(run["meta"]["fingerprint"]["settings"]["batch_size"], 5)  # the flag won over the file's 4
+    done = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=600)
+    _eq(done.returncode, 0)
+    res = json.loads(done.stdout)
+    _eq(Path(res["adapter_path"]).name, run["name"])  # the interrupted run, finished
+    s = json.loads((Path(res["adapter_path"])/"training_summary.json").read_text())["settings"]
+    _eq((s["base_model"], s["epochs"], s["batch_size"], s["max_length"], s["save_steps"], s["lr_scheduler_type"], s["lora_r"]),
+        (tiny, 1, 5, 96, 4, "cosine", 4))
+    i = cmd.index("--output-dir")
+    straight = subprocess.run(cmd[:i + 1] + [str(tmp_path/"straight")] + cmd[i + 2:], env=env, capture_output=True, text=True, timeout=600)
+    _eq(straight.returncode, 0)
+    a, b = adapter(res["adapter_path"]), adapter(json.loads(straight.stdout)["adapter_path"])
+    assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6  # resumed == uninterrupted
+    _eq(sorted(Path(x.adapter_path).parent.name for x in registered()), ["adapters", "straight"])  # only finished runs registered
