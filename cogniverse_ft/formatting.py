@@ -19,7 +19,7 @@ from .extract import (InstructionExample, InstructionDataset, PreferencePair, Pr
 __all__ = ['log', 'ALPACA_TEMPLATE', 'SFT_FORMATS', 'EMPTY_DATASET_MESSAGE', 'SFT_FIELDS', 'PROMPT_ROLES', 'DPO_FIELDS',
            'EMBEDDING_FIELDS', 'build_messages', 'assistant', 'label_instruction', 'with_label_list',
            'InstructionFormatter', 'sft_format_of', 'validate_sft_dataset', 'validate_dpo_dataset',
-           'validate_embedding_dataset', 'time_split']
+           'validate_embedding_dataset', 'time_split', 'keep_sessions', 'session_turn_examples']
 
 # %% ../nbs/14_formatting.ipynb #6d4cc662
 log = get_logger(__name__)
@@ -306,3 +306,29 @@ def time_split(examples, # an extract dataset, or a list of examples/pairs/tripl
             md = dict(examples.metadata)
             return (cls(train, {**md, "split": "train", "time_split": info}), cls(test, {**md, "split": "test", "time_split": info}), info)
     return train, test, info
+
+# %% ../nbs/14_formatting.ipynb #f11d2637
+def keep_sessions(trajectories, # TrajectoryDataset or a list of ConversationTrajectory
+                  exclude=("failure",), # session outcomes never learned from (compared in lower case)
+                 ) -> tuple[list, dict]:
+    "The sessions whose outcome is not in `exclude` (no outcome: kept), and the counts by outcome."
+    bad = {str(x).strip().lower() for x in (exclude or ())}
+    items = list(_items(trajectories))
+    outcome = lambda t: (t.session_outcome or "").strip().lower()
+    kept = [t for t in items if outcome(t) not in bad]
+    by = pd.Series([outcome(t) or "none" for t in items], dtype=object).value_counts().to_dict() if items else {}
+    return kept, {"sessions": len(items), "kept": len(kept), "excluded": len(items) - len(kept), "by_outcome": by}
+
+def session_turn_examples(trajectories, # held-out sessions
+                          instruction:str, # the system message
+                         ) -> list[InstructionExample]:
+    "One example per assistant turn: the conversation up to its user message, the given response as the answer."
+    out = []
+    for tr in _items(trajectories):
+        conv = []
+        for t in tr.turns:
+            conv = conv + [{"role": "user", "content": t.query}]
+            out.append(InstructionExample(instruction, t.query, t.response, {"span_id": t.span_id, "session_id": tr.session_id,
+                                          "turn_id": t.turn_id, "timestamp": t.timestamp}, conversation=list(conv)))
+            conv = conv + [{"role": "assistant", "content": t.response}]
+    return out

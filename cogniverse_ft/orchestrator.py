@@ -230,6 +230,7 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
     res.analysis = {**a.to_dict(), "task": task.to_dict()}
     with st.run("privacy") as info:  # scrub PII before anything is formatted, trained on, evaluated or logged
         sft_ds, dpo_ds, trajectories = self._scrub(config, task, info, res, sft_ds, dpo_ds, trajectories)
+    if config.multi_turn: return await self._run_multi_turn(config, st, method, task, trajectories, res, a)
     chosen = method or a.recommended_method
     with st.run("selection") as info:
         if method is not None and method not in ("sft", "dpo"):
@@ -303,6 +304,46 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
                "synthetic": [{"item_id": str(e.metadata["item_id"])} for e in train_ex if e.metadata.get("item_id")]}
     await self._train(config, chosen, records, [r["span_id"] for r in lineage["train"]], st, res)
     await self._finish(config, res, st, test, labels, a, task.labels, lineage, train_ex)
+    return res
+
+# %% ../nbs/41_orchestrator.ipynb #5a0fc97b
+@patch_to(FinetuningOrchestrator)
+async def _run_multi_turn(self, config, st, method, task, trajectories, res, analysis):
+    "Multi-turn SFT: sessions kept by outcome, split in time by session, trained as whole sessions, tested turn by turn."
+    from dataclasses import replace
+    from cogniverse_ft.core import default_learning_rate
+    from cogniverse_ft.extract import TrajectoryDataset
+    from cogniverse_ft.formatting import keep_sessions, session_turn_examples, time_split, InstructionFormatter, validate_sft_dataset
+    if method not in (None, "sft"): raise ValueError(f"multi_turn trains SFT on whole sessions; method {method!r} is not available for it")
+    with st.run("selection") as info:
+        kept, counts = keep_sessions(trajectories, config.exclude_session_outcomes)
+        info.update(method="sft", sessions=counts["sessions"], kept=counts["kept"], excluded=counts["excluded"], by_outcome=counts["by_outcome"])
+    if len(kept) < 2:
+        res.status = "insufficient_data"
+        res.message = (f"{len(kept)} usable sessions of {counts['sessions']} ({counts['excluded']} with an excluded outcome "
+                       f"{list(config.exclude_session_outcomes)}; sessions under {config.min_turns_per_session} turns are not counted): need 2")
+        return res
+    with st.run("split") as info:
+        train_tr, test_tr = list(kept), []
+        if config.evaluate_after_training and config.test_set_size > 0:
+            train_tr, test_tr, split = time_split(TrajectoryDataset(kept), max(1, min(config.test_set_size, len(kept) // 5)), days=7)
+            train_tr, test_tr = list(train_tr), list(test_tr)
+            info["fallback"] = split.get("fallback")
+        test = session_turn_examples(test_tr, task.default_instruction)
+        info.update(train_sessions=len(train_tr), test_sessions=len(test_tr), test_turns=len(test))
+    res.training_method = "sft"
+    closed = task.labels == "closed" and task.label_set and {e.output for e in test} <= set(task.label_set)
+    labels = list(task.label_set) if closed else None
+    if config.learning_rate is None: config = replace(config, learning_rate=default_learning_rate("sft", bool(labels)))
+    with st.run("formatting") as info:
+        records = InstructionFormatter.format_multi_turn(train_tr, task.default_instruction)
+        info["records"] = len(records)
+    with st.run("validation") as info:
+        validate_sft_dataset(records); info["valid"] = len(records)
+    lineage = {"train": lineage_rows([{"span_id": t.span_id, "session_id": tr.session_id} for tr in train_tr for t in tr.turns]),
+               "test": lineage_rows(test), "synthetic": []}
+    await self._train(config, "sft", records, [r["span_id"] for r in lineage["train"]], st, res)
+    await self._finish(config, res, st, test, labels, analysis, "closed" if labels else "open", lineage, None)
     return res
 
 # %% ../nbs/41_orchestrator.ipynb #3ca483a8
@@ -504,6 +545,7 @@ def _field_type(f):
     "What argparse converts a dataclass field's value with: JSON for mappings, int, float, a module list, else text."
     a = str(f.type)
     if "dict" in a: return json.loads
+    if "tuple" in a: return lambda v: tuple(x.strip() for x in v.split(",") if x.strip())
     if f.name == "target_modules": return lambda v: v if v == "all-linear" else [m.strip() for m in v.split(",") if m.strip()]
     if "float" in a: return float
     if "int" in a: return int
