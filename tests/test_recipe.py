@@ -250,3 +250,15 @@ def test_recipe_file_runs_and_a_killed_cli_run_resumes(phoenix_server, tiny, tmp
     a, b = adapter(res["adapter_path"]), adapter(json.loads(straight.stdout)["adapter_path"])
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6  # resumed == uninterrupted
     _eq(sorted(Path(x.adapter_path).parent.name for x in registered()), ["adapters", "straight"])  # only finished runs registered
+
+def test_the_demo_recipe_file_is_what_the_demo_trains_with():
+    "recipes/demo.yaml writes out every knob at the value the demo uses (the config's defaults and the closed-task SFT recipe)."
+    from cogniverse_ft.contract import load_contract
+    from cogniverse_ft.core import default_learning_rate
+    root = Path(__file__).resolve().parents[1]
+    recipe = load_contract(root/"recipes"/"demo.yaml").tasks["routing"].training
+    demo = OrchestrationConfig(tenant_id="demo", project="cogniverse-demo", model_type="llm", agent_type="routing",
+                               learning_rate=default_learning_rate("sft", True))
+    expected = TrainSettings.from_config(demo).to_dict()
+    _eq({k: v for k, v in recipe.items()}, {k: expected[k] for k in recipe})
+    _eq(set(expected) - set(recipe), {"output_dir", "agent_type", "modality", "resume", "num_threads", "share_prefix", "max_steps", "verbose"})
