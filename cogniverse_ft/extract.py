@@ -24,10 +24,11 @@ __all__ = ['log', 'AGENT_TYPE_ATTR', 'INSTRUCTION_ATTR', 'CONFIDENCE_ATTR', 'INP
            'APPROVED_LABELS', 'REJECTED_LABELS', 'MAX_FIELD_CHARS', 'SKIP_REASONS', 'InstructionExample',
            'InstructionDataset', 'PreferencePair', 'PreferenceDataset', 'Triplet', 'TripletDataset', 'feedback_rows',
            'judgements', 'chat_message', 'conversation', 'field_values', 'as_task', 'task_inputs', 'decision_frame',
-           'instruction_dataset', 'valid_labels', 'preference_dataset', 'triplet_dataset', 'ConversationTurn',
-           'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset', 'task_scrubber', 'scrub_dataset',
-           'read_task_frames', 'task_funnel', 'selection_hints', 'explain_shortfall', 'TraceToInstructionConverter',
-           'PreferencePairExtractor', 'TripletExtractor', 'TraceToTrajectoryConverter']
+           'instruction_dataset', 'valid_labels', 'preference_dataset', 'KTOExample', 'KTODataset', 'kto_dataset',
+           'triplet_dataset', 'ConversationTurn', 'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset',
+           'task_scrubber', 'scrub_dataset', 'read_task_frames', 'task_funnel', 'selection_hints', 'explain_shortfall',
+           'TraceToInstructionConverter', 'PreferencePairExtractor', 'KTOExampleExtractor', 'TripletExtractor',
+           'TraceToTrajectoryConverter']
 
 # %% ../nbs/12_extract.ipynb #5ad55a00
 log = get_logger(__name__)
@@ -513,6 +514,76 @@ def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     _log_skips(f"{task.name} pairs", skipped)
     return PreferenceDataset(pairs, meta)
 
+# %% ../nbs/12_extract.ipynb #d5636010
+@dataclass
+class KTOExample:
+    "One KTO example: for this instruction and input, `output` was approved (`label` True) or rejected (`label` False)."
+    instruction: str  # the task (system message)
+    input: str  # the user input
+    output: str  # the judged output
+    label: bool  # True: desirable (approved or a correction), False: undesirable (rejected)
+    metadata: dict = field(default_factory=dict)  # span_id, trace_id, session_id, timestamp, confidence, score, paired
+    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), when longer than one message
+
+@dataclass
+class KTODataset(_Seq):
+    "Unpaired desirable/undesirable examples of one agent type."
+    examples: list[KTOExample]
+    metadata: dict = field(default_factory=dict)
+    def _items(self): return self.examples
+
+# %% ../nbs/12_extract.ipynb #217bde22
+def _kto_reasons(f:pd.DataFrame, max_chars:int) -> tuple[pd.Series, pd.Series]:
+    "Per span: why its approved output, and why its rejected output, cannot be a KTO example ('' when they can)."
+    side = lambda col: f["reason"].where(f["reason"] != "", _text_status(f[col], "output", max_chars))
+    contested, has_ap = f["contested"].astype(bool), f["n_approvals"] > 0
+    ra = side("approved_output")
+    ra = ra.where((ra != "") | ~contested, "contested")
+    same = f["approved_output"].astype(str).str.strip() == f["rejected_output"].astype(str).str.strip()
+    rr = side("rejected_output")
+    rr = rr.where((rr != "") | ~(has_ap & (contested | same)), "contested")
+    return ra, rr
+
+# %% ../nbs/12_extract.ipynb #318cef5b
+def kto_dataset(spans_df:pd.DataFrame, # spans (provider shape)
+                annotations_df:pd.DataFrame, # their annotations
+                agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
+                approval_name:str|None=None, # override the task's annotation name
+                max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
+                project:str|None=None, # recorded in the metadata
+                paired_rejections:bool=False, # also the rejected side of spans that have an approved output
+               ) -> KTODataset:
+    "Approved outputs (label True) and rejected outputs without an approved/corrected counterpart (label False), oldest first."
+    task = as_task(agent_type, approval_name)
+    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
+    skipped, meta = _dup_skips(info), _meta(f, info, task, project)
+    if f.empty: return KTODataset([], {**meta, "desirable": 0, "undesirable": 0, "unpaired_rejections": 0, "approved": 0, "rejected": 0,
+                                       "skipped": skipped, "unreviewed": info["candidate_spans"], "examples": 0})
+    f = f.iloc[np.argsort(f["timestamp"].dt.tz_localize(None).to_numpy(), kind="stable")]  # oldest first, as train/validation splits assume
+    has_ap, has_rj = f["n_approvals"] > 0, f["n_rejections"] > 0
+    ra, rr = _kto_reasons(f, max_chars)
+    take_r = has_rj & (True if paired_rejections else ~has_ap)
+    for reasons, take in ((ra, has_ap), (rr, take_r)):
+        for k, v in _count(reasons[take]).items(): skipped[k] = skipped.get(k, 0) + v
+    meta["skip_examples"] = _skip_examples(f, pd.concat([ra[has_ap], rr[take_r]]))
+    ok_a, ok_r = (has_ap & (ra == "")).tolist(), (take_r & (rr == "")).tolist()
+    ts = f["timestamp"].dt.to_pydatetime()
+    ex = []
+    for k, (i, x, cv, ao, ro, s, tr, se, t, c, asc, rsc, pa) in enumerate(zip(
+            _L(f["instruction"]), _L(f["input"]), _L(f["conversation"]), _L(f["approved_output"]), _L(f["rejected_output"]),
+            _L(f["span_id"]), _L(f["trace_id"]), _L(f["session_id"]), _L(ts), _L(f["confidence"]), _L(f["approved_score"]),
+            _L(f["rejected_score"]), _L(has_ap & has_rj))):
+        md = {"span_id": s, "trace_id": tr if isinstance(tr, str) else None, "session_id": se if isinstance(se, str) else None,
+              "timestamp": t, "confidence": None if c != c else float(c), "paired": bool(pa)}
+        if ok_a[k]: ex.append(KTOExample(i, x, ao.strip(), True, {**md, "score": float(asc)}, list(cv)))
+        if ok_r[k]: ex.append(KTOExample(i, x, ro.strip(), False, {**md, "score": float(rsc)}, list(cv)))
+    n_des = sum(e.label for e in ex)
+    meta.update(desirable=n_des, undesirable=len(ex) - n_des, unpaired_rejections=sum(not e.label and not e.metadata["paired"] for e in ex),
+                approved=int(has_ap.sum()), rejected=int(has_rj.sum()), paired_rejections=paired_rejections, skipped=skipped,
+                examples=len(ex), unreviewed=info["candidate_spans"] - info["reviewed"])
+    _log_skips(f"{task.name} KTO examples", skipped)
+    return KTODataset(ex, meta)
+
 # %% ../nbs/12_extract.ipynb #ab79886a
 def _docs_frame(span_ids:pd.Series, docs:pd.Series) -> pd.DataFrame:
     "One row per returned document: span_id, doc_id, content."
@@ -756,7 +827,7 @@ def task_scrubber(privacy:dict|None=None, # the `privacy:` section (None: on, ev
 
 _SCRUB_FIELDS = {InstructionDataset: ["instruction", "input", "output", "conversation"],
                  PreferenceDataset: ["prompt", "chosen", "rejected", "instruction", "conversation"],
-                 TripletDataset: ["anchor", "positive", "negative"]}
+                 TripletDataset: ["anchor", "positive", "negative"], KTODataset: ["instruction", "input", "output", "conversation"]}
 
 # %% ../nbs/12_extract.ipynb #09954a3e
 def _scrub_trajectories(ds:TrajectoryDataset, scrubber):
@@ -908,6 +979,26 @@ class PreferencePairExtractor:
         spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
         return preference_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None))
 
+# %% ../nbs/12_extract.ipynb #5fe7db21
+class KTOExampleExtractor:
+    "Extract unpaired KTO examples: approved outputs, and rejected outputs without an approved or corrected one."
+    def __init__(self, provider, # a TelemetryProvider
+                 approval_name:str|None=None, # override the task's annotation name
+                 paired_rejections:bool=False, # also the rejected side of preference pairs
+                ): self.provider, self.approval_name, self.paired_rejections = provider, approval_name, paired_rejections
+
+    async def extract(self, project:str|None=None, # project (default: the provider's)
+                      agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
+                      start_time:datetime|None=None, # only spans from here
+                      end_time:datetime|None=None, # only spans before this
+                     ) -> KTODataset:
+        "Read spans and annotations, return the `KTODataset` of the task."
+        task = as_task(agent_type, self.approval_name)
+        spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
+        return kto_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None),
+                           paired_rejections=self.paired_rejections)
+
+# %% ../nbs/12_extract.ipynb #1aac8b3b
 class TripletExtractor:
     "Extract triplets from search spans with relevance feedback."
     def __init__(self, provider, # a TelemetryProvider

@@ -12,12 +12,12 @@ import pandas as pd
 from fastcore.basics import patch
 from .core import get_logger, check_choice, MODEL_TYPES, OrchestrationConfig
 from .contract import TaskSpec
-from .extract import (instruction_dataset, preference_dataset, triplet_dataset, read_task_frames, as_task,
+from .extract import (instruction_dataset, preference_dataset, triplet_dataset, kto_dataset, read_task_frames, as_task,
                                    task_funnel, selection_hints, explain_shortfall, TripletExtractor,
-                                   InstructionDataset, PreferenceDataset, TripletDataset)
+                                   InstructionDataset, PreferenceDataset, TripletDataset, KTODataset)
 
 # %% auto #0
-__all__ = ['log', 'METHODS', 'select_method', 'DataAnalysis', 'TrainingMethodSelector']
+__all__ = ['log', 'METHODS', 'select_method', 'kto_option', 'DataAnalysis', 'TrainingMethodSelector']
 
 # %% ../nbs/13_select.ipynb #1634ea3f
 log = get_logger(__name__)
@@ -56,6 +56,17 @@ def select_method(preference_pairs:int, # usable DPO pairs
         f"{approved_examples} approved examples < min_sft_examples ({min_sft_examples})",
         f"need {min_sft_examples - approved_examples} more approved examples: generate synthetic data (human approval required)"]
 
+# %% ../nbs/13_select.ipynb #654b9c3f
+def kto_option(unpaired_rejections:int, # usable rejected outputs without an approved or corrected counterpart
+               approved_examples:int, # usable approved examples
+               min_kto_rejections:int=20, # unpaired rejections that make KTO worth offering
+              ) -> str|None:
+    "The sentence offering KTO when the unpaired rejections are plentiful, else None."
+    if unpaired_rejections < min_kto_rejections or approved_examples < 1: return None
+    return (f"KTO is an option: {unpaired_rejections} rejected outputs have no approved or corrected counterpart "
+            f"(>= min_kto_rejections {min_kto_rejections}); DPO cannot use them, KTO trains on them with the "
+            f"{approved_examples} approved examples (method='kto')")
+
 # %% ../nbs/13_select.ipynb #d96c1be4
 @dataclass
 class DataAnalysis:
@@ -78,9 +89,12 @@ class DataAnalysis:
     hints: list = field(default_factory=list)  # suggestions when the contract looks wrong for the data
     thresholds: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)  # bad spans by reason
+    unpaired_rejections: int = 0  # usable rejected outputs without an approved or corrected counterpart (KTO's extra data)
+    kto_option: bool = False  # KTO is worth offering (see `kto_option`); the recommended method stays the spec's
     sft_dataset: InstructionDataset|None = field(default=None, repr=False)
     dpo_dataset: PreferenceDataset|None = field(default=None, repr=False)
     triplet_dataset: TripletDataset|None = field(default=None, repr=False)
+    kto_dataset: KTODataset|None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         "The analysis without the datasets (JSON-serialisable)."
@@ -93,11 +107,16 @@ class TrainingMethodSelector:
                  min_sft_examples:int=50, # approved examples needed for SFT
                  min_triplets:int=100, # triplets needed for embedding training
                  config:OrchestrationConfig|None=None, # take the thresholds from a config instead
+                 min_kto_rejections:int=20, # unpaired rejections that make KTO an option (a config's `min_kto_rejections` wins)
                 ):
-        if config is not None: min_dpo_pairs, min_sft_examples, min_triplets = config.min_dpo_pairs, config.min_sft_examples, config.min_triplets
-        for k, v in dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets).items():
+        if config is not None:
+            min_dpo_pairs, min_sft_examples, min_triplets = config.min_dpo_pairs, config.min_sft_examples, config.min_triplets
+            min_kto_rejections = getattr(config, "min_kto_rejections", min_kto_rejections)
+        for k, v in dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets,
+                         min_kto_rejections=min_kto_rejections).items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
         self.thresholds = dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets)
+        self.min_kto_rejections = min_kto_rejections
 
 # %% ../nbs/13_select.ipynb #e5d3eed5
 @patch
@@ -107,6 +126,7 @@ def analyze_datasets(self:TrainingMethodSelector,
                      triplets:TripletDataset|None=None, # triplets (embedding)
                      total_spans:int=0, # spans read
                      project:str|None=None, # recorded in the analysis
+                     kto:KTODataset|None=None, # unpaired approved/rejected examples (llm): offers KTO when rejections abound
                     ) -> DataAnalysis:
     "Decide the method from extracted datasets."
     if triplets is not None:
@@ -117,11 +137,14 @@ def analyze_datasets(self:TrainingMethodSelector,
     sft, dpo = sft or InstructionDataset([]), dpo or PreferenceDataset([])
     m, c, r = select_method(len(dpo), len(sft), 0, "llm", **self.thresholds)
     short = m == "insufficient"
+    unpaired = kto.metadata.get("unpaired_rejections", 0) if kto is not None else 0
+    offer = kto_option(unpaired, len(sft), self.min_kto_rejections)
     return DataAnalysis(project, "llm", sft.metadata.get("task") or dpo.metadata.get("task"), total_spans, len(sft),
-                        sft.metadata.get("rejected", 0), len(dpo), 0, m, c, r, needs_synthetic=short,
+                        sft.metadata.get("rejected", 0), len(dpo), 0, m, c, r + ([offer] if offer else []), needs_synthetic=short,
                         synthetic_needed=max(0, self.thresholds["min_sft_examples"] - len(sft)) if short else 0,
-                        thresholds=dict(self.thresholds), skipped=sft.metadata.get("skipped", {}),
-                        label_space=list(sft.metadata.get("label_space") or []), sft_dataset=sft, dpo_dataset=dpo)
+                        thresholds={**self.thresholds, "min_kto_rejections": self.min_kto_rejections}, skipped=sft.metadata.get("skipped", {}),
+                        label_space=list(sft.metadata.get("label_space") or []), unpaired_rejections=unpaired, kto_option=offer is not None,
+                        sft_dataset=sft, dpo_dataset=dpo, kto_dataset=kto)
 
 # %% ../nbs/13_select.ipynb #e88d290a
 @patch
@@ -140,7 +163,8 @@ def analyze_frames(self:TrainingMethodSelector,
                                      total_spans=len(spans_df), project=project)
     task = as_task(agent_type)
     a = self.analyze_datasets(instruction_dataset(spans_df, annotations_df, task, project=project),
-                              preference_dataset(spans_df, annotations_df, task, project=project), total_spans=len(spans_df), project=project)
+                              preference_dataset(spans_df, annotations_df, task, project=project), total_spans=len(spans_df), project=project,
+                              kto=kto_dataset(spans_df, annotations_df, task, project=project))
     if a.recommended_method == "insufficient":
         a.funnel = task_funnel(spans_df, annotations_df, task)
         a.hints = selection_hints(spans_df, annotations_df, a.funnel)
