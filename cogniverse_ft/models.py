@@ -13,9 +13,10 @@ from typing import Any
 from .core import home_subdir, atomic_dir, get_logger, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL
 
 # %% auto #0
-__all__ = ['log', 'BUNDLED_CAUSAL_LM', 'BUNDLED_EMBEDDING', 'package_dir', 'bundled_file', 'hub_offline', 'file_sha256',
-           'gguf_cache_dir', 'materialize_gguf', 'ModelNotFoundError', 'ResolvedModel', 'resolve_causal_lm',
-           'resolve_embedding_model', 'load_tokenizer', 'load_causal_lm', 'load_embedding_model', 'chat']
+__all__ = ['log', 'BUNDLED_CAUSAL_LM', 'BUNDLED_EMBEDDING', 'PLAIN_CHAT_TEMPLATE', 'MERGE_SYSTEM_PREAMBLE', 'package_dir',
+           'bundled_file', 'hub_offline', 'file_sha256', 'gguf_cache_dir', 'materialize_gguf', 'ModelNotFoundError',
+           'ResolvedModel', 'resolve_causal_lm', 'resolve_embedding_model', 'ensure_chat_template', 'load_tokenizer',
+           'load_causal_lm', 'load_embedding_model', 'chat']
 
 # %% ../nbs/01_models.ipynb #866aa52f
 log = get_logger(__name__)
@@ -164,13 +165,46 @@ def resolve_embedding_model(name:str=DEFAULT_EMBEDDING_MODEL, # HF id, short nam
     "Find a sentence-transformers model: local folder, HF cache, hub, or the bundled all-MiniLM-L6-v2."
     return _resolve(name, BUNDLED_EMBEDDING, lambda p: p)
 
+# %% ../nbs/01_models.ipynb #f156c42c
+PLAIN_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"
+    "{% elif m['role'] == 'assistant' %}Assistant:\n{{ m['content'] }}{{ eos_token }}\n"
+    "{% else %}{{ m['role'] | capitalize }}: {{ m['content'] }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}Assistant:\n{% endif %}")
+MERGE_SYSTEM_PREAMBLE = (
+    "{%- if messages and messages[0]['role'] == 'system' -%}"
+    "{%- if messages|length > 1 and messages[1]['role'] == 'user' -%}"
+    "{%- set messages = [{'role': 'user', 'content': messages[0]['content'] + '\\n\\n' + messages[1]['content']}] + messages[2:] -%}"
+    "{%- else -%}{%- set messages = [{'role': 'user', 'content': messages[0]['content']}] + messages[1:] -%}{%- endif -%}"
+    "{%- endif -%}")
+
+def ensure_chat_template(tok, # a tokenizer
+                        ) -> str:
+    "Make `tok` render system + user + assistant chats; returns 'kept', 'plain' or 'system_merged'."
+    probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
+    if not getattr(tok, "chat_template", None):
+        if tok.eos_token is None: raise ValueError("The tokenizer has neither a chat template nor an EOS token: cannot end an answer")
+        tok.chat_template = PLAIN_CHAT_TEMPLATE
+        return "plain"
+    try: tok.apply_chat_template(probe, tokenize=False); return "kept"
+    except Exception as e: why = f"{type(e).__name__}: {e}"
+    tok.chat_template = MERGE_SYSTEM_PREAMBLE + tok.chat_template
+    try: tok.apply_chat_template(probe, tokenize=False)
+    except Exception as e: raise ValueError(f"The tokenizer's chat template cannot render a system + user + assistant chat ({why}), "
+                                            f"not even with the system message merged into the user turn ({type(e).__name__}: {e})") from None
+    log.info(f"The chat template refuses a system message ({why}): the instruction is merged into the first user turn")
+    return "system_merged"
+
 # %% ../nbs/01_models.ipynb #344ac482
 def load_tokenizer(name:str=DEFAULT_BASE_MODEL, # HF id, local folder or .gguf file
                   ):
-    "Load the tokenizer of a causal LM (pad token set)."
+    "Load the tokenizer of a causal LM (pad token set, a chat template every stage can use)."
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(str(resolve_causal_lm(name).path))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
+    ensure_chat_template(tok)
     return tok
 
 def load_causal_lm(name:str=DEFAULT_BASE_MODEL, # HF id, local folder or .gguf file

@@ -349,6 +349,23 @@ def _plan(seed:int, n_route:int, n_noise:int, now:datetime) -> dict:
     return dict(routes=routes, noise=noise)
 
 
+def _OsRandomIdGenerator():
+    """Span and trace ids from os.urandom. The SDK's default generator draws from Python's global `random`, which every
+    training reseeds (transformers.set_seed): two apps traced after the same seeding got the same ids, and Phoenix
+    answered 200 to the second and dropped its spans as duplicates of the first's."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+    rng = random.SystemRandom()
+
+    class OsRandomIdGenerator(RandomIdGenerator):
+        def generate_span_id(self) -> int:
+            while not (i := rng.getrandbits(64)): pass
+            return i
+        def generate_trace_id(self) -> int:
+            while not (i := rng.getrandbits(128)): pass
+            return i
+    return OsRandomIdGenerator()
+
+
 def _write_spans(base_url:str, project:str, plan:dict, session_id:str, api_key:str|None, flush_every:int=400) -> list[str]:
     "Run the planned app through the OpenTelemetry SDK (own TracerProvider, OTLP/HTTP); fill in span ids; all span ids."
     from opentelemetry import trace
@@ -363,7 +380,8 @@ def _write_spans(base_url:str, project:str, plan:dict, session_id:str, api_key:s
     KIND, JSON, TEXT = S.OPENINFERENCE_SPAN_KIND, MT.JSON.value, MT.TEXT.value
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     provider = TracerProvider(resource=Resource.create({ResourceAttributes.PROJECT_NAME: project,
-                                                        "service.name": "tillwise-support-router"}))
+                                                        "service.name": "tillwise-support-router"}),
+                              id_generator=_OsRandomIdGenerator())
     from opentelemetry.sdk.trace.export import SpanExportResult
 
     class RecordingExporter(OTLPSpanExporter):

@@ -117,3 +117,17 @@ def test_contract_yaml(app):
     assert t["feedback"] == {"name": "user_feedback", "approved": ["👍"], "rejected": ["👎"], "min_score": 0.5,
                              "annotators": ["HUMAN"], "correction": "metadata.corrected_output"}
     assert (t["span_kind"], t["input"], t["output"], t["labels"]) == ("LLM", "llm.input_messages", "llm.output_messages", "closed")
+
+
+def test_span_ids_ignore_the_global_random_seed(phoenix_server):
+    """Training reseeds Python's global `random` (transformers.set_seed(42)); the OTel SDK's default id generator draws
+    from it, so two apps traced after the same seeding got the same span and trace ids, Phoenix answered 200 and dropped
+    the second app's spans as duplicates of the first's (the own-data app lost all 454 after test_orchestrator)."""
+    import random
+    state = random.getstate()
+    try:
+        random.seed(42); a = write_openinference_app(phoenix_server.url, "oi-seeded-a", n_route=4, n_noise=0, timeout=30)
+        random.seed(42); b = write_openinference_app(phoenix_server.url, "oi-seeded-b", n_route=4, n_noise=0, timeout=30)
+    finally: random.setstate(state)
+    assert not set(a["span_ids"]) & set(b["span_ids"])
+    assert not {r["trace_id"] for r in a["routes"]} & {r["trace_id"] for r in b["routes"]}
