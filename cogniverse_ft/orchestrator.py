@@ -429,6 +429,9 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
                 if ev.baseline_metrics is not None:
                     info.update(baseline_accuracy=round(ev.baseline_metrics.accuracy, 4), vs_baseline=ev.baseline_verdict,
                                 p_value_vs_baseline=float(f"{ev.baseline_significance.p_value:.3g}"))
+                if res.adapter_id:  # the registry keeps the summary: `adapters show` and the export's model card read it
+                    from cogniverse_ft.export import evaluation_record
+                    self._registry().record_evaluation(res.adapter_id, evaluation_record(ev))
             else: info["error"] = getattr(ev, "error", str(ev))
     if config.enable_registry and res.adapter_id:
         from cogniverse_ft.evaluate import activation_decision

@@ -581,6 +581,23 @@ def delete_adapter(self:AdapterRegistry, adapter_id:str, # adapter to delete
     log.info(f"Deleted adapter record {adapter_id}")
     return ok
 
+# %% ../nbs/30_registry.ipynb #8371bb0d
+@patch
+def record_evaluation(self:AdapterRegistry, adapter_id:str, # adapter evaluated
+                      evaluation:dict, # a flat summary: base_accuracy, adapter_accuracy, p_value, test_size, ...
+                      tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
+                     ) -> AdapterMetadata:
+    "Keep `evaluation` in the version's metrics (`metrics['evaluation']`), in one transaction."
+    if not isinstance(evaluation, dict) or not evaluation: raise ValueError("record_evaluation needs a non-empty dict summary")
+    t, a = self._tenant(tenant_id, required=False), adapters_table
+    def run(conn):
+        row = self._row(conn, adapter_id, t, lock=True)
+        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; its record is kept as it was")
+        metrics = dict(row.metrics or {}) | {"evaluation": redact_secrets(json.loads(json.dumps(evaluation, default=str)))}
+        conn.execute(a.update().where(a.c.adapter_id == row.adapter_id).values(metrics=metrics))
+        return self._meta(self._row(conn, adapter_id, t))
+    return self._write(run)
+
 # %% ../nbs/30_registry.ipynb #11f73751
 @patch
 def trained_on(self:AdapterRegistry, span_id:str|None=None, # a span id

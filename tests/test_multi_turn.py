@@ -45,3 +45,9 @@ def test_multi_turn_end_to_end(phoenix_server, tiny, tmp_path):
     ev = res.evaluation_result
     _eq((ev.mode, ev.test_size), ("generate", split["test_turns"]))  # open answers: generated and scored by token F1
     assert ev.adapter_metrics.token_f1 is not None and ev.base_metrics.token_f1 is not None, ev.adapter_metrics
+    # the registry keeps the evaluation, so an export's model card states it (with the p-value) and names the base
+    from cogniverse_ft.export import export_adapter
+    _eq(reg.get_adapter(res.adapter_id).metrics["evaluation"]["test_size"], split["test_turns"])
+    export_adapter(res.adapter_id, tmp_path/"export", registry=reg)
+    card = (tmp_path/"export"/"README.md").read_text()
+    assert f"adapter vs base: p = {ev.p_value:.3g}" in card and "not recorded (the registry holds no evaluation" not in card, card
