@@ -1,4 +1,4 @@
-"""Shared training pieces: the validation split, LoRA per architecture with the graceful fallback, a faster fused forward, CPU threads, atomic run folders, progress and loss history, early stopping, metrics, `TrainingResult` and `Finetuner`.
+"""Shared training pieces: the validation split, LoRA per architecture with the graceful fallback, a faster fused forward, CPU threads, atomic run folders, progress and loss history, checkpoints and resume, early stopping, the recipe's settings, metrics, `TrainingResult` and `Finetuner`.
 
 Docs: https://cogniverse.github.io/cogniverse_ft/training.html.md"""
 
