@@ -12,8 +12,9 @@ its own and the first one (warm-up) is left out.
 - ours:          SFTFinetuner as shipped (also computes the prompt prefix the batch shares once)
 
 Prints real (non-pad) tokens/s, ratios, FLOP/s against a measured fp32 matmul peak (nominal 4·N·tokens, and an
-estimate of the FLOPs each trainer actually executes), the loss curves, and the peak RSS of our SFT and DPO on the
-same model and batch size. The last line is one JSON object.
+estimate of the FLOPs each trainer actually executes), the loss curves, and the step time and peak RSS of our SFT,
+DPO and KTO on the same model and batch size (DPO and KTO also take turns step by step, in a second lock-step run).
+The last line is one JSON object.
 
 Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_throughput.py [--steps 12] [--batch-size 8]
 """
@@ -40,6 +41,15 @@ def dpo_records(n):
     rng = random.Random(0)
     return InstructionFormatter.format_dpo([{"instruction": e["instruction"], "prompt": e["input"], "chosen": e["output"],
                                              "rejected": rng.choice([l for l in ROUTING_LABELS if l != e["output"]])} for e in examples(n)])
+
+def kto_records_(n):
+    "Unpaired routing feedback: every third example a rejected wrong agent, the others approved."
+    import random
+    from cogniverse_ft.kto import kto_records
+    from cogniverse_ft.evaluate import ROUTING_LABELS
+    rng = random.Random(0)
+    return kto_records([{**e, "output": rng.choice([l for l in ROUTING_LABELS if l != e["output"]]), "label": False} if k % 3 == 0
+                        else {**e, "label": True} for k, e in enumerate(examples(n))])
 
 def lockstep_callback(rec, turn, cond, me, n):
     "Time each step on its own; hand the turn to the next worker after every step."
@@ -81,6 +91,7 @@ def worker(name, steps, bs, threads, turn, cond, me, n, done, q):
     from cogniverse_ft.models import load_causal_lm, load_tokenizer
     from cogniverse_ft.sft import SFTFinetuner, tokenize_sft
     from cogniverse_ft.dpo import DPOFinetuner
+    from cogniverse_ft.kto import KTOFinetuner
     rec = {"name": name, "step_s": [], "loss": [], "tokens": [], "batches": [], "done_ref": done}
     cb = lockstep_callback(rec, turn, cond, me, n)
     out = tempfile.mkdtemp(prefix=f"bench-{name}-")
@@ -108,6 +119,10 @@ def worker(name, steps, bs, threads, turn, cond, me, n, done, q):
                 t = orig(*a, **k); t.data_collator = count_batches(t.data_collator, rec); return t
             ft.make_trainer = make
             ft.train(sft_records(steps * bs))
+        elif name == "kto":
+            ft = KTOFinetuner(**{**common, "sampling": "sequential"})
+            ft.callbacks.append(cb)
+            ft.train(kto_records_(steps * bs))
         else:  # dpo
             ft = DPOFinetuner(**common)
             ft.callbacks.append(cb)
@@ -158,7 +173,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12, help="optimizer steps per trainer (the first is warm-up)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--dpo-steps", type=int, default=4)
+    ap.add_argument("--dpo-steps", type=int, default=4, help="optimizer steps of DPO and of KTO (the first is warm-up)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of every trainer (default: torch's default)")
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -183,8 +198,12 @@ def main():
     for _ in ps: r = q.get(); res[r["name"]] = r
     for p in ps: p.join()
     lock_s = time.time() - t0
-    p = ctx.Process(target=worker, args=("dpo", a.dpo_steps, a.batch_size, threads, None, None, 0, 1, [], q)); p.start()
-    res["dpo"] = q.get(); p.join()
+    pref = ["dpo", "kto"]  # the preference trainers take turns step by step too
+    turn2, done2 = ctx.Value("i", 0), mgr.list()
+    ps = [ctx.Process(target=worker, args=(nm, a.dpo_steps, a.batch_size, threads, turn2, cond, i, len(pref), done2, q)) for i, nm in enumerate(pref)]
+    for p in ps: p.start()
+    for _ in ps: r = q.get(); res[r["name"]] = r
+    for p in ps: p.join()
     peak = max(peak0, matmul_peak(threads))
     load1 = os.getloadavg()
     s = {k: summarize(res[k], n_params, n_head) for k in names}
@@ -197,13 +216,18 @@ def main():
         v = s[k]
         print(f"{k:15s} {v['tok_s']:10.1f} {v['ex_s']:6.2f} {v['tok_s']/s['trl']['tok_s']:6.2f}x {v['median_step_s']:7.2f} {v['nominal_flops']/1e9:16.1f} "
               f"{100*v['nominal_flops']/peak:6.1f}% {v['executed_flops']/1e9:17.1f} {100*v['executed_flops']/peak:6.1f}% {v['final_loss']:10.4f} {v['rss_mb']:11.0f}")
-    d = res["dpo"]
-    print(f"{'ours DPO':15s} {'':>10s} {'':>6s} {'':>7s} {sorted(d['step_s'][1:])[len(d['step_s'][1:])//2]:7.2f} {'':>16s} {'':>7s} {'':>17s} {'':>7s} "
-          f"{sum(d['loss'][-3:])/len(d['loss'][-3:]):10.4f} {d['rss_mb']:11.0f}")
+    d, kt = res["dpo"], res["kto"]
+    med = lambda r: sorted(r["step_s"][1:])[len(r["step_s"][1:]) // 2]
+    for label, r in (("ours DPO", d), ("ours KTO", kt)):
+        print(f"{label:15s} {'':>10s} {'':>6s} {'':>7s} {med(r):7.2f} {'':>16s} {'':>7s} {'':>17s} {'':>7s} "
+              f"{sum(r['loss'][-3:])/len(r['loss'][-3:]):10.4f} {r['rss_mb']:11.0f}")
     print("\nloss per step (same batches in the same order; trl_fp32 and ours differ only in float rounding, bf16 autocast learns slower):")
     for k in names: print(f"  {k:14s} " + " ".join(f"{x:.3f}" for x in res[k]["loss"]))
     print(f"\nDPO (batch {a.batch_size} pairs = {2*a.batch_size} sequences, reference = base with the adapter off) peak RSS "
           f"{d['rss_mb']:.0f} MB vs SFT {s['ours']['rss_mb']:.0f} MB: {d['rss_mb']/s['ours']['rss_mb']:.2f}x")
+    print(f"KTO (batch {a.batch_size} examples; per step the policy's forward/backward plus three no-grad forwards: its KL batch, and "
+          f"the reference on both with the adapter off) median step {med(kt):.2f}s vs DPO {med(d):.2f}s vs SFT {s['ours']['median_step_s']:.2f}s; "
+          f"peak RSS {kt['rss_mb']:.0f} MB: {kt['rss_mb']/s['ours']['rss_mb']:.2f}x SFT")
     print("executed FLOPs: trl 6·N per padded token (forward, checkpoint recompute, backward); ours 4·N_body per computed token "
           "(shared prefix once per batch) + 6·N_head per labelled position. Nominal: 4·N per real token.")
     out = {"trl_tok_s": round(s["trl"]["tok_s"], 2), "ours_tok_s": round(s["ours"]["tok_s"], 2),
@@ -216,7 +240,9 @@ def main():
            "trl_loss": [round(x, 4) for x in res["trl"]["loss"]], "trl_fp32_loss": [round(x, 4) for x in res["trl_fp32"]["loss"]],
            "ours_loss": [round(x, 4) for x in res["ours"]["loss"]],
            "sft_peak_rss_mb": round(s["ours"]["rss_mb"]), "dpo_peak_rss_mb": round(d["rss_mb"]), "trl_sft_peak_rss_mb": round(s["trl"]["rss_mb"]),
-           "dpo_over_sft_rss": round(d["rss_mb"] / s["ours"]["rss_mb"], 3), "threads": threads, "batch_size": a.batch_size, "steps": a.steps,
+           "dpo_over_sft_rss": round(d["rss_mb"] / s["ours"]["rss_mb"], 3), "kto_peak_rss_mb": round(kt["rss_mb"]),
+           "kto_over_sft_rss": round(kt["rss_mb"] / s["ours"]["rss_mb"], 3), "sft_median_step_s": round(s["ours"]["median_step_s"], 3),
+           "dpo_median_step_s": round(med(d), 3), "kto_median_step_s": round(med(kt), 3), "threads": threads, "batch_size": a.batch_size, "steps": a.steps,
            "mean_tokens": round(sum(lens) / len(lens), 1), "load_avg_before": round(load0[0], 2), "load_avg_after": round(load1[0], 2)}
     print(json.dumps(out))
 
