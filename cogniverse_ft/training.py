@@ -23,7 +23,7 @@ __all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_W
            'shared_prefix_len', 'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir', 'run_dir',
            'LossHistoryCallback', 'complete_checkpoints', 'CheckpointCallback', 'drop_checkpoints', 'run_fingerprint',
            'fingerprint_diff', 'interrupted_runs', 'resume_point', 'TrainSettings', 'check_reporter', 'TrainingResult',
-           'library_versions', 'training_metrics', 'dist_info', 'train_device', 'Finetuner']
+           'library_versions', 'training_metrics', 'dist_info', 'train_device', 'Finetuner', 'kept_global_rng']
 
 # %% ../nbs/20_training.ipynb #6325bd19
 log = get_logger(__name__)
@@ -687,12 +687,29 @@ def _trainer(self:Finetuner, model, ck:Path, train_ds, eval_ds):
     return trainer
 
 # %% ../nbs/20_training.ipynb #5f7a3c02
+@contextlib.contextmanager
+def kept_global_rng():
+    "Give Python's, numpy's and torch's global random generators (CUDA too) back as they were: training seeds them."
+    import random, numpy as np, torch
+    cuda = torch.cuda.is_available()
+    state = random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None
+    try: yield
+    finally:
+        random.setstate(state[0]); np.random.set_state(state[1]); torch.set_rng_state(state[2])
+        if cuda: torch.cuda.set_rng_state_all(state[3])
+
 @patch
 def train(self:Finetuner, data, # training records (list of dicts or `datasets.Dataset`)
           eval_data=None, # validation records (None: split automatically when there are more than 100)
           source_span_ids:list|None=None, # Phoenix span ids the examples came from (kept in the summary)
          ) -> TrainingResult:
     "Train on `data` (or continue the interrupted run `resume` names) and write the run folder; returns a `TrainingResult`."
+    with kept_global_rng(): return self._run(data, eval_data, source_span_ids)
+
+# %% ../nbs/20_training.ipynb #54be0714
+@patch
+def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
+    "The run itself (see `train`)."
     import torch
     from transformers import set_seed
     s, (rank, local, world) = self.settings, dist_info()

@@ -262,3 +262,14 @@ def test_the_demo_recipe_file_is_what_the_demo_trains_with():
     expected = TrainSettings.from_config(demo).to_dict()
     _eq({k: v for k, v in recipe.items()}, {k: expected[k] for k in recipe})
     _eq(set(expected) - set(recipe), {"output_dir", "agent_type", "modality", "resume", "num_threads", "share_prefix", "max_steps", "verbose"})
+
+def test_training_leaves_the_host_random_generators_as_they_were(tiny, tmp_path):
+    "Training seeds Python's, numpy's and torch's global generators; a host app (e.g. an OTel SDK drawing span ids) must not see that."
+    import random, numpy as np, torch
+    random.seed(1); np.random.seed(1); torch.manual_seed(1)
+    random.random(); np.random.rand(); torch.rand(1)
+    state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    want = random.random(), np.random.rand(), torch.rand(1).item()
+    random.setstate(state[0]); np.random.set_state(state[1]); torch.set_rng_state(state[2])
+    SFTFinetuner(**{**RUN, "max_steps": 2}, base_model=tiny, output_dir=str(tmp_path)).train(records(8))
+    _eq((random.random(), np.random.rand(), torch.rand(1).item()), want)
