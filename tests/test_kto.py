@@ -64,10 +64,10 @@ def test_bad_kto_input_fails_before_loading(tmp_path):
     assert 1 <= d * 255 / (u * 20) <= 4 / 3
 
 
-# measured on this machine: 100 approved + 20 rejected, 3 epochs, lr 2e-3: base 0.26 -> adapter 0.72 (p=2e-7) in ~125 s of training;
-# lr 1e-3: 0.46 (p=0.006); lr 5e-4: 0.30. SFT on the same 100 approved examples (lr 4e-4, 3 epochs): 0.82.
+# measured on this machine (see the test's printed line and the report): 3 epochs at lr 2e-3 beat the base clearly;
+# lr 1e-3 and 5e-4 learn much less in the same steps.
 KTO_SETTINGS = dict(batch_size=8, epochs=3, learning_rate=2e-3, beta=0.1)
-N_APPROVED = 100  # the oldest approved outputs of the training split (all of them would double the time)
+N_APPROVED = 100  # every other approved output of the training split (all of them would double the time)
 
 @pytest.mark.slow
 def test_kto_beats_base_on_demo_test_set(demo, tmp_path):
@@ -82,7 +82,8 @@ def test_kto_beats_base_on_demo_test_set(demo, tmp_path):
     _, test, _ = time_split(sft, 50, days=7)  # the orchestrator's split: the most recent approved examples
     held = {e.input.strip().lower() for e in test}
     kex = [e for e in kto if e.input.strip().lower() not in held]
-    train = [e for e in kex if e.label][:N_APPROVED] + [e for e in kex if not e.label]
+    keep = {id(e) for e in [e for e in kex if e.label][::2][:N_APPROVED]}  # every other approved output: spread over time like the rejections
+    train = [e for e in kex if not e.label or id(e) in keep]  # still oldest first: the validation split is the most recent tenth
     _eq(sum(not e.label for e in train), 20)  # every bare rejection is trained on (none is a test input)
     cfg = OrchestrationConfig(tenant_id="ktotest", project="cogniverse-ktotest", model_type="llm", agent_type="routing",
                               output_dir=str(tmp_path), batch_size=KTO_SETTINGS["batch_size"], epochs=KTO_SETTINGS["epochs"],
@@ -94,7 +95,7 @@ def test_kto_beats_base_on_demo_test_set(demo, tmp_path):
     summary = json.loads(Path(res.summary_path).read_text())
     _eq((res.method, summary["method"], len(summary["source_span_ids"]), Path(res.adapter_path).parent), ("kto", "kto", len(train), tmp_path))
     ks = json.loads((Path(res.adapter_path)/"kto_settings.json").read_text())
-    _eq(ks["train_undesirable"] > 0 and ks["train_desirable"] > 0, True)
+    assert ks["train_undesirable"] >= 15, ks  # most bare rejections are in the training split (the rest validate)
     ev = evaluate_adapter(res.adapter_path, "routing", list(test), valid_labels=labels, label_prompt=LABEL_PROMPT, baseline_model=None)
     print(f"KTO on {len(train)} demo examples ({ks['train_desirable']} approved + {ks['train_undesirable']} rejected in the training split), "
           f"{res.metrics['train_steps']} steps in {t_train:.0f}s: base {ev.base_metrics.accuracy:.2f} -> adapter {ev.adapter_metrics.accuracy:.2f} "
