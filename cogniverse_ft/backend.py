@@ -25,9 +25,9 @@ __all__ = ['log', 'METHODS', 'MODAL_APP_NAME', 'MODAL_REMOTE_OUTPUT', 'MODAL_PAC
 log = get_logger(__name__)
 
 # %% ../nbs/24_backend.ipynb #45f68133
-METHODS = ("sft", "dpo", "embedding")
+METHODS = ("sft", "dpo", "kto", "embedding")
 
-def finetuner_for(method:str, # "sft", "dpo" or "embedding"
+def finetuner_for(method:str, # "sft", "dpo", "kto" or "embedding"
                   config:OrchestrationConfig, # the run's configuration
                   **overrides, # settings or method options that win over the config (e.g. max_steps, loss="mnrl")
                  ):
@@ -38,12 +38,13 @@ def finetuner_for(method:str, # "sft", "dpo" or "embedding"
         raise ValueError(f"Method {method!r} needs an OrchestrationConfig with model_type={want!r}, got {config.model_type!r}")
     if method == "sft": from cogniverse_ft.sft import SFTFinetuner as cls
     elif method == "dpo": from cogniverse_ft.dpo import DPOFinetuner as cls
+    elif method == "kto": from cogniverse_ft.kto import KTOFinetuner as cls
     else:
         from cogniverse_ft.embedding import EmbeddingFinetuner as cls
         if config.base_model == DEFAULT_BASE_MODEL: overrides.setdefault("base_model", DEFAULT_EMBEDDING_MODEL)
     return cls.from_config(config, **overrides)
 
-def run_training_job(method:str, # "sft", "dpo" or "embedding"
+def run_training_job(method:str, # "sft", "dpo", "kto" or "embedding"
                      config:OrchestrationConfig|dict, # the run's configuration (or its `to_dict()`)
                      records, # training records (list of dicts or `datasets.Dataset`)
                      eval_records=None, # validation records (None: automatic 90/10 split above 100 examples)
@@ -59,7 +60,7 @@ def run_training_job(method:str, # "sft", "dpo" or "embedding"
 class TrainingJobResult:
     "A finished training job: the training result and where and how long it ran."
     job_id: str  # unique id of the job
-    method: str  # "sft", "dpo" or "embedding"
+    method: str  # "sft", "dpo", "kto" or "embedding"
     backend: str  # "local", "local-torchrun" or "modal"
     result: TrainingResult  # adapter path, metrics, LoRA config, loss history
     started_at: float  # UNIX time the job started
@@ -101,6 +102,13 @@ class TrainingBackend(ABC):
         "Direct Preference Optimization."
         return await self._train("dpo", config, records, **kwargs)
 
+    async def train_kto(self, config:OrchestrationConfig, # run configuration (model_type "llm")
+                        records, # unpaired examples (prompt, completion, label: True approved / False rejected)
+                        **kwargs, # eval_records, source_span_ids, or setting overrides
+                       ) -> TrainingJobResult:
+        "Kahneman-Tversky Optimization from thumbs-only feedback."
+        return await self._train("kto", config, records, **kwargs)
+
     async def train_embedding(self, config:OrchestrationConfig, # run configuration (model_type "embedding")
                               records, # triplets (anchor, positive, negative)
                               **kwargs, # eval_records, source_span_ids, or setting overrides
@@ -109,7 +117,7 @@ class TrainingBackend(ABC):
         return await self._train("embedding", config, records, **kwargs)
 
 # %% ../nbs/24_backend.ipynb #ecd8a79b
-def launch_training(method:str, # "sft", "dpo" or "embedding"
+def launch_training(method:str, # "sft", "dpo", "kto" or "embedding"
                     config:OrchestrationConfig, # run configuration
                     records, # training records
                     nproc:int=2, # data-parallel processes (GPUs, or CPU processes)
@@ -232,7 +240,7 @@ def modal_function_kwargs(config:OrchestrationConfig, # the run's configuration 
     gpu = config.gpu if config.gpu_count == 1 else f"{config.gpu}:{config.gpu_count}"
     return {"gpu": gpu, "cpu": float(config.cpu), "memory": int(config.memory), "timeout": int(config.timeout)}
 
-def modal_payload(method:str, # "sft", "dpo" or "embedding"
+def modal_payload(method:str, # "sft", "dpo", "kto" or "embedding"
                   config:OrchestrationConfig, # the run's configuration
                   records, # training records
                   eval_records=None, # validation records

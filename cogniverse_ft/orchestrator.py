@@ -30,7 +30,7 @@ STATUSES = ("succeeded", "awaiting_approval", "insufficient_data")
 class OrchestrationResult:
     "What a fine-tuning run produced."
     model_type: str  # "llm" or "embedding"
-    training_method: Optional[str]  # "sft", "dpo", "embedding", or None when nothing was trained
+    training_method: Optional[str]  # "sft", "dpo", "kto", "embedding", or None when nothing was trained
     adapter_path: Optional[str]  # the trained adapter folder
     metrics: dict  # training metrics (spec names)
     base_model: str  # the base model
@@ -131,7 +131,7 @@ class FinetuningOrchestrator:
 
     # -- public API -----------------------------------------------------------
     async def run(self, config:OrchestrationConfig, # what to train, where, how
-                  method:str|None=None, # force "sft", "dpo" or "embedding" (default: the selector decides)
+                  method:str|None=None, # force "sft", "dpo", "kto" or "embedding" (default: the selector decides)
                  ) -> OrchestrationResult:
         "Run the whole pipeline for `config`; raises `StageError` naming the stage that failed."
         self._check_tenant(config)
@@ -218,7 +218,7 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
     res = OrchestrationResult("llm", None, None, {}, config.base_model, {}, False)
     with st.run("extraction") as info:
         a = await TrainingMethodSelector(config=config).analyze_data(self.provider, config.project, task)
-        sft_ds, dpo_ds = a.sft_dataset, a.dpo_dataset
+        sft_ds, dpo_ds, kto_ds = a.sft_dataset, a.dpo_dataset, a.kto_dataset
         info.update(spans=a.total_spans, approved=a.approved_count, rejected=a.rejected_count, pairs=a.preference_pairs,
                     skipped=sum(a.skipped.values()) if a.skipped else 0)
         trajectories = None
@@ -229,12 +229,15 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
             info["trajectories"] = len(trajectories)
     res.analysis = {**a.to_dict(), "task": task.to_dict()}
     with st.run("privacy") as info:  # scrub PII before anything is formatted, trained on, evaluated or logged
-        sft_ds, dpo_ds, trajectories = self._scrub(config, task, info, res, sft_ds, dpo_ds, trajectories)
+        sft_ds, dpo_ds, trajectories, kto_ds = self._scrub(config, task, info, res, sft_ds, dpo_ds, trajectories, kto_ds)
     if config.multi_turn: return await self._run_multi_turn(config, st, method, task, trajectories, res, a)
     chosen = method or a.recommended_method
     with st.run("selection") as info:
-        if method is not None and method not in ("sft", "dpo"):
-            raise ValueError(f"Unknown training method {method!r} for model_type='llm'; allowed: 'sft', 'dpo'")
+        if method is not None and method not in ("sft", "dpo", "kto"):
+            raise ValueError(f"Unknown training method {method!r} for model_type='llm'; allowed: 'sft', 'dpo', 'kto'")
+        if chosen == "kto" and (kto_ds is None or not any(not e.label for e in kto_ds) or not any(e.label for e in kto_ds)):
+            raise ValueError(f"method='kto' needs approved outputs and rejected outputs without a pair; this data has "
+                             f"{a.approved_count} approved and {a.unpaired_rejections} unpaired rejected")
         if chosen == "dpo" and len(dpo_ds) < config.min_dpo_pairs:
             raise ValueError(f"Insufficient preference pairs: {len(dpo_ds)} < {config.min_dpo_pairs}. "
                              "Need spans with both approved and rejected annotations.")
@@ -268,6 +271,8 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
         train_ex += [InstructionExample(task.instruction or s.instruction, s.input, s.output, {"synthetic": True, "item_id": s.item_id})
                      for s in synthetic if s.input.strip().lower() not in test_inputs]
         pairs = [p for p in dpo_ds if p.prompt.strip().lower() not in test_inputs]
+        kto_train = [e for e in (kto_ds or []) if e.input.strip().lower() not in test_inputs] if chosen == "kto" else []
+        if chosen == "kto": info.update(kto_desirable=sum(e.label for e in kto_train), kto_undesirable=sum(not e.label for e in kto_train))
         if chosen == "dpo": info["pairs"] = len(pairs)
         if chosen == "dpo" and method is None and len(pairs) < config.min_dpo_pairs and len(train_ex) >= config.min_sft_examples:
             why = (f"only {len(pairs)} preference pairs left after holding out the test set (< min_dpo_pairs {config.min_dpo_pairs}); "
@@ -282,21 +287,29 @@ async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None)
     if labels and config.label_prompt:  # closed task: every training prompt names the label set, as the evaluation's will
         from cogniverse_ft.formatting import with_label_list
         train_ex, pairs = with_label_list(train_ex, labels, config.label_prompt), with_label_list(pairs, labels, config.label_prompt)
+        kto_train = with_label_list(kto_train, labels, config.label_prompt)
     with st.run("formatting") as info:
         from cogniverse_ft.formatting import InstructionFormatter, validate_sft_dataset, validate_dpo_dataset
         if chosen == "dpo":
             records = InstructionFormatter.format_dpo(PreferenceDataset(pairs, dpo_ds.metadata))
+        elif chosen == "kto":
+            from cogniverse_ft.kto import kto_records
+            records = kto_records(kto_train)
         elif config.multi_turn and trajectories is not None and len(trajectories):
             records = InstructionFormatter.format_multi_turn(trajectories)
         else:
             records = InstructionFormatter.format_prompt_completion(InstructionDataset(train_ex, sft_ds.metadata))
         info["records"] = len(records)
     with st.run("validation") as info:
-        (validate_dpo_dataset if chosen == "dpo" else validate_sft_dataset)(records)
+        if chosen == "kto":
+            from cogniverse_ft.kto import validate_kto_dataset
+            validate_kto_dataset(records)
+        else: (validate_dpo_dataset if chosen == "dpo" else validate_sft_dataset)(records)
         if chosen == "dpo" and len(records) < config.min_dpo_pairs:
             log.warning(f"Only {len(records)} preference pairs left after holding out the test set (min_dpo_pairs {config.min_dpo_pairs})")
         info["valid"] = len(records)
     if chosen == "dpo": used = pairs
+    elif chosen == "kto": used = kto_train
     elif config.multi_turn and trajectories is not None and len(trajectories):
         used = [{"span_id": t.span_id, "session_id": tr.session_id} for tr in trajectories for t in tr.turns]
     else: used = train_ex
@@ -355,7 +368,7 @@ def _scrub(self, config, task, info, res, *datasets):
     labels = task.label_set or (valid_labels(sft) if len(sft) else []) if task.labels == "closed" else []
     scrubber = task_scrubber(task.privacy if task.privacy is not None else config.privacy, labels)
     out = [None if d is None else scrub_dataset(d, scrubber) for d in datasets]
-    names = ("sft", "dpo", "trajectories")
+    names = ("sft", "dpo", "trajectories", "kto")
     res.analysis["privacy"] = {"enabled": scrubber is not None,
                                **{n: d.metadata.get("pii", {}) for n, d in zip(names, out) if d is not None}}
     info.update(enabled=scrubber is not None, **{k: v for k, v in res.analysis["privacy"].get("sft", {}).items() if v})
@@ -393,7 +406,7 @@ async def _synthetic_round(self, config, sft_ds, info) -> tuple:
 async def _train(self, config, method, records, span_ids, st, res):
     with st.run("training") as info:
         backend = self._backend(config)
-        fn = {"sft": backend.train_sft, "dpo": backend.train_dpo, "embedding": backend.train_embedding}[method]
+        fn = {"sft": backend.train_sft, "dpo": backend.train_dpo, "kto": backend.train_kto, "embedding": backend.train_embedding}[method]
         job = await fn(config, records, source_span_ids=span_ids, **self.train_overrides)
         res.adapter_path, res.metrics, res.lora_config = job.adapter_path, dict(job.metrics), dict(job.result.lora_config)
         res.base_model = job.result.base_model or res.base_model

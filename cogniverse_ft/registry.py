@@ -28,7 +28,7 @@ __all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'REGISTRY_URL_ENV', 'adapters_
 log = get_logger(__name__)
 
 # %% ../nbs/30_registry.ipynb #0f9fcada
-TRAINING_METHODS = ("sft", "dpo", "embedding")
+TRAINING_METHODS = ("sft", "dpo", "kto", "embedding")
 STATUSES = ("inactive", "active", "deprecated", "retired")
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")

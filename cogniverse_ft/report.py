@@ -261,7 +261,7 @@ def render_report(tenant_id:str, # tenant
     import papermill as pm
     validate_tenant_id(tenant_id)
     project = project or project_for_tenant(tenant_id)
-    check_choice("method", method, ("sft", "dpo", "embedding"), optional=True)
+    check_choice("method", method, ("sft", "dpo", "kto", "embedding"), optional=True)
     nb = report_notebook(notebook)
     out = Path(out) if out else home_subdir("reports")/f"finetuning_report_{tenant_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -320,7 +320,7 @@ def cli_experiments_args(p):
     p.add_argument("--tenant", required=True, help="tenant id")
     p.add_argument("--project", default=None, help="Phoenix project (default: cogniverse-<tenant>)")
     p.add_argument("--agent-type", default=None, help="only this agent type or modality (list)")
-    p.add_argument("--method", default=None, choices=["sft", "dpo", "embedding"], help="only this training method (list)")
+    p.add_argument("--method", default=None, choices=["sft", "dpo", "kto", "embedding"], help="only this training method (list)")
     p.add_argument("--limit", type=int, default=50, help="newest runs to list")
     p.add_argument("--url", default=None, help="Phoenix URL (default: env, then the embedded server)")
     p.add_argument("--json", action="store_true", help="print JSON")
