@@ -226,7 +226,7 @@ class OrchestrationConfig:
     output_dir: Optional[str] = None  # where adapters are written (None: `<home>/adapters`)
     multi_turn: bool = False  # train on multi-turn session trajectories
     min_turns_per_session: int = 2  # shortest session kept for multi-turn
-    exclude_session_outcomes: tuple = ("failure",)  # multi-turn: sessions with these outcomes are not learned from (comma-separated on the CLI)
+    exclude_session_outcomes: list = field(default_factory=lambda: ["failure"])  # multi-turn: sessions with these outcomes are not learned from (comma-separated on the CLI)
     evaluate_after_training: bool = True  # evaluate adapter vs base on a held-out time split
     test_set_size: int = 50  # held-out test examples
     enable_registry: bool = True  # register the adapter after training
@@ -289,7 +289,7 @@ class OrchestrationConfig:
         if isinstance(v, str): v = [x for x in v.split(",") if x.strip()]
         if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
             raise ValueError(f"Invalid exclude_session_outcomes {v!r}: a list of session outcome labels, e.g. ['failure']")
-        self.exclude_session_outcomes = tuple(x.strip() for x in v)
+        self.exclude_session_outcomes = [x.strip() for x in v]
 
     def _check_training(self):
         "The `training` section must name trainer settings that are not config fields, with values the trainer accepts."

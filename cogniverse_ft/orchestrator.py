@@ -561,7 +561,7 @@ def _field_type(f):
     "What argparse converts a dataclass field's value with: JSON for mappings, int, float, a module list, else text."
     a = str(f.type)
     if "dict" in a: return json.loads
-    if "tuple" in a: return lambda v: tuple(x.strip() for x in v.split(",") if x.strip())
+    if a == "list": return lambda v: [x.strip() for x in v.split(",") if x.strip()]
     if f.name == "target_modules": return lambda v: v if v == "all-linear" else [m.strip() for m in v.split(",") if m.strip()]
     if "float" in a: return float
     if "int" in a: return int
@@ -570,7 +570,9 @@ def _field_type(f):
 def _add_field(p, f, doc:str, choices=None):
     "One `--flag` for dataclass field `f`: its help with the default and choices, and no default (absent unless given)."
     import argparse
-    flag, default = "--" + f.name.replace("_", "-"), (f.default if f.default is not dataclasses.MISSING else None)
+    default = f.default if f.default is not dataclasses.MISSING else (
+        f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+    flag = "--" + f.name.replace("_", "-")
     help_ = f"{doc} (default: {default})".replace("%", "%%")
     kw = dict(default=argparse.SUPPRESS, help=help_)
     if f.name == "resume": p.add_argument(flag, nargs="?", const=True, metavar="RUN", **kw); return
