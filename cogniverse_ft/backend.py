@@ -18,8 +18,8 @@ from .training import TrainingResult, as_records, run_dir, dist_info
 # %% auto #0
 __all__ = ['log', 'METHODS', 'MODAL_APP_NAME', 'MODAL_REMOTE_OUTPUT', 'MODAL_PACKAGES', 'finetuner_for', 'run_training_job',
            'TrainingJobResult', 'TrainingBackend', 'launch_training', 'LocalTrainingBackend', 'load_records', 'main',
-           'ModalCredentialsError', 'modal_credentials', 'modal_function_kwargs', 'modal_payload', 'run_payload',
-           'materialize_run', 'build_modal_app', 'ModalTrainingBackend']
+           'close_process_group', 'ModalCredentialsError', 'modal_credentials', 'modal_function_kwargs',
+           'modal_payload', 'run_payload', 'materialize_run', 'build_modal_app', 'ModalTrainingBackend']
 
 # %% ../nbs/24_backend.ipynb #fe5979fe
 log = get_logger(__name__)
@@ -215,7 +215,13 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     if dist_info()[0] == 0:
         if a.result: atomic_write_json(a.result, res.to_dict())
         print(json.dumps(res.to_dict()), flush=True)
+    close_process_group()
     return 0
+
+def close_process_group():
+    "Wait for every rank, then tear the process group down: gloo left open can abort the process at exit (SIGABRT)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): dist.barrier(); dist.destroy_process_group()
 
 # %% ../nbs/24_backend.ipynb #d57202b1
 MODAL_APP_NAME = "cogniverse-ft-training"
