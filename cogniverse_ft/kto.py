@@ -12,6 +12,7 @@ from typing import Any
 from .core import get_logger, atomic_write_json
 from .formatting import build_messages, assistant
 from .models import load_causal_lm
+from .dpo import DPOFinetuner
 from .training import (Finetuner, as_records, apply_lora, make_lora_config, add_fast_fused_forward,
                                     train_device, EMPTY_DATASET_ERROR)
 
@@ -111,17 +112,7 @@ class KTOFinetuner(Finetuner):
             log.warning(f"KTO data has {counts['desirable']} desirable and {counts['undesirable']} undesirable examples: only one side to learn from")
         return recs
 
-    def load(self) -> tuple[Any, dict]:
-        "The base model and tokenizer; the LoRA config TRL applies, once checked to fit the model."
-        s = self.settings
-        model, self.tokenizer = load_causal_lm(self.base_model, device=train_device())
-        model.config.use_cache = False
-        self.peft_config = None
-        if not s.use_lora: return model, {"use_lora": False}
-        cfg = make_lora_config(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules)
-        pm, info = apply_lora(model, cfg)
-        if info["use_lora"]: model, self.peft_config = pm.unload(), cfg
-        return model, info
+    load = DPOFinetuner.load  # the same as DPO's: the base model, and the LoRA config TRL applies (reference = adapter off)
 
     def prepare(self, records:list[dict], name:str):
         "A `datasets.Dataset` of the records (TRL tokenizes them); training records shuffled once with the run's seed."

@@ -7,15 +7,8 @@ from cogniverse_ft.demo_data import seed_demo_telemetry
 from cogniverse_ft.telemetry import PhoenixProvider
 from cogniverse_ft.registry import AdapterRegistry
 from cogniverse_ft.orchestrator import FinetuningOrchestrator, StageError
-from test_recipe import TINY  # a tiny random Llama: the plumbing is checked here, learning in tests/test_kto.py
 
 SIZES = dict(n_routing=60, n_pairs=0, n_rejected=20, n_unreviewed=0, n_profile=0, n_entity=0, n_search=0, n_sessions=0, bad_spans=False)
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")/"llama"
-    subprocess.run([sys.executable, "-c", TINY, str(d)], check=True, capture_output=True)
-    return str(d)
 
 def test_kto_method_end_to_end(phoenix_server, tiny, tmp_path):
     seed_demo_telemetry("thumbs", base_url=phoenix_server.url, progress=False, **SIZES)

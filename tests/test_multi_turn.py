@@ -1,5 +1,5 @@
 "Multi-turn through the orchestrator on real Phoenix sessions: outcome filter, split by session, turn-by-turn test, lineage."
-import subprocess, sys
+
 import pytest
 from fastcore.test import test_eq as _eq
 from cogniverse_ft.core import OrchestrationConfig
@@ -7,15 +7,8 @@ from cogniverse_ft.demo_data import seed_demo_telemetry, demo_telemetry
 from cogniverse_ft.telemetry import PhoenixProvider
 from cogniverse_ft.registry import AdapterRegistry
 from cogniverse_ft.orchestrator import FinetuningOrchestrator
-from test_recipe import TINY  # the tiny random Llama: this test checks the plumbing, not what is learned
 
 SIZES = dict(n_routing=0, n_pairs=0, n_rejected=0, n_unreviewed=0, n_profile=0, n_entity=0, n_search=0, n_sessions=60, bad_spans=False)
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")/"llama"
-    subprocess.run([sys.executable, "-c", TINY, str(d)], check=True, capture_output=True)
-    return str(d)
 
 def test_multi_turn_end_to_end(phoenix_server, tiny, tmp_path):
     seed_demo_telemetry("talky", base_url=phoenix_server.url, progress=False, **SIZES)

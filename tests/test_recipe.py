@@ -11,25 +11,6 @@ from cogniverse_ft.sft import SFTFinetuner
 from cogniverse_ft.formatting import InstructionFormatter
 from cogniverse_ft.evaluate import synthetic_routing_examples
 
-TINY = textwrap.dedent("""
-    import sys, torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-    from cogniverse_ft.models import load_tokenizer
-    tok = load_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                      num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True, bos_token_id=tok.bos_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(sys.argv[1]); tok.save_pretrained(sys.argv[1])
-""")
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    "A tiny random Llama with SmolLM2's tokenizer, as a local base-model folder (trains in milliseconds per step)."
-    d = tmp_path_factory.mktemp("tiny")/"llama"
-    subprocess.run([sys.executable, "-c", TINY, str(d)], check=True, capture_output=True)
-    return str(d)
-
 def records(n, seed=0):
     return InstructionFormatter.format_prompt_completion(synthetic_routing_examples(n, seed=seed))
 
