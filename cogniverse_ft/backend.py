@@ -6,20 +6,24 @@ Docs: https://cogniverse.github.io/cogniverse_ft/backend.html.md"""
 
 # %% ../nbs/24_backend.ipynb #f113c0c2
 from __future__ import annotations
-import argparse, asyncio, json, os, subprocess, sys, tempfile, time, uuid
+import argparse, asyncio, contextlib, hashlib, json, os, subprocess, sys, tempfile, time, uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from typing import Any
 from .core import (OrchestrationConfig, get_logger, atomic_write_json, check_choice, setup_logging,
                                 DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL, safe_join, home_subdir)
+from fastcore.basics import patch
+from .models import file_sha256
 from .training import TrainingResult, as_records, run_dir, dist_info
 
 # %% auto #0
-__all__ = ['log', 'METHODS', 'MODAL_APP_NAME', 'MODAL_REMOTE_OUTPUT', 'MODAL_PACKAGES', 'finetuner_for', 'run_training_job',
-           'TrainingJobResult', 'TrainingBackend', 'launch_training', 'LocalTrainingBackend', 'load_records', 'main',
-           'close_process_group', 'ModalCredentialsError', 'modal_credentials', 'modal_function_kwargs',
-           'modal_payload', 'run_payload', 'materialize_run', 'build_modal_app', 'ModalTrainingBackend']
+__all__ = ['log', 'METHODS', 'MODAL_APP_NAME', 'MODAL_MOUNT', 'MODAL_REMOTE_OUTPUT', 'MODAL_CHUNK', 'MODAL_REQUIREMENTS',
+           'finetuner_for', 'run_training_job', 'TrainingJobResult', 'TrainingBackend', 'launch_training',
+           'LocalTrainingBackend', 'load_records', 'main', 'close_process_group', 'ModalCredentialsError',
+           'modal_credentials', 'pinned_requirements', 'ModalImageSpec', 'gpu_extra_requirements', 'modal_image_spec',
+           'modal_function_kwargs', 'modal_attachments', 'modal_payload', 'stream_run', 'commit_volume', 'run_payload',
+           'RunReceiver', 'receive_run', 'build_modal_app', 'check_modal_ready', 'ModalTrainingBackend', 'backend_for']
 
 # %% ../nbs/24_backend.ipynb #fe5979fe
 log = get_logger(__name__)
@@ -130,6 +134,9 @@ def launch_training(method:str, # "sft", "dpo", "kto" or "embedding"
     import torch
     if not isinstance(nproc, int) or nproc < 1: raise ValueError(f"Invalid nproc {nproc!r}: must be a positive integer")
     finetuner_for(method, config, **overrides).check(records)  # bad input fails here, before any process starts
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if gpus and nproc > gpus: raise ValueError(f"Invalid gpu_count {nproc}: this machine has {gpus} CUDA GPU(s)")
+    if not gpus: log.info(f"No CUDA GPU: {nproc} CPU processes (gloo) share the cores")
     with tempfile.TemporaryDirectory(prefix="cogniverse_ft-job-") as d:
         job, out = Path(d)/"job.json", Path(d)/"result.json"
         job.write_text(json.dumps({"method": method, "config": config.to_dict(), "records": as_records(records),
@@ -225,9 +232,12 @@ def close_process_group():
 
 # %% ../nbs/24_backend.ipynb #d57202b1
 MODAL_APP_NAME = "cogniverse-ft-training"
-MODAL_REMOTE_OUTPUT = "/tmp/cogniverse_ft/adapters"
-MODAL_PACKAGES = ["torch", "transformers>=5.0", "trl>=1.0", "peft>=0.17", "accelerate>=1.0", "datasets>=3.0",
-                  "sentence-transformers>=5.0", "safetensors", "huggingface_hub", "pandas>=2.0", "numpy", "fastcore"]
+MODAL_MOUNT = "/cache"  # where the Volume is mounted in the container
+MODAL_REMOTE_OUTPUT = f"{MODAL_MOUNT}/adapters"  # run folders (one folder per tenant) on the Volume
+MODAL_CHUNK = 4 << 20  # bytes per streamed file chunk
+# what the remote code imports; `pinned_requirements` adds everything they require
+MODAL_REQUIREMENTS = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "sentence-transformers",
+                      "safetensors", "huggingface-hub", "pandas", "numpy", "scipy", "scikit-learn", "fastcore")
 
 class ModalCredentialsError(RuntimeError):
     "Modal credentials are missing."
@@ -240,12 +250,70 @@ def modal_credentials() -> str|None:
     except ImportError: return None
     return "profile" if mc.get("token_id") and mc.get("token_secret") else None
 
+# %% ../nbs/24_backend.ipynb #d4866218
+def pinned_requirements(names=MODAL_REQUIREMENTS, # distributions the remote imports (what they require is added)
+                       ) -> list[str]:
+    "`name==version` for `names` and everything they require, at the versions installed here (local build tags dropped)."
+    from importlib import metadata as md
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    env = {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64", "os_name": "posix", "extra": ""}
+    wanted, seen, todo = {canonicalize_name(n) for n in names}, {}, list(names)
+    while todo:
+        n = canonicalize_name(todo.pop())
+        if n in seen or n in ("pip", "setuptools", "wheel"): continue  # the image's own installers
+        try: dist = md.distribution(n)
+        except md.PackageNotFoundError:
+            if n in wanted: raise ValueError(f"{n} is not installed here: the remote image pins the versions installed here (pip install {n})") from None
+            continue
+        seen[n] = dist.version.split("+")[0]
+        todo += [r.name for r in map(Requirement, dist.requires or []) if r.marker is None or r.marker.evaluate(env)]
+    return sorted(f"{n}=={v}" for n, v in seen.items())
+
+# %% ../nbs/24_backend.ipynb #08ef61db
+@dataclass
+class ModalImageSpec:
+    "What the remote image holds."
+    python_version: str  # the client's Python minor version, e.g. "3.11"
+    requirements: list  # pinned requirements (`pinned_requirements`)
+    env: dict  # environment variables of the container
+
+def gpu_extra_requirements(name:str="bitsandbytes", # a distribution of the package's `gpu` extra
+                          ) -> list[str]:
+    "`name` pinned to the version installed here, else as the package's `gpu` extra asks for it."
+    from importlib import metadata as md
+    try: return [f"{name}=={md.version(name).split('+')[0]}"]
+    except md.PackageNotFoundError: pass
+    try: extra = [r.split(";")[0].strip() for r in md.requires("cogniverse_ft") or [] if r.startswith(name) and 'extra == "gpu"' in r]
+    except md.PackageNotFoundError: extra = []
+    return extra or [name]
+
+def modal_image_spec(config:OrchestrationConfig, # the run's configuration (its training settings)
+                    ) -> ModalImageSpec:
+    "The image a Modal job of `config` runs in: this Python, the pinned training packages, the cache on the Volume."
+    reqs = pinned_requirements()
+    if (config.training or {}).get("quantization", "none") != "none": reqs += gpu_extra_requirements("bitsandbytes")
+    env = {"HF_HOME": f"{MODAL_MOUNT}/hf", "COGNIVERSE_FT_HOME": f"{MODAL_MOUNT}/home", "TOKENIZERS_PARALLELISM": "false",
+           "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    return ModalImageSpec(f"{sys.version_info.major}.{sys.version_info.minor}", reqs, env)
+
+# %% ../nbs/24_backend.ipynb #570ff86f
 def modal_function_kwargs(config:OrchestrationConfig, # the run's configuration (gpu, gpu_count, cpu, memory, timeout)
                          ) -> dict:
     "Resources of the Modal function for `config` (keyword arguments of `modal.App.function`)."
     gpu = config.gpu if config.gpu_count == 1 else f"{config.gpu}:{config.gpu_count}"
     return {"gpu": gpu, "cpu": float(config.cpu), "memory": int(config.memory), "timeout": int(config.timeout)}
 
+def modal_attachments(config:OrchestrationConfig, # the run's configuration (modal_volume, hf_secret)
+                     ) -> dict:
+    "The Volume (`volumes=`) and the HF token Secret (`secrets=`) of the Modal function for `config`."
+    import modal
+    out = {}
+    if config.modal_volume: out["volumes"] = {MODAL_MOUNT: modal.Volume.from_name(config.modal_volume, create_if_missing=True)}
+    if config.hf_secret: out["secrets"] = [modal.Secret.from_name(config.hf_secret, required_keys=["HF_TOKEN"])]
+    return out
+
+# %% ../nbs/24_backend.ipynb #eec90f00
 def modal_payload(method:str, # "sft", "dpo", "kto" or "embedding"
                   config:OrchestrationConfig, # the run's configuration
                   records, # training records
@@ -253,66 +321,171 @@ def modal_payload(method:str, # "sft", "dpo", "kto" or "embedding"
                   source_span_ids:list|None=None, # Phoenix span ids of the examples
                   **overrides, # settings or method options that win over the config
                  ) -> dict:
-    "The JSON job sent to the Modal function (the config's `output_dir` becomes a folder inside the container)."
+    "The JSON job sent to the Modal function (the config's `output_dir` becomes the tenant's folder on the Volume)."
     check_choice("method", method, METHODS)
-    cfg = config.to_dict() | {"output_dir": MODAL_REMOTE_OUTPUT, "backend": "local"}
+    cfg = config.to_dict() | {"output_dir": f"{MODAL_REMOTE_OUTPUT}/{config.tenant_id}", "backend": "local"}
     return {"method": method, "config": cfg, "records": as_records(records),
             "eval_records": as_records(eval_records) if eval_records is not None else None,
-            "source_span_ids": source_span_ids, "overrides": overrides, "nproc": int(config.gpu_count)}
+            "source_span_ids": source_span_ids, "overrides": overrides, "nproc": int(config.gpu_count),
+            "volume": config.modal_volume}
+
+# %% ../nbs/24_backend.ipynb #39d6fc9e
+def stream_run(result:TrainingResult, # a finished run (its `adapter_path` is the run folder)
+               chunk_size:int=MODAL_CHUNK, # bytes per chunk
+              ):
+    "Yield a run folder as events: `run` (result, files with size and sha256), `chunk`s of each file, then `end`."
+    run = Path(result.adapter_path)
+    files = [p for p in sorted(run.rglob("*")) if p.is_file()]
+    yield {"event": "run", "result": result.to_dict(), "folder": run.name, "remote_path": str(run),
+           "files": [{"path": p.relative_to(run).as_posix(), "size": p.stat().st_size, "sha256": file_sha256(p)} for p in files]}
+    for p in files:
+        with open(p, "rb") as f:
+            while chunk := f.read(chunk_size): yield {"event": "chunk", "path": p.relative_to(run).as_posix(), "data": chunk}
+    yield {"event": "end"}
+
+def commit_volume(name:str|None, # the Volume to commit (None: nothing)
+                 ) -> bool:
+    "Persist what this container wrote to Volume `name`; only inside a Modal container (returns whether it committed)."
+    if not name: return False
+    try: import modal
+    except ImportError: return False
+    if modal.is_local(): return False
+    modal.Volume.from_name(name).commit()
+    return True
 
 def run_payload(payload:dict, # a job from `modal_payload`
-               ) -> dict:
-    "Run a job where it lands (the Modal container): train, then return the result and the run folder's files."
+               ):
+    "The Modal function's body: train where it lands, commit the Volume, then stream the run folder (`stream_run`)."
     config = OrchestrationConfig.from_dict(payload["config"])
     args = (payload["method"], config, payload["records"])
     kw = dict(eval_records=payload.get("eval_records"), source_span_ids=payload.get("source_span_ids"), **(payload.get("overrides") or {}))
     res = launch_training(*args, nproc=payload["nproc"], **kw) if payload.get("nproc", 1) > 1 else run_training_job(*args, **kw)
-    run = Path(res.adapter_path)
-    return {"result": res.to_dict(), "folder": run.name,
-            "files": {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}}
+    commit_volume(payload.get("volume"))
+    yield from stream_run(res, payload.get("chunk_size", MODAL_CHUNK))
 
-def materialize_run(out:dict, # what `run_payload` returned
-                    output_dir:str|Path|None, # local parent of run folders (None: `<home>/adapters`)
-                   ) -> TrainingResult:
-    "Write a returned run folder under `output_dir` atomically; the result's paths point at the local copy."
-    with run_dir(output_dir or home_subdir("adapters"), out["folder"]) as (tmp, final):
-        for rel, data in out["files"].items():
-            p = safe_join(tmp, rel, "file of the returned run folder")
-            p.parent.mkdir(parents=True, exist_ok=True); p.write_bytes(data)
-    res = TrainingResult.from_dict(out["result"])
-    res.adapter_path = str(final)
-    res.loss_history_path, res.summary_path = str(final/"loss_history.json"), str(final/"training_summary.json")
-    return res
+# %% ../nbs/24_backend.ipynb #cb37556c
+class RunReceiver:
+    "Write a streamed run folder (`stream_run` events) under `output_dir`; it appears only when complete and verified."
+    def __init__(self, output_dir:str|Path|None, # local parent of run folders (None: `<home>/adapters`)
+                 kept:str="", # where the run is kept if the download fails (named in errors)
+                ):
+        self.output_dir, self.kept = Path(output_dir or home_subdir("adapters")), kept
+        self.header, self.files, self.result, self.stack = None, {}, None, contextlib.ExitStack()
 
-def build_modal_app(config:OrchestrationConfig, # the run's configuration (resources)
+    def __enter__(self): return self
+
+    def __exit__(self, typ, exc, tb):
+        for f, _ in self.files.values(): f.close()
+        if exc is None and self.result is None: exc = RuntimeError("the stream ended before its end marker")
+        if exc is None: return False
+        self.stack.__exit__(type(exc), exc, exc.__traceback__)  # the temporary folder goes
+        where = f"; the run is kept {self.kept}" if self.kept else ""
+        raise RuntimeError(f"The run folder could not be received ({type(exc).__name__}: {exc}); nothing was written to {self.output_dir}{where}") from exc
+
+# %% ../nbs/24_backend.ipynb #2995c00f
+@patch
+def feed(self:RunReceiver, ev:dict, # one event of `stream_run`
+        ):
+    "Take one event: open the run folder on `run`, write a `chunk`, verify and publish on `end`."
+    kind = ev.get("event")
+    if kind == "run":
+        if self.header is not None: raise ValueError("a second run header")
+        self.header = ev
+        self.tmp, self.final = self.stack.enter_context(run_dir(self.output_dir, ev["folder"]))
+    elif kind == "chunk":
+        if self.header is None: raise ValueError("a file chunk came before the run header")
+        p = safe_join(self.tmp, ev["path"], "file of the returned run folder")
+        if p not in self.files: p.parent.mkdir(parents=True, exist_ok=True); self.files[p] = (open(p, "wb"), hashlib.sha256())
+        f, h = self.files[p]; f.write(ev["data"]); h.update(ev["data"])
+    elif kind == "end": self._publish()
+    else: raise ValueError(f"unknown event {kind!r}")
+
+# %% ../nbs/24_backend.ipynb #0a8aae68
+@patch
+def _publish(self:RunReceiver):
+    "Check every announced file (size, sha256), rename the folder into place and point the result at it."
+    if self.header is None: raise ValueError("the end marker came before the run header")
+    for f, _ in self.files.values(): f.close()
+    for e in self.header["files"]:
+        p = self.tmp/e["path"]
+        if p not in self.files: raise ValueError(f"file {e['path']!r} was announced but never sent")
+        if p.stat().st_size != e["size"] or self.files[p][1].hexdigest() != e["sha256"]:
+            raise ValueError(f"file {e['path']!r} arrived corrupt ({p.stat().st_size} bytes, {e['size']} announced; sha256 differs)")
+    if extra := sorted(set(self.files) - {self.tmp/e["path"] for e in self.header["files"]}):
+        raise ValueError(f"file {extra[0].relative_to(self.tmp).as_posix()!r} was sent but not announced")
+    self.stack.close()  # the temporary folder becomes the run folder
+    res = TrainingResult.from_dict(self.header["result"])
+    res.adapter_path, res.loss_history_path, res.summary_path = str(self.final), str(self.final/"loss_history.json"), str(self.final/"training_summary.json")
+    self.result = res
+
+# %% ../nbs/24_backend.ipynb #b7e1525b
+def receive_run(events, # `stream_run` events (any iterable)
+                output_dir:str|Path|None, # local parent of run folders (None: `<home>/adapters`)
+                kept:str="", # where the run is kept if the download fails (named in errors)
+               ) -> TrainingResult:
+    "Write a streamed run folder under `output_dir` (see `RunReceiver`); the result's paths point at the local copy."
+    with RunReceiver(output_dir, kept) as rcv:
+        for ev in events: rcv.feed(ev)
+    return rcv.result
+
+# %% ../nbs/24_backend.ipynb #68877d44
+def build_modal_app(config:OrchestrationConfig, # the run's configuration (resources, image, Volume, Secret)
                     app_name:str=MODAL_APP_NAME, # Modal app name
+                    functions:dict|None=None, # name -> function body (default: {"train": run_payload})
                    ):
-    "A Modal app with the training function (`run_payload`) on the config's resources; returns `(app, function)`."
+    "A Modal app running `functions` on the config's resources in the pinned image; returns `(app, {name: modal.Function})`."
     import modal
-    image = modal.Image.debian_slim(python_version="3.11").pip_install(*MODAL_PACKAGES).add_local_python_source("cogniverse_ft")
-    app = modal.App(app_name)
-    fn = app.function(image=image, serialized=True, name="train", **modal_function_kwargs(config))(run_payload)
-    return app, fn
+    spec = modal_image_spec(config)
+    image = (modal.Image.debian_slim(python_version=spec.python_version).uv_pip_install(*spec.requirements)
+             .env(spec.env).add_local_python_source("cogniverse_ft"))
+    app, kw = modal.App(app_name), modal_function_kwargs(config) | modal_attachments(config)
+    fns = {name: app.function(image=image, serialized=True, name=name, **kw)(body)
+           for name, body in (functions or {"train": run_payload}).items()}
+    return app, fns
 
+# %% ../nbs/24_backend.ipynb #ebea1fdd
+def check_modal_ready(config:OrchestrationConfig, # the run's configuration
+                     ):
+    "Fail before any remote work when Modal is not installed, has no credentials, or the base model is a local folder."
+    try: import modal
+    except ImportError: raise ModalCredentialsError("Modal is not installed: pip install 'cogniverse_ft[modal]'") from None
+    if modal_credentials() is None:
+        raise ModalCredentialsError("Modal credentials not found: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, or run "
+                                    "`modal token new`, to train on Modal (backend_provider='modal'); LocalTrainingBackend needs none")
+    if Path(config.base_model).expanduser().exists():
+        raise ValueError(f"Invalid base_model {config.base_model!r} for Modal: it is a folder on this machine, which the container "
+                         "cannot read; give a Hub id (with hf_secret for a gated or private model)")
+
+# %% ../nbs/24_backend.ipynb #696735f6
 class ModalTrainingBackend(TrainingBackend):
-    "Train on Modal's GPUs (`config.gpu`, `gpu_count`, `cpu`, `memory`, `timeout`); the adapter comes back into `output_dir`."
+    "Train on Modal's GPUs (`config.gpu`, `gpu_count`, `cpu`, `memory`, `timeout`); the run folder streams back into `output_dir`."
     name = "modal"
     def __init__(self, app_name:str=MODAL_APP_NAME, # Modal app name
                 ):
         self.app_name = app_name
 
     async def _train(self, method, config, records, eval_records=None, source_span_ids=None, **overrides) -> TrainingJobResult:
-        if modal_credentials() is None:
-            raise ModalCredentialsError("Modal credentials not found: set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET, or run "
-                                        "`modal token new`, to train on Modal (backend_provider='modal'); LocalTrainingBackend needs none")
+        import modal
+        check_modal_ready(config)
         finetuner_for(method, config, **overrides).check(records)
         payload = modal_payload(method, config, records, eval_records, source_span_ids, **overrides)
-        app, fn = build_modal_app(config, self.app_name)
+        app, fns = build_modal_app(config, self.app_name)
+        kept = (f"on the Modal Volume {config.modal_volume!r} under {payload['config']['output_dir']} (`modal volume get "
+                f"{config.modal_volume} adapters/{config.tenant_id}`); `--resume` continues an interrupted run") if config.modal_volume else ""
         t0 = time.time()
-        async with app.run():
-            out = await fn.remote.aio(payload)
-        res = materialize_run(out, config.output_dir)
+        with modal.enable_output(), RunReceiver(config.output_dir, kept) as rcv:
+            async with app.run():
+                async for ev in fns["train"].remote_gen.aio(payload): rcv.feed(ev)
+        res = rcv.result
         return TrainingJobResult(uuid.uuid4().hex[:12], method, "modal", res, t0, round(time.time() - t0, 2), res.world_size)
+
+# %% ../nbs/24_backend.ipynb #1fb5e157
+def backend_for(config:OrchestrationConfig, # the run's configuration (backend, backend_provider, gpu_count)
+               ) -> TrainingBackend:
+    "The backend that trains `config`: local in `gpu_count` processes, or the remote provider's."
+    if config.backend == "local": return LocalTrainingBackend(num_processes=config.gpu_count)
+    if config.backend_provider == "modal": return ModalTrainingBackend()
+    raise NotImplementedError(f"Remote backend provider {config.backend_provider!r} is not available yet; use 'modal'")
 
 # %% ../nbs/24_backend.ipynb #38c4320b
 if __name__ == "__main__" and getattr(globals().get("__spec__"), "name", None) == "cogniverse_ft.backend":

@@ -14,9 +14,9 @@ from typing import Any, Literal, Optional
 # %% auto #0
 __all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES',
            'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'LABEL_PROMPT',
-           'ACTIVATION_RULES', 'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE', 'VERSION_RE', 'HF_URI_RE',
-           'DEFAULT_LEARNING_RATE', 'CLOSED_TASK_LEARNING_RATE', 'KTO_LEARNING_RATE', 'home_dir', 'home_subdir',
-           'get_logger', 'setup_logging', 'validate_slug', 'validate_tenant_id', 'project_for_tenant',
+           'ACTIVATION_RULES', 'EVALUATE_ON', 'MODAL_VOLUME', 'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE', 'VERSION_RE',
+           'HF_URI_RE', 'DEFAULT_LEARNING_RATE', 'CLOSED_TASK_LEARNING_RATE', 'KTO_LEARNING_RATE', 'home_dir',
+           'home_subdir', 'get_logger', 'setup_logging', 'validate_slug', 'validate_tenant_id', 'project_for_tenant',
            'tenant_of_project', 'check_choice', 'redact_url', 'is_secret_key', 'redact_secrets', 'validate_version',
            'uri_scheme', 'check_storage_uri', 'default_learning_rate', 'OrchestrationConfig', 'owner_tag',
            'is_stale_owner', 'clean_stale_temp', 'FolderTakenError', 'atomic_dir', 'atomic_write_text',
@@ -107,6 +107,8 @@ DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 LABEL_PROMPT = "Answer with exactly one of: {labels}."  # closed tasks: the sentence naming the label set, added to every instruction
 ACTIVATION_RULES = ("base", "baseline", "active")  # what a new adapter must match on the held-out set to be activated
+EVALUATE_ON = ("auto", "local", "remote")  # where the adapter is evaluated: "auto" is where it was trained
+MODAL_VOLUME = "cogniverse-ft-cache"  # the Modal Volume that keeps the model cache and remote run folders between runs
 AGENT_INSTRUCTIONS = {  # the instruction (system message) of each agent type's examples, when spans carry none
     "routing": "Route the following query to the appropriate agent",
     "profile_selection": "Select the best backend profile for the following query",
@@ -218,10 +220,13 @@ class OrchestrationConfig:
     backend: Literal["local", "remote"] = "local"  # where training runs
     backend_provider: str = "modal"  # remote provider: modal, sagemaker, azure_ml
     gpu: str = "A10G"  # remote GPU type
-    gpu_count: int = 1  # remote GPU count
+    gpu_count: int = 1  # GPUs to train on, data-parallel when > 1 (local: torchrun processes; remote: GPUs of the machine)
     cpu: int = 4  # remote CPU count
     memory: int = 16384  # remote memory in MB
     timeout: int = 3600  # remote timeout in seconds
+    hf_secret: Optional[str] = None  # Modal Secret holding HF_TOKEN, for gated or private base models (None: no token)
+    modal_volume: Optional[str] = MODAL_VOLUME  # Modal Volume for the model cache, checkpoints and run folders (None: none, every run downloads the model)
+    evaluate_on: str = "auto"  # where the adapter is evaluated: "auto" (where it was trained), "local" or "remote"
     generate_synthetic: bool = True  # generate synthetic examples (human approval required) when data is short
     output_dir: Optional[str] = None  # where adapters are written (None: `<home>/adapters`)
     multi_turn: bool = False  # train on multi-turn session trajectories
@@ -249,6 +254,12 @@ class OrchestrationConfig:
         if self.modality is not None: validate_slug(self.modality, "modality")
         check_choice("backend", self.backend, BACKENDS)
         check_choice("backend_provider", self.backend_provider, BACKEND_PROVIDERS)
+        check_choice("evaluate_on", self.evaluate_on, EVALUATE_ON)
+        for k in ("hf_secret", "modal_volume"):
+            v = getattr(self, k)
+            if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, v := None)  # `--modal-volume none`
+            if v is not None and (not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)):
+                raise ValueError(f"Invalid {k} {v!r}: a Modal object name (letters, digits, '.', '_', '-'), or None")
         if self.model_type == "llm" and self.agent_type is None:
             raise ValueError(f"model_type='llm' needs an agent_type (a task-name slug; presets: {', '.join(map(repr, AGENT_TYPES))})")
         if self.model_type == "embedding" and self.modality is None:

@@ -18,7 +18,8 @@ from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id
 
 # %% auto #0
 __all__ = ['log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
-           'lineage_rows', 'finetune', 'finetune_sync', 'cli_finetune_args', 'finetune_config', 'cli_finetune']
+           'lineage_rows', 'evaluation_place', 'finetune', 'finetune_sync', 'cli_finetune_args', 'finetune_config',
+           'cli_finetune']
 
 # %% ../nbs/41_orchestrator.ipynb #f9a34b63
 log = get_logger(__name__)
@@ -169,10 +170,8 @@ class FinetuningOrchestrator:
 
     def _backend(self, config):
         if self.backend is None:
-            from cogniverse_ft.backend import LocalTrainingBackend, ModalTrainingBackend
-            if config.backend == "local": self.backend = LocalTrainingBackend()
-            elif config.backend_provider == "modal": self.backend = ModalTrainingBackend()
-            else: raise NotImplementedError(f"Remote backend provider {config.backend_provider!r} is not available yet; use 'modal'")
+            from cogniverse_ft.backend import backend_for
+            self.backend = backend_for(config)
         return self.backend
 
     def _registry(self):
@@ -431,10 +430,13 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
     if config.evaluate_after_training and config.model_type == "llm":
         with st.run("evaluation") as info:
             from cogniverse_ft.evaluate import evaluate_adapter
-            res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, test, run_id=res.experiment_run_id,
-                                                     base_model=config.base_model, valid_labels=labels or None, labels=label_mode,
-                                                     train_examples=train, label_prompt=config.label_prompt,
-                                                     baseline_model=config.baseline_model, compare=self._compare_with(config, res))
+            kw = dict(run_id=res.experiment_run_id, base_model=config.base_model, valid_labels=labels or None, labels=label_mode,
+                      train_examples=train, label_prompt=config.label_prompt, baseline_model=config.baseline_model)
+            info["where"] = evaluation_place(config)
+            if info["where"] == "remote":
+                from cogniverse_ft.remote_eval import evaluate_on_modal
+                res.evaluation_result = evaluate_on_modal(config, res.adapter_path, config.agent_type, test, compare=self._compare_with(config, res), **kw)
+            else: res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, test, compare=self._compare_with(config, res), **kw)
             ev = res.evaluation_result
             if hasattr(ev, "base_metrics"):
                 info.update(base_accuracy=round(ev.base_metrics.accuracy, 4), adapter_accuracy=round(ev.adapter_metrics.accuracy, 4),
@@ -475,6 +477,13 @@ def _compare_with(self, config, res) -> dict:
     if config.activation_rule != "active" or not config.enable_registry: return {}
     act = self._registry().get_active_adapter(config.tenant_id, config.agent_type)
     return {"active": act.adapter_path} if act is not None and act.adapter_id != res.adapter_id else {}
+
+# %% ../nbs/41_orchestrator.ipynb #3ea869e7
+def evaluation_place(config:OrchestrationConfig, # the run's configuration (evaluate_on, backend)
+                    ) -> str:
+    "'local' or 'remote': where the adapter of `config` is evaluated."
+    if config.evaluate_on != "auto": return config.evaluate_on
+    return "remote" if config.backend == "remote" else "local"
 
 # %% ../nbs/41_orchestrator.ipynb #1dbe6375
 @patch_to(FinetuningOrchestrator)
@@ -583,13 +592,13 @@ def _add_field(p, f, doc:str, choices=None):
 def cli_finetune_args(p):
     "Options of `cogniverse-ft finetune`: every `OrchestrationConfig` field and every trainer setting, with their help."
     from fastcore.docments import docments
-    from cogniverse_ft.core import ACTIVATION_RULES, MODEL_TYPES, BACKENDS, BACKEND_PROVIDERS
+    from cogniverse_ft.core import ACTIVATION_RULES, MODEL_TYPES, BACKENDS, BACKEND_PROVIDERS, EVALUATE_ON
     from cogniverse_ft.training import TrainSettings, SETTING_CHOICES
     p.add_argument("--tenant", dest="tenant_id", default=None, help="tenant id (default: the contract's; required without --config)")
     p.add_argument("--config", default=None, help="data contract / recipe file (default: ./cogniverse-ft.yaml when it exists); "
                    "its training: section sets any option below, and flags given here win")
     p.add_argument("--task", default=None, help="the contract's task to train (default: its only task, else --agent-type)")
-    choices = {"model_type": MODEL_TYPES, "activation_rule": ACTIVATION_RULES, "backend": BACKENDS,
+    choices = {"model_type": MODEL_TYPES, "activation_rule": ACTIVATION_RULES, "backend": BACKENDS, "evaluate_on": EVALUATE_ON,
                "backend_provider": BACKEND_PROVIDERS, **SETTING_CHOICES}
     conf = p.add_argument_group("run", "what to train and how the run goes (OrchestrationConfig)")
     docs = docments(OrchestrationConfig)
