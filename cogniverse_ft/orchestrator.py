@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/orchestrator.html.md"""
 
 # %% ../nbs/41_orchestrator.ipynb #6ff3ee4b
 from __future__ import annotations
-import contextlib, dataclasses, json, time, uuid
+import asyncio, contextlib, dataclasses, json, time, uuid
 from dataclasses import dataclass, field, asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -435,7 +435,8 @@ async def _finish(self, config, res, st, test, labels, analysis, label_mode=None
             info["where"] = evaluation_place(config)
             if info["where"] == "remote":
                 from cogniverse_ft.remote_eval import evaluate_on_modal
-                res.evaluation_result = evaluate_on_modal(config, res.adapter_path, config.agent_type, test, compare=self._compare_with(config, res), **kw)
+                res.evaluation_result = await asyncio.to_thread(evaluate_on_modal, config, res.adapter_path, config.agent_type, test,
+                                                                compare=self._compare_with(config, res), **kw)  # Modal's blocking API, off the event loop
             else: res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, test, compare=self._compare_with(config, res), **kw)
             ev = res.evaluation_result
             if hasattr(ev, "base_metrics"):
