@@ -271,17 +271,21 @@ def test_malformed_manifest_is_named(adapter, tmp_path):
 
 
 # --- item 2 (shared helper) and item 18: returned run folders -----------------------------------------------------------
-def test_materialize_run_refuses_escapes_and_defaults_to_home(tmp_path, monkeypatch):
-    from cogniverse_ft.backend import materialize_run
+def test_received_run_refuses_escapes_and_defaults_to_home(tmp_path, monkeypatch):
+    import hashlib
+    from cogniverse_ft.backend import receive_run
     monkeypatch.setenv("COGNIVERSE_FT_HOME", str(tmp_path / "home"))
     res = {"adapter_path": "/remote/x", "method": "sft", "base_model": BASE, "metrics": {}, "lora_config": {"use_lora": True},
            "loss_history_path": "", "summary_path": "", "target": "routing"}
-    out = {"folder": "sft_routing_20260101_000000", "files": {"adapter_config.json": b"{}"}, "result": res}
+    def events(rel, data=b"{}"):
+        head = {"event": "run", "result": res, "folder": "sft_routing_20260101_000000", "remote_path": "/remote/x",
+                "files": [{"path": rel, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}]}
+        return [head, {"event": "chunk", "path": rel, "data": data}, {"event": "end"}]
     for evil in ("../../escaped.txt", "/tmp/abs-escape.txt", "a/../../x"):
-        _fail(materialize_run, args=({**out, "files": {evil: b"x"}}, tmp_path / "runs"), contains="resolves outside")
+        _fail(receive_run, args=(events(evil), tmp_path / "runs"), contains="resolves outside")
     _eq(list(tmp_path.rglob("escaped.txt")), [])
     cfg = OrchestrationConfig(tenant_id="acme", project="cogniverse-acme", model_type="llm", agent_type="routing")
-    got = materialize_run(out, cfg.output_dir)  # the default output_dir (None) is <home>/adapters, not ./outputs
+    got = receive_run(events("adapter_config.json"), cfg.output_dir)  # the default output_dir (None) is <home>/adapters, not ./outputs
     _eq(Path(got.adapter_path).parent, tmp_path / "home" / "adapters")
     _eq(sorted(p.name for p in (tmp_path / "runs").iterdir()) if (tmp_path / "runs").exists() else [], [])
 
