@@ -14,6 +14,7 @@ from fastcore.basics import patch_to
 from .core import (get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL,
                                 DEFAULT_EMBEDDING_MODEL, ACTIVATION_RULES)
 from .formatting import build_messages, label_instruction
+from .models import PRECISIONS
 
 # %% auto #0
 __all__ = ['log', 'ROUTING_LABELS', 'as_example', 'conversation_of', 'prompt_ids', 'end_of_turn', 'label_ids',
@@ -462,6 +463,7 @@ class AdapterEvaluator:
                  top_k:int=3, # k of top-k accuracy
                  max_new_tokens:int|None=None, # generation limit (default: longest label + 8 tokens, or 64)
                  device:str|None=None, # "cpu", "cuda", ... (default: automatic)
+                 precision:str="auto", # weights of the base: "auto" (bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU), "fp32", "bf16", "fp16"
                  batch_size:int=8, # examples scored together (score mode)
                  label_prompt:str|None=None, # closed tasks: sentence naming the labels added to each instruction (`{labels}`); the base is also scored without it
                  baseline_model:str|None=DEFAULT_EMBEDDING_MODEL, # closed tasks: sentence encoder of the baseline classifier (None: no baseline)
@@ -479,6 +481,7 @@ class AdapterEvaluator:
         cfg = json.loads((self.adapter_path/"adapter_config.json").read_text())
         self.base_model = base_model or cfg.get("base_model_name_or_path") or DEFAULT_BASE_MODEL
         self.agent_type, self.valid_labels, self.top_k, self.device = agent_type, valid_labels, top_k, device
+        self.precision = check_choice("precision", precision, PRECISIONS)
         self.mode = check_choice("mode", mode or ("generate" if self.open else "score"), ("score", "generate"))
         if self.mode == "score" and self.open:
             raise ValueError(f"{agent_type} is an open task (free-text answers): no label set to score; use mode='generate'")
@@ -554,7 +557,7 @@ class AdapterEvaluator:
         prompt = self.label_prompt if labels else None
         examples = [(label_instruction(i, labels, prompt), x, o) for i, x, o in plain] if prompt else plain
         convs = [conversation_of(x) for x in test_examples]
-        if model is None: model, tokenizer = load_causal_lm(self.base_model, device=self.device)
+        if model is None: model, tokenizer = load_causal_lm(self.base_model, dtype=self.precision, device=self.device)
         model.eval()
         t0 = time.time()
         base_rows = self.run_model(model, tokenizer, examples, labels, convs)

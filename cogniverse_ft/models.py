@@ -13,10 +13,11 @@ from typing import Any
 from .core import home_subdir, atomic_dir, get_logger, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL
 
 # %% auto #0
-__all__ = ['log', 'BUNDLED_CAUSAL_LM', 'BUNDLED_EMBEDDING', 'PLAIN_CHAT_TEMPLATE', 'MERGE_SYSTEM_PREAMBLE', 'package_dir',
-           'bundled_file', 'hub_offline', 'file_sha256', 'gguf_cache_dir', 'materialize_gguf', 'ModelNotFoundError',
-           'ResolvedModel', 'resolve_causal_lm', 'resolve_embedding_model', 'ensure_chat_template', 'load_tokenizer',
-           'load_causal_lm', 'load_embedding_model', 'chat']
+__all__ = ['log', 'BUNDLED_CAUSAL_LM', 'BUNDLED_EMBEDDING', 'PLAIN_CHAT_TEMPLATE', 'MERGE_SYSTEM_PREAMBLE', 'PRECISIONS',
+           'PRECISION_DTYPES', 'QUANTIZATIONS', 'package_dir', 'bundled_file', 'hub_offline', 'file_sha256',
+           'gguf_cache_dir', 'materialize_gguf', 'ModelNotFoundError', 'ResolvedModel', 'resolve_causal_lm',
+           'resolve_embedding_model', 'ensure_chat_template', 'resolve_precision', 'torch_dtype_for',
+           'check_quantization', 'qlora_config', 'load_tokenizer', 'load_causal_lm', 'load_embedding_model', 'chat']
 
 # %% ../nbs/01_models.ipynb #866aa52f
 log = get_logger(__name__)
@@ -198,6 +199,70 @@ def ensure_chat_template(tok, # a tokenizer
     return "system_merged"
 
 # %% ../nbs/01_models.ipynb #344ac482
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  # precision -> torch dtype name
+
+def _is_cuda(device) -> bool: return str(device).startswith("cuda")
+
+def _native_bf16() -> bool:
+    "Whether the current CUDA GPU computes in bf16 natively (not emulated)."
+    import torch, inspect
+    f = torch.cuda.is_bf16_supported
+    return f(including_emulation=False) if "including_emulation" in inspect.signature(f).parameters else f()
+
+# %% ../nbs/01_models.ipynb #2d728296
+def resolve_precision(precision:str="auto", # "auto", "fp32", "bf16" or "fp16"
+                      device=None, # the device computed on (default: cuda when available, else cpu)
+                     ) -> str:
+    "The precision used on `device`: 'fp32', 'bf16' or 'fp16' ('auto': bf16 on CUDA with bf16, fp16 on other CUDA GPUs, fp32 elsewhere)."
+    import torch
+    if precision not in PRECISIONS: raise ValueError(f"Invalid precision {precision!r}; allowed: {', '.join(map(repr, PRECISIONS))}")
+    device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    cuda = _is_cuda(device) and torch.cuda.is_available()
+    if _is_cuda(device) and not cuda: raise ValueError(f"Invalid device {device!r}: no CUDA GPU is available here")
+    bf16 = cuda and _native_bf16()
+    if precision == "auto": return "bf16" if bf16 else "fp16" if cuda else "fp32"
+    if precision == "fp16" and not cuda: raise ValueError("Invalid precision 'fp16': it needs a CUDA GPU; use 'fp32' or 'bf16' on CPU")
+    if precision == "bf16" and cuda and not bf16:
+        raise ValueError(f"Invalid precision 'bf16': this GPU ({torch.cuda.get_device_name(device)}) has no native bf16; use 'fp16' or 'auto'")
+    return precision
+
+def torch_dtype_for(precision:str, # "fp32", "bf16" or "fp16" (a resolved precision)
+                   ):
+    "The torch dtype of a resolved precision."
+    import torch
+    if precision not in PRECISION_DTYPES: raise ValueError(f"Invalid precision {precision!r}: resolve it first; one of {', '.join(PRECISION_DTYPES)}")
+    return getattr(torch, PRECISION_DTYPES[precision])
+
+# %% ../nbs/01_models.ipynb #b5a2285b
+QUANTIZATIONS = ("none", "4bit")
+
+def check_quantization(quantization:str|None, # None, "none" or "4bit"
+                       device=None, # the device the model loads on (default: cuda when available, else cpu)
+                      ) -> str|None:
+    "`'4bit'` when 4-bit loading can work here, None for no quantization; a `ValueError` saying what is missing otherwise."
+    import torch
+    q = "none" if quantization is None else quantization
+    if q not in QUANTIZATIONS: raise ValueError(f"Invalid quantization {quantization!r}; allowed: {', '.join(map(repr, QUANTIZATIONS))}")
+    if q == "none": return None
+    device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    missing = []
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("the bitsandbytes package is not installed: pip install 'cogniverse_ft[gpu]'")
+    if not (_is_cuda(device) and torch.cuda.is_available()): missing.append(f"a CUDA GPU (this run is on {device})")
+    if missing: raise ValueError("quantization='4bit' (QLoRA) cannot run here: it needs " + "; and ".join(missing))
+    return "4bit"
+
+# %% ../nbs/01_models.ipynb #a1c30c78
+def qlora_config(compute_dtype=None, # torch dtype of the matrix products (default bf16)
+                ):
+    "The `BitsAndBytesConfig` of QLoRA: NF4 4-bit weights, double quantization, products in `compute_dtype`."
+    import torch
+    from transformers import BitsAndBytesConfig
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute_dtype or torch.bfloat16)
+
+# %% ../nbs/01_models.ipynb #34de41c9
 def load_tokenizer(name:str=DEFAULT_BASE_MODEL, # HF id, local folder or .gguf file
                   ):
     "Load the tokenizer of a causal LM (pad token set, a chat template every stage can use)."
@@ -207,25 +272,44 @@ def load_tokenizer(name:str=DEFAULT_BASE_MODEL, # HF id, local folder or .gguf f
     ensure_chat_template(tok)
     return tok
 
+# %% ../nbs/01_models.ipynb #76ff5a95
+def _from_pretrained(path:str, attn:str|None, **kw):
+    "`AutoModelForCausalLM.from_pretrained` with SDPA attention, falling back to eager when the class refuses SDPA."
+    from transformers import AutoModelForCausalLM
+    try: return AutoModelForCausalLM.from_pretrained(path, attn_implementation=attn or "sdpa", **kw)
+    except ValueError as e:
+        if attn is not None or "scaled_dot_product_attention" not in str(e): raise
+        log.info(f"{path}: the model class has no SDPA attention; using eager attention")
+        return AutoModelForCausalLM.from_pretrained(path, attn_implementation="eager", **kw)
+
+# %% ../nbs/01_models.ipynb #11dce884
 def load_causal_lm(name:str=DEFAULT_BASE_MODEL, # HF id, local folder or .gguf file
-                   dtype:Any=None, # torch dtype (default float32)
-                   device:str|None=None, # "cpu", "cuda", ... (default: cuda when available)
+                   dtype:Any=None, # torch dtype, or a precision ("auto", "fp32", "bf16", "fp16"); default: "auto" for `device`
+                   device:str|None=None, # "cpu", "cuda", "cuda:1", ... (default: cuda when available)
+                   quantization:str|None=None, # None or "4bit" (QLoRA weights through bitsandbytes, CUDA only)
+                   attn_implementation:str|None=None, # attention kernels (default "sdpa", "eager" when the model has no SDPA)
                    **kwargs, # passed to `from_pretrained`
                   ):
-    "Load a causal LM and its tokenizer; returns `(model, tokenizer)`."
+    "Load a causal LM and its tokenizer; returns `(model, tokenizer)` (fp32 on CPU, bf16/fp16 straight onto a CUDA GPU)."
     import torch
-    from transformers import AutoModelForCausalLM
+    device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda": device = f"cuda:{torch.cuda.current_device()}"
+    if dtype is None or isinstance(dtype, str): dtype = torch_dtype_for(resolve_precision(dtype or "auto", device))
+    q = check_quantization(quantization, device)
     r = resolve_causal_lm(name)
     t0 = time.time()
-    model = AutoModelForCausalLM.from_pretrained(str(r.path), dtype=dtype or torch.float32, **kwargs)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model.to(device)
+    if _is_cuda(device): kwargs.setdefault("device_map", {"": device})  # weights go straight to the GPU
+    if q: kwargs["quantization_config"] = qlora_config(dtype)
+    model = _from_pretrained(str(r.path), attn_implementation, dtype=dtype, **kwargs)
+    if "device_map" not in kwargs: model.to(device)
     tok = load_tokenizer(str(r.path))
     model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else tok.pad_token_id
     model.name_or_path = name
-    log.info(f"Loaded {name!r} from {r.source} in {time.time()-t0:.1f}s on {device}")
+    log.info(f"Loaded {name!r} from {r.source} in {time.time()-t0:.1f}s: {str(dtype).replace('torch.', '')} on {device}, "
+             f"attention {model.config._attn_implementation}, quantization {q or 'none'}")
     return model, tok
 
+# %% ../nbs/01_models.ipynb #7d223319
 def load_embedding_model(name:str=DEFAULT_EMBEDDING_MODEL, # HF id, short name, or local folder
                          device:str|None=None, # "cpu", "cuda", ... (default: automatic)
                         ):
@@ -233,6 +317,8 @@ def load_embedding_model(name:str=DEFAULT_EMBEDDING_MODEL, # HF id, short name, 
     from sentence_transformers import SentenceTransformer
     r = resolve_embedding_model(name)
     return SentenceTransformer(str(r.path), device=device)
+
+
 
 # %% ../nbs/01_models.ipynb #a26ae518
 def chat(model, # causal LM

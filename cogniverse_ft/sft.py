@@ -129,8 +129,7 @@ class SFTFinetuner(Finetuner):
     def load(self) -> tuple[Any, dict]:
         "The base model and tokenizer, with LoRA applied (or the fallback)."
         s = self.settings
-        model, self.tokenizer = load_causal_lm(self.base_model, device=train_device())
-        model.config.use_cache = False
+        model, self.tokenizer = self.load_base()  # the run's dtype (bf16 on GPUs), 4 bits for QLoRA, this process's device
         if not s.use_lora: return model, {"use_lora": False}
         return apply_lora(model, make_lora_config(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules))
 

@@ -15,15 +15,17 @@ from typing import Any, Optional
 from transformers import TrainerCallback
 from .core import (OrchestrationConfig, home_subdir, atomic_dir, atomic_write_json, get_logger, DEFAULT_BASE_MODEL,
                                 clean_stale_temp, owner_tag, is_stale_owner)
+from .models import PRECISIONS, QUANTIZATIONS, PRECISION_DTYPES, resolve_precision, check_quantization
 
 # %% auto #0
 __all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'CHECKPOINTS', 'COMPLETE', 'RESUME_FREE',
-           'SAMPLINGS', 'SCHEDULERS', 'PRECISIONS', 'REPORTERS', 'SETTING_CHOICES', 'METRIC_NAMES', 'as_records',
-           'train_val_split', 'lora_target_modules', 'make_lora_config', 'lora_info', 'apply_lora', 'cpu_threads',
-           'shared_prefix_len', 'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir', 'run_dir',
-           'LossHistoryCallback', 'complete_checkpoints', 'CheckpointCallback', 'drop_checkpoints', 'run_fingerprint',
-           'fingerprint_diff', 'interrupted_runs', 'resume_point', 'TrainSettings', 'check_reporter', 'TrainingResult',
-           'library_versions', 'training_metrics', 'dist_info', 'train_device', 'Finetuner', 'kept_global_rng']
+           'SAMPLINGS', 'SCHEDULERS', 'REPORTERS', 'SETTING_CHOICES', 'METRIC_NAMES', 'as_records', 'train_val_split',
+           'lora_target_modules', 'make_lora_config', 'lora_info', 'apply_lora', 'cpu_threads', 'shared_prefix_len',
+           'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir', 'run_dir', 'LossHistoryCallback',
+           'complete_checkpoints', 'CheckpointCallback', 'drop_checkpoints', 'run_fingerprint', 'fingerprint_diff',
+           'interrupted_runs', 'resume_point', 'TrainSettings', 'check_reporter', 'TrainingResult', 'library_versions',
+           'training_metrics', 'dist_info', 'train_device', 'training_numerics', 'weights_dtype', 'prepare_quantized',
+           'Finetuner', 'kept_global_rng']
 
 # %% ../nbs/20_training.ipynb #6325bd19
 log = get_logger(__name__)
@@ -104,7 +106,12 @@ def apply_lora(model, # the model to adapt
     try: pm = get_peft_model(model, cfg)
     except Exception as e:
         why = f"{type(e).__name__}: {str(e).strip().rstrip('.')}"
+        if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_loaded_in_4bit", False):
+            raise ValueError(f"Failed to apply LoRA to the 4-bit model ({why}): 4-bit weights cannot be fine-tuned in full") from e
         log.warning(LORA_FALLBACK_WARNING.format(error=why))
+        if any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters()):
+            model.float()  # full fine-tuning keeps fp32 master weights; bf16/fp16 stay the autocast precision
+            log.info("Full fine-tuning: the half-precision weights were upcast to fp32 master weights (mixed precision computes in bf16/fp16)")
         for p in model.parameters(): p.requires_grad_(True)
         return model, {"use_lora": False, "fallback_reason": why}
     n_train, n_all = pm.get_nb_trainable_parameters()
@@ -382,7 +389,6 @@ def resume_point(output_dir:str|Path, # parent of the run folders
 # %% ../nbs/20_training.ipynb #173b51a0
 SAMPLINGS = ("group_by_length", "random", "sequential")
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 REPORTERS = {"none": (), "tensorboard": ("tensorboard", "tensorboardX"), "mlflow": ("mlflow",), "wandb": ("wandb",),
              "trackio": ("trackio",)}  # report_to value -> the packages that provide it (any one)
 
@@ -410,7 +416,8 @@ class TrainSettings:
     lora_dropout: float = 0.05  # dropout on the LoRA input
     target_modules: list|str|None = None  # modules to adapt, a list or "all-linear" (None: chosen for the architecture)
     gradient_checkpointing: bool = False  # recompute activations to save memory (slower)
-    precision: str = "auto"  # "auto" (bf16 on CUDA GPUs that support it, else fp32), "fp32", "bf16" or "fp16" (CUDA only)
+    precision: str = "auto"  # "auto" (bf16 on CUDA GPUs that support it, fp16 on older ones, else fp32), "fp32", "bf16" or "fp16" (CUDA only)
+    quantization: str = "none"  # "none" or "4bit" (QLoRA through bitsandbytes, CUDA only)
     num_threads: int|None = None  # CPU threads (None: the cores other work leaves free when training starts)
     share_prefix: bool = True  # compute the prompt prefix all rows of a batch share once (`add_fast_fused_forward`)
     sampling: str = "group_by_length"  # batch order: "group_by_length" (less padding), "random" or "sequential"
@@ -435,7 +442,8 @@ _POSITIVE_OR_NONE = ("num_threads", "eval_steps", "save_steps")
 _RANGES = {"learning_rate": (0, 1, False), "val_fraction": (0, 1, False), "warmup_ratio": (0, 1, True),
            "lora_dropout": (0, 1, True), "weight_decay": (0, None, True), "max_grad_norm": (0, None, False),
            "early_stopping_threshold": (0, None, True), "epochs": (0, None, False)}  # name -> (low, high, low allowed)
-SETTING_CHOICES = {"sampling": SAMPLINGS, "lr_scheduler_type": SCHEDULERS, "precision": PRECISIONS, "report_to": tuple(REPORTERS)}
+SETTING_CHOICES = {"sampling": SAMPLINGS, "lr_scheduler_type": SCHEDULERS, "precision": PRECISIONS, "quantization": QUANTIZATIONS,
+                   "report_to": tuple(REPORTERS)}
 
 def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 
@@ -460,6 +468,9 @@ def _check_settings(self:TrainSettings):
     if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
         raise ValueError(f"Invalid save_steps {self.save_steps}: must be a multiple of eval_steps ({self.eval_steps}), so the best "
                          "evaluation has a checkpoint to restore")
+    if self.quantization == "4bit" and not self.use_lora:
+        raise ValueError("Invalid quantization '4bit' with use_lora=False: 4-bit weights cannot be fine-tuned in full; "
+                         "QLoRA trains a LoRA adapter on them (use_lora=True)")
     if isinstance(self.target_modules, str) and self.target_modules != "all-linear": self.target_modules = [self.target_modules]
 
 # %% ../nbs/20_training.ipynb #e8ae3cdb
@@ -560,7 +571,37 @@ def _quiet_printer(trainer):
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
     trainer.remove_callback(PrinterCallback); trainer.remove_callback(ProgressCallback)
 
+
+
 # %% ../nbs/20_training.ipynb #c8319ed7
+def training_numerics(settings:TrainSettings, # the run's settings
+                      device:str|None=None, # the device it trains on (default: `train_device()`)
+                     ) -> dict:
+    "`{device, precision, weights, quantization}` of a run on `device`; a `ValueError` when it cannot run there."
+    device = device or train_device()
+    p = resolve_precision(settings.precision, device)
+    q = check_quantization(settings.quantization, device) or "none"
+    weights = p if settings.use_lora or q == "4bit" else "fp32"  # full fine-tuning: fp32 master weights, autocast only
+    return {"device": device, "precision": p, "weights": PRECISION_DTYPES[weights], "quantization": q}
+
+def weights_dtype(model, # a model (plain, PEFT or sentence-transformers)
+                 ) -> str:
+    "The dtype holding most of `model`'s parameters ('uint8' for 4-bit weights)."
+    from collections import Counter
+    c = Counter()
+    for p in model.parameters(): c[str(p.dtype).replace("torch.", "")] += p.numel()
+    return c.most_common(1)[0][0] if c else "none"
+
+# %% ../nbs/20_training.ipynb #d92a5677
+def prepare_quantized(model, # a causal LM loaded in 4 bits
+                      gradient_checkpointing:bool=False, # recompute activations (the run's setting)
+                     ):
+    "Ready a 4-bit model for QLoRA (PEFT's `prepare_model_for_kbit_training`); other models come back unchanged."
+    if getattr(model, "hf_quantizer", None) is None and not getattr(model, "is_loaded_in_4bit", False): return model
+    from peft import prepare_model_for_kbit_training
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+
+# %% ../nbs/20_training.ipynb #f179e182
 class Finetuner:
     "Base of `SFTFinetuner`, `DPOFinetuner` and `EmbeddingFinetuner`: the run logic they share."
     method: str = ""
@@ -614,15 +655,14 @@ class Finetuner:
         "Keyword arguments for the trainer's `TrainingArguments` class."
         import torch
         s, (rank, local, world) = self.settings, dist_info()
-        cuda = torch.cuda.is_available()
-        if s.precision == "fp16" and not cuda: raise ValueError("Invalid precision 'fp16': it needs a CUDA GPU; use 'fp32' or 'bf16' on CPU")
+        n = training_numerics(s)  # one mapping for the weights' dtype and the trainer's mixed precision
+        cuda = n["device"].startswith("cuda")
         a = dict(output_dir=output_dir, num_train_epochs=s.epochs, max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
                  per_device_eval_batch_size=s.batch_size, gradient_accumulation_steps=s.gradient_accumulation_steps,
                  learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type, warmup_steps=float(s.warmup_ratio),
                  weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, optim=s.optim, logging_steps=1, report_to=s.report_to,
                  disable_tqdm=True, seed=s.seed, data_seed=s.seed, activation_checkpointing=s.gradient_checkpointing,
-                 use_cpu=not cuda, dataloader_num_workers=0, fp16=s.precision == "fp16",
-                 bf16=s.precision == "bf16" or (s.precision == "auto" and cuda and torch.cuda.is_bf16_supported()),
+                 use_cpu=not cuda, dataloader_num_workers=0, fp16=n["precision"] == "fp16", bf16=n["precision"] == "bf16",
                  save_strategy="steps" if s.save_steps else "epoch", save_steps=s.save_steps, save_total_limit=s.save_total_limit,
                  restore_callback_states_from_checkpoint=True,
                  train_sampling_strategy="random" if s.sampling == "group_by_length" and not self.groups_by_length else s.sampling)
@@ -633,6 +673,19 @@ class Finetuner:
                       save_steps=s.save_steps or every, load_best_model_at_end=True, metric_for_best_model="eval_loss",
                       greater_is_better=False)
         return a
+
+# %% ../nbs/20_training.ipynb #b87c41d9
+@patch
+def load_base(self:Finetuner):
+    "The base causal LM for training and its tokenizer: weights in the run's dtype (4 bits for QLoRA) on this process's device."
+    import torch
+    from cogniverse_ft.models import load_causal_lm
+    s = self.settings
+    n = training_numerics(s)
+    model, tok = load_causal_lm(self.base_model, dtype=getattr(torch, n["weights"]), device=n["device"],
+                                quantization=None if n["quantization"] == "none" else n["quantization"])
+    model.config.use_cache = False
+    return prepare_quantized(model, s.gradient_checkpointing), tok
 
 # %% ../nbs/20_training.ipynb #183f83dd
 @patch
@@ -714,10 +767,11 @@ def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
     from transformers import set_seed
     s, (rank, local, world) = self.settings, dist_info()
     check_reporter(s.report_to)
+    self.numerics = training_numerics(s)  # precision and quantization this machine can run: refused before any loading
     train_recs, val_recs = self.split(data, eval_data)
     if source_span_ids is None: source_span_ids = [r[k] for r in train_recs + val_recs for k in ("span_id", "source_span_id") if r.get(k)]
     parent = Path(s.output_dir).expanduser() if s.output_dir else home_subdir("adapters")
-    fp = run_fingerprint(train_recs, val_recs, s.to_dict())
+    fp = run_fingerprint(train_recs, val_recs, s.to_dict() | {"precision": self.numerics["precision"]})  # "auto" as resolved here
     point = self._resume_point(parent, fp)
     self._say(f"Training {self.base_model} ({self.method}) with {len(train_recs) + len(val_recs)} examples...")
     if val_recs:
@@ -725,6 +779,7 @@ def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
         self._say(f"Early stopping enabled (patience={s.early_stopping_patience})")
     set_seed(s.seed)  # LoRA initializes its A matrices at random: same seed, same adapter start on every rank and run
     model, lora = self.load()
+    self.numerics |= {"weights": weights_dtype(model), "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
     train_ds, eval_ds = self.prepare(train_recs, "train"), (self.prepare(val_recs, "eval") if val_recs else None)
     name = point["name"] if point else run_name(self.method, self.target)
     with contextlib.ExitStack() as stack:
@@ -768,5 +823,5 @@ def _write_run(self:Finetuner, trainer, tmp:Path, final:Path, ck:Path, lora:dict
         "method": self.method, "target": self.target, "base_model": self.base_model, "created_at": utc_stamp(),
         "run_folder": final.name, "settings": self.settings.to_dict(), "lora_config": lora,
         "data": {"examples": n_train + n_val, "train_examples": n_train, "val_examples": n_val},
-        "metrics": metrics, "world_size": world, "library_versions": library_versions(),
+        "metrics": metrics, "numerics": getattr(self, "numerics", {}), "world_size": world, "library_versions": library_versions(),
         "source_span_ids": list(source_span_ids), "files": sorted(p.name for p in tmp.iterdir()) + ["training_summary.json"]})

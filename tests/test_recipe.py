@@ -74,7 +74,7 @@ EXPECTED = {"max_length": True, "warmup_ratio": 0.25, "validation_threshold": Tr
 def test_every_knob_reaches_the_trainer(tiny, tmp_path, capsys):
     "One tiny run with every knob away from its default, set the way a recipe sets them (config fields + `training`)."
     own = {f.name for f in dataclasses.fields(OrchestrationConfig)}
-    untested = {f.name for f in KNOBS} - set(SET) - {"base_model", "output_dir", "resume"}
+    untested = {f.name for f in KNOBS} - set(SET) - {"base_model", "output_dir", "resume", "quantization"}  # 4bit: CUDA only, see below
     _eq(untested, set())  # a new knob needs a line in SET
     values = {k: v for k, (v, _) in SET.items()}
     cfg = OrchestrationConfig(tenant_id="acme", project="cogniverse-acme", model_type="llm", agent_type="routing", base_model=tiny,
@@ -97,6 +97,17 @@ def test_recipe_values_are_checked_before_any_work():
     _fail(lambda: OrchestrationConfig(tenant_id="a", project="cogniverse-a", model_type="llm", agent_type="r", training={"precision": "fp8"}),
           contains="Invalid precision 'fp8'")
     _fail(lambda: TrainSettings(report_to="tensorboardx"), contains="allowed: 'none', 'tensorboard'")
+
+def test_quantization_knob_reaches_the_run_and_is_refused_clearly_on_cpu(tiny, tmp_path):
+    "quantization='4bit' (QLoRA) needs bitsandbytes and a CUDA GPU: from a recipe it reaches the run, which refuses it before loading."
+    cfg = OrchestrationConfig(tenant_id="acme", project="cogniverse-acme", model_type="llm", agent_type="routing", base_model=tiny,
+                              output_dir=str(tmp_path), training={"quantization": "4bit"})
+    ft = SFTFinetuner.from_config(cfg)
+    _eq(ft.settings.quantization, "4bit")
+    _fail(lambda: ft.train(records(8)), contains="quantization='4bit' (QLoRA) cannot run here: it needs")
+    _eq([p.name for p in tmp_path.iterdir()], [])  # refused before any run folder or checkpoint
+    _fail(lambda: OrchestrationConfig(tenant_id="a", project="cogniverse-a", model_type="llm", agent_type="r", training={"quantization": "8bit"}),
+          contains="Invalid quantization '8bit'; allowed: 'none', '4bit'")
 
 # --- checkpoints and resume ------------------------------------------------------------------------------------------
 
