@@ -6,13 +6,13 @@ Docs: https://cogniverse.github.io/cogniverse_ft/cli.html.md"""
 
 # %% ../nbs/03_cli.ipynb #8a164e6d
 from __future__ import annotations
-import argparse, importlib, json, sys, time
+import argparse, importlib, json, os, sys, time
 from . import __version__
 from .core import setup_logging, get_logger
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'cli_models_args', 'cli_docs_args', 'build_parser',
-           'main', 'cli_models', 'cli_docs']
+__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'VERBOSITY', 'cli_models_args', 'cli_docs_args',
+           'quiet_broken_pipe', 'build_parser', 'main', 'cli_models', 'cli_docs']
 
 # %% ../nbs/03_cli.ipynb #bd2ae54e
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
@@ -51,12 +51,20 @@ def _handler(name:str, suffix:str=""):
         return None
     return getattr(m, fn + suffix, None)
 
+VERBOSITY = {0: ("WARNING", "INFO"), 1: ("INFO", "INFO"), 2: ("DEBUG", "DEBUG")}  # -v count -> (level, stage lines' level)
+
+def quiet_broken_pipe() -> int:
+    "The reader of stdout left (`| head`): send the rest to /dev/null so exiting is quiet; exit 141 as other tools do."
+    try: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError): pass
+    return 141
+
 def build_parser(command:str|None=None, # the command whose options to declare (imports only its module)
                 ) -> argparse.ArgumentParser:
     "The `cogniverse-ft` argument parser: every subcommand, with the options of `command`."
     ap = argparse.ArgumentParser(prog="cogniverse-ft", description="Turn Phoenix telemetry into fine-tuned LoRA adapters.")
     ap.add_argument("--version", action="version", version=f"cogniverse-ft {__version__}")
-    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    ap.add_argument("-v", "--verbose", action="count", default=0, help="more detail: -v every step's log, -vv debug")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -74,9 +82,10 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     ap = build_parser(command)
     args = ap.parse_args(argv)
     if not args.command: ap.print_help(); return EXIT_USAGE
-    setup_logging("DEBUG" if args.verbose else "INFO")
+    setup_logging(*VERBOSITY[min(args.verbose, 2)])
     fn = _handler(args.command)
     try: return int(fn(args) or 0)
+    except BrokenPipeError: return quiet_broken_pipe()
     except KeyboardInterrupt: print("interrupted", file=sys.stderr); return 130
     except Exception as e:
         get_logger("cli").debug("command failed", exc_info=True)

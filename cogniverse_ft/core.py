@@ -6,21 +6,22 @@ Docs: https://cogniverse.github.io/cogniverse_ft/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #6588f41f
 from __future__ import annotations
-import os, re, logging, json, tempfile, shutil, contextlib, hashlib, socket, glob
+import os, re, math, logging, json, tempfile, shutil, contextlib, hashlib, socket, glob
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path, PurePath
 from typing import Any, Literal, Optional
 
 # %% auto #0
-__all__ = ['HOME_ENV', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES', 'AGENT_TYPES', 'MODALITIES',
-           'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL', 'LABEL_PROMPT',
-           'ACTIVATION_RULES', 'EVALUATE_ON', 'MODAL_VOLUME', 'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE', 'VERSION_RE',
-           'HF_URI_RE', 'DEFAULT_LEARNING_RATE', 'CLOSED_TASK_LEARNING_RATE', 'KTO_LEARNING_RATE', 'home_dir',
-           'home_subdir', 'get_logger', 'setup_logging', 'validate_slug', 'validate_tenant_id', 'project_for_tenant',
-           'tenant_of_project', 'check_choice', 'redact_url', 'is_secret_key', 'redact_secrets', 'validate_version',
-           'uri_scheme', 'check_storage_uri', 'default_learning_rate', 'OrchestrationConfig', 'owner_tag',
-           'is_stale_owner', 'clean_stale_temp', 'FolderTakenError', 'atomic_dir', 'atomic_write_text',
-           'atomic_write_json', 'safe_join', 'preflight', 'run_sync']
+__all__ = ['HOME_ENV', 'STAGE_LOGGER', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES', 'AGENT_TYPES',
+           'MODALITIES', 'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL',
+           'LABEL_PROMPT', 'ACTIVATION_RULES', 'EVALUATE_ON', 'MODAL_VOLUME', 'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE',
+           'VERSION_RE', 'HF_URI_RE', 'DEFAULT_LEARNING_RATE', 'CLOSED_TASK_LEARNING_RATE', 'KTO_LEARNING_RATE',
+           'home_dir', 'home_subdir', 'get_logger', 'setup_logging', 'number_text', 'validate_slug',
+           'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice', 'redact_url',
+           'is_secret_key', 'redact_secrets', 'validate_version', 'uri_scheme', 'check_storage_uri',
+           'default_learning_rate', 'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_temp',
+           'FolderTakenError', 'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight',
+           'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
@@ -45,17 +46,31 @@ def get_logger(name:str="cogniverse_ft", # logger name, usually `__name__`
     "A logger under the `cogniverse_ft` hierarchy."
     return logging.getLogger(name if name.startswith("cogniverse_ft") else f"cogniverse_ft.{name}")
 
+STAGE_LOGGER = "cogniverse_ft.stages"  # stage starts and ends with their counts: shown at the quiet default level
+
 def setup_logging(level:int|str=logging.INFO, # logging level for the `cogniverse_ft` logger
+                  stages:int|str|None=None, # level of the stage lines (`STAGE_LOGGER`); None: the same as `level`
                  ):
     "Send `cogniverse_ft` logs to stderr with timestamps (idempotent)."
     lg = logging.getLogger("cogniverse_ft")
     lg.setLevel(level)
+    logging.getLogger(STAGE_LOGGER).setLevel(stages if stages is not None else logging.NOTSET)
     if not any(getattr(h, "_cogniverse_ft", False) for h in lg.handlers):
         h = logging.StreamHandler()
         h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
         h._cogniverse_ft = True
         lg.addHandler(h)
     return lg
+
+# %% ../nbs/00_core.ipynb #f3d6b263
+def number_text(v:Any, # a value to show
+                digits:int=4, # significant digits of a non-integral float
+               ) -> str:
+    "A number as people read it: integers (and integral floats) without a decimal point, other floats with `digits` significant digits."
+    if isinstance(v, bool) or not isinstance(v, (int, float)): return str(v)
+    if isinstance(v, float) and not math.isfinite(v): return str(v)
+    if float(v).is_integer() and abs(v) < 1e15: return str(int(v))
+    return f"{v:.{digits}g}"
 
 # %% ../nbs/00_core.ipynb #f32d41ee
 SLUG_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # tenants, agent types, modalities, project suffixes

@@ -14,15 +14,16 @@ from typing import Any, Literal, Optional
 from fastcore.basics import patch_to
 from .tracking import list_experiments, get_experiment_details, compare_experiments
 from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project, project_for_tenant,
-                                redact_url, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL)
+                                redact_url, number_text, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL, STAGE_LOGGER)
 
 # %% auto #0
-__all__ = ['log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
+__all__ = ['log', 'stage_log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
            'lineage_rows', 'evaluation_place', 'finetune', 'finetune_sync', 'cli_finetune_args', 'finetune_config',
            'cli_finetune']
 
 # %% ../nbs/41_orchestrator.ipynb #f9a34b63
 log = get_logger(__name__)
+stage_log = get_logger(STAGE_LOGGER)
 
 # %% ../nbs/41_orchestrator.ipynb #f6afe700
 STATUSES = ("succeeded", "awaiting_approval", "insufficient_data")
@@ -104,15 +105,15 @@ class Stages:
            ):
         "Time the block, record it, and wrap a failure in `StageError`."
         info, t0 = {}, time.time()
-        log.info(f"[{name}] starting")
+        stage_log.info(f"[{name}] starting")
         try: yield info
         except StageError: raise
         except Exception as e:
             self.log.append({"stage": name, "seconds": round(time.time() - t0, 2), "ok": False, "info": {"error": str(e)}})
-            log.error(f"[{name}] failed: {type(e).__name__}: {e}")
+            stage_log.error(f"[{name}] failed: {type(e).__name__}: {e}")
             raise StageError(name, e) from e
         self.log.append({"stage": name, "seconds": round(time.time() - t0, 2), "ok": True, "info": info})
-        log.info(f"[{name}] done in {time.time()-t0:.1f}s " + ", ".join(f"{k}={v}" for k, v in info.items()))
+        stage_log.info(f"[{name}] done in {time.time()-t0:.1f}s " + ", ".join(f"{k}={number_text(v)}" for k, v in info.items()))
 
 # %% ../nbs/41_orchestrator.ipynb #3f1d95a9
 class FinetuningOrchestrator:
