@@ -9,10 +9,11 @@ from __future__ import annotations
 import json, time
 from pathlib import Path
 from .core import (OrchestrationConfig, home_dir, home_subdir, project_for_tenant, atomic_write_json, get_logger,
-                                validate_tenant_id, DEFAULT_BASE_MODEL)
+                                validate_tenant_id, number_text, run_sync, DEFAULT_BASE_MODEL)
 
 # %% auto #0
-__all__ = ['log', 'ensure_phoenix', 'run_demo', 'evaluation_summary', 'format_summary', 'cli_demo_args', 'cli_demo']
+__all__ = ['log', 'ensure_phoenix', 'experiment_url', 'run_demo', 'evaluation_summary', 'format_summary', 'cli_demo_args',
+           'cli_demo']
 
 # %% ../nbs/43_demo.ipynb #8cf028fc
 log = get_logger(__name__)
@@ -31,6 +32,18 @@ def ensure_phoenix(url:str|None=None, # an existing Phoenix to use instead
     return start_phoenix(detached=True).url
 
 # %% ../nbs/43_demo.ipynb #5445f327
+def experiment_url(provider, # a `PhoenixProvider` of the tenant
+                   run_id:str|None, # the run's experiment id
+                  ) -> str|None:
+    "The Phoenix page of a run's evaluation experiment, or None when there is none."
+    from cogniverse_ft.tracking import get_experiment_details
+    if not run_id: return None
+    try: e = run_sync(get_experiment_details(provider, run_id=run_id))
+    except Exception as ex:
+        log.warning(f"Could not read the experiment {run_id} back from Phoenix: {type(ex).__name__}: {ex}"); return None
+    return (((e or {}).get("evaluation") or {}).get("info") or {}).get("compare_url")
+
+# %% ../nbs/43_demo.ipynb #b4c70c2b
 def run_demo(tenant_id:str="demo", # the demo tenant
              epochs:int=3, # training epochs
              batch_size:int=4, # batch size
@@ -70,12 +83,17 @@ def run_demo(tenant_id:str="demo", # the demo tenant
         report = str(render_report(tenant_id, project, agent_type="routing", base_url=url,
                                    out=home_subdir("demo")/f"report_{tenant_id}.html"))
     step(5, "Summary")
+    history = Path(res.adapter_path or "", "loss_history.json")
+    steps = json.loads(history.read_text()).get("train", []) if res.adapter_path and history.exists() else []
     summary = {"tenant_id": tenant_id, "project": project, "status": res.status, "method": res.training_method,
                "base_model": res.base_model, **evaluation_summary(res.evaluation_result),
                "activation_rule": (res.activation or {}).get("rule"), "activation_reason": (res.activation or {}).get("reason"),
                "adapter_id": res.adapter_id, "adapter_active": res.activated, "adapter_path": res.adapter_path,
-               "report_path": report, "phoenix_url": url, "phoenix_project_url": f"{url}/projects",
+               "report_path": report, "report_url": Path(report).resolve().as_uri() if report else None,
+               "phoenix_url": url, "phoenix_project_url": f"{url}/projects",
+               "phoenix_experiment_url": experiment_url(PhoenixProvider(tenant_id, project, base_url=url), res.experiment_run_id),
                "experiment_run_id": res.experiment_run_id, "train_loss": res.metrics.get("train_loss"),
+               "train_loss_final": steps[-1].get("loss") if steps else None,
                "stages": [(s["stage"], s["seconds"]) for s in res.stages], "wall_s": round(time.time() - t0, 1)}
     atomic_write_json(home_subdir("demo")/"summary.json", summary)
     print(format_summary(summary))
@@ -116,14 +134,19 @@ def format_summary(s:dict) -> str:
         lines.append(f"Baseline           : {pct(bl)} (sentence embeddings + logistic regression): the adapter {verdict}"
                      + ("" if s.get("p_value_vs_baseline") is None else f" (McNemar p={p(s['p_value_vs_baseline'])})"))
     elif s.get("baseline_sentence"): lines.append(f"Baseline           : {s['baseline_sentence']}")
+    if s.get("train_loss") is not None:
+        fin = s.get("train_loss_final")
+        lines.append(f"Train loss         : " + (f"final step {number_text(fin)}, " if fin is not None else "") + f"mean over the run {number_text(s['train_loss'])}")
     if s.get("activation_rule"):
         lines.append(f"Activation         : rule {s['activation_rule']!r}, {'activated' if s['adapter_active'] else 'not activated'}: "
                      f"{s.get('activation_reason')}")
     lines += [f"Adapter            : {s['adapter_path']}",
               f"Registry id        : {s['adapter_id']}" + (" (active)" if s["adapter_active"] else ""),
-              f"Report             : {s['report_path']}",
-              f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans,",
-              f"                     Datasets & Experiments: base, adapter and baseline predictions side by side)",
+              f"Report             : {s.get('report_url') or s['report_path']}",
+              f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans)"]
+    if s.get("phoenix_experiment_url"):
+        lines.append(f"Phoenix experiment : {s['phoenix_experiment_url']} (base, adapter and baseline predictions side by side)")
+    lines += [
               f"Summary JSON       : {home_dir()/'demo'/'summary.json'}", "=" * 72]
     return "\n".join(lines)
 

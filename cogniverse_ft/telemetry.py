@@ -893,20 +893,27 @@ def cli_phoenix_args(p):
 
 def cli_phoenix(args) -> int:
     "Run `cogniverse-ft phoenix up|down|status`; returns the exit code."
+    say = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print  # with --json, stdout is one JSON document
     if args.action == "up":
         if rec := read_server_record():
-            print(f"Phoenix is already running at {rec['url']} (pid {rec['pid']}, data in {rec['working_dir']})")
+            say(f"Phoenix is already running at {rec['url']} (pid {rec['pid']}, data in {rec['working_dir']})")
+            if args.json: print(json.dumps({"url": rec["url"], "pid": rec["pid"], "working_dir": str(rec["working_dir"]), "started": False}))
             return 0
-        print("Starting the embedded Phoenix server...", flush=True)
+        say("Starting the embedded Phoenix server...", flush=True)
         srv = start_phoenix(working_dir=args.working_dir, port=args.port, detached=True)
-        print(f"Phoenix is up at {srv.url} (pid {srv.pid}, data in {srv.working_dir}, log {srv.log_path})")
+        say(f"Phoenix is up at {srv.url} (pid {srv.pid}, data in {srv.working_dir}, log {srv.log_path})")
+        if args.json: print(json.dumps({"url": srv.url, "pid": srv.pid, "working_dir": str(srv.working_dir), "log": str(srv.log_path), "started": True}))
         return 0
     if args.action == "down":
         rec = read_server_record()
-        if rec is None: print("No embedded Phoenix server is running."); return 0
-        print(f"Stopping Phoenix at {rec['url']} (pid {rec['pid']}) after pending writes land...", flush=True)
+        if rec is None:
+            say("No embedded Phoenix server is running.")
+            if args.json: print(json.dumps({"running": False, "stopped": False}))
+            return 0
+        say(f"Stopping Phoenix at {rec['url']} (pid {rec['pid']}) after pending writes land...", flush=True)
         ok = stop_phoenix()
-        print("stopped" if ok else "could not stop it")
+        say("stopped" if ok else "could not stop it")
+        if args.json: print(json.dumps({"running": True, "url": rec["url"], "stopped": ok}))
         return 0 if ok else 1
     st = phoenix_status(args.url, args.api_key)
     if args.json: print(json.dumps(st, indent=2)); return 0 if st["reachable"] else 1

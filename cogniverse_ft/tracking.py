@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/tracking.html.md"""
 
 # %% ../nbs/34_tracking.ipynb #0595ba71
 from __future__ import annotations
-import json, math, re, uuid, argparse
+import json, math, re, sys, uuid, argparse
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -18,8 +18,8 @@ from .telemetry import make_span, log_spans, PhoenixProvider
 # %% auto #0
 __all__ = ['log', 'EXPERIMENT_KIND', 'EVALUATION_KIND', 'MAX_CURVE_POINTS', 'loss_curves', 'experiment_attributes',
            'log_experiment', 'undot_columns', 'log_evaluation_dataset', 'log_evaluation', 'list_experiments',
-           'get_experiment_details', 'compare_experiments', 'evaluation_from_attributes', 'cli_experiments_args',
-           'history_frame', 'cli_experiments']
+           'get_experiment_details', 'compare_experiments', 'best_run', 'evaluation_from_attributes',
+           'cli_experiments_args', 'history_frame', 'cli_experiments']
 
 # %% ../nbs/34_tracking.ipynb #08a5659b
 log = get_logger(__name__)
@@ -290,10 +290,21 @@ async def compare_experiments(telemetry_provider, # a `PhoenixProvider`
                          **({f"baseline_{k}": v for k, v in (e["evaluation"].get("baseline") or {}).items()} if e["evaluation"] else {})}
            for e in runs}
     metrics = pd.DataFrame(met)
-    loss = {e["run_id"]: e["metrics"].get("train_loss") for e in runs if e["metrics"].get("train_loss") is not None}
+    best, by = best_run(runs)
     return {"runs": runs, "params": params, "metrics": metrics, "curves": {e["run_id"]: e["history"] for e in runs},
-            "best_run": min(loss, key=loss.get) if loss else None,
-            "differing_params": [k for k in params.index if params.loc[k].astype(str).nunique() > 1]}
+            "best_run": best, "best_by": by, "differing_params": [k for k in params.index if params.loc[k].astype(str).nunique() > 1]}
+
+def best_run(runs:list, # experiments (`list_experiments` dicts)
+            ) -> tuple:
+    "`(run_id, why)`: the highest held-out adapter accuracy (ties: lower eval loss), else the lowest eval loss; never train loss."
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    acc = lambda e: ((e.get("evaluation") or {}).get("adapter") or {}).get("accuracy")
+    ev_loss = lambda e: e["metrics"].get("eval_loss") if num(e["metrics"].get("eval_loss")) else float("inf")
+    if scored := [e for e in runs if num(acc(e))]:
+        return max(scored, key=lambda e: (acc(e), -ev_loss(e)))["run_id"], "highest adapter accuracy on the held-out set"
+    if with_loss := [e for e in runs if ev_loss(e) < float("inf")]:
+        return min(with_loss, key=ev_loss)["run_id"], "lowest eval loss (no run was evaluated)"
+    return None, "no run has an evaluation or an eval loss (train loss does not rank runs)"
 
 # %% ../nbs/34_tracking.ipynb #c92bcd3e
 def evaluation_from_attributes(attrs:dict, # flat EVALUATION span attributes (`to_span_attributes`, or read back from Phoenix)
@@ -353,13 +364,13 @@ def cli_experiments(args) -> int:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(history_frame(exps).to_string(index=False))
         return 0
-    if not args.run_ids: print("cogniverse-ft experiments compare: give one or more run ids"); return 2
+    if not args.run_ids: print("cogniverse-ft experiments compare: give one or more run ids", file=sys.stderr); return 2
     c = run_sync(compare_experiments(prov, run_ids=args.run_ids))
     if args.json:
-        print(json.dumps({"params": c["params"].to_dict(), "metrics": c["metrics"].to_dict(), "best_run": c["best_run"],
+        print(json.dumps({"params": c["params"].to_dict(), "metrics": c["metrics"].to_dict(), "best_run": c["best_run"], "best_by": c["best_by"],
                           "differing_params": c["differing_params"]}, indent=2, default=str)); return 0
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print("Parameters\n" + c["params"].to_string() + "\n\nMetrics\n" + c["metrics"].to_string())
-    print(f"\nBest (lowest train loss): {c['best_run']}" + (f"; differing parameters: {', '.join(c['differing_params'])}"
+    print(f"\nBest ({c['best_by']}): {c['best_run']}" + (f"; differing parameters: {', '.join(c['differing_params'])}"
                                                            if c["differing_params"] else ""))
     return 0
