@@ -13,12 +13,88 @@ import pandas as pd
 from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice
 
 # %% auto #0
-__all__ = ['log', 'BASE_VS_ADAPTER', 'ACTIVATION_RULE_TEXT', 'PALETTE', 'summary_metrics', 'display_value', 'tidy', 'run_details',
-           'evaluation_table', 'significance_line', 'baseline_sentence', 'activation_line', 'label_prompt_line',
-           'evaluation_lines', 'svg_line_chart', 'report_notebook', 'ReportError', 'notebook_to_html', 'render_report']
+__all__ = ['log', 'BASE_VS_ADAPTER', 'ACTIVATION_RULE_TEXT', 'HISTORY_LABELS', 'PALETTE', 'display_value', 'tidy', 'short_id',
+           'compact_time', 'fmt_num', 'fmt_p', 'final_losses', 'loss_gap', 'summary_metrics', 'loss_rows',
+           'run_details', 'evaluation_table', 'significance_line', 'baseline_sentence', 'activation_line',
+           'label_prompt_line', 'evaluation_lines', 'history_html', 'comparison_frames', 'log_scale', 'moving_average',
+           'loss_figure', 'figure_html', 'kernel_transport', 'report_notebook', 'ReportError', 'notebook_to_html',
+           'render_report']
 
 # %% ../nbs/35_report.ipynb #8e554c62
 log = get_logger(__name__)
+
+# %% ../nbs/35_report.ipynb #787b21de
+def display_value(v:Any, # a value read back from Phoenix
+                 ) -> Any:
+    "Whole-number floats as ints (Phoenix frames turn integer columns with gaps into floats), other floats to 4 significant digits."
+    if isinstance(v, float) and math.isfinite(v):
+        return int(v) if v.is_integer() and abs(v) < 1e15 else float(f"{v:.4g}")
+    return v
+
+# %% ../nbs/35_report.ipynb #15e7bfaf
+def tidy(df:pd.DataFrame, # a table to show
+        ) -> pd.DataFrame:
+    "`display_value` applied to every cell."
+    return df.astype(object).map(display_value)
+
+# %% ../nbs/35_report.ipynb #b753370f
+def short_id(value:str, # a run id, adapter id or other long identifier
+             n:int=8, # characters kept
+            ) -> str:
+    "A short form of an id: the random hex suffix of `<name>_<hex>` ids, else the first `n` characters (`…` marks a cut)."
+    value = str(value)
+    m = re.fullmatch(r".+_([0-9a-f]{6,})", value)
+    if m: return "…" + m.group(1)[:n]
+    return value if len(value) <= n + 1 else value[:n] + "…"
+
+# %% ../nbs/35_report.ipynb #ab37f406
+def compact_time(ts:str|None, # an ISO timestamp (`2026-12-01T11:53:07.123+00:00`) or `YYYY-MM-DD HH:MM:SS`
+                ) -> str:
+    "The timestamp to the minute, `2026-12-01 11:53` (unparseable values unchanged, None as `-`)."
+    if not ts: return "-"
+    m = re.match(r"(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})", str(ts))
+    return f"{m.group(1)} {m.group(2)}" if m else str(ts)
+
+# %% ../nbs/35_report.ipynb #5735d7bc
+def fmt_num(v:Any, # a number (or anything) to show in a table or a sentence
+           ) -> str:
+    "Integers (and whole floats) as integers, other floats to 4 significant digits (`1.55e-06`, never `0.0`), None/NaN as `-`."
+    if v is None or (isinstance(v, float) and math.isnan(v)): return "-"
+    if isinstance(v, bool): return "yes" if v else "no"
+    return str(display_value(v)) if isinstance(v, float) else str(v)
+
+# %% ../nbs/35_report.ipynb #280d0445
+def fmt_p(p:float|None, # a p-value read back from Phoenix
+         ) -> str:
+    "A p-value to 3 significant digits (`1.55e-06`, `0.125`); an exact 0 (Phoenix's 10-decimal rounding) as `<1e-10`."
+    if p is None or (isinstance(p, float) and math.isnan(p)): return "-"
+    return "<1e-10" if p == 0 else f"{p:.3g}"
+
+# %% ../nbs/35_report.ipynb #bc38b906
+def final_losses(history:dict, # a run's `history`: `{'train_loss': [[step, loss], ...], 'eval_loss': [...]}`
+                 window:int=10, # logged train steps averaged for the final train loss
+                ) -> dict:
+    "The last eval loss and its step, and the mean train loss over the last `window` logged steps up to that step."
+    ev = [(s, y) for s, y in history.get("eval_loss") or [] if s is not None and y is not None]
+    tr = [(s, y) for s, y in history.get("train_loss") or [] if s is not None and y is not None]
+    out = {}
+    if ev: out["final_eval_loss"], out["final_eval_step"] = ev[-1][1], ev[-1][0]
+    upto = [p for p in tr if not ev or p[0] <= ev[-1][0]] or tr
+    if upto:
+        last = upto[-window:]
+        out.update(final_train_loss=sum(y for _, y in last) / len(last), final_train_steps=(last[0][0], last[-1][0]))
+    return out
+
+# %% ../nbs/35_report.ipynb #5e98f448
+def loss_gap(history:dict, # a run's `history`
+            ) -> str|None:
+    "Final eval loss vs final train loss (like with like: both at the end of training), or None without both curves."
+    f = final_losses(history)
+    if "final_eval_loss" not in f or not f.get("final_train_loss"): return None
+    a, b = f["final_train_steps"]
+    steps = f"step {a}" if a == b else f"steps {a}-{b}"
+    return (f"{(f['final_eval_loss'] - f['final_train_loss']) / f['final_train_loss']:+.1%} (eval {fmt_num(f['final_eval_loss'])} "
+            f"at step {f['final_eval_step']} vs train {fmt_num(f['final_train_loss'])}, mean of {steps})")
 
 # %% ../nbs/35_report.ipynb #4e522e3e
 def summary_metrics(experiments:list, # from `tracking.list_experiments`
@@ -35,34 +111,40 @@ def summary_metrics(experiments:list, # from `tracking.list_experiments`
             "evaluated_runs": len(evs), "latest_adapter_accuracy": evs[0]["adapter"].get("accuracy") if evs else None,
             "latest_baseline_accuracy": (evs[0].get("baseline") or {}).get("accuracy") if evs else None}
 
-def display_value(v:Any, # a value read back from Phoenix
-                 ) -> Any:
-    "Whole-number floats as ints (Phoenix frames turn integer columns with gaps into floats), other floats to 4 significant digits."
-    if isinstance(v, float) and math.isfinite(v):
-        return int(v) if v.is_integer() and abs(v) < 1e15 else float(f"{v:.4g}")
-    return v
+# %% ../nbs/35_report.ipynb #c0367254
+def loss_rows(metrics:dict, # a run's `metrics`
+              history:dict, # a run's `history` (loss curves)
+             ) -> tuple:
+    "Named loss rows `(training, validation)`: mean vs final train loss, best-step vs final eval loss, the final gap."
+    f, tr, va = final_losses(history or {}), {}, {}
+    if isinstance(metrics.get("train_loss"), (int, float)): tr["train loss, mean over the run"] = metrics["train_loss"]
+    if "final_train_loss" in f:
+        a, b = f["final_train_steps"]
+        tr[f"train loss, final (mean of steps {a}-{b})" if a != b else f"train loss, final (step {a})"] = f["final_train_loss"]
+    if isinstance(metrics.get("eval_loss"), (int, float)):
+        va["eval loss, best step" + (f" ({display_value(metrics['best_step'])})" if metrics.get("best_step") is not None else "")] = metrics["eval_loss"]
+    if "final_eval_loss" in f: va[f"eval loss, final (step {f['final_eval_step']})"] = f["final_eval_loss"]
+    if loss_gap(history or {}): va["eval vs train loss, final"] = loss_gap(history)
+    return tr, va
 
-def tidy(df:pd.DataFrame, # a table to show
-        ) -> pd.DataFrame:
-    "`display_value` applied to every cell."
-    return df.astype(object).map(display_value)
-
+# %% ../nbs/35_report.ipynb #0d83a58f
 def run_details(experiment:dict, # one experiment from `list_experiments`
                ) -> dict:
     "Tables (DataFrames) of a run: hyperparameters, dataset, outputs, training and validation metrics."
-    t = lambda d: pd.DataFrame({"value": pd.Series({k: display_value(v) for k, v in d.items()}, dtype=object)}) if d else pd.DataFrame({"value": []})
+    t = lambda d: pd.DataFrame({"value": pd.Series({k: fmt_num(v) for k, v in d.items()}, dtype=object)}) if d else pd.DataFrame({"value": []})
     m = dict(experiment["metrics"])
-    val = {k: m.pop(k) for k in ("used_validation_split", "eval_loss", "eval_samples", "val_examples", "train_examples",
-                                 "eval_reward_accuracy", "eval_reward_margin") if k in m}
-    if isinstance(val.get("eval_loss"), (int, float)) and isinstance(m.get("train_loss"), (int, float)) and m["train_loss"]:
-        val["overfit"] = f"{(val['eval_loss'] - m['train_loss']) / m['train_loss']:+.1%} (val loss vs train loss)"
+    tr, va = loss_rows(m, experiment.get("history") or {})
+    m.pop("train_loss", None); m.pop("eval_loss", None)
+    val = {**va, **{k: m.pop(k) for k in ("used_validation_split", "eval_samples", "val_examples", "train_examples",
+                                         "eval_reward_accuracy", "eval_reward_margin") if k in m}}
     order = ["base_model", "method", "backend", "backend_provider", "epochs", "batch_size", "learning_rate", "use_lora",
              "lora_r", "lora_alpha", "total_spans", "approved_count", "rejected_count", "preference_pairs", "dataset_size",
              "used_synthetic", "synthetic_approved_count"]
     srt = lambda d: dict(sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
     return {"Hyperparameters": t(srt(experiment["params"])), "Dataset": t(srt(experiment["data"])), "Output": t(experiment["output"]),
-            "Training metrics": t(m), "Validation": t(val)}
+            "Training metrics": t({**tr, **m}), "Validation": t(val)}
 
+# %% ../nbs/35_report.ipynb #f3c54831
 BASE_VS_ADAPTER = [("accuracy", "Accuracy", True), ("top_k_accuracy", "Top-k accuracy", True), ("confidence", "Confidence", True),
                    ("calibration_error", "Calibration error", False), ("error_rate", "Error rate", False),
                    ("hallucination_rate", "Hallucination rate", False), ("latency_ms", "Latency (ms)", False)]
@@ -99,19 +181,19 @@ def evaluation_table(evaluation:dict, # an experiment's `evaluation` (from `list
 def significance_line(evaluation:dict, # an experiment's `evaluation`
                       other:str="base", # the model the adapter is tested against: "base", "baseline", or a `compared` name
                      ) -> str:
-    "✅ / ℹ️ with the accuracy change, its 95% CI, the exact McNemar p-value and the discordant counts."
+    "✔ / ℹ with the accuracy change, its 95% CI, the exact McNemar p-value and the discordant counts."
     i = (evaluation.get("improvement") if other == "base" else evaluation.get("vs_baseline") if other == "baseline"
          else ((evaluation.get("compared") or {}).get(other) or {}).get("significance")) or {}
-    if not i: return "ℹ️ No significance test recorded." if other == "base" else f"ℹ️ No significance test vs {other} recorded."
-    if other == "base": mark = "✅ Statistically significant improvement" if i.get("significant") else "ℹ️ Not a significant improvement"
+    if not i: return "ℹ No significance test recorded." if other == "base" else f"ℹ No significance test vs {other} recorded."
+    if other == "base": mark = "✔ Statistically significant improvement" if i.get("significant") else "ℹ Not a significant improvement"
     else:
         what = "the baseline" if other == "baseline" else f"the {other} adapter"
-        mark = f"✅ Significantly better than {what}" if i.get("significant") else f"ℹ️ Not significantly better than {what}"
+        mark = f"✔ Significantly better than {what}" if i.get("significant") else f"ℹ Not significantly better than {what}"
     ci = (f", 95% CI {i['ci_low'] * 100:+.1f} to {i['ci_high'] * 100:+.1f} pts" if i.get("ci_low") is not None else "")
     n = (f"; n={display_value(i['n'])}, adapter-only right {display_value(i.get('adapter_only_correct'))}, "
          f"{other}-only right {display_value(i.get(f'{other}_only_correct'))}"
          if i.get("n") is not None else "")
-    return (f"{mark} (accuracy {i.get('accuracy', 0) * 100:+.1f} pts{ci}, p={i.get('p_value', float('nan')):.3g}, "
+    return (f"{mark} (accuracy {i.get('accuracy', 0) * 100:+.1f} pts{ci}, p{'' if fmt_p(i.get('p_value')).startswith('<') else '='}{fmt_p(i.get('p_value'))}, "
             f"{i.get('test', 'exact McNemar')}{n}; significant means p < 0.05 and more than +5 pts)")
 
 # %% ../nbs/35_report.ipynb #eefcbe5b
@@ -125,7 +207,7 @@ def baseline_sentence(evaluation:dict, # an experiment's `evaluation`
     v = vs.get("verdict") or ("beats" if a - b > 1e-12 else "loses" if a - b < -1e-12 else "ties")
     what = f"the baseline ({info.get('model', 'embeddings')} + logistic regression)"
     head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}", "loses": f"The adapter loses to {what}"}[v]
-    test = (f"exact McNemar p={vs['p_value']:.3g}, {display_value(vs.get('adapter_only_correct'))} adapter-only vs "
+    test = (f"exact McNemar p{'' if vs['p_value'] == 0 else '='}{fmt_p(vs['p_value'])}, {display_value(vs.get('adapter_only_correct'))} adapter-only vs "
             f"{display_value(vs.get('baseline_only_correct'))} baseline-only right") if vs.get("p_value") is not None else "no McNemar test recorded"
     if v == "ties": return f"{head}: both {a:.1%} ({test})."
     sig = "" if vs.get("p_value") is None else ("significant; " if vs["p_value"] < 0.05 else "not significant; ")
@@ -163,59 +245,130 @@ def evaluation_lines(evaluation:dict, # an experiment's `evaluation`
     out = [label_prompt_line(evaluation), significance_line(evaluation)]
     if evaluation.get("vs_baseline"): out.append(significance_line(evaluation, "baseline"))
     for k, c in (evaluation.get("compared") or {}).items():
-        out.append(significance_line(evaluation, k) if c.get("significance") else f"ℹ️ The {k} adapter was not scored: {c.get('error')}")
+        out.append(significance_line(evaluation, k) if c.get("significance") else f"ℹ The {k} adapter was not scored: {c.get('error')}")
     out += [baseline_sentence(evaluation), activation_line(evaluation.get("activation") or activation)]
     return [x for x in out if x]
 
 # %% ../nbs/35_report.ipynb #8301362c
+HISTORY_LABELS = {"run_id": "run", "agent_type": "agent type", "base_model": "base model", "train_loss": "mean train loss",
+                  "eval_loss": "eval loss (best step)", "base_acc": "base acc", "adapter_acc": "adapter acc",
+                  "baseline_acc": "baseline acc", "vs_baseline": "vs baseline"}
+
+def _history_cell(col:str, v:Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)): return "-"
+    e, s = html.escape, str(v)
+    if col == "run_id": return f'<span title="{e(s)}">{e(short_id(s))}</span>'
+    if col == "started": return f'<span title="{e(s)}">{e(compact_time(s))}</span>'
+    if col == "base_model": return f'<span title="{e(s)}">{e(s.rsplit("/", 1)[-1])}</span>'
+    if col.endswith("_acc") and isinstance(v, (int, float)): return f"{v:.1%}"
+    return e(fmt_num(v))
+
+def history_html(frame:pd.DataFrame, # `tracking.history_frame(experiments)`
+                ) -> str:
+    "The history table as HTML: short ids and model names with the full value on hover, compact times, no wrapped cell."
+    head = "".join(f"<th>{html.escape(HISTORY_LABELS.get(c, c))}</th>" for c in frame.columns)
+    rows = "".join("<tr>" + "".join(f"<td>{_history_cell(c, v)}</td>" for c, v in zip(frame.columns, r)) + "</tr>"
+                   for r in frame.astype(object).itertuples(index=False))
+    return ('<style>table.cf-history td {white-space: nowrap;} table.cf-history th {white-space: normal; vertical-align: bottom;}'
+            '</style><div style="overflow-x: auto">'
+            f'<table class="dataframe cf-history"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
+
+# %% ../nbs/35_report.ipynb #34afe793
+def comparison_frames(experiments:list, # the runs to compare (from `list_experiments`)
+                     ) -> tuple:
+    "`(hyperparameters, metrics)` DataFrames with a column per run (short ids), values as shown text."
+    cols = {short_id(e["run_id"]) if len({short_id(x["run_id"]) for x in experiments}) == len(experiments) else e["run_id"]: e
+            for e in experiments}
+    def metrics(e):
+        m, f, ev = dict(e["metrics"]), final_losses(e.get("history") or {}), e.get("evaluation") or {}
+        rows = {"train loss, mean over the run": m.pop("train_loss", None), "train loss, final": f.get("final_train_loss"),
+                "eval loss, best step": m.pop("eval_loss", None), "eval loss, final": f.get("final_eval_loss"), **m}
+        rows.update({f"adapter {k}": v for k, v in (ev.get("adapter") or {}).items()})
+        if (ev.get("baseline") or {}).get("accuracy") is not None: rows["baseline accuracy"] = ev["baseline"]["accuracy"]
+        return rows
+    frame = lambda d: pd.DataFrame(d).astype(object).map(fmt_num)
+    return frame({c: e["params"] for c, e in cols.items()}), frame({c: metrics(e) for c, e in cols.items()})
+
+# %% ../nbs/35_report.ipynb #806cd0c7
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
-def _nice_ticks(lo:float, hi:float, n:int=5) -> list:
-    if hi <= lo: hi = lo + 1
-    step = 10 ** math.floor(math.log10((hi - lo) / n))
-    step *= next(m for m in (1, 2, 2.5, 5, 10) if (hi - lo) / (step * m) <= n)
-    start = math.floor(lo / step) * step
-    return [round(start + i * step, 10) for i in range(int(math.ceil((hi - start) / step)) + 1)]
+def log_scale(values:list, # every y value drawn
+              ratio:float=10.0, # largest / smallest above which the axis is logarithmic
+             ) -> bool:
+    "Whether a y axis should be logarithmic: all values positive and the largest more than `ratio` times the smallest."
+    v = [float(x) for x in values if x is not None and math.isfinite(float(x))]
+    return bool(v) and min(v) > 0 and max(v) / min(v) > ratio
 
-def svg_line_chart(series:dict, # name -> [[x, y], ...]
-                   title:str="", # chart title
-                   x_label:str="step", # x axis label
-                   y_label:str="loss", # y axis label
-                   width:int=640, # pixels
-                   height:int=300, # pixels
-                  ) -> str:
-    "An SVG line chart of one or more series (empty series are skipped)."
-    series = {k: [(float(x), float(y)) for x, y in v if x is not None and y is not None and math.isfinite(y)]
-              for k, v in series.items()}
-    series = {k: v for k, v in series.items() if v}
-    if not series: return f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="40"><text x="8" y="24" font-size="13">No loss history recorded</text></svg>'
-    xs = [x for v in series.values() for x, _ in v]; ys = [y for v in series.values() for _, y in v]
-    xt, yt = _nice_ticks(min(xs), max(xs)), _nice_ticks(min(ys), max(ys))
-    L, R, T, B = 56, 150, 28 if title else 12, 40
-    X = lambda x: L + (x - xt[0]) / ((xt[-1] - xt[0]) or 1) * (width - L - R)
-    Y = lambda y: height - B - (y - yt[0]) / ((yt[-1] - yt[0]) or 1) * (height - T - B)
-    e = html.escape
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="11">',
-           f'<rect width="{width}" height="{height}" fill="white"/>']
-    if title: out.append(f'<text x="{L}" y="16" font-size="13" font-weight="bold">{e(title)}</text>')
-    for v in yt:
-        out.append(f'<line x1="{L}" x2="{width - R}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" stroke="#e5e5e5"/>'
-                   f'<text x="{L - 6}" y="{Y(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
-    for v in xt:
-        out.append(f'<text x="{X(v):.1f}" y="{height - B + 16}" text-anchor="middle">{v:g}</text>')
-    out.append(f'<line x1="{L}" x2="{width - R}" y1="{height - B}" y2="{height - B}" stroke="#333"/>'
-               f'<line x1="{L}" x2="{L}" y1="{T}" y2="{height - B}" stroke="#333"/>'
-               f'<text x="{(L + width - R) / 2:.0f}" y="{height - 6}" text-anchor="middle">{e(x_label)}</text>'
-               f'<text x="14" y="{(T + height - B) / 2:.0f}" text-anchor="middle" transform="rotate(-90 14 {(T + height - B) / 2:.0f})">{e(y_label)}</text>')
-    for i, (name, pts) in enumerate(series.items()):
-        c = PALETTE[i % len(PALETTE)]
-        dash = ' stroke-dasharray="5,3"' if "eval" in name else ""
-        out.append(f'<polyline fill="none" stroke="{c}" stroke-width="1.8"{dash} points="'
-                   + " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts) + '"/>')
-        if len(pts) == 1: out.append(f'<circle cx="{X(pts[0][0]):.1f}" cy="{Y(pts[0][1]):.1f}" r="3" fill="{c}"/>')
-        out.append(f'<line x1="{width - R + 10}" x2="{width - R + 28}" y1="{T + 8 + 16 * i}" y2="{T + 8 + 16 * i}" stroke="{c}" stroke-width="2"{dash}/>'
-                   f'<text x="{width - R + 32}" y="{T + 12 + 16 * i}">{e(name[:18])}</text>')
-    return "\n".join(out + ["</svg>"])
+def moving_average(ys:list, # values in order
+                   window:int, # points averaged (trailing)
+                  ) -> list:
+    "Trailing moving average (the first points average what precedes them)."
+    out, s = [], 0.0
+    for i, y in enumerate(ys):
+        s += y - (ys[i - window] if i >= window else 0.0)
+        out.append(s / min(i + 1, window))
+    return out
+
+# %% ../nbs/35_report.ipynb #fb2085cf
+def _points(pts) -> list:
+    return [(float(x), float(y)) for x, y in pts or [] if x is not None and y is not None and math.isfinite(float(y))]
+
+def loss_figure(runs:dict, # label -> a run's `history` (`{'train_loss': [[step, loss], ...], 'eval_loss': [...]}`)
+                title:str="", # chart title
+               ):
+    "A matplotlib `Figure` of loss vs step: train solid (moving average), eval dashed with markers, log y axis by `log_scale`."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(8, 3.6), dpi=100, layout="constrained"); ax = fig.add_subplot()
+    ys, one = [], len(runs) == 1
+    for i, (name, h) in enumerate(runs.items()):
+        tr, ev = _points(h.get("train_loss")), _points(h.get("eval_loss"))
+        ct, ce = (PALETTE[0], PALETTE[1]) if one else (PALETTE[i % len(PALETTE)],) * 2
+        lab = lambda kind: kind if one else f"{name} {kind}"
+        if tr:
+            x, y = zip(*tr); w = max(1, len(tr) // 20)
+            if w > 1: ax.plot(x, y, color=ct, lw=0.8, alpha=0.3)
+            ax.plot(x, moving_average(list(y), w), color=ct, lw=1.8, label=lab("train" + (f" (moving average of {w} steps)" if w > 1 else "")))
+        if ev: ax.plot(*zip(*ev), color=ce, lw=1.8, ls="--", marker="o", ms=5, label=lab("eval"))
+        ys += [y for _, y in tr + ev]
+    if not ys:
+        ax.text(0.5, 0.5, "No loss history recorded", ha="center", va="center", transform=ax.transAxes); ax.set_axis_off(); return fig
+    _style_axes(ax, log_scale(ys), title)
+    return fig
+
+# %% ../nbs/35_report.ipynb #f1ee1c0f
+def _style_axes(ax, log:bool, title:str):
+    "Labels, grid, legend (inside, or beside for many lines) and (on a log axis) plain tick labels: 0.01, 0.1, 1 (with 2 and 5 between over 2 decades or less)."
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    if log:
+        ax.set_yscale("log"); lo, hi = ax.get_ylim()
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if math.log10(hi / lo) <= 2.2 else (1.0,)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}")); ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("step"); ax.set_ylabel("loss (log scale)" if log else "loss")
+    if title: ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    ax.grid(True, which="major", alpha=0.3); ax.spines[["top", "right"]].set_visible(False)
+    if len(ax.get_legend_handles_labels()[1]) <= 3: ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
+    else: ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)  # many runs: beside the plot
+
+# %% ../nbs/35_report.ipynb #b6e230b8
+def figure_html(fig, # a matplotlib Figure
+                alt:str="", # text for the image (screen readers, a broken image)
+               ) -> str:
+    "The figure as an `<img>` holding its SVG (a data URI), text drawn as paths, reproducible bytes."
+    import base64, io, matplotlib
+    buf = io.BytesIO()
+    with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "cogniverse-ft"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    data = base64.b64encode(buf.getvalue()).decode()
+    return f'<img alt="{html.escape(alt)}" style="max-width: 100%" src="data:image/svg+xml;base64,{data}"/>'
+
+# %% ../nbs/35_report.ipynb #f08b6336
+def kernel_transport(folder:str|Path, # a private folder for the kernel's socket files (the render's temporary folder)
+                    ) -> dict:
+    "papermill keyword arguments that start the kernel over IPC sockets in `folder` (`{}` on Windows: TCP)."
+    import os
+    from traitlets.config import Config
+    if os.name == "nt": return {}
+    return {"config": Config({"KernelManager": {"transport": "ipc", "ip": str(Path(folder).resolve()/"kernel")}})}
 
 # %% ../nbs/35_report.ipynb #4430aaac
 def report_notebook(path:str|Path|None=None, # a report notebook (default: nbs/reports/finetuning_report.ipynb)
@@ -272,7 +425,7 @@ def render_report(tenant_id:str, # tenant
         executed = Path(tmp)/"finetuning_report.ipynb"
         try:
             pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=False,
-                                cwd=tmp, log_output=False, execution_timeout=timeout)
+                                cwd=tmp, log_output=False, execution_timeout=timeout, **kernel_transport(tmp))
         except pm.PapermillExecutionError as e:
             raise ReportError(f"Report notebook {nb.name} failed in cell {e.exec_count} for tenant {tenant_id!r}: "
                               f"{e.ename}: {e.evalue}") from None
