@@ -351,15 +351,16 @@ def _style_axes(ax, log:bool, title:str):
 
 # %% ../nbs/35_report.ipynb #b6e230b8
 def figure_html(fig, # a matplotlib Figure
-                alt:str="", # text for the image (screen readers, a broken image)
+                alt:str="", # what the figure shows (screen readers, hover)
                ) -> str:
-    "The figure as an `<img>` holding its SVG (a data URI), text drawn as paths, reproducible bytes."
-    import base64, io, matplotlib
-    buf = io.BytesIO()
+    "The figure as inline SVG (text drawn as paths: no font needed; reproducible bytes) in a `<figure>` labelled `alt`."
+    import io, matplotlib
+    buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "path", "svg.hashsalt": "cogniverse-ft"}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img alt="{html.escape(alt)}" style="max-width: 100%" src="data:image/svg+xml;base64,{data}"/>'
+    svg = buf.getvalue()
+    svg = svg[svg.index("<svg"):].replace("<svg ", '<svg style="max-width: 100%; height: auto" ', 1)
+    return f'<figure class="cf-figure" role="img" aria-label="{html.escape(alt)}" title="{html.escape(alt)}" style="margin: 0">{svg}</figure>'
 
 # %% ../nbs/35_report.ipynb #f08b6336
 def kernel_transport(folder:str|Path, # a private folder for the kernel's socket files (the render's temporary folder)
