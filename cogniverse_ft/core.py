@@ -6,17 +6,19 @@ Docs: https://cogniverse.github.io/cogniverse_ft/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #6588f41f
 from __future__ import annotations
-import os, re, math, logging, json, tempfile, shutil, contextlib, hashlib, socket, glob
+import os, re, sys, time, math, logging, json, tempfile, shutil, contextlib, hashlib, socket, glob
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path, PurePath
 from typing import Any, Literal, Optional
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['HOME_ENV', 'STAGE_LOGGER', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES', 'AGENT_TYPES',
-           'MODALITIES', 'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL', 'DEFAULT_EMBEDDING_MODEL',
-           'LABEL_PROMPT', 'ACTIVATION_RULES', 'EVALUATE_ON', 'MODAL_VOLUME', 'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE',
-           'VERSION_RE', 'HF_URI_RE', 'DEFAULT_LEARNING_RATE', 'CLOSED_TASK_LEARNING_RATE', 'KTO_LEARNING_RATE',
-           'home_dir', 'home_subdir', 'get_logger', 'setup_logging', 'number_text', 'validate_slug',
+__all__ = ['HOME_ENV', 'STAGE_LOGGER', 'KNOWN_WARNINGS', 'SLUG_RE', 'TENANT_RE', 'PROJECT_PREFIX', 'PROJECT_RE', 'MODEL_TYPES',
+           'AGENT_TYPES', 'MODALITIES', 'BACKENDS', 'BACKEND_PROVIDERS', 'DEFAULT_BASE_MODEL',
+           'DEFAULT_EMBEDDING_MODEL', 'LABEL_PROMPT', 'ACTIVATION_RULES', 'EVALUATE_ON', 'MODAL_VOLUME',
+           'AGENT_INSTRUCTIONS', 'SECRET_KEY_RE', 'VERSION_RE', 'HF_URI_RE', 'DEFAULT_LEARNING_RATE',
+           'CLOSED_TASK_LEARNING_RATE', 'KTO_LEARNING_RATE', 'home_dir', 'home_subdir', 'get_logger', 'setup_logging',
+           'quiet_known_warnings', 'number_text', 'on_terminal', 'duration_text', 'Progress', 'validate_slug',
            'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice', 'redact_url',
            'is_secret_key', 'redact_secrets', 'validate_version', 'uri_scheme', 'check_storage_uri',
            'default_learning_rate', 'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_temp',
@@ -62,6 +64,21 @@ def setup_logging(level:int|str=logging.INFO, # logging level for the `cognivers
         lg.addHandler(h)
     return lg
 
+# %% ../nbs/00_core.ipynb #7d89d76b
+KNOWN_WARNINGS = [  # (category, message regex, why it is safe to hide)
+    (FutureWarning, r"`is_gradient_checkpointing` is deprecated",
+     "PEFT's PeftModel reads the old transformers property while wrapping a model; nothing for the caller to change"),
+    (UserWarning, r"Could not find a config file in .* - will assume that the vocabulary was not modified",
+     "PEFT cannot look a Hub id up offline when saving; we never resize the vocabulary, so its assumption holds"),
+]
+
+def quiet_known_warnings():
+    "Hide the dependency warnings of `KNOWN_WARNINGS` (exact message and category; every other warning still shows)."
+    import warnings
+    for cat, msg, _ in KNOWN_WARNINGS: warnings.filterwarnings("ignore", message=msg, category=cat)
+
+quiet_known_warnings()
+
 # %% ../nbs/00_core.ipynb #f3d6b263
 def number_text(v:Any, # a value to show
                 digits:int=4, # significant digits of a non-integral float
@@ -71,6 +88,78 @@ def number_text(v:Any, # a value to show
     if isinstance(v, float) and not math.isfinite(v): return str(v)
     if float(v).is_integer() and abs(v) < 1e15: return str(int(v))
     return f"{v:.{digits}g}"
+
+# %% ../nbs/00_core.ipynb #a46de18b
+def on_terminal(stream=None, # a stream (default: stderr)
+               ) -> bool:
+    "Whether `stream` is an interactive terminal (progress bars there, plain lines elsewhere)."
+    return bool(getattr(stream or sys.stderr, "isatty", lambda: False)())
+
+def duration_text(seconds:float, # a duration
+                 ) -> str:
+    "A duration as `42s`, `3m05s` or `1h02m`."
+    s = int(round(max(0.0, seconds)))
+    return f"{s}s" if s < 60 else f"{s // 60}m{s % 60:02d}s" if s < 3600 else f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+# %% ../nbs/00_core.ipynb #07c3446f
+class Progress:
+    "One long step's progress: a tqdm bar on a terminal, else a plain line every `every` percent with the time left."
+    def __init__(self, total:int, # steps in all
+                 desc:str, # what is running, e.g. "[sft] training"
+                 unit:str="it", # what a step is ("step", "example", "span")
+                 every:int=10, # percent between plain lines (not on a terminal)
+                 stream=None, # where it goes (default: stderr)
+                 enabled:bool=True, # False: show nothing (`verbose=False`)
+                ):
+        self.total, self.desc, self.unit, self.every, self.stream, self.enabled = max(int(total), 0), desc, unit, every, stream, enabled
+        self.n, self.t0, self.fields, self.next_pct, self.shown = 0, time.time(), {}, every, -1
+        self.bar = None
+        if enabled and on_terminal(stream):
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream or sys.stderr, dynamic_ncols=True)
+
+    def __enter__(self): return self
+    def __exit__(self, *exc): self.close()
+
+# %% ../nbs/00_core.ipynb #7be8928b
+@patch
+def update(self:Progress, n:int=1, # steps done since the last call
+           **fields, # latest values to show (e.g. loss=0.41, epoch=1.2); None leaves a field out
+          ):
+    "Advance by `n` steps and show the latest `fields`."
+    self.n += n
+    self.fields.update({k: v for k, v in fields.items()})
+    if not self.enabled: return
+    if self.bar is not None:
+        self.bar.set_postfix_str(self.fields_text(), refresh=False); self.bar.update(n); return
+    pct = 100 * self.n / self.total if self.total else 100
+    if pct + 1e-9 >= self.next_pct or self.n >= self.total:
+        while self.next_pct <= pct + 1e-9: self.next_pct += self.every
+        self.line()
+
+@patch
+def fields_text(self:Progress) -> str:
+    "The latest fields as `loss 0.41, epoch 1.2`."
+    return ", ".join(f"{k.replace('_', ' ')} {number_text(v)}" for k, v in self.fields.items() if v is not None)
+
+@patch
+def line(self:Progress):
+    "Print the plain progress line: percent, counts, fields, elapsed and time left."
+    el = time.time() - self.t0
+    left = el / self.n * (self.total - self.n) if self.n else None
+    pct = 100 * self.n / self.total if self.total else 100
+    f = self.fields_text()
+    print(f"{self.desc}: {pct:3.0f}% {self.n}/{self.total} {self.unit}s" + (f" | {f}" if f else "")
+          + f" | {duration_text(el)} elapsed" + (f", {duration_text(left)} left" if left is not None and self.n < self.total else ""),
+          file=self.stream or sys.stderr, flush=True)
+    self.shown = self.n
+
+@patch
+def close(self:Progress):
+    "End the display (a last plain line when the last one shown was not the end)."
+    if self.bar is not None: self.bar.close(); self.bar = None
+    elif self.enabled and self.shown != self.n: self.line()
+    self.enabled = False
 
 # %% ../nbs/00_core.ipynb #f32d41ee
 SLUG_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # tenants, agent types, modalities, project suffixes

@@ -15,7 +15,7 @@ import httpx
 import pandas as pd
 from urllib.parse import quote
 from .core import (home_subdir, get_logger, validate_tenant_id, project_for_tenant, tenant_of_project,
-                                atomic_write_json, redact_url)
+                                atomic_write_json, redact_url, Progress)
 
 # %% auto #0
 __all__ = ['log', 'RETRY_STATUS', 'FAST_FAIL', 'TIMEOUT', 'READ_TIMEOUT', 'PHOENIX_ENV', 'PID_FILE', 'ANNOTATOR_KINDS',
@@ -491,8 +491,7 @@ def log_spans(url:str|None, # server URL (None: resolve)
     if len(set(ids)) != len(ids): raise ValueError(f"log_spans: {len(ids)-len(set(ids))} duplicate span ids in the input")
     before = count_spans(project, base_url=url, api_key=key) if wait else 0
     skipped = 0
-    from tqdm.auto import tqdm
-    bar = tqdm(total=len(spans), desc=f"spans -> {project}", disable=not progress, leave=False)
+    bar = Progress(len(spans), f"writing spans to {project}", unit="span", enabled=progress)
     for i in range(0, len(spans), batch_size):
         batch = spans[i:i+batch_size]
         while batch:
