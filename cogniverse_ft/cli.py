@@ -8,11 +8,11 @@ Docs: https://cogniverse.github.io/cogniverse_ft/cli.html.md"""
 from __future__ import annotations
 import argparse, importlib, json, os, sys, time
 from . import __version__
-from .core import setup_logging, get_logger
+from .core import setup_logging, get_logger, on_terminal
 
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'VERBOSITY', 'cli_models_args', 'cli_docs_args',
-           'quiet_broken_pipe', 'build_parser', 'main', 'cli_models', 'cli_docs']
+           'plain_progress', 'quiet_broken_pipe', 'build_parser', 'main', 'cli_models', 'cli_docs']
 
 # %% ../nbs/03_cli.ipynb #bd2ae54e
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
@@ -53,6 +53,11 @@ def _handler(name:str, suffix:str=""):
 
 VERBOSITY = {0: ("WARNING", "INFO"), 1: ("INFO", "INFO"), 2: ("DEBUG", "DEBUG")}  # -v count -> (level, stage lines' level)
 
+def plain_progress():
+    "Off a terminal (a log, CI, a pipe), switch the dependencies' carriage-return bars off; ours print plain lines there."
+    if on_terminal(): return
+    for k in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"): os.environ.setdefault(k, "1")
+
 def quiet_broken_pipe() -> int:
     "The reader of stdout left (`| head`): send the rest to /dev/null so exiting is quiet; exit 141 as other tools do."
     try: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -83,6 +88,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     args = ap.parse_args(argv)
     if not args.command: ap.print_help(); return EXIT_USAGE
     setup_logging(*VERBOSITY[min(args.verbose, 2)])
+    plain_progress()
     fn = _handler(args.command)
     try: return int(fn(args) or 0)
     except BrokenPipeError: return quiet_broken_pipe()
