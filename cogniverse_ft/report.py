@@ -58,10 +58,11 @@ def compact_time(ts:str|None, # an ISO timestamp (`2026-12-01T11:53:07.123+00:00
 # %% ../nbs/35_report.ipynb #5735d7bc
 def fmt_num(v:Any, # a number (or anything) to show in a table or a sentence
            ) -> str:
-    "Integers (and whole floats) as integers, other floats to 4 significant digits (`1.55e-06`, never `0.0`), None/NaN as `-`."
+    "Integers (and whole floats) as integers, other floats to 4 significant digits (`1.55e-06`, never `0.0`; 1000 and up unit-rounded), None/NaN as `-`."
     if v is None or (isinstance(v, float) and math.isnan(v)): return "-"
     if isinstance(v, bool): return "yes" if v else "no"
-    return str(display_value(v)) if isinstance(v, float) else str(v)
+    if not isinstance(v, float) or not math.isfinite(v) or v.is_integer(): return str(display_value(v))
+    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
 
 # %% ../nbs/35_report.ipynb #280d0445
 def fmt_p(p:float|None, # a p-value read back from Phoenix
@@ -283,8 +284,9 @@ def comparison_frames(experiments:list, # the runs to compare (from `list_experi
         m, f, ev = dict(e["metrics"]), final_losses(e.get("history") or {}), e.get("evaluation") or {}
         rows = {"train loss, mean over the run": m.pop("train_loss", None), "train loss, final": f.get("final_train_loss"),
                 "eval loss, best step": m.pop("eval_loss", None), "eval loss, final": f.get("final_eval_loss"), **m}
-        rows.update({f"adapter {k}": v for k, v in (ev.get("adapter") or {}).items()})
-        if (ev.get("baseline") or {}).get("accuracy") is not None: rows["baseline accuracy"] = ev["baseline"]["accuracy"]
+        pct = lambda k, v: f"{v:.1%}" if isinstance(v, (int, float)) and k not in ("latency_ms", "n") else v
+        rows.update({f"adapter {k}": pct(k, v) for k, v in (ev.get("adapter") or {}).items()})
+        if (ev.get("baseline") or {}).get("accuracy") is not None: rows["baseline accuracy"] = pct("accuracy", ev["baseline"]["accuracy"])
         return rows
     frame = lambda d: pd.DataFrame(d).astype(object).map(fmt_num)
     return frame({c: e["params"] for c, e in cols.items()}), frame({c: metrics(e) for c, e in cols.items()})
@@ -346,7 +348,7 @@ def _style_axes(ax, log:bool, title:str):
     ax.set_xlabel("step"); ax.set_ylabel("loss (log scale)" if log else "loss")
     if title: ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
     ax.grid(True, which="major", alpha=0.3); ax.spines[["top", "right"]].set_visible(False)
-    if len(ax.get_legend_handles_labels()[1]) <= 3: ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
+    if len(ax.get_legend_handles_labels()[1]) <= 6: ax.legend(loc="upper right", fontsize=9, framealpha=0.9)  # losses fall: that corner is free
     else: ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)  # many runs: beside the plot
 
 # %% ../nbs/35_report.ipynb #b6e230b8
