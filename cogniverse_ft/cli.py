@@ -69,7 +69,8 @@ def build_parser(command:str|None=None, # the command whose options to declare (
     "The `cogniverse-ft` argument parser: every subcommand, with the options of `command`."
     ap = argparse.ArgumentParser(prog="cogniverse-ft", description="Turn Phoenix telemetry into fine-tuned LoRA adapters.")
     ap.add_argument("--version", action="version", version=f"cogniverse-ft {__version__}")
-    ap.add_argument("-v", "--verbose", action="count", default=0, help="more detail: -v every step's log, -vv debug")
+    ap.add_argument("-v", "--verbose", action="count", default=0, dest="verbosity",  # not `verbose`: that is a trainer setting
+                    help="more detail: -v every step's log, -vv debug")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_, _) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -87,7 +88,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     ap = build_parser(command)
     args = ap.parse_args(argv)
     if not args.command: ap.print_help(); return EXIT_USAGE
-    setup_logging(*VERBOSITY[min(args.verbose, 2)])
+    setup_logging(*VERBOSITY[min(args.verbosity, 2)])
     plain_progress()
     fn = _handler(args.command)
     try: return int(fn(args) or 0)
