@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/training.html.md"""
 
 # %% ../nbs/20_training.ipynb #ad1a164a
 from __future__ import annotations
-import os, json, time, math, shutil, tempfile, contextlib, hashlib, importlib.metadata, importlib.util, platform, types, functools, inspect
+import os, sys, json, time, math, shutil, tempfile, contextlib, hashlib, importlib.metadata, importlib.util, platform, types, functools, inspect
 from fastcore.basics import patch
 from dataclasses import dataclass, field, asdict, fields
 from datetime import datetime, timezone
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 from transformers import TrainerCallback
 from .core import (OrchestrationConfig, home_subdir, atomic_dir, atomic_write_json, get_logger, DEFAULT_BASE_MODEL,
-                                clean_stale_temp, owner_tag, is_stale_owner)
+                                clean_stale_temp, owner_tag, is_stale_owner, Progress, number_text, duration_text)
 from .models import PRECISIONS, QUANTIZATIONS, PRECISION_DTYPES, resolve_precision, check_quantization
 
 # %% auto #0
@@ -245,42 +245,60 @@ def run_dir(output_dir:str|Path, # parent folder of the run folders
 
 # %% ../nbs/20_training.ipynb #30b0cae0
 class LossHistoryCallback(TrainerCallback):
-    "Print per-step progress and keep every logged train/eval value for `loss_history.json`."
-    def __init__(self, method:str, # label printed in front of progress lines
-                 verbose:bool=True, # print progress lines
+    "Show the run's progress (`Progress`) and keep every logged train/eval value for `loss_history.json`."
+    def __init__(self, method:str, # label in front of the progress
+                 verbose:bool=True, # show the progress and the closing line
                 ):
-        self.method, self.verbose, self.train, self.eval, self.t0 = method, verbose, [], [], None
-
-    def _say(self, state, msg):
-        if self.verbose and state.is_world_process_zero: print(f"[{self.method}] {msg}", flush=True)
+        self.method, self.verbose, self.train, self.eval, self.t0, self.bar, self.mean_loss = method, verbose, [], [], None, None, None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.t0 = time.time()
         if state.log_history and not (self.train or self.eval):  # a resumed run: the history so far comes from its checkpoint
             self.train = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "loss" in e]
             self.eval = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "eval_loss" in e]
+        self.bar = Progress(state.max_steps, f"[{self.method}] training", unit="step", enabled=self.verbose and state.is_world_process_zero)
+        self.bar.n = self.bar.shown = state.global_step  # a resumed run starts where it stopped
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        e = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time_s": round(time.time() - (self.t0 or time.time()), 2)}
-        if "loss" in logs:
-            self.train.append(e | logs)
-            self._say(state, f"step {state.global_step}/{state.max_steps} epoch {state.epoch or 0:.2f} loss {logs['loss']:.4f} "
-                             f"lr {logs.get('learning_rate', 0):.2e} ({e['time_s']:.0f}s)")
-        elif "eval_loss" in logs:
-            self.eval.append(e | logs)
-            extra = "".join(f", {k[5:]}={v:.4f}" for k, v in logs.items() if k.startswith("eval_rewards/"))
-            last = self.train[-1]["loss"] if self.train else float("nan")
-            self._say(state, f"[Epoch {state.epoch or 0:.2f}] train_loss={last:.4f}, eval_loss={logs['eval_loss']:.4f}{extra}")
+# %% ../nbs/20_training.ipynb #1309d0c5
+@patch
+def on_log(self:LossHistoryCallback, args, state, control, logs=None, **kwargs):
+    "Record a train or eval log and move the progress on."
+    logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    e = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time_s": round(time.time() - (self.t0 or time.time()), 2)}
+    if "train_loss" in logs: self.mean_loss = logs["train_loss"]  # Trainer's closing log: the mean over the run
+    if "loss" in logs:
+        self.train.append(e | logs)
+        if self.bar: self.bar.update(state.global_step - self.bar.n, epoch=round(state.epoch or 0, 2), loss=logs["loss"],
+                                     eval_loss=self.eval[-1]["eval_loss"] if self.eval else None)
+    elif "eval_loss" in logs:
+        self.eval.append(e | logs)
+        if self.bar: self.bar.fields["eval_loss"] = logs["eval_loss"]
 
-    def to_dict(self) -> dict:
-        "The history: `{'method', 'train': [...], 'eval': [...]}`."
-        return {"method": self.method, "train": self.train, "eval": self.eval}
+@patch
+def on_train_end(self:LossHistoryCallback, args, state, control, **kwargs):
+    "Close the progress and say how the run went: steps, time, final-step and mean loss, best eval loss."
+    if self.bar is None: return
+    self.bar.close()
+    if not (self.verbose and state.is_world_process_zero): return
+    parts = [f"{state.global_step} steps in {duration_text(time.time() - (self.t0 or time.time()))}"]
+    if self.train: parts.append(f"final-step loss {number_text(self.train[-1]['loss'])}")
+    if self.mean_loss is not None: parts.append(f"mean loss over the run {number_text(self.mean_loss)}")
+    if self.eval:
+        best = min(self.eval, key=lambda x: x["eval_loss"])
+        parts.append(f"eval loss {number_text(self.eval[-1]['eval_loss'])} (best {number_text(best['eval_loss'])} at step {best['step']})")
+    print(f"[{self.method}] " + ", ".join(parts), file=sys.stderr, flush=True)
 
-    def save(self, path:str|Path, # file to write (usually `<run>/loss_history.json`)
-            ) -> Path:
-        "Write the history as JSON (atomically)."
-        return atomic_write_json(path, self.to_dict())
+# %% ../nbs/20_training.ipynb #9676716a
+@patch
+def to_dict(self:LossHistoryCallback) -> dict:
+    "The history: `{'method', 'train': [...], 'eval': [...]}`."
+    return {"method": self.method, "train": self.train, "eval": self.eval}
+
+@patch
+def save(self:LossHistoryCallback, path:str|Path, # file to write (usually `<run>/loss_history.json`)
+        ) -> Path:
+    "Write the history as JSON (atomically)."
+    return atomic_write_json(path, self.to_dict())
 
 # %% ../nbs/20_training.ipynb #639b5b8b
 CHECKPOINTS = ".checkpoints"  # hidden folder under output_dir holding the checkpoints of unfinished runs
@@ -773,10 +791,8 @@ def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
     parent = Path(s.output_dir).expanduser() if s.output_dir else home_subdir("adapters")
     fp = run_fingerprint(train_recs, val_recs, s.to_dict() | {"precision": self.numerics["precision"]})  # "auto" as resolved here
     point = self._resume_point(parent, fp)
-    self._say(f"Training {self.base_model} ({self.method}) with {len(train_recs) + len(val_recs)} examples...")
-    if val_recs:
-        self._say(f"Split dataset: {len(train_recs)} train, {len(val_recs)} validation examples")
-        self._say(f"Early stopping enabled (patience={s.early_stopping_patience})")
+    held = f", {len(val_recs)} held out for validation (early stopping, patience {s.early_stopping_patience})" if val_recs else ""
+    self._say(f"Training {self.base_model} ({self.method}) on {len(train_recs)} examples{held}")
     set_seed(s.seed)  # LoRA initializes its A matrices at random: same seed, same adapter start on every rank and run
     model, lora = self.load()
     self.numerics |= {"weights": weights_dtype(model), "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
@@ -795,7 +811,6 @@ def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
         world = trainer.args.world_size  # processes the trainer actually trains with (DDP)
         threads = torch.get_num_threads()
         if not torch.cuda.is_available(): torch.set_num_threads(s.num_threads or cpu_threads())
-        self._say(f"Starting training... ({torch.get_num_threads()} CPU threads)" if not torch.cuda.is_available() else "Starting training...")
         try: out = trainer.train(resume_from_checkpoint=str(point["checkpoint"]) if point and point["checkpoint"] else None)
         except BaseException:
             if rank == 0: self._stopped(ck, name)
@@ -805,8 +820,7 @@ def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
         if rank == 0: self._write_run(trainer, tmp, final, ck, lora, metrics, world, len(train_recs), len(val_recs), source_span_ids)
     if rank == 0: drop_checkpoints(ck)  # the run is complete: its checkpoints are no longer needed
     final = _broadcast(str(final) if rank == 0 else None)
-    self._say(f"Training complete. Adapter saved to {final}")
-    if metrics["eval_loss"] is not None: self._say(f"Validation loss: {metrics['eval_loss']:.4f}")
+    self._say(f"Adapter saved to {final}")
     return TrainingResult(adapter_path=final, method=self.method, base_model=self.base_model, metrics=metrics, lora_config=lora,
                           loss_history_path=str(Path(final)/"loss_history.json"), summary_path=str(Path(final)/"training_summary.json"),
                           target=self.target, world_size=world)

@@ -31,6 +31,9 @@ def test_image_pins_are_the_constraints():
     for n in ("torch", "trl", "transformers", "peft", "accelerate", "datasets", "tokenizers", "safetensors"): assert n in got, n
     _eq(got["torch"], pins["torch"])  # the local build tag (+cpu) is gone: Linux gets the CUDA wheel of the same version
     _eq((spec.env["HF_HOME"], spec.env["COGNIVERSE_FT_HOME"]), (f"{MODAL_MOUNT}/hf", f"{MODAL_MOUNT}/home"))
+    assert not any(r.startswith("bitsandbytes") for r in spec.requirements)
+    q = modal_image_spec(llm_config(backend="remote", training={"quantization": "4bit"}))  # QLoRA: bitsandbytes, pinned too
+    _eq([r for r in q.requirements if r.startswith("bitsandbytes")], [f"bitsandbytes=={pins['bitsandbytes']}"])
 
 def image_python(dest:Path, requirements:list) -> Path:
     "The python of a fresh venv whose site-packages holds only the distributions of `requirements` (links into this venv): the image's."
