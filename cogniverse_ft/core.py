@@ -499,11 +499,13 @@ def atomic_dir(dest:str|Path, # final folder; must not exist yet
 
 def atomic_write_text(path:str|Path, # destination file
                       text:str, # content
+                      mode:int=0o644, # permissions of the file (the temporary file would otherwise keep mkstemp's 0600)
                      ) -> Path:
     "Write `text` to `path` through a temporary file and a rename."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w") as f: f.write(text)
         os.replace(tmp, path)
     except BaseException:

@@ -235,7 +235,7 @@ def _evaluation(row:pd.Series) -> dict:
                                       pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None)
 
 async def _read(telemetry_provider, project, kind) -> pd.DataFrame:
-    df = await telemetry_provider.traces.get_spans(project=project, span_kind=kind)
+    df = await telemetry_provider.traces.get_spans(project=project, span_kind=kind, exact_numbers=True)  # p-values of 1e-11 stay
     return df.sort_values("start_time", ascending=False) if len(df) else df
 
 async def _evaluations(telemetry_provider, project) -> dict:
@@ -350,9 +350,11 @@ def history_frame(experiments:list, # from `list_experiments`
                      "adapter_acc": (ev.get("adapter") or {}).get("accuracy"), "baseline_acc": (ev.get("baseline") or {}).get("accuracy"),
                      "significant": (ev.get("improvement") or {}).get("significant"),
                      "vs_baseline": (ev.get("vs_baseline") or {}).get("verdict"), "status": e["status"]})
-    return pd.DataFrame(rows, columns=["run_id", "started", "agent_type", "method", "base_model", "epochs", "lr", "examples",
-                                       "train_loss", "eval_loss", "base_acc", "adapter_acc", "baseline_acc", "significant",
-                                       "vs_baseline", "status"])
+    df = pd.DataFrame(rows, columns=["run_id", "started", "agent_type", "method", "base_model", "epochs", "lr", "examples",
+                                     "train_loss", "eval_loss", "base_acc", "adapter_acc", "baseline_acc", "significant",
+                                     "vs_baseline", "status"])
+    for c in ("epochs", "examples"): df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")  # counts print as 184, not 184.0
+    return df
 
 def cli_experiments(args) -> int:
     "Run `cogniverse-ft experiments list|compare`."
