@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Optional
 from fastcore.basics import patch_to
 from .core import (get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL,
-                                DEFAULT_EMBEDDING_MODEL, ACTIVATION_RULES)
+                                DEFAULT_EMBEDDING_MODEL, ACTIVATION_RULES, Progress)
 from .formatting import build_messages, label_instruction
 from .models import PRECISIONS
 
@@ -178,7 +178,7 @@ class SignificanceResult:
 
     def line(self, other:str="base") -> str:
         "One human-readable line; `other` names the model on the base side (base, baseline, active)."
-        mark = "✅ significant" if self.significant else "ℹ️ not significant"
+        mark = "✔ significant" if self.significant else "ℹ not significant"  # glyphs the default fonts (DejaVu) have
         return (f"{mark} vs {other}: accuracy {self.accuracy_difference:+.1%} (95% CI {self.ci_low:+.1%} to {self.ci_high:+.1%}), "
                 f"p={self.p_value:.3g}, n={self.n}, adapter-only right {self.adapter_only}, {other}-only right {self.base_only}")
 
@@ -496,10 +496,10 @@ class AdapterEvaluator:
                                  f"{labels} ({len(bad)} such examples)")
         return labels
 
-    def run_model(self, model, tokenizer, examples:list, labels:list|None, conversations:list|None=None) -> list:
+    def run_model(self, model, tokenizer, examples:list, labels:list|None, conversations:list|None=None, desc:str="model") -> list:
         "Per-example predictions of one model: dicts with prediction, confidence, correct, top-k, valid, latency."
         import torch
-        out = []
+        out, pb = [], Progress(len(examples), f"[evaluation] {desc}", unit="example")
         lab_ids = label_ids(tokenizer, labels) if labels else None
         convs = conversations or [[] for _ in examples]
         prompts = [prompt_ids(tokenizer, inst, inp, c) for (inst, inp, _), c in zip(examples, convs)]
@@ -513,6 +513,7 @@ class AdapterEvaluator:
                 sc = score_batch(model, prompts[i:i + self.batch_size], lab_ids, tokenizer.pad_token_id or 0, prefix=shared)
                 ms = (time.perf_counter() - t0) * 1000 / len(sc)
                 for j, row in enumerate(sc): batch_scores[i + j], batch_ms[i + j] = row, ms
+                pb.update(len(sc))
         for idx, ((inst, inp, gold), p) in enumerate(zip(examples, prompts)):
             t0 = time.perf_counter()
             if self.mode == "score":
@@ -535,6 +536,8 @@ class AdapterEvaluator:
                              valid=ok_json or not gold.lstrip().startswith(("{", "[")), in_top_k=exact_match(text, gold))
             r["latency_ms"] = (batch_ms[idx] if self.mode == "score" else (time.perf_counter() - t0) * 1000) + shared_ms
             out.append(r)
+            if self.mode != "score": pb.update(1, accuracy=sum(x["correct"] for x in out) / len(out))
+        pb.close()
         return out
 
     def _metrics(self, rows) -> EvaluationMetrics:
@@ -560,10 +563,10 @@ class AdapterEvaluator:
         if model is None: model, tokenizer = load_causal_lm(self.base_model, dtype=self.precision, device=self.device)
         model.eval()
         t0 = time.time()
-        base_rows = self.run_model(model, tokenizer, examples, labels, convs)
-        plain_rows = self.run_model(model, tokenizer, plain, labels, convs) if examples != plain else None
+        base_rows = self.run_model(model, tokenizer, examples, labels, convs, "base")
+        plain_rows = self.run_model(model, tokenizer, plain, labels, convs, "base, no label list") if examples != plain else None
         model = PeftModel.from_pretrained(model, str(self.adapter_path)); model.eval()
-        ad_rows = self.run_model(model, tokenizer, examples, labels, convs)
+        ad_rows = self.run_model(model, tokenizer, examples, labels, convs, "adapter")
         compared = {k: self._compare(model, tokenizer, k, v, examples, labels, convs, ad_rows) for k, v in self.compare.items()}
         log.info(f"Evaluated {len(examples)} {self.agent_type} examples ({self.mode}) on base and adapter in {time.time()-t0:.1f}s")
         bl_rows, bl_info = self._baseline(train_examples, plain, labels)
@@ -605,7 +608,7 @@ def _compare(self, model, tokenizer, name, path, examples, labels, convs, ad_row
         if other_base and other_base != self.base_model:
             return {"adapter_path": str(path), "error": f"trained on another base model ({other_base!r}, not {self.base_model!r})"}
         model.load_adapter(str(path), adapter_name=name); model.set_adapter(name)
-        rows = self.run_model(model, tokenizer, examples, labels, convs)
+        rows = self.run_model(model, tokenizer, examples, labels, convs, f"{name} adapter")
         model.set_adapter("default"); model.delete_adapter(name)
     except Exception as e:
         return {"adapter_path": str(path), "error": f"{type(e).__name__}: {e}"}

@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/models.html.md"""
 
 # %% ../nbs/01_models.ipynb #40783d57
 from __future__ import annotations
-import os, hashlib, importlib.util, socket, threading, time, shutil, json
+import os, sys, hashlib, importlib.util, socket, threading, time, shutil, json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,7 @@ def materialize_gguf(gguf_path:str|Path, # a .gguf file
     gguf_path = Path(gguf_path)
     dest = gguf_cache_dir(gguf_path)
     if (dest/"config.json").exists(): return dest
-    log.info(f"Dequantizing {gguf_path.name} once into {dest} (later loads reuse it)")
+    print(f"Dequantizing {gguf_path.name} once into {dest} (later loads reuse it; about 20 s)...", file=sys.stderr, flush=True)
     t0 = time.time()
     tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
@@ -101,7 +101,7 @@ def materialize_gguf(gguf_path:str|Path, # a .gguf file
     except (FileExistsError, OSError):
         if not (dest/"config.json").exists(): raise
         # another process finished the same cache first: use theirs
-    log.info(f"Cached dequantized weights in {time.time()-t0:.1f}s")
+    print(f"Dequantized {gguf_path.name} in {time.time()-t0:.1f}s", file=sys.stderr, flush=True)
     return dest
 
 # %% ../nbs/01_models.ipynb #972192db

@@ -6,11 +6,12 @@ Docs: https://cogniverse.github.io/cogniverse_ft/pipelines.html.md"""
 
 # %% ../nbs/42_pipelines.ipynb #3529c405
 from __future__ import annotations
-import json, time, traceback, sys
+import json, time, tempfile, traceback, sys
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
 from .core import home_subdir, validate_tenant_id, get_logger, atomic_write_json
+from .report import kernel_transport
 
 # %% auto #0
 __all__ = ['log', 'pipeline_notebook', 'notebook_parameters', 'TenantRun', 'run_tenant', 'format_runs', 'run_tenants',
@@ -81,8 +82,9 @@ def run_tenant(tenant_id:str, # tenant to run
     t0 = time.time()
     run = TenantRun(tenant_id, "failed", str(run_dir), str(executed))
     try:
-        pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=progress,
-                            cwd=str(run_dir), log_output=False)
+        with tempfile.TemporaryDirectory(prefix="cogniverse_ft-kernel-") as sock:  # IPC sockets: no "TCP without encryption" warning
+            pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=progress,
+                                cwd=str(run_dir), log_output=False, **kernel_transport(sock))
     except pm.PapermillExecutionError as e:
         run.error, run.failing_cell = f"{e.ename}: {e.evalue}", e.cell_index
     except Exception as e:
