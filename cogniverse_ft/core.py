@@ -133,7 +133,7 @@ def update(self:Progress, n:int=1, # steps done since the last call
     if self.bar is not None:
         self.bar.set_postfix_str(self.fields_text(), refresh=False); self.bar.update(n); return
     pct = 100 * self.n / self.total if self.total else 100
-    if pct + 1e-9 >= self.next_pct or self.n >= self.total:
+    if pct + 1e-9 >= self.next_pct and self.n < self.total:  # the 100% line waits for `close`: it carries the last fields
         while self.next_pct <= pct + 1e-9: self.next_pct += self.every
         self.line()
 

@@ -100,15 +100,15 @@ def loss_gap(history:dict, # a run's `history`
 # %% ../nbs/35_report.ipynb #4e522e3e
 def summary_metrics(experiments:list, # from `tracking.list_experiments`
                    ) -> dict:
-    "Total runs, runs per method, the best (lowest) train loss and its run, the latest adapter accuracy."
-    loss = [(e["metrics"].get("train_loss"), e["run_id"]) for e in experiments
-            if isinstance(e["metrics"].get("train_loss"), (int, float))]
-    best = min(loss) if loss else (None, None)
+    "Total runs, runs per method, the best run (as `tracking.best_run` ranks: held-out accuracy, else eval loss), the latest adapter accuracy."
+    from cogniverse_ft.tracking import best_run
+    best, by = best_run(experiments)
     evs = [e["evaluation"] for e in experiments if e.get("evaluation") and e["evaluation"].get("adapter")]
+    acc = {e["run_id"]: ((e.get("evaluation") or {}).get("adapter") or {}).get("accuracy") for e in experiments}
     return {"total_runs": len(experiments), "sft_runs": sum(e["method"] == "sft" for e in experiments),
             "dpo_runs": sum(e["method"] == "dpo" for e in experiments),
             "embedding_runs": sum(e["method"] == "embedding" for e in experiments),
-            "best_train_loss": best[0], "best_run": best[1],
+            "best_run": best, "best_by": by, "best_accuracy": acc.get(best),
             "evaluated_runs": len(evs), "latest_adapter_accuracy": evs[0]["adapter"].get("accuracy") if evs else None,
             "latest_baseline_accuracy": (evs[0].get("baseline") or {}).get("accuracy") if evs else None}
 
