@@ -68,6 +68,8 @@ def setup_logging(level:int|str=logging.INFO, # logging level for the `cognivers
 KNOWN_WARNINGS = [  # (category, message regex, why it is safe to hide)
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated",
      "PEFT's PeftModel reads the old transformers property while wrapping a model; nothing for the caller to change"),
+    (FutureWarning, r"`gradient_checkpointing_enable` is deprecated",
+     "PEFT's prepare_model_for_kbit_training (QLoRA) calls the old transformers method; nothing for the caller to change"),
     (UserWarning, r"Could not find a config file in .* - will assume that the vocabulary was not modified",
      "PEFT cannot look a Hub id up offline when saving; we never resize the vocabulary, so its assumption holds"),
 ]

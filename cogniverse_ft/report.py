@@ -10,7 +10,7 @@ import html, json, math, re, tempfile, time
 from pathlib import Path
 from typing import Any, Optional
 import pandas as pd
-from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice
+from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice, on_terminal
 
 # %% auto #0
 __all__ = ['log', 'BASE_VS_ADAPTER', 'ACTIVATION_RULE_TEXT', 'HISTORY_LABELS', 'PALETTE', 'display_value', 'tidy', 'short_id',
@@ -427,7 +427,7 @@ def render_report(tenant_id:str, # tenant
     with tempfile.TemporaryDirectory(prefix="cf-report-") as tmp:
         executed = Path(tmp)/"finetuning_report.ipynb"
         try:
-            pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=False,
+            pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=on_terminal(),
                                 cwd=tmp, log_output=False, execution_timeout=timeout, **kernel_transport(tmp))
         except pm.PapermillExecutionError as e:
             raise ReportError(f"Report notebook {nb.name} failed in cell {e.exec_count} for tenant {tenant_id!r}: "

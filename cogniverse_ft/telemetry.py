@@ -772,16 +772,18 @@ class PhoenixTraceStore:
             cond = (f"({cond}) and " if cond else "") + f"span_kind == {stored!r}"
         expected = count_spans(project, start_time, end_time, cond, self.p.base_url, self.p.api_key) if check_count else None
         frames, seen, end, limit = [], set(), end_time, page_size
+        bar = Progress(expected or 0, f"reading spans of {project}", unit="span", enabled=(expected or 0) > page_size)  # several pages
         async with httpx.AsyncClient(base_url=self.p.base_url, headers=_headers(self.p.api_key), timeout=READ_TIMEOUT) as http:
             while True:
                 df = await self._page(http, project, start_time, end, limit, cond, exact_numbers)
                 if df.empty: break
                 new = df[~df.index.isin(seen)]
-                if len(new): frames.append(new); seen.update(new.index)
+                if len(new): frames.append(new); seen.update(new.index); bar.update(len(new))
                 if len(df) < limit: break
                 if new.empty: limit *= 2; continue  # a full page of one timestamp: widen it
                 limit = page_size
                 end = (df["start_time"].min() + pd.Timedelta(microseconds=1)).to_pydatetime()  # the oldest instant again
+        bar.close()
         out = pd.concat(frames) if frames else pd.DataFrame(columns=SPAN_COLUMNS).set_index("context.span_id", drop=False)
         if expected is not None and len(out) < expected:
             raise PhoenixReadError(f"Read {len(out)} spans of project {project!r} from {self.p.base_url} but Phoenix counts "
