@@ -248,7 +248,7 @@ def check_quantization(quantization:str|None, # None, "none" or "4bit"
     device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     missing = []
     if importlib.util.find_spec("bitsandbytes") is None:
-        missing.append("the bitsandbytes package is not installed: pip install 'cogniverse_ft[gpu]'")
+        missing.append("the bitsandbytes package (not installed: pip install 'cogniverse_ft[gpu]')")
     if not (_is_cuda(device) and torch.cuda.is_available()): missing.append(f"a CUDA GPU (this run is on {device})")
     if missing: raise ValueError("quantization='4bit' (QLoRA) cannot run here: it needs " + "; and ".join(missing))
     return "4bit"

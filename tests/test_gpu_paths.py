@@ -70,7 +70,7 @@ def test_qlora_config_fields():
 @pytest.mark.skipif(HAS_BNB, reason="bitsandbytes is installed here: its absence cannot be tested")
 def test_4bit_without_bitsandbytes_says_how_to_install_it(fake_cuda, tiny):
     fake_cuda(bf16=True)  # even with a GPU: the package is missing (for real, it is not installed)
-    _fail(lambda: check_quantization("4bit", "cuda:0"), contains="bitsandbytes package is not installed: pip install 'cogniverse_ft[gpu]'")
+    _fail(lambda: check_quantization("4bit", "cuda:0"), contains="it needs the bitsandbytes package (not installed: pip install 'cogniverse_ft[gpu]')")
 
 def test_4bit_on_cpu_is_refused_before_any_loading(tmp_path):
     msg = "a CUDA GPU (this run is on cpu)"
