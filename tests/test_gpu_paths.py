@@ -75,7 +75,7 @@ def test_4bit_without_bitsandbytes_says_how_to_install_it(fake_cuda, tiny):
 def test_4bit_on_cpu_is_refused_before_any_loading(tmp_path):
     msg = "a CUDA GPU (this run is on cpu)"
     _fail(lambda: check_quantization("4bit", "cpu"), contains=msg)
-    if not HAS_BNB: _fail(lambda: check_quantization("4bit", "cpu"), contains="pip install 'cogniverse_ft[gpu]'; and " + msg)
+    if not HAS_BNB: _fail(lambda: check_quantization("4bit", "cpu"), contains="pip install 'cogniverse_ft[gpu]'); and " + msg)
     _fail(lambda: load_causal_lm("no-such/model-anywhere", quantization="4bit", device="cpu"), contains=msg)  # not "Could not resolve"
     ft = SFTFinetuner(base_model="no-such/model-anywhere", output_dir=str(tmp_path), quantization="4bit", verbose=False)
     _fail(lambda: ft.train(records(8)), contains=msg)
