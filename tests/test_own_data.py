@@ -126,7 +126,7 @@ def test_finetune_with_the_contract_beats_the_base(app, tmp_path):
     data, d, url = app
     secrets = {"HF_TOKEN": "hf_SeCrEtToKeN0123456789", "PHOENIX_API_KEY": "phx-SeCrEt-KeY-9876"}
     r = cli("finetune", "--config", str(d/"cogniverse-ft.yaml"), "--task", "router", "--method", "sft", "--test-set-size", "20",
-            "--epochs", "5", "--learning-rate", "3e-4", "--adapter-storage-uri", "memory://svc:PASSW0RD-42@bucket/own",
+            "--epochs", "3", "--learning-rate", "3e-4", "--adapter-storage-uri", "memory://svc:PASSW0RD-42@bucket/own",
             "--json", url=url, home=tmp_path, env=secrets)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(r.stdout)
