@@ -112,13 +112,15 @@ class Progress:
                  every:int=10, # percent between plain lines (not on a terminal)
                  stream=None, # where it goes (default: stderr)
                  enabled:bool=True, # False: show nothing (`verbose=False`)
+                 initial:int=0, # steps already done (a resumed run)
                 ):
         self.total, self.desc, self.unit, self.every, self.stream, self.enabled = max(int(total), 0), desc, unit, every, stream, enabled
-        self.n, self.t0, self.fields, self.next_pct, self.shown = 0, time.time(), {}, every, -1
+        self.n, self.t0, self.fields, self.shown = initial, time.time(), {}, initial
+        self.next_pct = (100 * initial // max(self.total, 1) // every + 1) * every
         self.bar = None
         if enabled and on_terminal(stream):
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream or sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream or sys.stderr, dynamic_ncols=True, initial=initial)
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()

@@ -10,7 +10,7 @@ import html, json, math, re, tempfile, time
 from pathlib import Path
 from typing import Any, Optional
 import pandas as pd
-from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice, on_terminal
+from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice, on_terminal, number_text
 
 # %% auto #0
 __all__ = ['log', 'BASE_VS_ADAPTER', 'ACTIVATION_RULE_TEXT', 'HISTORY_LABELS', 'PALETTE', 'display_value', 'tidy', 'short_id',
@@ -58,18 +58,18 @@ def compact_time(ts:str|None, # an ISO timestamp (`2026-12-01T11:53:07.123+00:00
 # %% ../nbs/35_report.ipynb #5735d7bc
 def fmt_num(v:Any, # a number (or anything) to show in a table or a sentence
            ) -> str:
-    "Integers (and whole floats) as integers, other floats to 4 significant digits (`1.55e-06`, never `0.0`; 1000 and up unit-rounded), None/NaN as `-`."
+    "`core.number_text` for tables: None/NaN as `-`, booleans as yes/no, fractional values of 1000 and up unit-rounded."
     if v is None or (isinstance(v, float) and math.isnan(v)): return "-"
     if isinstance(v, bool): return "yes" if v else "no"
-    if not isinstance(v, float) or not math.isfinite(v) or v.is_integer(): return str(display_value(v))
-    return f"{v:.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+    if isinstance(v, float) and math.isfinite(v) and abs(v) >= 1000 and not v.is_integer(): return f"{v:.0f}"
+    return number_text(v)
 
 # %% ../nbs/35_report.ipynb #280d0445
 def fmt_p(p:float|None, # a p-value read back from Phoenix
          ) -> str:
-    "A p-value to 3 significant digits (`1.55e-06`, `0.125`); an exact 0 (Phoenix's 10-decimal rounding) as `<1e-10`."
+    "A p-value to 3 significant digits (`1.55e-06`, `0.125`), `-` when there is none."
     if p is None or (isinstance(p, float) and math.isnan(p)): return "-"
-    return "<1e-10" if p == 0 else f"{p:.3g}"
+    return f"{p:.3g}"
 
 # %% ../nbs/35_report.ipynb #bc38b906
 def final_losses(history:dict, # a run's `history`: `{'train_loss': [[step, loss], ...], 'eval_loss': [...]}`
@@ -194,7 +194,7 @@ def significance_line(evaluation:dict, # an experiment's `evaluation`
     n = (f"; n={display_value(i['n'])}, adapter-only right {display_value(i.get('adapter_only_correct'))}, "
          f"{other}-only right {display_value(i.get(f'{other}_only_correct'))}"
          if i.get("n") is not None else "")
-    return (f"{mark} (accuracy {i.get('accuracy', 0) * 100:+.1f} pts{ci}, p{'' if fmt_p(i.get('p_value')).startswith('<') else '='}{fmt_p(i.get('p_value'))}, "
+    return (f"{mark} (accuracy {i.get('accuracy', 0) * 100:+.1f} pts{ci}, p={fmt_p(i.get('p_value'))}, "
             f"{i.get('test', 'exact McNemar')}{n}; significant means p < 0.05 and more than +5 pts)")
 
 # %% ../nbs/35_report.ipynb #eefcbe5b
@@ -208,7 +208,7 @@ def baseline_sentence(evaluation:dict, # an experiment's `evaluation`
     v = vs.get("verdict") or ("beats" if a - b > 1e-12 else "loses" if a - b < -1e-12 else "ties")
     what = f"the baseline ({info.get('model', 'embeddings')} + logistic regression)"
     head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}", "loses": f"The adapter loses to {what}"}[v]
-    test = (f"exact McNemar p{'' if vs['p_value'] == 0 else '='}{fmt_p(vs['p_value'])}, {display_value(vs.get('adapter_only_correct'))} adapter-only vs "
+    test = (f"exact McNemar p={fmt_p(vs['p_value'])}, {display_value(vs.get('adapter_only_correct'))} adapter-only vs "
             f"{display_value(vs.get('baseline_only_correct'))} baseline-only right") if vs.get("p_value") is not None else "no McNemar test recorded"
     if v == "ties": return f"{head}: both {a:.1%} ({test})."
     sig = "" if vs.get("p_value") is None else ("significant; " if vs["p_value"] < 0.05 else "not significant; ")

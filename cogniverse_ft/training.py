@@ -256,8 +256,8 @@ class LossHistoryCallback(TrainerCallback):
         if state.log_history and not (self.train or self.eval):  # a resumed run: the history so far comes from its checkpoint
             self.train = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "loss" in e]
             self.eval = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "eval_loss" in e]
-        self.bar = Progress(state.max_steps, f"[{self.method}] training", unit="step", enabled=self.verbose and state.is_world_process_zero)
-        self.bar.n = self.bar.shown = state.global_step  # a resumed run starts where it stopped
+        self.bar = Progress(state.max_steps, f"[{self.method}] training", unit="step", initial=state.global_step,  # a resumed run: where it stopped
+                            enabled=self.verbose and state.is_world_process_zero)
 
 # %% ../nbs/20_training.ipynb #1309d0c5
 @patch
