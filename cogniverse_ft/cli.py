@@ -6,24 +6,32 @@ Docs: https://cogniverse.github.io/cogniverse_ft/cli.html.md"""
 
 # %% ../nbs/03_cli.ipynb #8a164e6d
 from __future__ import annotations
-import argparse, importlib, json, os, sys, time
+import argparse, importlib, inspect, json, os, sys, time, types, typing
+from fastcore.docments import docments
 from . import __version__
 from .core import setup_logging, get_logger, on_terminal
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'VERBOSITY', 'cli_models_args', 'cli_docs_args',
-           'plain_progress', 'quiet_broken_pipe', 'build_parser', 'main', 'cli_models', 'cli_docs']
+__all__ = ['EXIT_OK', 'EXIT_FAIL', 'EXIT_USAGE', 'EXIT_PENDING', 'COMMANDS', 'EXAMPLES', 'VERBOSITY', 'UsageError',
+           'signature_options', 'declare_command', 'command_parser', 'build_parser', 'plain_progress',
+           'quiet_broken_pipe', 'parse_command', 'main', 'cli_models', 'cli_docs']
 
 # %% ../nbs/03_cli.ipynb #bd2ae54e
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 
-COMMANDS = {  # name -> (help, "module:function" that takes the parsed args and returns an exit code)
+# %% ../nbs/03_cli.ipynb #df56327b
+COMMANDS = {  # name -> (help, "module:function" that runs it and returns an exit code)
     "phoenix":     ("Start, stop or inspect the embedded Phoenix server", "cogniverse_ft.telemetry:cli_phoenix"),
-    "seed-demo":   ("Write realistic demo telemetry and annotations for a tenant", "cogniverse_ft.demo_data:cli_seed_demo"),
-    "inspect":     ("What a Phoenix project holds and what each task of the contract can extract", "cogniverse_ft.inspection:cli_inspect"),
-    "finetune":    ("Extract data, pick SFT/DPO/embedding, train, register and evaluate", "cogniverse_ft.orchestrator:cli_finetune"),
-    "adapters":    ("List, show, activate or retire adapters; which adapters trained on a span", "cogniverse_ft.registry:cli_adapters"),
-    "experiments": ("List or compare fine-tuning experiments logged to Phoenix", "cogniverse_ft.tracking:cli_experiments"),
+    "seed-demo":   ("Write realistic demo telemetry and annotations for a tenant",
+                    "cogniverse_ft.demo_data:cli_seed_demo"),
+    "inspect":     ("What a Phoenix project holds and what each task of the contract can extract",
+                    "cogniverse_ft.inspection:cli_inspect"),
+    "finetune":    ("Extract data, pick SFT/DPO/embedding, train, register and evaluate",
+                    "cogniverse_ft.orchestrator:cli_finetune"),
+    "adapters":    ("List, show, activate or retire adapters; which adapters trained on a span",
+                    "cogniverse_ft.registry:cli_adapters"),
+    "experiments": ("List or compare fine-tuning experiments logged to Phoenix",
+                    "cogniverse_ft.tracking:cli_experiments"),
     "review":      ("Approve or reject synthetic training examples", "cogniverse_ft.synthetic:cli_review"),
     "run":         ("Run the papermill pipeline for one or more tenants", "cogniverse_ft.pipelines:cli_run"),
     "demo":        ("Run the end-to-end demo on the embedded defaults", "cogniverse_ft.demo:cli_demo"),
@@ -32,16 +40,21 @@ COMMANDS = {  # name -> (help, "module:function" that takes the parsed args and 
 }
 
 # %% ../nbs/03_cli.ipynb #80283cd4
-def cli_models_args(p):
-    p.add_argument("--base-model", default=None, help="causal LM id or folder (default: SmolLM2-135M-Instruct)")
-    p.add_argument("--embedding-model", default=None, help="embedding model id or folder (default: all-MiniLM-L6-v2)")
-    p.add_argument("--prompt", default="What is the capital of France?", help="a question for the chat smoke test")
+EXAMPLES = {
+    "phoenix": "cogniverse-ft phoenix up --json",
+    "seed-demo": "cogniverse-ft seed-demo --tenant demo",
+    "inspect": "cogniverse-ft inspect --tenant demo",
+    "finetune": "cogniverse-ft finetune --tenant demo --agent-type routing --method sft --epochs 1",
+    "adapters": "cogniverse-ft adapters show --tenant demo routing@1",
+    "experiments": "cogniverse-ft experiments list --tenant demo",
+    "review": "cogniverse-ft review --tenant demo --approve ID1 ID2",
+    "run": "cogniverse-ft run --tenants demo",
+    "demo": "cogniverse-ft demo",
+    "models": "cogniverse-ft models --prompt 'Name the capital of France.'",
+    "docs": "cogniverse-ft docs build --out _site",
+}
 
-def cli_docs_args(p):
-    p.add_argument("action", choices=["build", "readme"], help="build the HTML site, or render README.md")
-    p.add_argument("--out", default="_site", help="output folder of the site")
-
-# %% ../nbs/03_cli.ipynb #8d9d2955
+# %% ../nbs/03_cli.ipynb #a8b8d75b
 def _handler(name:str, suffix:str=""):
     "The function running command `name` (or its `_args` function with `suffix='_args'`); None when absent."
     mod, fn = COMMANDS[name][1].split(":")
@@ -51,70 +64,198 @@ def _handler(name:str, suffix:str=""):
         return None
     return getattr(m, fn + suffix, None)
 
-VERBOSITY = {0: ("WARNING", "INFO"), 1: ("INFO", "INFO"), 2: ("DEBUG", "DEBUG")}  # -v count -> (level, stage lines' level)
+# %% ../nbs/03_cli.ipynb #71f5be71
+class UsageError(ValueError):
+    "A command line that cannot run as given: printed under the command's usage, exit code 2."
 
+# %% ../nbs/03_cli.ipynb #0303d25c
+def _members(hint) -> tuple:
+    "The members of a union annotation, `None` left out (a plain annotation is a union of one)."
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return tuple(a for a in typing.get_args(hint) if a is not type(None))
+    return (hint,)
+
+# %% ../nbs/03_cli.ipynb #752e607b
+def _scalar_kind(hint) -> dict:
+    "argparse keywords (`type`, `choices`) for one value annotated `hint`."
+    if typing.get_origin(hint) is typing.Literal:
+        vals = typing.get_args(hint)
+        return {"choices": list(vals), "type": type(vals[0])}
+    return {"type": hint} if hint in (int, float) else {}
+
+# %% ../nbs/03_cli.ipynb #4868c782
+def _option_kind(hint, positional:bool=False) -> dict:
+    "argparse keywords for a parameter annotated `hint` (a positional one or a `--option`)."
+    ms = _members(hint)
+    if set(ms) == {bool, str}: return {"nargs": "?", "const": True}
+    if ms == (bool,): return {"action": "store_true"}
+    if typing.get_origin(ms[0]) is list:
+        (item,) = typing.get_args(ms[0]) or (str,)
+        many = {"nargs": "*"} if positional else {"nargs": "+", "action": "extend"}
+        return {**many, **_scalar_kind(item)}
+    return _scalar_kind(ms[0])
+
+# %% ../nbs/03_cli.ipynb #9df48f7e
+def _help(doc:str|None, default) -> str:
+    "The help text: the docment, and the default when it says something."
+    doc = (doc or "").replace("%", "%%")
+    if default in (None, False, inspect.Parameter.empty) or default == []: return doc
+    return f"{doc} (default: {default})" if doc else f"default: {default}"
+
+# %% ../nbs/03_cli.ipynb #82e57c4c
+def _declare(p:argparse.ArgumentParser, name:str, prm:inspect.Parameter, hint, doc:str|None):
+    "Declare parameter `prm` of a command function on `p`."
+    positional = prm.kind is not prm.KEYWORD_ONLY
+    kw = {**_option_kind(hint, positional), "help": _help(doc, prm.default)}
+    if prm.default is not prm.empty: kw["default"] = prm.default
+    if positional:
+        if prm.default is not prm.empty and "nargs" not in kw: kw["nargs"] = "?"
+        return p.add_argument(name, **kw)
+    if prm.default is prm.empty: kw["required"] = True
+    return p.add_argument("--" + name.rstrip("_").replace("_", "-"), dest=name, **kw)
+
+# %% ../nbs/03_cli.ipynb #0b5ba625
+def signature_options(p:argparse.ArgumentParser, # the parser to declare the options on
+                      fn, # the command's function
+                     ) -> argparse.ArgumentParser:
+    "Declare on `p` one argument per parameter of `fn`: positional ones as positionals, keyword-only as `--options`."
+    hints, docs = typing.get_type_hints(fn), docments(fn)
+    for name, prm in inspect.signature(fn).parameters.items():
+        if name != "return": _declare(p, name, prm, hints.get(name, str), docs.get(name))
+    return p
+
+# %% ../nbs/03_cli.ipynb #7cbf74f3
+VERBOSITY = {0: ("WARNING", "INFO"), 1: ("INFO", "INFO"), 2: ("DEBUG", "DEBUG")}  # -v count -> (level, stage level)
+
+# %% ../nbs/03_cli.ipynb #b31038a8
+def declare_command(p:argparse.ArgumentParser, # the command's parser
+                    name:str, # the command
+                   ) -> argparse.ArgumentParser:
+    "Declare the options of command `name` on `p` (from its function's signature, or its `_args` function)."
+    p.add_argument("-v", action="count", default=0, dest="verbosity", help="more detail: -v each step's log, -vv debug")
+    fn, add = _handler(name), _handler(name, "_args")
+    if add is not None: add(p)
+    elif fn is not None: signature_options(p, fn)
+    return p
+
+# %% ../nbs/03_cli.ipynb #cd69f3b8
+def command_parser(name:str, # the command
+                  ) -> argparse.ArgumentParser:
+    "The parser of command `name` alone, with its description and an example under its options."
+    p = argparse.ArgumentParser(prog=f"cogniverse-ft {name}", description=COMMANDS[name][0],
+                                epilog=f"example:\n  {EXAMPLES[name]}",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    return declare_command(p, name)
+
+# %% ../nbs/03_cli.ipynb #ed8214a8
+def build_parser(command:str|None=None, # the command whose options to declare (imports only its module)
+                ) -> argparse.ArgumentParser:
+    "The `cogniverse-ft` argument parser: every subcommand, with the options of `command`."
+    ap = argparse.ArgumentParser(prog="cogniverse-ft",
+                                 description="Turn Phoenix telemetry into fine-tuned LoRA adapters.")
+    ap.add_argument("--version", action="version", version=f"cogniverse-ft {__version__}")
+    ap.add_argument("-v", "--verbose", action="count", default=0, dest="verbosity",  # not `verbose`: a trainer setting
+                    help="more detail: -v every step's log, -vv debug")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_, _) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_, epilog=f"example:\n  {EXAMPLES[name]}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == command: declare_command(p, name)
+    return ap
+
+# %% ../nbs/03_cli.ipynb #25cd855f
 def plain_progress():
-    "Off a terminal (a log, CI, a pipe), switch the dependencies' carriage-return bars off; ours print plain lines there."
+    "Off a terminal (a log, CI, a pipe), switch the dependencies' carriage-return bars off."
     if on_terminal(): return
-    for k in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"): os.environ.setdefault(k, "1")
+    for k in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS", "TQDM_DISABLE"):
+        os.environ.setdefault(k, "1")
 
+# %% ../nbs/03_cli.ipynb #64378a0a
 def quiet_broken_pipe() -> int:
-    "The reader of stdout left (`| head`): send the rest to /dev/null so exiting is quiet; exit 141 as other tools do."
+    "The reader of stdout left (`| head`): send the rest to /dev/null so exiting is quiet; exit 141."
     try: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError): pass
     return 141
 
-def build_parser(command:str|None=None, # the command whose options to declare (imports only its module)
-                ) -> argparse.ArgumentParser:
-    "The `cogniverse-ft` argument parser: every subcommand, with the options of `command`."
-    ap = argparse.ArgumentParser(prog="cogniverse-ft", description="Turn Phoenix telemetry into fine-tuned LoRA adapters.")
-    ap.add_argument("--version", action="version", version=f"cogniverse-ft {__version__}")
-    ap.add_argument("-v", "--verbose", action="count", default=0, dest="verbosity",  # not `verbose`: that is a trainer setting
-                    help="more detail: -v every step's log, -vv debug")
-    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (help_, _) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
-        if name == command and (add := _handler(name, "_args")) is not None: add(p)
-    return ap
+# %% ../nbs/03_cli.ipynb #84a0bcc5
+def parse_command(argv:list, # the arguments, the command among them
+                 ) -> tuple:
+    "(command, verbosity, options namespace) of a command line; usage errors exit 2 as argparse does."
+    i = next(k for k, a in enumerate(argv) if a in COMMANDS)
+    top = build_parser().parse_args(argv[:i + 1])
+    ns = command_parser(argv[i]).parse_intermixed_args(argv[i + 1:])
+    return argv[i], top.verbosity + ns.__dict__.pop("verbosity"), ns
 
+# %% ../nbs/03_cli.ipynb #d917c9bd
+def _call(name:str, ns:argparse.Namespace) -> int:
+    "Run command `name` on its parsed options."
+    fn = _handler(name)
+    if _handler(name, "_args") is not None: return int(fn(ns) or 0)
+    return int(fn(**vars(ns)) or 0)
+
+# %% ../nbs/03_cli.ipynb #1a1b3525
+def _run(name:str, ns:argparse.Namespace) -> int:
+    "Run command `name`, turning failures into an exit code and one line on stderr."
+    try: return _call(name, ns)
+    except BrokenPipeError: return quiet_broken_pipe()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except UsageError as e:
+        print(f"{command_parser(name).format_usage()}cogniverse-ft {name}: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:
+        get_logger("cli").debug("command failed", exc_info=True)
+        print(f"cogniverse-ft {name}: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAIL
+
+# %% ../nbs/03_cli.ipynb #f25ebfcf
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int:
     "Run the `cogniverse-ft` command line; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if a in COMMANDS), None)
-    if command and "--help" not in argv and "-h" not in argv and _handler(command) is None:
+    if command is None:
+        build_parser().parse_args(argv)  # --help, --version and usage errors exit here
+        build_parser().print_help()
+        return EXIT_USAGE
+    if "--help" not in argv and "-h" not in argv and _handler(command) is None:
         print(f"cogniverse-ft {command}: not available in version {__version__} yet.", file=sys.stderr)
         return EXIT_USAGE
-    ap = build_parser(command)
-    args = ap.parse_args(argv)
-    if not args.command: ap.print_help(); return EXIT_USAGE
-    setup_logging(*VERBOSITY[min(args.verbosity, 2)])
+    command, verbosity, ns = parse_command(argv)
+    setup_logging(*VERBOSITY[min(verbosity, 2)])
     plain_progress()
-    fn = _handler(args.command)
-    try: return int(fn(args) or 0)
-    except BrokenPipeError: return quiet_broken_pipe()
-    except KeyboardInterrupt: print("interrupted", file=sys.stderr); return 130
-    except Exception as e:
-        get_logger("cli").debug("command failed", exc_info=True)
-        print(f"cogniverse-ft {args.command}: error: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_FAIL
+    return _run(command, ns)
 
 # %% ../nbs/03_cli.ipynb #f626f4fb
-def cli_models(args) -> int:
+def _timed(load, name:str):
+    "(what `load(name)` returns, seconds it took)."
+    t0 = time.time()
+    return load(name), time.time() - t0
+
+# %% ../nbs/03_cli.ipynb #f3b669dc
+def cli_models(*,
+               base_model:str|None=None, # causal LM id or folder (default: SmolLM2-135M-Instruct)
+               embedding_model:str|None=None, # embedding model id or folder (default: all-MiniLM-L6-v2)
+               prompt:str="What is the capital of France?", # a question for the chat smoke test
+              ) -> int:
     "Resolve the base and embedding models, load them and print a chat reply."
     from cogniverse_ft.models import load_causal_lm, load_embedding_model, resolve_causal_lm, chat
     from cogniverse_ft.core import DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL
-    name = args.base_model or DEFAULT_BASE_MODEL
-    t0 = time.time(); model, tok = load_causal_lm(name); t_llm = time.time() - t0
+    name, ename = base_model or DEFAULT_BASE_MODEL, embedding_model or DEFAULT_EMBEDDING_MODEL
+    (model, tok), t_llm = _timed(load_causal_lm, name)
     print(f"base model      : {name} ({resolve_causal_lm(name).source}, loaded in {t_llm:.1f}s)")
-    print(f"chat            : {args.prompt!r} -> {chat(model, tok, args.prompt, max_new_tokens=24)!r}")
-    ename = args.embedding_model or DEFAULT_EMBEDDING_MODEL
-    t0 = time.time(); emb = load_embedding_model(ename); t_emb = time.time() - t0
+    print(f"chat            : {prompt!r} -> {chat(model, tok, prompt, max_new_tokens=24)!r}")
+    emb, t_emb = _timed(load_embedding_model, ename)
     print(f"embedding model : {ename} (dim {emb.get_embedding_dimension()}, loaded in {t_emb:.1f}s)")
     return EXIT_OK
 
-def cli_docs(args) -> int:
+# %% ../nbs/03_cli.ipynb #97b61b4e
+def cli_docs(action:typing.Literal["build", "readme"], # build the HTML site, or render README.md
+             *,
+             out:str="_site", # output folder of the site
+            ) -> int:
     "Build the docs site or render the README."
     from cogniverse_ft.docs import build_docs, write_readme
-    print(write_readme() if args.action == "readme" else build_docs(args.out))
+    print(write_readme() if action == "readme" else build_docs(out))
     return EXIT_OK
