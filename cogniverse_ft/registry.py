@@ -33,6 +33,7 @@ STATUSES = ("inactive", "active", "deprecated", "retired")
 
 def _now() -> str: return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
+# %% ../nbs/30_registry.ipynb #f3722e8d
 @dataclass
 class AdapterMetadata:
     "A registered adapter."
@@ -57,24 +58,29 @@ class AdapterMetadata:
     retired_at: Optional[str] = None  # when the version was retired (status "retired"), if it was
     retired_reason: Optional[str] = None  # why it was retired
 
-    @property
-    def target(self) -> str:
-        "The agent type or modality this adapter serves."
-        return self.agent_type or self.modality
+# %% ../nbs/30_registry.ipynb #b777c0ea
+@patch(as_prop=True)
+def target(self:AdapterMetadata) -> str:
+    "The agent type or modality this adapter serves."
+    return self.agent_type or self.modality
 
-    @property
-    def is_active(self) -> bool:
-        "Whether this adapter is the active one for its tenant and target."
-        return self.status == "active"
+# %% ../nbs/30_registry.ipynb #da3c8787
+@patch(as_prop=True)
+def is_active(self:AdapterMetadata) -> bool:
+    "Whether this adapter is the active one for its tenant and target."
+    return self.status == "active"
 
-    @property
-    def location(self) -> str:
-        "Where to load the adapter from: the published URI, else the local path."
-        return self.adapter_uri or self.adapter_path
+# %% ../nbs/30_registry.ipynb #07a04625
+@patch(as_prop=True)
+def location(self:AdapterMetadata) -> str:
+    "Where to load the adapter from: the published URI, else the local path."
+    return self.adapter_uri or self.adapter_path
 
-    def to_dict(self) -> dict:
-        "A JSON-serialisable dict."
-        return asdict(self)
+# %% ../nbs/30_registry.ipynb #77f69059
+@patch
+def to_dict(self:AdapterMetadata) -> dict:
+    "A JSON-serialisable dict."
+    return asdict(self)
 
 # %% ../nbs/30_registry.ipynb #18969b01
 REGISTRY_URL_ENV = "COGNIVERSE_FT_REGISTRY_URL"
@@ -107,6 +113,8 @@ adapters_table = sa.Table(
     sa.UniqueConstraint("tenant_id", "active_key", name="uq_one_active_per_target"),
     sa.Index("ix_adapters_tenant_target", "tenant_id", "target"),
 )
+
+# %% ../nbs/30_registry.ipynb #c002a2e7
 versions_table = sa.Table(  # every version ever handed out, kept after its adapter is deleted: numbers are never reused
     "adapter_versions", _md,
     sa.Column("tenant_id", sa.String(64), primary_key=True),
@@ -114,9 +122,11 @@ versions_table = sa.Table(  # every version ever handed out, kept after its adap
     sa.Column("version", sa.String(64), primary_key=True),
     sa.Column("created_at", sa.String(40), nullable=False),
 )
+
+# %% ../nbs/30_registry.ipynb #a3ed9c67
 LINEAGE_ROLES = ("train", "validation", "test", "synthetic")
 LINEAGE_ID_LEN = 256
-lineage_table = sa.Table(  # the examples each adapter version used; kept after its adapter record is deleted, like its version
+lineage_table = sa.Table(  # kept after its adapter record is deleted, like its version
     "adapter_lineage", _md,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("adapter_id", sa.String(36), nullable=False),
@@ -133,6 +143,7 @@ lineage_table = sa.Table(  # the examples each adapter version used; kept after 
     sa.Index("ix_lineage_session", "session_id"),
 )
 
+# %% ../nbs/30_registry.ipynb #cc7c73fb
 def default_registry_url() -> str:
     "`$COGNIVERSE_FT_REGISTRY_URL`, else the SQLite file `<home>/registry/registry.db`."
     return os.environ.get(REGISTRY_URL_ENV) or f"sqlite:///{home_subdir('registry')/'registry.db'}"
@@ -142,23 +153,27 @@ def _pg_url(u:sa.URL) -> sa.URL:
     "A plain `postgresql://` URL with the installed driver: psycopg 3 when present, else psycopg2."
     if u.drivername != "postgresql": return u
     import importlib.util
-    return u if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2") else u.set(drivername="postgresql+psycopg2")
+    if importlib.util.find_spec("psycopg") or not importlib.util.find_spec("psycopg2"): return u
+    return u.set(drivername="postgresql+psycopg2")
 
+# %% ../nbs/30_registry.ipynb #6a82d59e
 def _private_sqlite_file(path:Path):
     "Create the SQLite file (and its folder) readable by the owner only, before SQLite creates it 0644."
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if not path.exists(): os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     os.chmod(path, 0o600)
 
+# %% ../nbs/30_registry.ipynb #0896d178
 def _make_engine(url:str, lock_timeout:float=10.0) -> sa.Engine:
     u = sa.make_url(url)
     if u.get_backend_name() == "postgresql":
         ms = int(lock_timeout * 1000)
         return sa.create_engine(_pg_url(u), pool_pre_ping=True, future=True,
-                                connect_args={"connect_timeout": max(1, int(lock_timeout)), "options": f"-c lock_timeout={ms}"})
+                                connect_args={"connect_timeout": max(1, int(lock_timeout)),
+                                              "options": f"-c lock_timeout={ms}"})
     if u.get_backend_name() != "sqlite": return sa.create_engine(u, pool_pre_ping=True, future=True)
     if u.database and u.database != ":memory:": _private_sqlite_file(Path(u.database))
-    wait = min(lock_timeout / 4, 1.0)  # SQLite's own wait per attempt; `_write` retries (and says so) until `lock_timeout`
+    wait = min(lock_timeout / 4, 1.0)  # SQLite's own wait per attempt; `_write` retries until `lock_timeout`
     eng = sa.create_engine(u, connect_args={"timeout": wait}, future=True)
 
     @sa.event.listens_for(eng, "connect")
@@ -174,6 +189,7 @@ def _make_engine(url:str, lock_timeout:float=10.0) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("cf_write") else "BEGIN")
     return eng
 
+# %% ../nbs/30_registry.ipynb #a7289e9c
 def _retryable(e:Exception) -> bool:
     msg = str(getattr(e, "orig", e)).lower()
     return isinstance(e, sa.exc.OperationalError) and any(s in msg for s in (
@@ -183,24 +199,29 @@ def _retryable(e:Exception) -> bool:
 class AdapterNotFoundError(LookupError):
     "No adapter with that id (or name and version) is visible to the caller."
 
+# %% ../nbs/30_registry.ipynb #5b822a24
 class RegistryLockedError(TimeoutError):
     "The registry stayed locked by another writer for longer than `lock_timeout`."
 
+# %% ../nbs/30_registry.ipynb #6b48a497
 class RegistryUnavailableError(RuntimeError):
     "The registry database cannot be opened or read (missing folder, corrupt file, server down)."
 
+# %% ../nbs/30_registry.ipynb #d8a15653
 class AdapterRetiredError(ValueError):
     "The adapter version was retired: it is never activated, re-statused or deleted again."
 
+# %% ../nbs/30_registry.ipynb #f49bcd81
 class LineageError(ValueError):
     "A `lineage=` value is malformed, or its rows could not be written (then nothing was registered)."
 
+# %% ../nbs/30_registry.ipynb #f821f5da
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 LOCK_TIMEOUT_ENV = "COGNIVERSE_FT_REGISTRY_LOCK_TIMEOUT"
 
 def next_version(versions:list, # versions already registered for a name
                 ) -> str:
-    "The next version: the highest dotted-number version given (live or deleted) with its last part raised by one, else `1.0.0`."
+    "The highest dotted-number version given (live or deleted) with its last part raised by one, else `1.0.0`."
     nums = [tuple(int(x) for x in v.split(".")) for v in versions if re.fullmatch(r"\d+(\.\d+)*", v)]
     if not nums: return "1.0.0"
     top = list(max(nums)); top[-1] += 1
@@ -210,10 +231,10 @@ def next_version(versions:list, # versions already registered for a name
 class AdapterRegistry:
     "Register, list, activate and delete LoRA adapters per tenant, in SQLite or PostgreSQL."
     def __init__(self,
-                 db_url:str|None=None, # SQLAlchemy URL (default: `$COGNIVERSE_FT_REGISTRY_URL` or `<home>/registry/registry.db`)
+                 db_url:str|None=None, # SQLAlchemy URL (default: `$COGNIVERSE_FT_REGISTRY_URL` or the home SQLite file)
                  tenant_id:str|None=None, # scope every call to this tenant
                  max_retries:int=20, # attempts for a write that loses a race (a unique index firing)
-                 lock_timeout:float|None=None, # seconds to wait for another writer's lock (default `$COGNIVERSE_FT_REGISTRY_LOCK_TIMEOUT` or 10)
+                 lock_timeout:float|None=None, # seconds to wait for a held lock (default: `LOCK_TIMEOUT_ENV` or 10)
                 ):
         self.url = db_url or default_registry_url()
         self.tenant_id = validate_tenant_id(tenant_id) if tenant_id is not None else None
@@ -222,83 +243,114 @@ class AdapterRegistry:
         u = sa.make_url(self.url)
         self.where = u.database if u.get_backend_name() == "sqlite" else u.render_as_string(hide_password=True)
         try: self.engine = _make_engine(self.url, self.lock_timeout)
-        except OSError as e: raise RegistryUnavailableError(f"Registry database {self.where} cannot be created: {e}") from None
+        except OSError as e:
+            raise RegistryUnavailableError(f"Registry database {self.where} cannot be created: {e}") from None
         self._write_engine = self.engine.execution_options(cf_write=True)
         self._dialect = self.engine.dialect.name
         self._create_schema()
 
-    def __repr__(self):
-        scope = f", tenant_id={self.tenant_id!r}" if self.tenant_id else ""
-        return f"AdapterRegistry({self.engine.url.render_as_string(hide_password=True)!r}{scope})"
-
-    def close(self):
-        "Release the database connections."
-        self.engine.dispose()
-
-    def _create_schema(self):
-        "Create missing tables and add missing columns (older databases); an up-to-date database is only read (no write lock)."
-        def missing(conn):
-            insp = sa.inspect(conn)
-            have = set(insp.get_table_names())
-            cols = [(t, c) for t in _md.tables.values() if t.name in have
-                    for names in [{x["name"] for x in insp.get_columns(t.name)}] for c in t.columns if c.name not in names]
-            return [t for t in _md.tables if t not in have], cols
-        def create(conn):
-            if self._dialect == "postgresql":  # concurrent first starts must not race on CREATE TABLE / ALTER TABLE
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
-            _md.create_all(conn)
-            q = conn.dialect.identifier_preparer.quote
-            for t, c in missing(conn)[1]:  # read again under the lock: another process may have added them
-                if not c.nullable: raise RegistryUnavailableError(f"Registry database {self.where}: table {t.name} lacks column {c.name}")
-                conn.execute(sa.text(f"ALTER TABLE {q(t.name)} ADD COLUMN {q(c.name)} {c.type.compile(conn.dialect)}"))
-                log.info(f"Registry {self.where}: added column {t.name}.{c.name}")
+# %% ../nbs/30_registry.ipynb #64ae5fa2
+@patch
+def _write(self:AdapterRegistry, fn):
+    "Run `fn(conn)` in a write transaction; retry a lost race, give up after `lock_timeout` behind a held lock."
+    t0, warned, lost = time.monotonic(), False, 0
+    while True:
         try:
-            with self.engine.connect() as conn: tables, cols = missing(conn)
-            if tables or cols: self._write(create)
-        except sa.exc.DBAPIError as e:
-            if _retryable(e): raise
-            raise RegistryUnavailableError(f"Registry database {self.where} cannot be used: {getattr(e, 'orig', e)}") from None
+            with self._write_engine.begin() as conn: return fn(conn)
+        except (sa.exc.OperationalError, sa.exc.IntegrityError) as e:
+            race = _retryable(e) or (isinstance(e, sa.exc.IntegrityError) and "active" in str(e.orig).lower())
+            if not race: raise
+            waited, locked = time.monotonic() - t0, isinstance(e, sa.exc.OperationalError)
+            if locked and waited >= self.lock_timeout:
+                raise RegistryLockedError(f"Registry database {self.where} is locked by another writer; gave up after "
+                                          f"{waited:.1f} s (lock_timeout={self.lock_timeout:g} s, "
+                                          f"set ${LOCK_TIMEOUT_ENV} to wait longer)") from None
+            if not locked and (lost := lost + 1) >= self.max_retries: raise
+            if locked and not warned:
+                log.warning(f"Waiting up to {self.lock_timeout:g} s for another writer's lock on registry {self.where}")
+                warned = True
+            time.sleep(random.uniform(0.01, 0.05) * min(lost + 1, 10))
 
-    def _write(self, fn):
-        "Run `fn(conn)` in a write transaction; retry a lost race, give up after `lock_timeout` behind a held lock."
-        t0, warned, lost = time.monotonic(), False, 0
-        while True:
-            try:
-                with self._write_engine.begin() as conn: return fn(conn)
-            except (sa.exc.OperationalError, sa.exc.IntegrityError) as e:
-                race = _retryable(e) or (isinstance(e, sa.exc.IntegrityError) and "active" in str(e.orig).lower())
-                if not race: raise
-                waited, locked = time.monotonic() - t0, isinstance(e, sa.exc.OperationalError)
-                if locked and waited >= self.lock_timeout:
-                    raise RegistryLockedError(f"Registry database {self.where} is locked by another writer; gave up after {waited:.1f} s "
-                                              f"(lock_timeout={self.lock_timeout:g} s, set ${LOCK_TIMEOUT_ENV} to wait longer)") from None
-                if not locked and (lost := lost + 1) >= self.max_retries: raise
-                if locked and not warned:
-                    log.warning(f"Waiting up to {self.lock_timeout:g} s for another writer's lock on registry {self.where}"); warned = True
-                time.sleep(random.uniform(0.01, 0.05) * min(lost + 1, 10))
+# %% ../nbs/30_registry.ipynb #4a1d681c
+def _missing_schema(conn) -> tuple:
+    "The tables missing from the database and the `(table, column)` pairs missing from the tables it has."
+    insp = sa.inspect(conn)
+    have = set(insp.get_table_names())
+    cols = []
+    for t in _md.tables.values():
+        if t.name not in have: continue
+        names = {x["name"] for x in insp.get_columns(t.name)}
+        cols += [(t, c) for c in t.columns if c.name not in names]
+    return [t for t in _md.tables if t not in have], cols
 
-    def _tenant(self, tenant_id:str|None, required:bool=True) -> str|None:
-        if tenant_id is not None: validate_tenant_id(tenant_id)
-        if self.tenant_id and tenant_id and tenant_id != self.tenant_id:
-            raise PermissionError(f"This registry is scoped to tenant {self.tenant_id!r}; it cannot act for {tenant_id!r}")
-        t = tenant_id or self.tenant_id
-        if required and t is None: raise ValueError("tenant_id is required (or create the registry with tenant_id=...)")
-        return t
+# %% ../nbs/30_registry.ipynb #c3728fe5
+@patch
+def _add_missing(self:AdapterRegistry, conn):
+    "Create missing tables and add missing nullable columns, under the write lock."
+    if self._dialect == "postgresql":  # concurrent first starts must not race on CREATE TABLE / ALTER TABLE
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242001)"))
+    _md.create_all(conn)
+    q = conn.dialect.identifier_preparer.quote
+    for t, c in _missing_schema(conn)[1]:
+        if not c.nullable:
+            raise RegistryUnavailableError(f"Registry database {self.where}: table {t.name} lacks column {c.name}")
+        conn.execute(sa.text(f"ALTER TABLE {q(t.name)} ADD COLUMN {q(c.name)} {c.type.compile(conn.dialect)}"))
+        log.info(f"Registry {self.where}: added column {t.name}.{c.name}")
 
-    @staticmethod
-    def _meta(row) -> AdapterMetadata:
-        d = dict(row._mapping)
-        return AdapterMetadata(**{f.name: d[f.name] for f in fields(AdapterMetadata)})
+# %% ../nbs/30_registry.ipynb #263c6ff4
+@patch
+def _create_schema(self:AdapterRegistry):
+    "Create missing tables and columns (older databases); an up-to-date database is only read (no write lock)."
+    try:
+        with self.engine.connect() as conn: tables, cols = _missing_schema(conn)
+        if tables or cols: self._write(self._add_missing)
+    except sa.exc.DBAPIError as e:
+        if _retryable(e): raise
+        why = getattr(e, "orig", e)
+        raise RegistryUnavailableError(f"Registry database {self.where} cannot be used: {why}") from None
 
-    def _row(self, conn, adapter_id:str, tenant_id:str|None, lock:bool=False):
-        a = adapters_table
-        q = sa.select(a).where(a.c.adapter_id == str(adapter_id))
-        if tenant_id: q = q.where(a.c.tenant_id == tenant_id)
-        if lock and self._dialect == "postgresql": q = q.with_for_update()
-        row = conn.execute(q).first()
-        if row is None:
-            raise AdapterNotFoundError(f"Adapter {adapter_id!r} not found" + (f" for tenant {tenant_id!r}" if tenant_id else ""))
-        return row
+# %% ../nbs/30_registry.ipynb #57a99c90
+@patch
+def __repr__(self:AdapterRegistry):
+    scope = f", tenant_id={self.tenant_id!r}" if self.tenant_id else ""
+    return f"AdapterRegistry({self.engine.url.render_as_string(hide_password=True)!r}{scope})"
+
+# %% ../nbs/30_registry.ipynb #b668d999
+@patch
+def close(self:AdapterRegistry):
+    "Release the database connections."
+    self.engine.dispose()
+
+# %% ../nbs/30_registry.ipynb #930fb337
+@patch
+def _tenant(self:AdapterRegistry, tenant_id:str|None, required:bool=True) -> str|None:
+    "The tenant a call acts for: `tenant_id`, else the registry's scope; another tenant than the scope is refused."
+    if tenant_id is not None: validate_tenant_id(tenant_id)
+    if self.tenant_id and tenant_id and tenant_id != self.tenant_id:
+        raise PermissionError(f"This registry is scoped to tenant {self.tenant_id!r}; it cannot act for {tenant_id!r}")
+    t = tenant_id or self.tenant_id
+    if required and t is None: raise ValueError("tenant_id is required (or create the registry with tenant_id=...)")
+    return t
+
+# %% ../nbs/30_registry.ipynb #c5a138bc
+def _meta(row) -> AdapterMetadata:
+    "The `AdapterMetadata` of an `adapters` row."
+    d = dict(row._mapping)
+    return AdapterMetadata(**{f.name: d[f.name] for f in fields(AdapterMetadata)})
+
+# %% ../nbs/30_registry.ipynb #76ab49e7
+@patch
+def _row(self:AdapterRegistry, conn, adapter_id:str, tenant_id:str|None, lock:bool=False):
+    "The `adapters` row of `adapter_id` (of `tenant_id` when given); `AdapterNotFoundError` when absent."
+    a = adapters_table
+    q = sa.select(a).where(a.c.adapter_id == str(adapter_id))
+    if tenant_id: q = q.where(a.c.tenant_id == tenant_id)
+    if lock and self._dialect == "postgresql": q = q.with_for_update()
+    row = conn.execute(q).first()
+    if row is None:
+        whose = f" for tenant {tenant_id!r}" if tenant_id else ""
+        raise AdapterNotFoundError(f"Adapter {adapter_id!r} not found{whose}")
+    return row
 
 # %% ../nbs/30_registry.ipynb #6ec2abd0
 ADAPTER_CONFIG_FILES = ("adapter_config.json", "modules.json", "config.json")  # what marks an adapter or model folder
@@ -308,7 +360,8 @@ def check_adapter_folder(path:str|Path, # a folder written by training
     "Return the folder's config file; raise `ValueError` naming the folder or file when it is not a usable adapter."
     p = Path(path)
     cfg = next((p/n for n in ADAPTER_CONFIG_FILES if (p/n).is_file()), None)
-    if cfg is None: raise ValueError(f"{str(p)!r} is not an adapter folder: it has none of {', '.join(ADAPTER_CONFIG_FILES)}")
+    if cfg is None:
+        raise ValueError(f"{str(p)!r} is not an adapter folder: it has none of {', '.join(ADAPTER_CONFIG_FILES)}")
     try: ok = isinstance(json.loads(cfg.read_text()), (dict, list))
     except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"Malformed {cfg}: not JSON ({e})") from None
     if not ok: raise ValueError(f"Malformed {cfg}: expected a JSON object")
@@ -320,46 +373,128 @@ _SPAN_KEYS = ("span_id", "trace_id", "session_id")
 def _check_roles(roles) -> tuple:
     roles = (roles,) if isinstance(roles, str) else tuple(roles)
     for r in roles:
-        if r not in LINEAGE_ROLES: raise LineageError(f"Unknown lineage role {r!r}: expected one of {', '.join(LINEAGE_ROLES)}")
+        if r not in LINEAGE_ROLES:
+            raise LineageError(f"Unknown lineage role {r!r}: expected one of {', '.join(LINEAGE_ROLES)}")
     if not roles: raise LineageError(f"roles is empty: give one or more of {', '.join(LINEAGE_ROLES)}")
     return roles
 
+# %% ../nbs/30_registry.ipynb #60a6c656
+def _lineage_row(role:str, e, where:str) -> dict:
+    "One lineage entry (a dict of ids, or an id string) as a row; `LineageError` names `where` when it is malformed."
+    keys = ("item_id",) if role == "synthetic" else _SPAN_KEYS
+    if isinstance(e, str): e = {keys[0]: e}
+    if not isinstance(e, dict):
+        raise LineageError(f"{where}: expected a dict of {', '.join(keys)} or an id string, not "
+                           f"{type(e).__name__}")
+    if extra := sorted(set(e) - set(keys)):
+        raise LineageError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; a {role!r} entry has "
+                           f"{', '.join(keys)}")
+    row = dict(role=role, span_id=None, trace_id=None, session_id=None, item_id=None)
+    for k in keys:
+        v = e.get(k)
+        if v is None: continue
+        if not isinstance(v, str) or not v.strip() or len(v) > LINEAGE_ID_LEN:
+            raise LineageError(f"{where}: {k} must be a non-empty string of at most {LINEAGE_ID_LEN} "
+                               f"characters, not {v!r:.80}")
+        row[k] = v
+    if all(row[k] is None for k in keys):
+        need = "an item_id" if role == "synthetic" else "a span_id, trace_id or session_id"
+        raise LineageError(f"{where}: needs {need}")
+    return row
+
+# %% ../nbs/30_registry.ipynb #3cb3550e
 def normalize_lineage(lineage:dict|None, # {role: [entry, ...]}, roles train/validation/test/synthetic
                      ) -> list:
-    "The lineage's rows `{role, span_id, trace_id, session_id, item_id}`, deduplicated, in order; `LineageError` names a bad role or entry."
+    "The lineage's rows `{role, span_id, trace_id, session_id, item_id}`, deduplicated; `LineageError` when bad."
     if lineage is None: return []
     if not isinstance(lineage, dict):
-        raise LineageError(f"lineage must be a dict {{role: [entries]}} with roles {', '.join(LINEAGE_ROLES)}, not {type(lineage).__name__}")
+        raise LineageError(f"lineage must be a dict {{role: [entries]}} with roles {', '.join(LINEAGE_ROLES)}, not "
+                           f"{type(lineage).__name__}")
     rows, seen = [], set()
     for role, entries in lineage.items():
         _check_roles((role,))
         if entries is None: continue
         if not isinstance(entries, (list, tuple)):
             raise LineageError(f"lineage[{role!r}] must be a list of entries, not {type(entries).__name__}")
-        keys = ("item_id",) if role == "synthetic" else _SPAN_KEYS
         for i, e in enumerate(entries):
-            where = f"lineage[{role!r}][{i}]"
-            if isinstance(e, str): e = {keys[0]: e}
-            if not isinstance(e, dict):
-                raise LineageError(f"{where}: expected a dict of {', '.join(keys)} or an id string, not {type(e).__name__}")
-            if extra := sorted(set(e) - set(keys)):
-                raise LineageError(f"{where}: unknown key(s) {', '.join(map(repr, extra))}; a {role!r} entry has {', '.join(keys)}")
-            row = dict(role=role, span_id=None, trace_id=None, session_id=None, item_id=None)
-            for k in keys:
-                v = e.get(k)
-                if v is None: continue
-                if not isinstance(v, str) or not v.strip() or len(v) > LINEAGE_ID_LEN:
-                    raise LineageError(f"{where}: {k} must be a non-empty string of at most {LINEAGE_ID_LEN} characters, not {v!r:.80}")
-                row[k] = v
-            if all(row[k] is None for k in keys):
-                raise LineageError(f"{where}: needs " + ("an item_id" if role == "synthetic" else "a span_id, trace_id or session_id"))
-            if (key := tuple(row.values())) not in seen: seen.add(key); rows.append(row)
+            row = _lineage_row(role, e, f"lineage[{role!r}][{i}]")
+            if (key := tuple(row.values())) not in seen:
+                seen.add(key)
+                rows.append(row)
     return rows
 
 # %% ../nbs/30_registry.ipynb #4194c318
+def _check_register_args(name, version, base_model, model_type, training_method, agent_type, modality):
+    "Refuse a bad name, version, base model, model type or method, or a target that does not fit the model type."
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+        raise ValueError(f"Invalid adapter name {name!r}: 1-128 letters, digits, '_', '.', '-', starting with a "
+                         "letter or digit")
+    if version is not None: validate_version(version)
+    if not isinstance(base_model, str) or not base_model.strip():
+        raise ValueError("Invalid base_model: must be a model id or folder")
+    check_choice("model_type", model_type, MODEL_TYPES)
+    check_choice("training_method", training_method, TRAINING_METHODS)
+    if model_type == "llm":
+        validate_slug(agent_type, "agent_type")
+        if modality is not None: raise ValueError("An llm adapter takes an agent_type, not a modality")
+        if training_method == "embedding": raise ValueError("training_method 'embedding' needs model_type='embedding'")
+    else:
+        validate_slug(modality, "modality")
+        if agent_type is not None: raise ValueError("An embedding adapter takes a modality, not an agent_type")
+
+# %% ../nbs/30_registry.ipynb #a98f1ca9
+def _adapter_files(adapter_path, file_hashes:dict|None) -> tuple:
+    "The absolute adapter folder and its checked sha256 manifest (hashed from the folder when `file_hashes` is None)."
+    adapter_path = str(Path(adapter_path).expanduser().absolute())
+    if Path(adapter_path).is_dir(): check_adapter_folder(adapter_path)
+    if file_hashes is None:
+        if not Path(adapter_path).is_dir():
+            raise FileNotFoundError(f"adapter_path {adapter_path!r} is not a folder: register the adapter where "
+                                    "training saved it (or pass file_hashes for an adapter that only exists remotely)")
+        file_hashes = hash_folder(adapter_path)
+    return adapter_path, check_manifest(file_hashes, "file_hashes")
+
+# %% ../nbs/30_registry.ipynb #05516295
+def _insert_adapter(conn, row:dict, version:str|None, lineage_rows:list) -> tuple:
+    "Insert the adapter `row` at `version` (None: the next free one) with its lineage; returns `(adapter_id, version)`."
+    a, vt, tenant_id, name = adapters_table, versions_table, row["tenant_id"], row["name"]
+    issued = set(conn.execute(sa.select(vt.c.version).where(vt.c.tenant_id == tenant_id, vt.c.name == name)).scalars())
+    live = set(conn.execute(sa.select(a.c.version).where(a.c.tenant_id == tenant_id, a.c.name == name)).scalars())
+    v = version or next_version(sorted(issued | live))
+    if v in issued - live:
+        raise ValueError(f"Adapter {name!r} version {v!r} of tenant {tenant_id!r} was registered before and deleted; "
+                         "version numbers are never reused, register a new version")
+    aid, now = str(uuid.uuid4()), _now()
+    conn.execute(a.insert().values(adapter_id=aid, version=v, created_at=now, **row))
+    conn.execute(vt.insert().values(tenant_id=tenant_id, name=name, version=v, created_at=now))
+    if lineage_rows:
+        try: conn.execute(lineage_table.insert(), [dict(r, adapter_id=aid, tenant_id=tenant_id) for r in lineage_rows])
+        except (sa.exc.IntegrityError, sa.exc.DataError) as e:  # raised inside the transaction: it rolls back
+            raise LineageError(f"The lineage of adapter {name!r} {v} of tenant {tenant_id!r} ({len(lineage_rows)} "
+                               f"rows) could not be written: {getattr(e, 'orig', e)}; nothing was registered") from None
+    return aid, v
+
+# %% ../nbs/30_registry.ipynb #2335738e
 @patch
-def register_adapter(self:AdapterRegistry,
-                      tenant_id:str, # owning tenant
+def _insert_retrying(self:AdapterRegistry, row:dict, version:str|None, lineage_rows:list) -> tuple:
+    "`_insert_adapter` in a write transaction, retried while another process takes the next free version first."
+    for attempt in range(self.max_retries):
+        try: return self._write(lambda conn: _insert_adapter(conn, row, version, lineage_rows))
+        except sa.exc.IntegrityError:
+            if version is None and attempt < self.max_retries - 1: continue  # another process took that version
+            raise ValueError(f"Adapter {row['name']!r} version {version!r} is already registered for tenant "
+                             f"{row['tenant_id']!r}; versions are immutable, register a new version") from None
+
+# %% ../nbs/30_registry.ipynb #08ca8b52
+def _public_uri(uri:str|None) -> str|None:
+    "The normalised storage URI with any credentials cut out (None stays None)."
+    if uri is None: return None
+    from cogniverse_ft.storage import parse_storage_uri
+    return redact_url(parse_storage_uri(uri).uri)
+
+# %% ../nbs/30_registry.ipynb #e6900e64
+@patch
+def register_adapter(self:AdapterRegistry, tenant_id:str, # owning tenant
                       name:str, # adapter name, e.g. "routing_sft"
                       version:str|None, # immutable version; None takes the next free one
                       base_model:str, # base model id
@@ -373,65 +508,20 @@ def register_adapter(self:AdapterRegistry,
                       training_config:dict|None=None, # hyperparameters (secrets are scrubbed)
                       experiment_run_id:str|None=None, # EXPERIMENT span run id
                       file_hashes:dict|None=None, # sha256 manifest; computed from `adapter_path` when None
-                      lineage:dict|None=None, # the examples it used: {"train"|"validation"|"test": [{span_id, trace_id, session_id}|span_id], "synthetic": [{item_id}|item_id]}
+                      lineage:dict|None=None, # the examples it used: {role: [entry or id]}, see `normalize_lineage`
                      ) -> str:
     "Register a trained adapter (inactive) and return its `adapter_id`; an existing name+version is refused."
-    tenant_id = self._tenant(tenant_id)
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ValueError(f"Invalid adapter name {name!r}: 1-128 letters, digits, '_', '.', '-', starting with a letter or digit")
-    if version is not None: validate_version(version)
-    if not isinstance(base_model, str) or not base_model.strip(): raise ValueError("Invalid base_model: must be a model id or folder")
-    check_choice("model_type", model_type, MODEL_TYPES)
-    check_choice("training_method", training_method, TRAINING_METHODS)
-    if model_type == "llm":
-        validate_slug(agent_type, "agent_type")
-        if modality is not None: raise ValueError("An llm adapter takes an agent_type, not a modality")
-        if training_method == "embedding": raise ValueError("training_method 'embedding' needs model_type='embedding'")
-    else:
-        validate_slug(modality, "modality")
-        if agent_type is not None: raise ValueError("An embedding adapter takes a modality, not an agent_type")
-    lineage_rows = normalize_lineage(lineage)
-    adapter_path = str(Path(adapter_path).expanduser().absolute())
-    if Path(adapter_path).is_dir(): check_adapter_folder(adapter_path)
-    if file_hashes is None:
-        if not Path(adapter_path).is_dir():
-            raise FileNotFoundError(f"adapter_path {adapter_path!r} is not a folder: register the adapter where training "
-                                    "saved it (or pass file_hashes for an adapter that only exists remotely)")
-        file_hashes = hash_folder(adapter_path)
-    check_manifest(file_hashes, "file_hashes")
-    if adapter_uri is not None:
-        from cogniverse_ft.storage import parse_storage_uri
-        adapter_uri = redact_url(parse_storage_uri(adapter_uri).uri)  # credentials travel as storage_options, never stored
-    target = agent_type or modality
+    tenant_id, lineage_rows = self._tenant(tenant_id), normalize_lineage(lineage)
+    _check_register_args(name, version, base_model, model_type, training_method, agent_type, modality)
+    adapter_path, file_hashes = _adapter_files(adapter_path, file_hashes)
     row = dict(tenant_id=tenant_id, name=name, base_model=redact_url(base_model), model_type=model_type,
-               training_method=training_method, adapter_path=adapter_path, adapter_uri=adapter_uri,
-               agent_type=agent_type, modality=modality, target=target, status="inactive", active_key=None,
-               metrics=redact_secrets(dict(metrics or {})), training_config=redact_secrets(dict(training_config or {})),
-               file_hashes=dict(file_hashes), experiment_run_id=experiment_run_id)
-    a, vt = adapters_table, versions_table
-    def insert(conn):
-        issued = set(conn.execute(sa.select(vt.c.version).where(vt.c.tenant_id == tenant_id, vt.c.name == name)).scalars())
-        live = set(conn.execute(sa.select(a.c.version).where(a.c.tenant_id == tenant_id, a.c.name == name)).scalars())
-        v = version or next_version(sorted(issued | live))
-        if v in issued - live:
-            raise ValueError(f"Adapter {name!r} version {v!r} of tenant {tenant_id!r} was registered before and deleted; "
-                             "version numbers are never reused, register a new version")
-        aid, now = str(uuid.uuid4()), _now()
-        conn.execute(a.insert().values(adapter_id=aid, version=v, created_at=now, **row))
-        conn.execute(vt.insert().values(tenant_id=tenant_id, name=name, version=v, created_at=now))
-        if lineage_rows:
-            try: conn.execute(lineage_table.insert(), [dict(r, adapter_id=aid, tenant_id=tenant_id) for r in lineage_rows])
-            except (sa.exc.IntegrityError, sa.exc.DataError) as e:  # raised inside the transaction: it rolls back
-                raise LineageError(f"The lineage of adapter {name!r} {v} of tenant {tenant_id!r} ({len(lineage_rows)} rows) could not "
-                                   f"be written: {getattr(e, 'orig', e)}; nothing was registered") from None
-        return aid, v
-    for attempt in range(self.max_retries):
-        try: aid, v = self._write(insert); break
-        except sa.exc.IntegrityError as e:
-            if version is None and attempt < self.max_retries - 1: continue  # another process took that version
-            raise ValueError(f"Adapter {name!r} version {version!r} is already registered for tenant {tenant_id!r}; "
-                             "versions are immutable, register a new version") from None
-    log.info(f"Registered adapter {name} {v} ({aid}) for tenant {tenant_id}, {target}" + (f", {len(lineage_rows)} lineage rows" if lineage_rows else ""))
+               training_method=training_method, adapter_path=adapter_path, adapter_uri=_public_uri(adapter_uri),
+               agent_type=agent_type, modality=modality, target=agent_type or modality, status="inactive",
+               active_key=None, metrics=redact_secrets(dict(metrics or {})),
+               training_config=redact_secrets(dict(training_config or {})), file_hashes=dict(file_hashes),
+               experiment_run_id=experiment_run_id)
+    aid, v = self._insert_retrying(row, version, lineage_rows)
+    log.info(f"Registered adapter {name} {v} ({aid}) for {tenant_id}/{row['target']}, {len(lineage_rows)} lineage rows")
     return aid
 
 # %% ../nbs/30_registry.ipynb #e0c0878a
@@ -442,9 +532,10 @@ def get_adapter(self:AdapterRegistry, adapter_id:str, # adapter id
     "The adapter with this id, or None when it does not exist or belongs to another tenant."
     t = self._tenant(tenant_id, required=False)
     with self.engine.connect() as conn:
-        try: return self._meta(self._row(conn, adapter_id, t))
+        try: return _meta(self._row(conn, adapter_id, t))
         except AdapterNotFoundError: return None
 
+# %% ../nbs/30_registry.ipynb #6b23e017
 @patch
 def get_adapter_by_version(self:AdapterRegistry, tenant_id:str|None, # tenant (default: the registry's scope)
                             name:str, # adapter name
@@ -454,8 +545,9 @@ def get_adapter_by_version(self:AdapterRegistry, tenant_id:str|None, # tenant (d
     t, a = self._tenant(tenant_id), adapters_table
     with self.engine.connect() as conn:
         row = conn.execute(sa.select(a).where(a.c.tenant_id == t, a.c.name == name, a.c.version == version)).first()
-    return self._meta(row) if row else None
+    return _meta(row) if row else None
 
+# %% ../nbs/30_registry.ipynb #161353e3
 @patch
 def list_adapters(self:AdapterRegistry, tenant_id:str|None=None, # tenant (default: the registry's scope)
                    agent_type:str|None=None, # only this agent type (or modality)
@@ -472,8 +564,9 @@ def list_adapters(self:AdapterRegistry, tenant_id:str|None=None, # tenant (defau
     if status: q = q.where(a.c.status == status)
     if model_type: q = q.where(a.c.model_type == model_type)
     with self.engine.connect() as conn:
-        return [self._meta(r) for r in conn.execute(q.order_by(a.c.created_at.desc(), a.c.adapter_id))]
+        return [_meta(r) for r in conn.execute(q.order_by(a.c.created_at.desc(), a.c.adapter_id))]
 
+# %% ../nbs/30_registry.ipynb #7cbf4db5
 @patch
 def get_active_adapter(self:AdapterRegistry, tenant_id:str|None, # tenant (default: the registry's scope)
                         agent_type:str, # agent type or modality
@@ -482,19 +575,27 @@ def get_active_adapter(self:AdapterRegistry, tenant_id:str|None, # tenant (defau
     t, a = self._tenant(tenant_id), adapters_table
     with self.engine.connect() as conn:
         row = conn.execute(sa.select(a).where(a.c.tenant_id == t, a.c.active_key == agent_type)).first()
-    return self._meta(row) if row else None
+    return _meta(row) if row else None
 
 # %% ../nbs/30_registry.ipynb #af3fadf1
 @patch
 def check(self:AdapterRegistry) -> str:
     "Confirm the registry answers a read; returns where it is, or raises `RegistryUnavailableError` naming it."
     try:
-        with self.engine.connect() as conn: conn.execute(sa.select(sa.func.count()).select_from(adapters_table)).scalar()
+        with self.engine.connect() as conn:
+            conn.execute(sa.select(sa.func.count()).select_from(adapters_table)).scalar()
     except sa.exc.SQLAlchemyError as e:
-        raise RegistryUnavailableError(f"Registry database {self.where} does not answer: {getattr(e, 'orig', e)}") from None
+        why = getattr(e, "orig", e)
+        raise RegistryUnavailableError(f"Registry database {self.where} does not answer: {why}") from None
     return self.where
 
 # %% ../nbs/30_registry.ipynb #22439431
+def _retired_msg(row) -> str:
+    "What an `AdapterRetiredError` says about the retired row: which version, when, and why."
+    return (f"Adapter {row.adapter_id!r} ({row.name} {row.version}, tenant {row.tenant_id!r}) was retired at "
+            f"{row.retired_at}: {row.retired_reason}")
+
+# %% ../nbs/30_registry.ipynb #ea5033dc
 @patch
 def activate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to activate
                       tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
@@ -507,44 +608,50 @@ def activate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to activate
             conn.execute(sa.select(a.c.adapter_id).where(a.c.tenant_id == row.tenant_id, a.c.target == row.target)
                          .order_by(a.c.adapter_id).with_for_update()).all()
             row = self._row(conn, adapter_id, t)
-        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; a retired version is never activated again")
+        if row.status == "retired":
+            raise AdapterRetiredError(_retired_msg(row) + "; a retired version is never activated again")
         if row.status == "deprecated": raise ValueError(f"Adapter {adapter_id!r} is deprecated and cannot be activated")
         conn.execute(a.update().where(a.c.tenant_id == row.tenant_id, a.c.active_key == row.target,
                                       a.c.adapter_id != row.adapter_id).values(active_key=None, status="inactive"))
         conn.execute(a.update().where(a.c.adapter_id == row.adapter_id)
                      .values(active_key=row.target, status="active", activated_at=_now()))
-        return self._meta(self._row(conn, adapter_id, t))
+        return _meta(self._row(conn, adapter_id, t))
     m = self._write(run)
     log.info(f"Activated adapter {m.name} {m.version} ({m.adapter_id}) for tenant {m.tenant_id}, {m.target}")
     return m
 
-def _retired_msg(row) -> str:
-    return (f"Adapter {row.adapter_id!r} ({row.name} {row.version}, tenant {row.tenant_id!r}) was retired at {row.retired_at}: "
-            f"{row.retired_reason}")
-
-def _set_status(self:AdapterRegistry, adapter_id, tenant_id, status):
-    t, a = self._tenant(tenant_id, required=False), adapters_table
+# %% ../nbs/30_registry.ipynb #8371bb0d
+def _update_unretired(reg:AdapterRegistry, adapter_id:str, tenant_id:str|None, refusal:str, values) -> AdapterMetadata:
+    "Update the adapter's row with `values(row)` in one write transaction; a retired row raises with `refusal`."
+    t, a = reg._tenant(tenant_id, required=False), adapters_table
     def run(conn):
-        row = self._row(conn, adapter_id, t, lock=True)
-        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; its status stays 'retired'")
-        conn.execute(a.update().where(a.c.adapter_id == row.adapter_id).values(active_key=None, status=status))
-        return self._meta(self._row(conn, adapter_id, t))
-    return self._write(run)
+        row = reg._row(conn, adapter_id, t, lock=True)
+        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + refusal)
+        conn.execute(a.update().where(a.c.adapter_id == row.adapter_id).values(**values(row)))
+        return _meta(reg._row(conn, adapter_id, t))
+    return reg._write(run)
 
+# %% ../nbs/30_registry.ipynb #a7a0f6fd
 @patch
 def deactivate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to deactivate
                         tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
                        ) -> AdapterMetadata:
     "Mark the adapter inactive (its target then has no active adapter)."
-    return _set_status(self, adapter_id, tenant_id, "inactive")
+    inactive = dict(active_key=None, status="inactive")
+    return _update_unretired(self, adapter_id, tenant_id, "; its status stays 'retired'", lambda row: inactive)
 
+# %% ../nbs/30_registry.ipynb #a4536481
 @patch
 def deprecate_adapter(self:AdapterRegistry, adapter_id:str, # adapter to deprecate
                        tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
                       ) -> AdapterMetadata:
-    "Deprecate the adapter: deactivated, and refused by later activations (`retire_adapter` also records why, for good)."
-    return _set_status(self, adapter_id, tenant_id, "deprecated")
+    "Deprecate the adapter: deactivated, and refused by later activations (`retire_adapter` also records why)."
+    m = _update_unretired(self, adapter_id, tenant_id, "; its status stays 'retired'",
+                          lambda row: dict(active_key=None, status="deprecated"))
+    log.info(f"Deprecated adapter {m.name} {m.version} ({m.adapter_id}) of tenant {m.tenant_id}")
+    return m
 
+# %% ../nbs/30_registry.ipynb #90556345
 @patch
 def retire_adapter(self:AdapterRegistry, adapter_id:str, # adapter to retire
                     reason:str, # why it must never serve again (kept for audit)
@@ -553,50 +660,41 @@ def retire_adapter(self:AdapterRegistry, adapter_id:str, # adapter to retire
     "Mark the version unusable for good: status `retired` with the reason and time, deactivated, kept for audit."
     if not isinstance(reason, str) or not reason.strip():
         raise ValueError("retire_adapter needs a reason: why this version must never be served again")
-    t, a = self._tenant(tenant_id, required=False), adapters_table
-    def run(conn):
-        row = self._row(conn, adapter_id, t, lock=True)
-        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; it is already retired")
-        conn.execute(a.update().where(a.c.adapter_id == row.adapter_id)
-                     .values(status="retired", active_key=None, retired_at=_now(), retired_reason=reason.strip()))
-        return self._meta(self._row(conn, adapter_id, t))
-    m = self._write(run)
+    retired = lambda row: dict(status="retired", active_key=None, retired_at=_now(), retired_reason=reason.strip())
+    m = _update_unretired(self, adapter_id, tenant_id, "; it is already retired", retired)
     log.warning(f"Retired adapter {m.name} {m.version} ({m.adapter_id}) of tenant {m.tenant_id}: {m.retired_reason}")
     return m
 
+# %% ../nbs/30_registry.ipynb #6ceb26f1
 @patch
 def delete_adapter(self:AdapterRegistry, adapter_id:str, # adapter to delete
                     tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
                    ) -> bool:
     "Delete the adapter's record (not its files); an active adapter must be deactivated first."
-    t, a = self._tenant(tenant_id, required=False), adapters_table
     def run(conn):
-        row = self._row(conn, adapter_id, t, lock=True)
-        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; retired versions are kept for audit, never deleted")
+        row = self._row(conn, adapter_id, self._tenant(tenant_id, required=False), lock=True)
+        if row.status == "retired":
+            raise AdapterRetiredError(_retired_msg(row) + "; retired versions are kept for audit, never deleted")
         if row.status == "active":
             raise ValueError(f"Adapter {adapter_id!r} is active for {row.target!r}; deactivate it before deleting")
-        conn.execute(a.delete().where(a.c.adapter_id == row.adapter_id))
+        conn.execute(adapters_table.delete().where(adapters_table.c.adapter_id == row.adapter_id))
         return True
     ok = self._write(run)
     log.info(f"Deleted adapter record {adapter_id}")
     return ok
 
-# %% ../nbs/30_registry.ipynb #8371bb0d
+# %% ../nbs/30_registry.ipynb #bd94e27a
 @patch
 def record_evaluation(self:AdapterRegistry, adapter_id:str, # adapter evaluated
                       evaluation:dict, # a flat summary: base_accuracy, adapter_accuracy, p_value, test_size, ...
                       tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
                      ) -> AdapterMetadata:
     "Keep `evaluation` in the version's metrics (`metrics['evaluation']`), in one transaction."
-    if not isinstance(evaluation, dict) or not evaluation: raise ValueError("record_evaluation needs a non-empty dict summary")
-    t, a = self._tenant(tenant_id, required=False), adapters_table
-    def run(conn):
-        row = self._row(conn, adapter_id, t, lock=True)
-        if row.status == "retired": raise AdapterRetiredError(_retired_msg(row) + "; its record is kept as it was")
-        metrics = dict(row.metrics or {}) | {"evaluation": redact_secrets(json.loads(json.dumps(evaluation, default=str)))}
-        conn.execute(a.update().where(a.c.adapter_id == row.adapter_id).values(metrics=metrics))
-        return self._meta(self._row(conn, adapter_id, t))
-    return self._write(run)
+    if not isinstance(evaluation, dict) or not evaluation:
+        raise ValueError("record_evaluation needs a non-empty dict summary")
+    summary = redact_secrets(json.loads(json.dumps(evaluation, default=str)))
+    return _update_unretired(self, adapter_id, tenant_id, "; its record is kept as it was",
+                             lambda row: dict(metrics=dict(row.metrics or {}) | {"evaluation": summary}))
 
 # %% ../nbs/30_registry.ipynb #11f73751
 @patch
@@ -608,7 +706,8 @@ def trained_on(self:AdapterRegistry, span_id:str|None=None, # a span id
                ) -> list:
     "The adapter versions whose lineage holds this span, trace or session in one of `roles`, newest first."
     given = {k: v for k, v in dict(span_id=span_id, trace_id=trace_id, session_id=session_id).items() if v is not None}
-    if len(given) != 1: raise ValueError(f"Give exactly one of span_id, trace_id, session_id (got {', '.join(given) or 'none'})")
+    if len(given) != 1:
+        raise ValueError(f"Give exactly one of span_id, trace_id, session_id (got {', '.join(given) or 'none'})")
     (key, value), = given.items()
     if not isinstance(value, str) or not value: raise ValueError(f"{key} must be a non-empty string, not {value!r:.80}")
     roles, t = _check_roles(roles), self._tenant(tenant_id, required=False)
@@ -617,19 +716,21 @@ def trained_on(self:AdapterRegistry, span_id:str|None=None, # a span id
     q = sa.select(a).where(a.c.adapter_id.in_(used.where(l.c.tenant_id == t) if t else used))
     if t: q = q.where(a.c.tenant_id == t)
     with self.engine.connect() as conn:
-        return [self._meta(r) for r in conn.execute(q.order_by(a.c.created_at.desc(), a.c.adapter_id))]
+        return [_meta(r) for r in conn.execute(q.order_by(a.c.created_at.desc(), a.c.adapter_id))]
 
+# %% ../nbs/30_registry.ipynb #7f100bac
 @patch
 def lineage(self:AdapterRegistry, adapter_id:str, # adapter id
              tenant_id:str|None=None, # restrict to this tenant (default: the registry's scope)
             ) -> dict:
-    "The examples an adapter version used, by role: `{'train': [{span_id, trace_id, session_id}], ..., 'synthetic': [{item_id}]}`."
+    "The examples an adapter version used, by role: `{'train': [{span_id, trace_id, session_id}], ...}`."
     t, l = self._tenant(tenant_id, required=False), lineage_table
     q = sa.select(l).where(l.c.adapter_id == str(adapter_id))
     if t: q = q.where(l.c.tenant_id == t)
     with self.engine.connect() as conn:
         rows = conn.execute(q.order_by(l.c.id)).all()
-        if not rows: self._row(conn, adapter_id, t)  # AdapterNotFoundError unless the adapter is there (with no lineage)
+        if not rows:
+            self._row(conn, adapter_id, t)  # AdapterNotFoundError unless the adapter is there (with no lineage)
     out = {r: [] for r in LINEAGE_ROLES}
     for r in rows:
         out[r.role].append({"item_id": r.item_id} if r.role == "synthetic" else {k: getattr(r, k) for k in _SPAN_KEYS})
@@ -655,16 +756,21 @@ def cli_adapters_args(p):
     p.add_argument("--force", action="store_true", help="replace an existing non-empty --out folder (export)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="dtype of the merged weights (export --merged; default: the base model's)")
-    p.add_argument("--base-model-id", default=None, help="Hub id of the base model when the registry records a local folder (export)")
-    p.add_argument("--evaluation", default=None, help="JSON file with the evaluation vs base for the model card (export)")
-    p.add_argument("--db-url", default=None, help=f"registry database URL (default: ${REGISTRY_URL_ENV} or the home SQLite file)")
+    p.add_argument("--base-model-id", default=None, help="Hub id of the base model when the registry records a local "
+                                                         "folder (export)")
+    p.add_argument("--evaluation", default=None, help="JSON file with the evaluation vs base for the model card "
+                                                      "(export)")
+    p.add_argument("--db-url", default=None, help=f"registry database URL (default: ${REGISTRY_URL_ENV} or the home "
+                                                  "SQLite file)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+# %% ../nbs/30_registry.ipynb #fea20762
 def _resolve_ref(reg:AdapterRegistry, ref:str) -> AdapterMetadata:
     m = reg.get_adapter_by_version(None, *ref.rsplit("@", 1)) if "@" in ref else reg.get_adapter(ref)
     if m is None: raise AdapterNotFoundError(f"No adapter {ref!r} for tenant {reg.tenant_id!r}")
     return m
 
+# %% ../nbs/30_registry.ipynb #145570b8
 def cli_adapters(args) -> int:
     "Run `cogniverse-ft adapters list|show|activate|deactivate|trained-on|retire|export`."
     if args.action == "trained-on" and not (args.span_id or args.trace_id or args.session_id):
@@ -692,7 +798,8 @@ def cli_adapters(args) -> int:
             w = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
             for line in [list(cols)] + table: print("  ".join(v.ljust(w[i]) for i, v in enumerate(line)).rstrip())
             return 0
-        if not args.adapter: print(f"cogniverse-ft adapters {args.action}: give an adapter id or name@version"); return 2
+        if not args.adapter:
+            print(f"cogniverse-ft adapters {args.action}: give an adapter id or name@version"); return 2
         m = _resolve_ref(reg, args.adapter)
         if args.action == "export":
             from cogniverse_ft.export import cli_export
@@ -701,8 +808,12 @@ def cli_adapters(args) -> int:
         elif args.action == "deactivate": m = reg.deactivate_adapter(m.adapter_id)
         elif args.action == "retire":
             m = reg.retire_adapter(m.adapter_id, args.reason)
-            if not args.json: print(f"retired {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: {m.retired_reason}"); return 0
+            if not args.json:
+                print(f"retired {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: "
+                      f"{m.retired_reason}"); return 0
         if args.json or args.action == "show": print(json.dumps(m.to_dict(), indent=2))
-        else: print(f"{args.action}d {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: status {m.status}")
+        else:
+            print(f"{args.action}d {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: status "
+                  f"{m.status}")
         return 0
     finally: reg.close()
