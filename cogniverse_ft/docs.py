@@ -7,16 +7,19 @@ Docs: https://cogniverse.github.io/cogniverse_ft/docs.html.md"""
 # %% ../nbs/02_docs.ipynb #7e0bfb61
 from __future__ import annotations
 import html, json, re, shutil, subprocess, sys, tempfile
+import yaml
 from pathlib import Path
 from .core import get_logger
 
 # %% auto #0
-__all__ = ['log', 'DOC_URL_PREFIX', 'project_root', 'readme_text', 'write_readme', 'docs_only_eval', 'page_cells', 'doc_pages',
-           'build_docs']
+__all__ = ['log', 'DOC_URL_PREFIX', 'STAGES', 'project_root', 'readme_text', 'write_readme', 'docs_only_eval',
+           'process_notebooks', 'frontmatter', 'page_cells', 'page_name', 'site_nav', 'mkdocs_config', 'stage_pages',
+           'mkdocs_build', 'build_docs']
 
 # %% ../nbs/02_docs.ipynb #d2fcc88c
 log = get_logger(__name__)
 
+# %% ../nbs/02_docs.ipynb #0fb86c1b
 def project_root(start:str|Path|None=None, # folder to search upward from (default: cwd)
                 ) -> Path:
     "The nbdev project root (the folder holding `pyproject.toml` with `[tool.nbdev]`)."
@@ -38,6 +41,7 @@ def readme_text(nb_path:str|Path, # the index notebook
         parts.append(src if c["cell_type"] == "markdown" else f"```python\n{src}\n```")
     return "<!-- Generated from nbs/index.ipynb: edit the notebook, not this file. -->\n\n" + "\n\n".join(parts) + "\n"
 
+# %% ../nbs/02_docs.ipynb #da858e59
 def write_readme(root:str|Path|None=None, # project root (default: found from cwd)
                 ) -> Path:
     "Render `nbs/index.ipynb` into `README.md` (only rewrites the file when it changes)."
@@ -59,87 +63,137 @@ def docs_only_eval(cell) -> bool|None:
     return True if _show_docs(trees) else None
 
 # %% ../nbs/02_docs.ipynb #ed6d3f7e
+def process_notebooks(root:Path, # project root
+                     ) -> Path:
+    "Run nbdev's docs processing over `nbs/` (executing only what `docs_only_eval` allows); the `_proc` folder."
+    from nbdev.serve import proc_nbs
+    import nbdev.processors as nbp
+    orig, nbp._do_eval = nbp._do_eval, docs_only_eval
+    try: return Path(proc_nbs(str(root/"nbs"), n_workers=0))
+    finally: nbp._do_eval = orig
+
+# %% ../nbs/02_docs.ipynb #56e0fa14
 DOC_URL_PREFIX = "https://cogniverse.github.io/cogniverse_ft/"
 
-def _frontmatter(nb:dict) -> dict:
-    "The YAML frontmatter nbdev puts in the first raw cell of a processed notebook."
-    import yaml
+# %% ../nbs/02_docs.ipynb #9aa67c66
+def frontmatter(nb:dict, # a processed notebook
+               ) -> dict:
+    "The YAML frontmatter nbdev puts in the first raw cell of a processed notebook ({} when there is none)."
     c = nb["cells"][0] if nb.get("cells") else None
-    if c and c["cell_type"] == "raw":
-        src = "".join(c["source"]).strip()
-        if src.startswith("---"): return yaml.safe_load(src.strip("-\n")) or {}
-    return {}
+    if not c or c["cell_type"] != "raw": return {}
+    src = "".join(c["source"]).strip()
+    return (yaml.safe_load(src.strip("-\n")) or {}) if src.startswith("---") else {}
 
-def page_cells(nb:dict) -> dict:
+# %% ../nbs/02_docs.ipynb #7d807db1
+def _md(src:str) -> dict:
+    "A markdown cell of `src`, links to the published docs made relative."
+    return {"cell_type": "markdown", "metadata": {}, "source": src.replace(DOC_URL_PREFIX, "")}
+
+# %% ../nbs/02_docs.ipynb #e0bd2043
+def _page_cell(c:dict, fm:dict) -> dict:
+    "One cell of a page: the title from the frontmatter, a `show_doc` output as markdown, others as they are."
+    src = "".join(c["source"])
+    if c["cell_type"] == "raw" and src.strip().startswith("---"):
+        return _md(f"# {fm.get('title', '')}\n\n" + (f"> {fm['description']}" if fm.get("description") else ""))
+    if c["cell_type"] == "code" and "show_doc(" in src and "#| output: asis" in src:
+        md = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
+        return _md(re.sub(r"(\]\([^)]*\))\{[^}]*\}", r"\1", md))  # Quarto link attributes mean nothing here
+    if c["cell_type"] == "markdown": return _md(src)
+    return {**c, "metadata": {k: v for k, v in c.get("metadata", {}).items() if k == "tags"}}
+
+# %% ../nbs/02_docs.ipynb #3c69f8c8
+def page_cells(nb:dict, # a processed notebook
+              ) -> dict:
     "Make a processed notebook readable as a page: title cell from frontmatter, `show_doc` cells as markdown."
-    fm = _frontmatter(nb)
-    cells = []
-    for c in nb["cells"]:
-        src = "".join(c["source"])
-        if c["cell_type"] == "raw" and src.strip().startswith("---"):
-            head = f"# {fm.get('title', '')}\n\n" + (f"> {fm['description']}" if fm.get("description") else "")
-            cells.append({"cell_type": "markdown", "metadata": {}, "source": head}); continue
-        if c["cell_type"] == "code" and "show_doc(" in src and "#| output: asis" in src:
-            md = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
-            md = re.sub(r"(\]\([^)]*\))\{[^}]*\}", r"\1", md)  # Quarto link attributes mean nothing here
-            cells.append({"cell_type": "markdown", "metadata": {}, "source": md.replace(DOC_URL_PREFIX, "")}); continue
-        if c["cell_type"] == "markdown": c = {**c, "source": src.replace(DOC_URL_PREFIX, "")}
-        cells.append({**c, "metadata": {k: v for k, v in c.get("metadata", {}).items() if k == "tags"}})
-    return {**nb, "cells": cells}
+    fm = frontmatter(nb)
+    return {**nb, "cells": [_page_cell(c, fm) for c in nb["cells"]]}
 
-def _nav(pages:list, current:str) -> str:
-    items = "".join(f'<li><a href="{html.escape(h)}"{" aria-current=page" if h == current else ""}>{html.escape(t)}</a></li>'
-                    for h, t in pages)
-    return (f'<nav id="cft-nav" style="padding:.5em 1em;border-bottom:1px solid #ddd;font-family:sans-serif">'
-            f'<strong>cogniverse_ft</strong><ul style="display:inline;list-style:none;margin:0;padding:0 0 0 1em">'
-            f'{items}</ul></nav><style>#cft-nav li{{display:inline;margin-right:1em}}</style>')
+# %% ../nbs/02_docs.ipynb #d1da8886
+STAGES = {"0": "Foundations", "1": "Data: telemetry to training records", "2": "Training",
+          "3": "Registry and evaluation", "4": "Orchestration"}
 
-def doc_pages(proc:str|Path, # the processed notebooks folder (`_proc`)
-             ) -> list:
-    "The processed notebooks that become pages: `index` first, then numbered notebooks in order."
-    proc = Path(proc)
-    nbs = sorted(p for p in proc.glob("*.ipynb"))
-    return sorted(nbs, key=lambda p: (p.stem != "index", p.stem))
+# %% ../nbs/02_docs.ipynb #17545e54
+def page_name(nb:Path, # a processed notebook
+              fm:dict, # its frontmatter
+             ) -> str:
+    "The page file a notebook becomes: its `output-file` (the module's name), else its stem, as `.ipynb`."
+    return Path(fm.get("output-file", f"{nb.stem}.html")).stem + ".ipynb"
 
+# %% ../nbs/02_docs.ipynb #9e2a37ba
+def site_nav(pages:list, # (notebook stem, page file, title) in notebook order
+            ) -> list:
+    "MkDocs `nav`: Home first, then one section per stage with its pages in notebook order."
+    nav, groups = [], {}
+    for stem, page, title in pages:
+        if stem == "index": nav.insert(0, {"Home": page}); continue
+        groups.setdefault(STAGES.get(stem[:1], "More"), []).append({title: page})
+    return nav + [{g: items} for g, items in groups.items()]
+
+# %% ../nbs/02_docs.ipynb #f0d1ea3d
+def mkdocs_config(nav:list, # the `site_nav`
+                  docs_dir:str="pages", # folder of the page notebooks, relative to the config
+                 ) -> dict:
+    "The `mkdocs.yml` of the site: Material theme, search, mkdocs-jupyter without prompts, the stage navigation."
+    features = ["navigation.sections", "navigation.top", "navigation.footer", "search.suggest", "search.highlight",
+                "search.share", "content.code.copy", "toc.follow"]
+    return {"site_name": "cogniverse_ft", "docs_dir": docs_dir, "use_directory_urls": False, "nav": nav,
+            "site_description": "Turn Phoenix telemetry into fine-tuned LoRA adapters",
+            "theme": {"name": "material", "features": features, "palette": {"primary": "indigo"}},
+            "plugins": ["search", {"mkdocs-jupyter": {"no_prompt": True, "include_source": True, "toc_depth": 3}}],
+            "markdown_extensions": ["admonition", "tables", {"toc": {"permalink": True}}]}
+
+# %% ../nbs/02_docs.ipynb #d3a985e8
+def stage_pages(proc:Path, # the processed notebooks (`_proc`)
+                dest:Path, # the staging folder's page folder
+               ) -> list:
+    "Write each processed notebook as a page into `dest`; (stem, page file, title) in notebook order."
+    pages = []
+    for nb_path in sorted(proc.glob("*.ipynb"), key=lambda p: (p.stem != "index", p.stem)):
+        nb = json.loads(nb_path.read_text())
+        fm = frontmatter(nb)
+        page = page_name(nb_path, fm)
+        (dest/page).write_text(json.dumps(page_cells(nb)))
+        pages.append((nb_path.stem, page, "Home" if nb_path.stem == "index" else fm.get("title", nb_path.stem)))
+    return pages
+
+# %% ../nbs/02_docs.ipynb #f7672a29
+def mkdocs_build(stage:Path, # folder holding `mkdocs.yml` and its pages
+                 out:Path, # where the site goes (replaced only on success)
+                ) -> Path:
+    "Build the MkDocs site of `stage` into a temporary folder beside `out`, then rename it into place."
+    tmp = Path(tempfile.mkdtemp(prefix=".site.", dir=out.parent))
+    try:
+        cmd = [sys.executable, "-m", "mkdocs", "build", "--quiet", "-f", str(stage/"mkdocs.yml"), "-d", str(tmp)]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode: raise RuntimeError(f"mkdocs build failed in {stage}:\n{r.stderr[-3000:]}")
+        if out.exists(): shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+# %% ../nbs/02_docs.ipynb #7b0d82a5
+def _quarto_docs(root:Path) -> Path:
+    "Build the nbdev site with Quarto (`nbdev-docs`); its folder."
+    subprocess.run([str(Path(sys.executable).parent/"nbdev-docs")], cwd=root, check=True)
+    log.info(f"Docs site built by nbdev-docs (Quarto) in {root/'_docs'}")
+    return root/"_docs"
+
+# %% ../nbs/02_docs.ipynb #559f1098
 def build_docs(out:str|Path="_site", # output folder (replaced atomically)
                root:str|Path|None=None, # project root (default: found from cwd)
                use_quarto:bool|None=None, # None: use `nbdev-docs` when Quarto is installed
               ) -> Path:
-    "Build an HTML site with the API reference from the notebooks; uses `nbdev-docs` when Quarto exists."
+    "Build the documentation site from the notebooks: MkDocs Material, or `nbdev-docs` when Quarto exists."
     root = project_root(root)
     out = (root/out) if not Path(out).is_absolute() else Path(out)
-    if use_quarto or (use_quarto is None and shutil.which("quarto")):
-        subprocess.run([str(Path(sys.executable).parent/"nbdev-docs")], cwd=root, check=True)
-        log.info(f"Docs site built by nbdev-docs (Quarto) in {root/'_docs'}")
-        return root/"_docs"
-    from nbdev.serve import proc_nbs
-    import nbdev.processors as nbp
-    from nbconvert import HTMLExporter
-    import nbformat
-    orig, nbp._do_eval = nbp._do_eval, docs_only_eval
-    try: proc = proc_nbs(str(root/"nbs"), n_workers=0)
-    finally: nbp._do_eval = orig
-    pages = doc_pages(proc)
-    if not pages: raise FileNotFoundError(f"No processed notebooks in {proc}")
-    nbs = [json.loads(p.read_text()) for p in pages]
-    meta = []
-    for p, nb in zip(pages, nbs):
-        fm = _frontmatter(nb)
-        meta.append((page_cells(nb), fm.get("output-file", f"{p.stem}.html"), fm.get("title", p.stem)))
-    nav = [(h, "Home" if h == "index.html" else t) for _, h, t in meta]
-    exporter = HTMLExporter(template_name="lab")
-    tmp = Path(tempfile.mkdtemp(prefix=".site.", dir=out.parent))
-    try:
-        for nb, h, t in meta:
-            body, _ = exporter.from_notebook_node(nbformat.reads(json.dumps(nb), as_version=4))
-            body = body.replace("<body", "<body data-page=\"%s\"" % html.escape(h), 1)
-            body = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + _nav(nav, h), body, count=1)
-            body = re.sub(r"<title>.*?</title>", f"<title>{html.escape(t)} – cogniverse_ft</title>", body, count=1, flags=re.S)
-            (tmp/h).write_text(body)
-        (tmp/"pages.json").write_text(json.dumps([{"page": h, "title": t} for h, t in nav], indent=1))
-        if out.exists(): shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    log.info(f"Docs site: {len(meta)} pages in {out}")
+    if use_quarto or (use_quarto is None and shutil.which("quarto")): return _quarto_docs(root)
+    proc = process_notebooks(root)
+    with tempfile.TemporaryDirectory(prefix="cft-docs-") as d:
+        (Path(d)/"pages").mkdir()
+        pages = stage_pages(proc, Path(d)/"pages")
+        (Path(d)/"mkdocs.yml").write_text(yaml.safe_dump(mkdocs_config(site_nav(pages)), sort_keys=False))
+        mkdocs_build(Path(d), out)
+    log.info(f"Docs site: {len(pages)} pages in {out}")
     return out
