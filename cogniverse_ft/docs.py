@@ -139,7 +139,8 @@ def mkdocs_config(nav:list, # the `site_nav`
     return {"site_name": "cogniverse_ft", "docs_dir": docs_dir, "use_directory_urls": False, "nav": nav,
             "site_description": "Turn Phoenix telemetry into fine-tuned LoRA adapters",
             "theme": {"name": "material", "features": features, "palette": {"primary": "indigo"}},
-            "plugins": ["search", {"mkdocs-jupyter": {"no_prompt": True, "include_source": True, "toc_depth": 3}}],
+            "plugins": ["search", {"mkdocs-jupyter": {"no_prompt": True, "include_source": True, "toc_depth": 3,
+                                                      "cache": False}}],
             "markdown_extensions": ["admonition", "tables", {"toc": {"permalink": True}}]}
 
 # %% ../nbs/02_docs.ipynb #d3a985e8
