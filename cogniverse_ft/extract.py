@@ -6,13 +6,14 @@ Docs: https://cogniverse.github.io/cogniverse_ft/extract.html.md"""
 
 # %% ../nbs/12_extract.ipynb #fa17482b
 from __future__ import annotations
-import json, os, tempfile, contextlib
-from dataclasses import dataclass, field, asdict, replace
+import json, os, inspect, tempfile, contextlib
+from dataclasses import dataclass, field, fields, asdict, replace, make_dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from .core import get_logger, atomic_write_text
 from .contract import (TaskSpec, FeedbackSpec, FieldPath, label_verdict, normalize_label, check_slug,
                                     APPROVED_SYNONYMS, REJECTED_SYNONYMS)
@@ -21,14 +22,14 @@ from .contract import (TaskSpec, FeedbackSpec, FieldPath, label_verdict, normali
 __all__ = ['log', 'AGENT_TYPE_ATTR', 'INSTRUCTION_ATTR', 'CONFIDENCE_ATTR', 'INPUT_ATTR', 'OUTPUT_ATTR', 'INPUT_MESSAGES_ATTR',
            'OUTPUT_MESSAGES_ATTR', 'METADATA_ATTR', 'SESSION_ATTR', 'MODALITY_ATTR', 'DOCUMENTS_ATTR',
            'APPROVAL_ANNOTATION', 'RELEVANCE_ANNOTATION', 'SESSION_OUTCOME_ANNOTATION', 'APPROVAL_VALUES',
-           'APPROVED_LABELS', 'REJECTED_LABELS', 'MAX_FIELD_CHARS', 'SKIP_REASONS', 'InstructionExample',
-           'InstructionDataset', 'PreferencePair', 'PreferenceDataset', 'Triplet', 'TripletDataset', 'feedback_rows',
+           'APPROVED_LABELS', 'REJECTED_LABELS', 'MAX_FIELD_CHARS', 'SKIP_REASONS', 'InstructionDataset',
+           'PreferenceDataset', 'TripletDataset', 'instruction_dataset', 'preference_dataset', 'KTODataset',
+           'kto_dataset', 'TrajectoryDataset', 'InstructionExample', 'PreferencePair', 'Triplet', 'feedback_rows',
            'judgements', 'chat_message', 'conversation', 'field_values', 'as_task', 'task_inputs', 'decision_frame',
-           'instruction_dataset', 'valid_labels', 'preference_dataset', 'KTOExample', 'KTODataset', 'kto_dataset',
-           'triplet_dataset', 'ConversationTurn', 'ConversationTrajectory', 'TrajectoryDataset', 'trajectory_dataset',
-           'task_scrubber', 'scrub_dataset', 'read_task_frames', 'task_funnel', 'selection_hints', 'explain_shortfall',
-           'TraceToInstructionConverter', 'PreferencePairExtractor', 'KTOExampleExtractor', 'TripletExtractor',
-           'TraceToTrajectoryConverter']
+           'valid_labels', 'KTOExample', 'triplet_dataset', 'ConversationTurn', 'ConversationTrajectory',
+           'trajectory_dataset', 'task_scrubber', 'scrub_dataset', 'read_task_frames', 'task_funnel', 'selection_hints',
+           'explain_shortfall', 'TraceToInstructionConverter', 'PreferencePairExtractor', 'KTOExampleExtractor',
+           'TripletExtractor', 'TraceToTrajectoryConverter']
 
 # %% ../nbs/12_extract.ipynb #5ad55a00
 log = get_logger(__name__)
@@ -43,6 +44,8 @@ METADATA_ATTR = "attributes.metadata"
 SESSION_ATTR = "attributes.session.id"
 MODALITY_ATTR = "attributes.search.modality"
 DOCUMENTS_ATTR = "attributes.retrieval.documents"
+
+# %% ../nbs/12_extract.ipynb #ec5861e6
 APPROVAL_ANNOTATION = "approval"
 RELEVANCE_ANNOTATION = "relevance_feedback"
 SESSION_OUTCOME_ANNOTATION = "session_outcome"
@@ -52,9 +55,10 @@ MAX_FIELD_CHARS = 20_000  # longer inputs/outputs are skipped as "too_long"
 SKIP_REASONS = ("missing_input", "non_string_input", "empty_input", "missing_output", "non_string_output",
                 "empty_output", "too_long", "bad_metadata", "bad_json", "contested", "duplicate_span", "identical_pair")
 
-# %% ../nbs/12_extract.ipynb #ec5861e6
+# %% ../nbs/12_extract.ipynb #37a71a86
 class _Seq:
-    "List behaviour for a dataset over its `_items` field."
+    "List behaviour for a dataset over its first field (the list of items)."
+    def _items(self) -> list: return getattr(self, fields(self)[0].name)
     def __len__(self): return len(self._items())
     def __iter__(self): return iter(self._items())
     def __getitem__(self, i): return self._items()[i]
@@ -62,6 +66,14 @@ class _Seq:
         "One row per item (metadata kept as a dict column)."
         return pd.DataFrame([asdict(x) for x in self._items()])
 
+# %% ../nbs/12_extract.ipynb #9ae83fc5
+def _dataset_class(name:str, items:str, item:type, doc:str) -> type:
+    "A dataclass `name` holding a list of `item`s in its field `items`, and a `metadata` dict; it behaves like the list."
+    cls = make_dataclass(name, [(items, list[item]), ("metadata", dict, field(default_factory=dict))], bases=(_Seq,))
+    cls.__doc__, cls.__module__ = doc, __name__
+    return cls
+
+# %% ../nbs/12_extract.ipynb #6ed6f193
 @dataclass
 class InstructionExample:
     "One supervised example: instruction + input -> output."
@@ -69,15 +81,13 @@ class InstructionExample:
     input: str  # the user input
     output: str  # the approved output
     metadata: dict = field(default_factory=dict)  # span_id, trace_id, session_id, timestamp, confidence, ...
-    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), when the span had more than one message
+    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), if longer
 
-@dataclass
-class InstructionDataset(_Seq):
-    "Instruction examples of one agent type."
-    examples: list[InstructionExample]
-    metadata: dict = field(default_factory=dict)
-    def _items(self): return self.examples
+# %% ../nbs/12_extract.ipynb #f3299ff5
+InstructionDataset = _dataset_class("InstructionDataset", "examples", InstructionExample,
+                                    "Instruction examples of one agent type.")
 
+# %% ../nbs/12_extract.ipynb #ca75ff81
 @dataclass
 class PreferencePair:
     "One DPO pair: for `prompt`, `chosen` was approved and `rejected` was not."
@@ -86,15 +96,12 @@ class PreferencePair:
     rejected: str  # the rejected output
     metadata: dict = field(default_factory=dict)  # span_id, chosen_score, rejected_score, timestamp
     instruction: str = ""  # the task (system message)
-    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), when longer than one message
+    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), if longer
 
-@dataclass
-class PreferenceDataset(_Seq):
-    "Preference pairs of one agent type."
-    pairs: list[PreferencePair]
-    metadata: dict = field(default_factory=dict)
-    def _items(self): return self.pairs
+# %% ../nbs/12_extract.ipynb #d6f24b68
+PreferenceDataset = _dataset_class("PreferenceDataset", "pairs", PreferencePair, "Preference pairs of one agent type.")
 
+# %% ../nbs/12_extract.ipynb #2a40a2bd
 @dataclass
 class Triplet:
     "One embedding example: `anchor` is closer to `positive` than to `negative`."
@@ -103,26 +110,25 @@ class Triplet:
     negative: str  # an irrelevant document
     metadata: dict = field(default_factory=dict)  # search_id, modality, timestamp
 
-@dataclass
-class TripletDataset(_Seq):
-    "Triplets from search feedback."
-    triplets: list[Triplet]
-    metadata: dict = field(default_factory=dict)
-    def _items(self): return self.triplets
+# %% ../nbs/12_extract.ipynb #e60a67b6
+TripletDataset = _dataset_class("TripletDataset", "triplets", Triplet, "Triplets from search feedback.")
 
 # %% ../nbs/12_extract.ipynb #c8e35d7d
 def _col(df:pd.DataFrame, name:str) -> pd.Series:
     "Column `name`, or an all-missing object column."
     return df[name] if name in df else pd.Series(None, index=df.index, dtype=object)
 
+# %% ../nbs/12_extract.ipynb #c511069b
 def _is_str(s:pd.Series) -> pd.Series:
     if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object: return s.notna()
     return s.map(lambda v: isinstance(v, str)).astype(bool)
 
+# %% ../nbs/12_extract.ipynb #961d466c
 def _missing(s:pd.Series) -> pd.Series:
     "True where a value is absent: None, NaN, NaT."
     return s.isna()
 
+# %% ../nbs/12_extract.ipynb #6f39cc30
 def _text_status(s:pd.Series, what:str, max_chars:int=MAX_FIELD_CHARS) -> pd.Series:
     "Per row: '' when `s` holds a usable string, else the skip reason (missing_/non_string_/empty_<what>, too_long)."
     miss, isstr = _missing(s), _is_str(s)
@@ -132,6 +138,7 @@ def _text_status(s:pd.Series, what:str, max_chars:int=MAX_FIELD_CHARS) -> pd.Ser
                     [f"missing_{what}", f"non_string_{what}", f"empty_{what}", "too_long"], "")
     return pd.Series(out, index=s.index, dtype=object)
 
+# %% ../nbs/12_extract.ipynb #57a90cd1
 def _last_message(s:pd.Series, roles:tuple) -> pd.Series:
     "The content of the last message with one of `roles` in each list of chat messages (None when absent)."
     def pick(msgs):
@@ -145,6 +152,7 @@ def _last_message(s:pd.Series, roles:tuple) -> pd.Series:
     if has.any(): out[has] = s[has].map(pick).to_numpy(dtype=object)
     return out
 
+# %% ../nbs/12_extract.ipynb #fadb93ce
 def _parse_metadata(s:pd.Series) -> tuple[pd.Series, pd.Series]:
     "Metadata as dicts (JSON text parsed) and a mask of values that are neither a dict, JSON object text, nor missing."
     def parse(v):
@@ -158,22 +166,27 @@ def _parse_metadata(s:pd.Series) -> tuple[pd.Series, pd.Series]:
     parsed = s.map(parse) if len(s) else s
     return parsed, parsed.isna()
 
+# %% ../nbs/12_extract.ipynb #49cc5af1
 def _isin(a, values) -> np.ndarray:
-    "Boolean mask of `a` (Series, Index, array) whose items are in `values`; hashes as objects (fast for arrow strings)."
+    "Boolean mask of `a` (Series, Index, array) whose items are in `values`; hashes as objects (fast for arrow text)."
     return pd.Series(np.asarray(a, dtype=object), dtype=object).isin(np.asarray(values, dtype=object)).to_numpy()
 
+# %% ../nbs/12_extract.ipynb #8ffd0d24
 def _L(s) -> list:
     "A column as a Python list (much faster to zip over than an arrow-backed Series)."
     return s.tolist() if hasattr(s, "tolist") else list(s)
 
+# %% ../nbs/12_extract.ipynb #6633d873
 def _timestamps(df:pd.DataFrame) -> pd.Series:
     t = _col(df, "start_time")
     return pd.to_datetime(t, utc=True) if len(t) else t
 
+# %% ../nbs/12_extract.ipynb #0722aa04
 def _utc_values(t:pd.Series):
     "Naive UTC datetime64 values of a timestamp column (re-localized with `pd.to_datetime(..., utc=True)`)."
     return t.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy() if len(t) else t.to_numpy()
 
+# %% ../nbs/12_extract.ipynb #2c248f97
 def _first_valid(primary:pd.Series, df:pd.DataFrame, col:str, roles:tuple) -> pd.Series:
     "`primary`, with missing values taken from the last `roles` message of chat column `col` (only where needed)."
     use = _missing(primary).to_numpy()
@@ -182,12 +195,11 @@ def _first_valid(primary:pd.Series, df:pd.DataFrame, col:str, roles:tuple) -> pd
     out[use] = _last_message(df[col][use], roles).to_numpy(dtype=object)
     return out
 
-
-
 # %% ../nbs/12_extract.ipynb #15ae03c0
 def _feedback(feedback) -> FeedbackSpec:
     return feedback if isinstance(feedback, FeedbackSpec) else FeedbackSpec(name=feedback or APPROVAL_ANNOTATION)
 
+# %% ../nbs/12_extract.ipynb #e0eb5283
 def _verdicts(a:pd.DataFrame, fb:FeedbackSpec) -> pd.Series:
     "Per annotation: True approved, False rejected, None neither (label unmapped, no score)."
     labels, score = _col(a, "result.label").tolist(), pd.to_numeric(_col(a, "result.score"), errors="coerce").tolist()
@@ -198,28 +210,42 @@ def _verdicts(a:pd.DataFrame, fb:FeedbackSpec) -> pd.Series:
         out.append(v)
     return pd.Series(out, index=a.index, dtype=object)
 
+# %% ../nbs/12_extract.ipynb #13a5d401
+def _counts(s:pd.Series, top:int|None=None) -> dict:
+    "The value counts of `s` as a plain `{value: n}` dict (only the `top` most common when given)."
+    vc = s.value_counts()
+    return {str(k): int(v) for k, v in (vc.head(top) if top else vc).items()}
+
+# %% ../nbs/12_extract.ipynb #5fcd1812
+def _judging_annotations(a:pd.DataFrame, fb:FeedbackSpec, info:dict) -> pd.DataFrame:
+    "The annotations named `fb.name` by an accepted annotator kind; what was left out is counted in `info`."
+    if "id" in a and a["id"].notna().all(): a = a.drop_duplicates(subset=["id"])
+    names = a["annotation_name"].astype(str)
+    info["other_names"] = _counts(names[names != fb.name])
+    a = a[names == fb.name]
+    kind = _col(a, "annotator_kind").fillna("HUMAN").astype(str).str.upper()
+    keep = kind.isin(fb.annotators)
+    info["excluded_annotators"] = _counts(kind[~keep])
+    return a[keep].copy()
+
+# %% ../nbs/12_extract.ipynb #3c70da69
 def feedback_rows(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape)
                   feedback:FeedbackSpec|str|None=None, # the task's feedback spec (or an annotation name)
                  ) -> tuple[pd.DataFrame, dict]:
     "The annotations that are judgements under `feedback`, with a `verdict` column; plus counts of what was left out."
     fb, a = _feedback(feedback), annotations_df
-    info = {"annotations": 0 if a is None else len(a), "other_names": {}, "excluded_annotators": {}, "unmapped_labels": {}}
-    if a is None or len(a) == 0 or "annotation_name" not in a: return pd.DataFrame(columns=["span_id", "verdict"]), info
-    if "id" in a and a["id"].notna().all(): a = a.drop_duplicates(subset=["id"])
-    names = a["annotation_name"].astype(str)
-    info["other_names"] = {k: int(v) for k, v in names[names != fb.name].value_counts().items()}
-    a = a[names == fb.name]
-    kind = _col(a, "annotator_kind").fillna("HUMAN").astype(str).str.upper()
-    keep = kind.isin(fb.annotators)
-    info["excluded_annotators"] = {k: int(v) for k, v in kind[~keep].value_counts().items()}
-    a = a[keep].copy()
+    info = {"annotations": 0 if a is None else len(a),
+            **{k: {} for k in ("other_names", "excluded_annotators", "unmapped_labels")}}
+    if a is None or len(a) == 0 or "annotation_name" not in a:
+        return pd.DataFrame(columns=["span_id", "verdict"]), info
+    a = _judging_annotations(a, fb, info)
     a["verdict"] = _verdicts(a, fb)
-    un = a[a["verdict"].isna()]
-    info["unmapped_labels"] = {str(k): int(v) for k, v in _col(un, "result.label").astype(object).fillna("<no label, no score>").value_counts().head(10).items()}
+    unmapped = _col(a[a["verdict"].isna()], "result.label").astype(object).fillna("<no label, no score>")
+    info["unmapped_labels"] = _counts(unmapped, 10)
     info["judgements"] = int(a["verdict"].notna().sum())
     return a[a["verdict"].notna()], info
 
-# %% ../nbs/12_extract.ipynb #e0eb5283
+# %% ../nbs/12_extract.ipynb #6a021030
 def _correction(a:pd.DataFrame, md:list, fb:FeedbackSpec) -> pd.Series:
     "The reviewer's correction of each annotation, from where the contract says it lives."
     if fb.correction is None: return pd.Series(None, index=a.index, dtype=object)
@@ -227,56 +253,76 @@ def _correction(a:pd.DataFrame, md:list, fb:FeedbackSpec) -> pd.Series:
     key = fb.correction.split(".", 1)[1]
     return pd.Series([d.get(key) for d in md], index=a.index, dtype=object)
 
-def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape: span_id, annotation_name, result.label, ...)
-               span_outputs:pd.Series, # the span's own output, indexed by span id
-               feedback:FeedbackSpec|str|None=None, # the task's feedback spec, or just an annotation name (default `approval`)
-              ) -> pd.DataFrame:
-    "Per span id: latest approved and rejected output with scores, approval/rejection counts, and whether it is contested."
-    cols = ["approved_output", "approved_score", "rejected_output", "rejected_score", "n_approvals", "n_rejections",
-            "bad_annotation", "contested"]
-    fb = _feedback(feedback)
-    a, _ = feedback_rows(annotations_df, fb)
-    if a.empty: return pd.DataFrame(columns=cols)
+# %% ../nbs/12_extract.ipynb #9b5c7c76
+def _judged_outputs(a:pd.DataFrame, span_outputs:pd.Series, fb:FeedbackSpec) -> tuple:
+    "Per judgement: span id, the output judged, score and time; its correction; and whether its metadata is bad."
     sid = (a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str)
-    approved, rejected = (a["verdict"] == True).to_numpy(dtype=bool), (a["verdict"] == False).to_numpy(dtype=bool)
-    score = pd.to_numeric(_col(a, "result.score"), errors="coerce")
     md, bad_md = _parse_metadata(_col(a, "metadata"))
     mdl = [d if isinstance(d, dict) else {} for d in md.tolist()]
     judged = pd.Series([d.get("output") for d in mdl], index=a.index, dtype=object)
-    own = pd.Series(span_outputs[~span_outputs.index.duplicated()].reindex(sid.values).to_numpy(dtype=object), index=a.index, dtype=object)
-    judged = judged.where(judged.notna(), own)
-    corrected = _correction(a, mdl, fb)
-    when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce", format="ISO8601")
+    own = span_outputs[~span_outputs.index.duplicated()].reindex(sid.values).to_numpy(dtype=object)
+    judged = judged.where(judged.notna(), pd.Series(own, index=a.index, dtype=object))
+    approved = (a["verdict"] == True).to_numpy(dtype=bool)
+    score = pd.to_numeric(_col(a, "result.score"), errors="coerce")
     score = score.fillna(pd.Series(np.where(approved, 1.0, 0.0), index=a.index))
+    when = pd.to_datetime(_col(a, "updated_at"), utc=True, errors="coerce", format="ISO8601")
     rows = pd.DataFrame({"sid": sid, "out": judged, "score": score, "when": when})
-    direct, rj = rows[approved], rows[rejected]
-    fix = rejected & corrected.notna().to_numpy()
-    ap = pd.concat([direct, pd.DataFrame({"sid": sid, "out": corrected, "score": 1.0, "when": when})[fix]])
+    return rows, _correction(a, mdl, fb), bad_md
+
+# %% ../nbs/12_extract.ipynb #572e0960
+def _judgement_table(ap:pd.DataFrame, rj:pd.DataFrame, sids) -> pd.DataFrame:
+    "Per span id in `sids`: the latest approved and rejected output with their scores, and how many of each."
     last = lambda d: d.sort_values("when", kind="stable").groupby("sid").tail(1).set_index("sid")
     la, lr = last(ap), last(rj)
-    out = pd.DataFrame(index=pd.Index(sid.unique(), name="span_id"))
+    out = pd.DataFrame(index=pd.Index(sids, name="span_id"))
     out["approved_output"], out["approved_score"] = la["out"], la["score"]
     out["rejected_output"], out["rejected_score"] = lr["out"], lr["score"]
     out["n_approvals"] = ap.groupby("sid").size().reindex(out.index).fillna(0).astype(int)
     out["n_rejections"] = rj.groupby("sid").size().reindex(out.index).fillna(0).astype(int)
-    out["bad_annotation"] = bad_md.groupby(sid.values).any().reindex(out.index).fillna(False).astype(bool)
-    out["contested"] = _contested(direct, rj, la, fb).reindex(out.index).fillna(False).astype(bool)
     return out
 
-# %% ../nbs/12_extract.ipynb #13a5d401
-def _contested(direct:pd.DataFrame, rj:pd.DataFrame, latest_ap:pd.DataFrame, fb:FeedbackSpec) -> pd.Series:
-    "Spans whose latest approved output was also rejected (by an annotation of its own), under the contract's policy."
-    key = lambda d: d.assign(o=pd.Series([v.strip() if isinstance(v, str) else None for v in d["out"]], index=d.index, dtype=object))
+# %% ../nbs/12_extract.ipynb #a6c247ac
+def _stripped(v):
+    "`v` without surrounding blanks when it is text, else None."
+    return v.strip() if isinstance(v, str) else None
+
+# %% ../nbs/12_extract.ipynb #ca6b2b2d
+def _contested(direct:pd.DataFrame, rj:pd.DataFrame, latest:pd.Series, fb:FeedbackSpec) -> pd.Series:
+    "Spans whose `latest` approved output was also rejected (by an annotation of its own), under the contract's policy."
+    key = lambda d: d.assign(o=pd.Series([_stripped(v) for v in d["out"]], index=d.index, dtype=object))
     d, r = key(direct), key(rj)
     d, r = d[d["o"].notna()], r[r["o"].notna()]  # only text outputs can be contested
     both = d.merge(r, on=["sid", "o"], suffixes=("_a", "_r"))
     if both.empty: return pd.Series(dtype=bool)
-    lat = latest_ap["out"].map(lambda v: v.strip() if isinstance(v, str) else v)
+    lat = latest.map(lambda v: v.strip() if isinstance(v, str) else v)
     both = both[both["o"].values == lat.reindex(both["sid"].values).values]
     if fb.contested == "latest":
         g = both.groupby("sid").agg(a=("when_a", "max"), r=("when_r", "max"))
         return g["r"] > g["a"]
     return pd.Series(True, index=both["sid"].unique())
+
+# %% ../nbs/12_extract.ipynb #f43153fc
+_JUDGEMENT_COLUMNS = ["approved_output", "approved_score", "rejected_output", "rejected_score",
+                      "n_approvals", "n_rejections", "bad_annotation", "contested"]
+
+# %% ../nbs/12_extract.ipynb #3d0acc4f
+def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape: span_id, annotation_name, result.*)
+               span_outputs:pd.Series, # the span's own output, indexed by span id
+               feedback:FeedbackSpec|str|None=None, # the feedback spec, or an annotation name (default `approval`)
+              ) -> pd.DataFrame:
+    "Per span id: latest approved and rejected output with scores, how many of each, and whether it is contested."
+    fb = _feedback(feedback)
+    a, _ = feedback_rows(annotations_df, fb)
+    if a.empty: return pd.DataFrame(columns=_JUDGEMENT_COLUMNS)
+    rows, corrected, bad_md = _judged_outputs(a, span_outputs, fb)
+    approved, rejected = (a["verdict"] == True).to_numpy(dtype=bool), (a["verdict"] == False).to_numpy(dtype=bool)
+    direct, rj = rows[approved], rows[rejected]
+    fix = rejected & corrected.notna().to_numpy()
+    ap = pd.concat([direct, rows.assign(out=corrected, score=1.0)[fix]])
+    out = _judgement_table(ap, rj, rows["sid"].unique())
+    out["bad_annotation"] = bad_md.groupby(rows["sid"].values).any().reindex(out.index).fillna(False).astype(bool)
+    out["contested"] = _contested(direct, rj, out["approved_output"], fb).reindex(out.index).fillna(False).astype(bool)
+    return out
 
 # %% ../nbs/12_extract.ipynb #3a8e437b
 def _tool_calls(calls) -> list[dict]:
@@ -285,12 +331,14 @@ def _tool_calls(calls) -> list[dict]:
         if not isinstance(c, dict): continue
         if isinstance(c.get("tool_call"), dict): c = c["tool_call"]
         fn = c.get("function") if isinstance(c.get("function"), dict) else {}
-        name, args = c.get("tool_call.function.name", fn.get("name")), c.get("tool_call.function.arguments", fn.get("arguments"))
+        name = c.get("tool_call.function.name", fn.get("name"))
+        args = c.get("tool_call.function.arguments", fn.get("arguments"))
         if isinstance(args, str):
             with contextlib.suppress(ValueError): args = json.loads(args)
         if name: out.append({"name": name, "arguments": args})
     return out
 
+# %% ../nbs/12_extract.ipynb #4f4b8236
 def chat_message(m) -> dict|None:
     "One OpenInference message (flat `message.*` keys, nested `message`, or role/content) as `{role, content}`."
     if not isinstance(m, dict): return None
@@ -303,6 +351,7 @@ def chat_message(m) -> dict|None:
     if calls: text = (text + "\n" if text else "") + "".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in calls)
     return {"role": role, "content": text}
 
+# %% ../nbs/12_extract.ipynb #71cf3537
 def conversation(messages, # a list of messages as Phoenix returns them
                 ) -> tuple[str|None, list[dict]]:
     "The first system message (or None) and the other messages, in order."
@@ -325,20 +374,24 @@ def _json_path(s:pd.Series, path:str) -> tuple[pd.Series, pd.Series]:
         vals.append(x if isinstance(x, str) or x is None else json.dumps(x)); bad.append(False)
     return pd.Series(vals, index=s.index, dtype=object), pd.Series(bad, index=s.index, dtype=bool)
 
+# %% ../nbs/12_extract.ipynb #d54dbe14
+def _message_fields(df:pd.DataFrame, fp:FieldPath, side:str) -> dict:
+    "The last user (input) or assistant (output) message of a chat field; an input also gives `system`, `conversation`."
+    conv = _col(df, fp.column).map(conversation) if len(df) else pd.Series([], dtype=object)
+    msgs = conv.map(lambda c: c[1])
+    role = "assistant" if side == "output" else "user"
+    val = msgs.map(lambda ms: next((m["content"] for m in reversed(ms) if m["role"] == role), None))
+    no_json = pd.Series(False, index=df.index)
+    if side == "output": return {"value": val, "bad_json": no_json}
+    return {"value": val, "system": conv.map(lambda c: c[0]), "conversation": msgs, "bad_json": no_json}
+
+# %% ../nbs/12_extract.ipynb #5566bbc4
 def field_values(df:pd.DataFrame, # spans (provider shape)
                  fp:FieldPath, # where the value lives
                  side:str="input", # "input" or "output"
                 ) -> dict:
     "`value` per span (text or None), `bad_json` mask; for message inputs also `system` and `conversation`."
-    n = len(df)
-    if fp.is_messages:
-        conv = _col(df, fp.column).map(conversation) if n else pd.Series([], dtype=object)
-        msgs = conv.map(lambda c: c[1])
-        if side == "output":
-            val = msgs.map(lambda ms: next((m["content"] for m in reversed(ms) if m["role"] == "assistant"), None))
-            return {"value": val, "bad_json": pd.Series(False, index=df.index)}
-        val = msgs.map(lambda ms: next((m["content"] for m in reversed(ms) if m["role"] == "user"), None))
-        return {"value": val, "system": conv.map(lambda c: c[0]), "conversation": msgs, "bad_json": pd.Series(False, index=df.index)}
+    if fp.is_messages: return _message_fields(df, fp, side)
     raw = _col(df, fp.column)
     if fp.json_path: val, bad = _json_path(raw, fp.json_path)
     else: val, bad = raw, pd.Series(False, index=df.index)
@@ -347,7 +400,7 @@ def field_values(df:pd.DataFrame, # spans (provider shape)
         val = _first_valid(val, df, col, role)
     return {"value": val, "bad_json": bad}
 
-# %% ../nbs/12_extract.ipynb #8111b862
+# %% ../nbs/12_extract.ipynb #61a8d8bf
 def as_task(task:TaskSpec|str|None, # a TaskSpec, or the name of a built-in task
             feedback:str|None=None, # override the annotation name (backward compatible `approval_name`)
            ) -> TaskSpec:
@@ -357,29 +410,83 @@ def as_task(task:TaskSpec|str|None, # a TaskSpec, or the name of a built-in task
         t = TaskSpec(**{**t.to_dict(), "feedback": {**asdict(t.feedback), "name": feedback}})
     return t
 
+# %% ../nbs/12_extract.ipynb #8793af08
 def _dedupe(spans_df:pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    "The spans with each span id once, and how many repeats were dropped."
     dup = spans_df.index.duplicated()
     return (spans_df[~dup], int(dup.sum())) if dup.any() else (spans_df, 0)
 
-# %% ../nbs/12_extract.ipynb #61a8d8bf
+# %% ../nbs/12_extract.ipynb #54b82f74
+def _nonblank(s:pd.Series) -> pd.Series:
+    "Where `s` holds text that is not blank."
+    return _is_str(s) & (s.astype(str).str.strip() != "")
+
+# %% ../nbs/12_extract.ipynb #25691312
+def _instructions(spans_df:pd.DataFrame, task:TaskSpec, system:pd.Series|None) -> pd.Series:
+    "Per span: the contract's instruction, else `agent.instruction`, else the system message, else the task's default."
+    if task.instruction: return pd.Series(task.instruction, index=spans_df.index, dtype=object)
+    if system is None: system = _last_message(_col(spans_df, INPUT_MESSAGES_ATTR), ("system",))
+    instr = _col(spans_df, INSTRUCTION_ATTR).astype(object)
+    instr = instr.where(_nonblank(instr), system)
+    return instr.where(_nonblank(instr), task.default_instruction)
+
+# %% ../nbs/12_extract.ipynb #75837039
 def task_inputs(spans_df:pd.DataFrame, # the spans of one task (already selected)
                 task:TaskSpec, # where input, output and instruction live
                ) -> pd.DataFrame:
-    "Per span: instruction, input, conversation and output as the task reads them, and `bad_json` when a JSON path met non-JSON."
+    "Per span: instruction, input, conversation and output as the task reads them, and `bad_json` for non-JSON text."
     i, o = field_values(spans_df, task._input, "input"), field_values(spans_df, task._output, "output")
-    if task.instruction: instr = pd.Series(task.instruction, index=spans_df.index, dtype=object)
-    else:
-        sysm = i.get("system")
-        if sysm is None: sysm = _last_message(_col(spans_df, INPUT_MESSAGES_ATTR), ("system",))
-        instr = _col(spans_df, INSTRUCTION_ATTR).astype(object)
-        instr = instr.where(_is_str(instr) & (instr.astype(str).str.strip() != ""), sysm)
-        instr = instr.where(_is_str(instr) & (instr.astype(str).str.strip() != ""), task.default_instruction)
+    instr = _instructions(spans_df, task, i.get("system"))
     conv = i.get("conversation")
-    conv = conv.map(lambda ms: ms if len(ms) > 1 else []) if conv is not None else pd.Series([[] for _ in range(len(spans_df))], index=spans_df.index, dtype=object)
+    if conv is None: conv = pd.Series([[] for _ in range(len(spans_df))], index=spans_df.index, dtype=object)
+    else: conv = conv.map(lambda ms: ms if len(ms) > 1 else [])
     return pd.DataFrame({"instruction": instr.values, "input": i["value"].values, "conversation": conv.values,
-                         "output": o["value"].values, "bad_json": (i["bad_json"] | o["bad_json"]).values}, index=spans_df.index)
+                         "output": o["value"].values, "bad_json": (i["bad_json"] | o["bad_json"]).values},
+                        index=spans_df.index)
 
-# %% ../nbs/12_extract.ipynb #b7daa865
+# %% ../nbs/12_extract.ipynb #6c140a51
+def _reviewed_frame(typed:pd.DataFrame, annotations_df:pd.DataFrame, task:TaskSpec) -> tuple:
+    "One row per reviewed span of `typed` (ids, texts, judgements, time, metadata); bad JSON and metadata masks."
+    sid = pd.Series(typed.index.astype(str), index=typed.index)
+    ti = task_inputs(typed, task)
+    j = judgements(annotations_df, pd.Series(ti["output"].values, index=sid.values), task.feedback)
+    reviewed = _isin(sid, j.index)
+    typed, sid, ti = typed[reviewed], sid[reviewed], ti[reviewed]
+    jj = j.reindex(sid.values)
+    md, bad_md = _parse_metadata(_col(typed, METADATA_ATTR))
+    f = pd.DataFrame({"span_id": sid.values, "trace_id": _col(typed, "context.trace_id").values,
+                      "session_id": _col(typed, SESSION_ATTR).values,
+                      **{c: ti[c].values for c in ("instruction", "input", "conversation", "output")},
+                      **{c: jj[c].values for c in _JUDGEMENT_COLUMNS[:-2] + ["contested"]},
+                      "timestamp": _utc_values(_timestamps(typed)), "metadata": md.values,
+                      "confidence": pd.to_numeric(_col(typed, CONFIDENCE_ATTR), errors="coerce").values})
+    f["timestamp"] = pd.to_datetime(f["timestamp"], utc=True)
+    bad_md = bad_md.values | jj["bad_annotation"].fillna(False).astype(bool).values
+    return f, ti["bad_json"].to_numpy(dtype=bool), bad_md
+
+# %% ../nbs/12_extract.ipynb #64deb22f
+def _first_reason(reason:pd.Series, mask, why:str) -> pd.Series:
+    "`reason`, with `why` where it is still empty and `mask` holds."
+    return reason.where((reason != "") | ~np.asarray(mask, dtype=bool), why)
+
+# %% ../nbs/12_extract.ipynb #2fcd242c
+def _input_reasons(f:pd.DataFrame, bad_json:np.ndarray, bad_md:np.ndarray, max_chars:int) -> pd.Series:
+    "Per row: why its input, instruction or metadata makes it unusable ('' when usable)."
+    r = _text_status(f["input"], "input", max_chars)
+    r = r.where(~bad_json, "bad_json")
+    r = _first_reason(r, f["instruction"].map(lambda s: isinstance(s, str) and len(s) > max_chars), "too_long")
+    return _first_reason(r, bad_md, "bad_metadata")
+
+# %% ../nbs/12_extract.ipynb #2f061f9c
+def _label_space(f:pd.DataFrame, task:TaskSpec, max_chars:int) -> list:
+    "The task's declared label set, else every usable output a human approved or rejected."
+    if task.label_set: return list(task.label_set)
+    usable = f[f["reason"] == ""]
+    vals = pd.concat([usable["approved_output"], usable["rejected_output"]])
+    ok = _text_status(vals, "output", max_chars) == ""
+    return sorted(set(vals[ok].astype(str).str.strip()))
+
+# %% ../nbs/12_extract.ipynb #488a66d0
 def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
                    annotations_df:pd.DataFrame, # their annotations
                    agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
@@ -391,128 +498,184 @@ def decision_frame(spans_df:pd.DataFrame, # spans (provider shape)
     spans_df, dups = _dedupe(spans_df)
     typed = spans_df[task.mask(spans_df)]
     info = {"total_spans": len(spans_df), "candidate_spans": len(typed), "task": task.name}
-    if typed.empty: return pd.DataFrame(), {**info, "reviewed": 0, "duplicate_span": dups, "label_space": list(task.label_set or [])}
-    sid = pd.Series(typed.index.astype(str), index=typed.index)
-    ti = task_inputs(typed, task)
-    j = judgements(annotations_df, pd.Series(ti["output"].values, index=sid.values), task.feedback)
-    reviewed = _isin(sid, j.index)
-    typed, sid, ti = typed[reviewed], sid[reviewed], ti[reviewed]
-    jj = j.reindex(sid.values)
-    md, bad_md = _parse_metadata(_col(typed, METADATA_ATTR))
-    f = pd.DataFrame({"span_id": sid.values, "trace_id": _col(typed, "context.trace_id").values,
-                      "session_id": _col(typed, SESSION_ATTR).values, "instruction": ti["instruction"].values,
-                      "input": ti["input"].values, "conversation": ti["conversation"].values, "output": ti["output"].values,
-                      **{c: jj[c].values for c in ("approved_output", "approved_score", "rejected_output", "rejected_score",
-                                                   "n_approvals", "n_rejections", "contested")},
-                      "timestamp": _utc_values(_timestamps(typed)),
-                      "confidence": pd.to_numeric(_col(typed, CONFIDENCE_ATTR), errors="coerce").values, "metadata": md.values})
-    f["timestamp"] = pd.to_datetime(f["timestamp"], utc=True)
-    r_in = _text_status(f["input"], "input", max_chars)
-    r_in = r_in.where(~ti["bad_json"].values, "bad_json")
-    long_instr = f["instruction"].map(lambda s: isinstance(s, str) and len(s) > max_chars).to_numpy(dtype=bool)
-    r_in = r_in.where((r_in != "") | ~long_instr, "too_long")
-    r_md = pd.Series(np.where(bad_md.values | jj["bad_annotation"].fillna(False).astype(bool).values, "bad_metadata", ""), index=f.index)
-    f["reason"] = r_in.where(r_in != "", r_md)
-    usable = f[f["reason"] == ""]
-    label_vals = pd.concat([usable["approved_output"], usable["rejected_output"]])
-    ok = _text_status(label_vals, "output", max_chars) == ""
-    info.update(reviewed=len(f), duplicate_span=dups,
-                label_space=list(task.label_set) if task.label_set else sorted(set(label_vals[ok].astype(str).str.strip())))
+    if typed.empty:
+        info.update(reviewed=0, duplicate_span=dups, label_space=list(task.label_set or []))
+        return pd.DataFrame(), info
+    f, bad_json, bad_md = _reviewed_frame(typed, annotations_df, task)
+    f["reason"] = _input_reasons(f, bad_json, bad_md, max_chars)
+    info.update(reviewed=len(f), duplicate_span=dups, label_space=_label_space(f, task, max_chars))
     return f, info
 
+# %% ../nbs/12_extract.ipynb #b99b8aaf
+@dataclass
+class _Decisions:
+    "What every decision-span dataset is built from."
+    task: TaskSpec  # the task
+    f: pd.DataFrame  # its decision frame (see `decision_frame`)
+    info: dict  # the frame's counts
+    skipped: dict  # skip reasons counted so far (repeated span ids)
+    meta: dict  # the dataset's metadata so far
+    max_chars: int  # longer texts are skipped
+
+# %% ../nbs/12_extract.ipynb #2352d2fb
+def _decisions(spans_df, annotations_df, agent_type, approval_name, max_chars, project) -> _Decisions:
+    "The task, its decision frame and info, the skips counted so far, and the dataset metadata."
+    task = as_task(agent_type, approval_name)
+    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
+    skipped = {"duplicate_span": info["duplicate_span"]} if info.get("duplicate_span") else {}
+    meta = {"agent_type": task.name, "task": task.name, "labels": task.labels, "project": project, "source": "phoenix",
+            **{k: v for k, v in info.items() if k not in ("task", "duplicate_span")}}
+    return _Decisions(task, f, info, skipped, meta, max_chars)
+
+# %% ../nbs/12_extract.ipynb #335d1bd9
+def _decision_dataset(build, # makes the dataset of a `_Decisions`
+                      name:str, # the function's name
+                      returns:type, # the dataset class it returns
+                      doc:str, # its docstring
+                     ):
+    "A public dataset function over the decision spans of a task, built by `build`."
+    def dataset(spans_df:pd.DataFrame, # spans (provider shape)
+                annotations_df:pd.DataFrame, # their annotations
+                agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
+                approval_name:str|None=None, # override the task's annotation name
+                max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
+                project:str|None=None, # recorded in the metadata
+                **options, # kto_dataset only: `paired_rejections=True` adds the rejected side of spans with an approval
+               ):
+        return build(_decisions(spans_df, annotations_df, agent_type, approval_name, max_chars, project), **options)
+    dataset.__name__ = dataset.__qualname__ = name
+    dataset.__doc__ = doc
+    dataset.__signature__ = inspect.signature(dataset).replace(return_annotation=returns)
+    return dataset
+
+# %% ../nbs/12_extract.ipynb #60d6ff41
+def _count(reasons:pd.Series) -> dict:
+    "How many rows have each non-empty reason."
+    return _counts(reasons[reasons != ""])
+
+# %% ../nbs/12_extract.ipynb #55847b5d
+def _add_skips(skipped:dict, reasons:pd.Series) -> dict:
+    "`skipped` with the non-empty `reasons` counted in."
+    for k, v in _count(reasons).items(): skipped[k] = skipped.get(k, 0) + v
+    return skipped
+
+# %% ../nbs/12_extract.ipynb #4064fa0f
 def _skip_examples(f:pd.DataFrame, reasons:pd.Series) -> dict:
     "One span id per skip reason, to look at in Phoenix."
     r = reasons[reasons != ""]
     return {k: str(v) for k, v in f.loc[r.index, "span_id"].groupby(r.values).first().items()} if len(r) else {}
 
-def _count(reasons:pd.Series) -> dict:
-    vc = reasons[reasons != ""].value_counts()
-    return {k: int(v) for k, v in vc.items()}
-
+# %% ../nbs/12_extract.ipynb #f4998d1f
 def _log_skips(what:str, skipped:dict):
-    if skipped: log.info(f"{what}: skipped {sum(skipped.values())} bad spans: " + ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())))
+    "Log how many spans were skipped, by reason."
+    if skipped:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(skipped.items()))
+        log.info(f"{what}: skipped {sum(skipped.values())} bad spans: {reasons}")
 
-# %% ../nbs/12_extract.ipynb #b99b8aaf
-def _meta(f, info, task, project) -> dict:
-    return {"agent_type": task.name, "task": task.name, "labels": task.labels, "project": project, "source": "phoenix",
-            **{k: v for k, v in info.items() if k not in ("task", "duplicate_span")}}
+# %% ../nbs/12_extract.ipynb #4216c29b
+def _rows(g:pd.DataFrame) -> list[dict]:
+    "The rows of a decision frame as dicts, timestamps as Python datetimes."
+    cols = {c: _L(g[c]) for c in g.columns if c != "timestamp"}
+    cols["timestamp"] = _L(g["timestamp"].dt.to_pydatetime()) if len(g) else []
+    return [dict(zip(cols, v)) for v in zip(*cols.values())]
 
-def _dup_skips(info) -> dict: return {"duplicate_span": info["duplicate_span"]} if info.get("duplicate_span") else {}
+# %% ../nbs/12_extract.ipynb #bd62bf1e
+def _text_or_none(v):
+    "`v` when it is text, else None."
+    return v if isinstance(v, str) else None
 
-def instruction_dataset(spans_df:pd.DataFrame, # spans (provider shape)
-                        annotations_df:pd.DataFrame, # their annotations
-                        agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
-                        approval_name:str|None=None, # override the task's annotation name
-                        max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
-                        project:str|None=None, # recorded in the metadata
-                       ) -> InstructionDataset:
-    "One `InstructionExample` per reviewed span of the task with a usable, uncontested approved output."
-    task = as_task(agent_type, approval_name)
-    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
-    skipped, meta = _dup_skips(info), _meta(f, info, task, project)
-    if f.empty: return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped,
-                                               "unreviewed": info["candidate_spans"], "not_approved": 0, "examples": 0})
+# %% ../nbs/12_extract.ipynb #10eb093a
+def _span_meta(r:dict) -> dict:
+    "The lineage of a decision row: span, trace and session ids, time and confidence."
+    c = r["confidence"]
+    return {"span_id": r["span_id"], "trace_id": _text_or_none(r["trace_id"]),
+            "session_id": _text_or_none(r["session_id"]), "timestamp": r["timestamp"],
+            "confidence": None if c != c else float(c)}
+
+# %% ../nbs/12_extract.ipynb #a969b0cd
+def _output_reason(f:pd.DataFrame, col:str, max_chars:int) -> pd.Series:
+    "Per row: its input reason, else why output column `col` is unusable ('' when usable)."
+    return f["reason"].where(f["reason"] != "", _text_status(f[col], "output", max_chars))
+
+# %% ../nbs/12_extract.ipynb #4e244a23
+def _sft_example(r:dict) -> InstructionExample:
+    "The SFT example of a usable decision row: its latest approved output."
+    md = {**_span_meta(r), "score": float(r["approved_score"])}
+    return InstructionExample(r["instruction"], r["input"], r["approved_output"].strip(), md, list(r["conversation"]))
+
+# %% ../nbs/12_extract.ipynb #8cc651e9
+def _sft_build(d:_Decisions) -> InstructionDataset:
+    "The SFT examples of the decision spans: each reviewed span's usable, uncontested latest approved output."
+    f, info, meta, skipped = d.f, d.info, d.meta, d.skipped
+    if f.empty:
+        return InstructionDataset([], {**meta, "approved": 0, "rejected": 0, "skipped": skipped,
+                                       "unreviewed": info["candidate_spans"], "not_approved": 0, "examples": 0})
     has_ap = f["n_approvals"] > 0
-    n_rejected = int((f["n_rejections"] > 0).sum())
-    f = f[has_ap]
-    r_out = _text_status(f["approved_output"], "output", max_chars)
-    reason = f["reason"].where(f["reason"] != "", r_out)
-    reason = reason.where((reason != "") | ~f["contested"].astype(bool), "contested")
-    for k, v in _count(reason).items(): skipped[k] = skipped.get(k, 0) + v
+    n_rejected, f = int((f["n_rejections"] > 0).sum()), f[has_ap]
+    reason = _first_reason(_output_reason(f, "approved_output", d.max_chars), f["contested"].astype(bool), "contested")
     meta["skip_examples"] = _skip_examples(f, reason)
-    g = f[reason == ""]
-    ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
-    ex = [InstructionExample(i, x, o.strip(), {"span_id": s, "trace_id": tr if isinstance(tr, str) else None,
-                                                "session_id": se if isinstance(se, str) else None, "timestamp": t,
-                                                "confidence": None if c != c else float(c), "score": float(sc)}, list(cv))
-          for i, x, o, s, tr, se, t, c, sc, cv in zip(_L(g["instruction"]), _L(g["input"]), _L(g["approved_output"]), _L(g["span_id"]),
-                                                      _L(g["trace_id"]), _L(g["session_id"]), _L(ts), _L(g["confidence"]),
-                                                      _L(g["approved_score"]), _L(g["conversation"]))]
-    meta.update(approved=int(has_ap.sum()), rejected=n_rejected, skipped=skipped, examples=len(ex),
-                unreviewed=info["candidate_spans"] - info["reviewed"], not_approved=info["reviewed"] - int(has_ap.sum()))
-    _log_skips(f"{task.name} examples", skipped)
+    ex = [_sft_example(r) for r in _rows(f[reason == ""])]
+    n_approved = int(has_ap.sum())
+    meta.update(approved=n_approved, rejected=n_rejected, skipped=_add_skips(skipped, reason), examples=len(ex),
+                unreviewed=info["candidate_spans"] - info["reviewed"], not_approved=info["reviewed"] - n_approved)
+    _log_skips(f"{d.task.name} examples", skipped)
     return InstructionDataset(ex, meta)
 
+# %% ../nbs/12_extract.ipynb #f44cef26
+instruction_dataset = _decision_dataset(
+    _sft_build, "instruction_dataset", InstructionDataset,
+    doc="One `InstructionExample` per reviewed span of the task with a usable, uncontested approved output.")
+
+# %% ../nbs/12_extract.ipynb #79acc625
 def valid_labels(dataset, # an InstructionDataset or PreferenceDataset
                 ) -> list[str]:
     "The outputs that are valid for this task (the label space the evaluator scores against)."
     ls = dataset.metadata.get("label_space")
     if ls: return list(ls)
     items = dataset.examples if hasattr(dataset, "examples") else dataset.pairs
-    outs = [x.output for x in items] if hasattr(dataset, "examples") else [y for p in items for y in (p.chosen, p.rejected)]
+    if hasattr(dataset, "examples"): outs = [x.output for x in items]
+    else: outs = [y for p in items for y in (p.chosen, p.rejected)]
     return sorted(set(outs))
 
 # %% ../nbs/12_extract.ipynb #4d52800b
-def preference_dataset(spans_df:pd.DataFrame, # spans (provider shape)
-                       annotations_df:pd.DataFrame, # their annotations
-                       agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
-                       approval_name:str|None=None, # override the task's annotation name
-                       max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
-                       project:str|None=None, # recorded in the metadata
-                      ) -> PreferenceDataset:
-    "One `PreferencePair` per reviewed span of the task with distinct usable approved and rejected outputs."
-    task = as_task(agent_type, approval_name)
-    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
-    skipped, meta = _dup_skips(info), _meta(f, info, task, project)
-    if f.empty: return PreferenceDataset([], {**meta, "skipped": skipped})
-    f = f[(f["n_approvals"] > 0) & (f["n_rejections"] > 0)]
-    r_c, r_r = _text_status(f["approved_output"], "output", max_chars), _text_status(f["rejected_output"], "output", max_chars)
-    reason = f["reason"].where(f["reason"] != "", r_c.where(r_c != "", r_r))
-    same = (reason == "") & (f["approved_output"].astype(str).str.strip() == f["rejected_output"].astype(str).str.strip())
+def _same_text(a:pd.Series, b:pd.Series) -> pd.Series:
+    "Where `a` and `b` hold the same text, blanks around it aside."
+    return a.astype(str).str.strip() == b.astype(str).str.strip()
+
+# %% ../nbs/12_extract.ipynb #f8008647
+def _pair_reasons(f:pd.DataFrame, max_chars:int) -> pd.Series:
+    "Per pair row: why it cannot be a pair ('' when it can); identical pairs are logged."
+    reason = _output_reason(f, "approved_output", max_chars)
+    reason = reason.where(reason != "", _text_status(f["rejected_output"], "output", max_chars))
+    same = (reason == "") & _same_text(f["approved_output"], f["rejected_output"])
     for s in f.loc[same, "span_id"]: log.warning(f"Skipping identical pair for span {s}")
-    reason = reason.where(~same, "identical_pair")
-    for k, v in _count(reason).items(): skipped[k] = skipped.get(k, 0) + v
+    return reason.where(~same, "identical_pair")
+
+# %% ../nbs/12_extract.ipynb #29d107c2
+def _pair(r:dict) -> PreferencePair:
+    "The preference pair of a usable decision row."
+    md = {"span_id": r["span_id"], "trace_id": _text_or_none(r["trace_id"]), "chosen_score": float(r["approved_score"]),
+          "rejected_score": float(r["rejected_score"]), "timestamp": r["timestamp"]}
+    chosen, rejected = r["approved_output"].strip(), r["rejected_output"].strip()
+    return PreferencePair(r["input"], chosen, rejected, md, r["instruction"], list(r["conversation"]))
+
+# %% ../nbs/12_extract.ipynb #7cca7640
+def _pairs_build(d:_Decisions) -> PreferenceDataset:
+    "The preference pairs of the decision spans: each reviewed span with distinct usable approved and rejected outputs."
+    f, meta = d.f, d.meta
+    if f.empty: return PreferenceDataset([], {**meta, "skipped": d.skipped})
+    f = f[(f["n_approvals"] > 0) & (f["n_rejections"] > 0)]
+    reason = _pair_reasons(f, d.max_chars)
     meta["skip_examples"] = _skip_examples(f, reason)
-    g = f[reason == ""]
-    ts = g["timestamp"].dt.to_pydatetime() if len(g) else []
-    pairs = [PreferencePair(x, c.strip(), r.strip(), {"span_id": s, "trace_id": tr if isinstance(tr, str) else None,
-                                                      "chosen_score": float(cs), "rejected_score": float(rs), "timestamp": t}, i, list(cv))
-             for x, c, r, s, tr, cs, rs, t, i, cv in zip(_L(g["input"]), _L(g["approved_output"]), _L(g["rejected_output"]), _L(g["span_id"]),
-                                                         _L(g["trace_id"]), _L(g["approved_score"]), _L(g["rejected_score"]), _L(ts),
-                                                         _L(g["instruction"]), _L(g["conversation"]))]
-    meta.update(skipped=skipped, pairs=len(pairs))
-    _log_skips(f"{task.name} pairs", skipped)
+    pairs = [_pair(r) for r in _rows(f[reason == ""])]
+    meta.update(skipped=_add_skips(d.skipped, reason), pairs=len(pairs))
+    _log_skips(f"{d.task.name} pairs", d.skipped)
     return PreferenceDataset(pairs, meta)
+
+# %% ../nbs/12_extract.ipynb #83d127d1
+preference_dataset = _decision_dataset(
+    _pairs_build, "preference_dataset", PreferenceDataset,
+    doc="One `PreferencePair` per reviewed span of the task with distinct usable approved and rejected outputs.")
 
 # %% ../nbs/12_extract.ipynb #d5636010
 @dataclass
@@ -523,66 +686,71 @@ class KTOExample:
     output: str  # the judged output
     label: bool  # True: desirable (approved or a correction), False: undesirable (rejected)
     metadata: dict = field(default_factory=dict)  # span_id, trace_id, session_id, timestamp, confidence, score, paired
-    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), when longer than one message
-
-@dataclass
-class KTODataset(_Seq):
-    "Unpaired desirable/undesirable examples of one agent type."
-    examples: list[KTOExample]
-    metadata: dict = field(default_factory=dict)
-    def _items(self): return self.examples
+    conversation: list = field(default_factory=list)  # the chat up to the answer (no system message), if longer
 
 # %% ../nbs/12_extract.ipynb #217bde22
-def _kto_reasons(f:pd.DataFrame, max_chars:int) -> tuple[pd.Series, pd.Series]:
-    "Per span: why its approved output, and why its rejected output, cannot be a KTO example ('' when they can)."
-    side = lambda col: f["reason"].where(f["reason"] != "", _text_status(f[col], "output", max_chars))
-    contested, has_ap = f["contested"].astype(bool), f["n_approvals"] > 0
-    ra = side("approved_output")
-    ra = ra.where((ra != "") | ~contested, "contested")
-    same = f["approved_output"].astype(str).str.strip() == f["rejected_output"].astype(str).str.strip()
-    rr = side("rejected_output")
-    rr = rr.where((rr != "") | ~(has_ap & (contested | same)), "contested")
-    return ra, rr
+KTODataset = _dataset_class("KTODataset", "examples", KTOExample,
+                            "Unpaired desirable/undesirable examples of one agent type.")
 
 # %% ../nbs/12_extract.ipynb #318cef5b
-def kto_dataset(spans_df:pd.DataFrame, # spans (provider shape)
-                annotations_df:pd.DataFrame, # their annotations
-                agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a built-in task name
-                approval_name:str|None=None, # override the task's annotation name
-                max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
-                project:str|None=None, # recorded in the metadata
-                paired_rejections:bool=False, # also the rejected side of spans that have an approved output
-               ) -> KTODataset:
-    "Approved outputs (label True) and rejected outputs without an approved/corrected counterpart (label False), oldest first."
-    task = as_task(agent_type, approval_name)
-    f, info = decision_frame(spans_df, annotations_df, task, None, max_chars)
-    skipped, meta = _dup_skips(info), _meta(f, info, task, project)
-    if f.empty: return KTODataset([], {**meta, "desirable": 0, "undesirable": 0, "unpaired_rejections": 0, "approved": 0, "rejected": 0,
-                                       "skipped": skipped, "unreviewed": info["candidate_spans"], "examples": 0})
-    f = f.iloc[np.argsort(f["timestamp"].dt.tz_localize(None).to_numpy(), kind="stable")]  # oldest first, as train/validation splits assume
+def _kto_reasons(f:pd.DataFrame, max_chars:int) -> tuple[pd.Series, pd.Series]:
+    "Per span: why its approved output, and why its rejected output, cannot be a KTO example ('' when they can)."
+    contested, has_ap = f["contested"].astype(bool), f["n_approvals"] > 0
+    ra = _first_reason(_output_reason(f, "approved_output", max_chars), contested, "contested")
+    same = _same_text(f["approved_output"], f["rejected_output"])
+    rr = _first_reason(_output_reason(f, "rejected_output", max_chars), has_ap & (contested | same), "contested")
+    return ra, rr
+
+# %% ../nbs/12_extract.ipynb #2ab39e87
+def _kto_example(r:dict, label:bool, md:dict) -> KTOExample:
+    "The KTO example of one side of a decision row: its approved output (`label` True) or its rejected one."
+    side = "approved" if label else "rejected"
+    out, score = r[f"{side}_output"].strip(), float(r[f"{side}_score"])
+    return KTOExample(r["instruction"], r["input"], out, label, {**md, "score": score}, list(r["conversation"]))
+
+# %% ../nbs/12_extract.ipynb #f0c34ecc
+def _kto_examples(f:pd.DataFrame) -> list[KTOExample]:
+    "The examples of a frame whose `ok_a` / `ok_r` columns say which sides to take, and `paired` which spans have both."
+    ex = []
+    for r in _rows(f):
+        md = {**_span_meta(r), "paired": bool(r["paired"])}
+        if r["ok_a"]: ex.append(_kto_example(r, True, md))
+        if r["ok_r"]: ex.append(_kto_example(r, False, md))
+    return ex
+
+# %% ../nbs/12_extract.ipynb #dcd5f039
+def _kto_counts(ex:list, has_ap:pd.Series, has_rj:pd.Series) -> dict:
+    "How many examples of each side, rejections without a counterpart, approved and rejected spans."
+    n_des = sum(e.label for e in ex)
+    unpaired = sum(not e.label and not e.metadata["paired"] for e in ex)
+    return dict(desirable=n_des, undesirable=len(ex) - n_des, unpaired_rejections=unpaired,
+                approved=int(has_ap.sum()), rejected=int(has_rj.sum()))
+
+# %% ../nbs/12_extract.ipynb #62270a68
+def _kto_build(d:_Decisions,
+               paired_rejections:bool=False, # also the rejected side of spans that have an approved output
+              ) -> KTODataset:
+    "The KTO examples of the decision spans: approved outputs, and rejected ones with no approved counterpart."
+    task, f, info, skipped, meta, max_chars = d.task, d.f, d.info, d.skipped, d.meta, d.max_chars
+    if f.empty:
+        return KTODataset([], {**meta, **_kto_counts([], pd.Series([], dtype=bool), pd.Series([], dtype=bool)),
+                               "skipped": skipped, "unreviewed": info["candidate_spans"], "examples": 0})
+    f = f.iloc[np.argsort(f["timestamp"].dt.tz_localize(None).to_numpy(), kind="stable")]  # oldest first, for splits
     has_ap, has_rj = f["n_approvals"] > 0, f["n_rejections"] > 0
     ra, rr = _kto_reasons(f, max_chars)
     take_r = has_rj & (True if paired_rejections else ~has_ap)
-    for reasons, take in ((ra, has_ap), (rr, take_r)):
-        for k, v in _count(reasons[take]).items(): skipped[k] = skipped.get(k, 0) + v
+    _add_skips(_add_skips(skipped, ra[has_ap]), rr[take_r])
     meta["skip_examples"] = _skip_examples(f, pd.concat([ra[has_ap], rr[take_r]]))
-    ok_a, ok_r = (has_ap & (ra == "")).tolist(), (take_r & (rr == "")).tolist()
-    ts = f["timestamp"].dt.to_pydatetime()
-    ex = []
-    for k, (i, x, cv, ao, ro, s, tr, se, t, c, asc, rsc, pa) in enumerate(zip(
-            _L(f["instruction"]), _L(f["input"]), _L(f["conversation"]), _L(f["approved_output"]), _L(f["rejected_output"]),
-            _L(f["span_id"]), _L(f["trace_id"]), _L(f["session_id"]), _L(ts), _L(f["confidence"]), _L(f["approved_score"]),
-            _L(f["rejected_score"]), _L(has_ap & has_rj))):
-        md = {"span_id": s, "trace_id": tr if isinstance(tr, str) else None, "session_id": se if isinstance(se, str) else None,
-              "timestamp": t, "confidence": None if c != c else float(c), "paired": bool(pa)}
-        if ok_a[k]: ex.append(KTOExample(i, x, ao.strip(), True, {**md, "score": float(asc)}, list(cv)))
-        if ok_r[k]: ex.append(KTOExample(i, x, ro.strip(), False, {**md, "score": float(rsc)}, list(cv)))
-    n_des = sum(e.label for e in ex)
-    meta.update(desirable=n_des, undesirable=len(ex) - n_des, unpaired_rejections=sum(not e.label and not e.metadata["paired"] for e in ex),
-                approved=int(has_ap.sum()), rejected=int(has_rj.sum()), paired_rejections=paired_rejections, skipped=skipped,
+    ex = _kto_examples(f.assign(paired=has_ap & has_rj, ok_a=has_ap & (ra == ""), ok_r=take_r & (rr == "")))
+    meta.update(**_kto_counts(ex, has_ap, has_rj), paired_rejections=paired_rejections, skipped=skipped,
                 examples=len(ex), unreviewed=info["candidate_spans"] - info["reviewed"])
     _log_skips(f"{task.name} KTO examples", skipped)
     return KTODataset(ex, meta)
+
+# %% ../nbs/12_extract.ipynb #a401c11c
+kto_dataset = _decision_dataset(
+    _kto_build, "kto_dataset", KTODataset,
+    doc="Approved outputs (label True), rejected ones with no approved/corrected counterpart (label False), oldest first.")
 
 # %% ../nbs/12_extract.ipynb #ab79886a
 def _docs_frame(span_ids:pd.Series, docs:pd.Series) -> pd.DataFrame:
@@ -597,12 +765,82 @@ def _docs_frame(span_ids:pd.Series, docs:pd.Series) -> pd.DataFrame:
                          "doc_id": ex["d"].map(lambda d: d.get("document.id", d.get("id"))).astype(object).values,
                          "content": ex["d"].map(lambda d: d.get("document.content", d.get("content"))).values})
 
+# %% ../nbs/12_extract.ipynb #d08f6585
 def _ids_frame(span_ids:pd.Series, lists:pd.Series, col:str) -> pd.DataFrame:
+    "One row per (span id, item) of the lists in `lists`; rows whose value is not a list are left out."
     ok = np.array([isinstance(v, (list, tuple, np.ndarray)) for v in lists.tolist()], dtype=bool)
     if not ok.any(): return pd.DataFrame({"span_id": pd.Series([], dtype=object), col: pd.Series([], dtype=object)})
     ex = pd.DataFrame({"span_id": span_ids[ok].values, col: lists[ok].values}).explode(col, ignore_index=True)
     return ex[ex[col].notna()]
 
+# %% ../nbs/12_extract.ipynb #f44785c3
+def _searches(spans_df:pd.DataFrame, modality:str|None) -> pd.DataFrame:
+    "The search spans (with documents, or of kind RETRIEVER), only those of `modality` when given, indexed by span id."
+    search = _col(spans_df, DOCUMENTS_ATTR).notna() | (_col(spans_df, "span_kind") == "RETRIEVER")
+    if modality: search &= _col(spans_df, MODALITY_ATTR) == modality
+    s = spans_df[search]
+    return s.set_index(pd.Series(s.index.astype(str), index=s.index))
+
+# %% ../nbs/12_extract.ipynb #e568716d
+def _search_feedback(a:pd.DataFrame, rs:pd.DataFrame, feedback_name:str) -> pd.DataFrame:
+    "The latest annotation named `feedback_name` of each search in `rs`."
+    a = a[a["annotation_name"] == feedback_name] if len(a) and "annotation_name" in a else a.iloc[:0]
+    if len(a):
+        sid = a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)
+        a = a[_isin(sid.astype(str), rs.index)]
+    if not len(a): return a
+    if "updated_at" in a: a = a.sort_values("updated_at", kind="stable")
+    return a.groupby("span_id").tail(1)
+
+# %% ../nbs/12_extract.ipynb #79a55140
+def _feedback_documents(fb_sid:pd.Series, md:pd.Series, key:str, docs:pd.DataFrame) -> pd.DataFrame:
+    "The documents the feedback lists under `key`, joined to those returned (`_merge` says which were)."
+    x = _ids_frame(fb_sid, md.map(lambda m: m.get(key)), "doc_id")
+    x["doc_id"] = x["doc_id"].astype(str)
+    return x.merge(docs, on=["span_id", "doc_id"], how="left", indicator=True)
+
+# %% ../nbs/12_extract.ipynb #72a4c7bd
+def _document_reasons(reason:pd.Series, pos:pd.DataFrame, neg:pd.DataFrame, max_chars:int) -> pd.Series:
+    "`reason`, with searches whose feedback names a document not returned (`unknown_document`) or an empty one."
+    unknown = pd.concat([x.loc[x["_merge"] == "left_only", "span_id"] for x in (pos, neg)]).unique()
+    reason = _first_reason(reason, _isin(reason.index, unknown), "unknown_document")
+    for x in (pos, neg):
+        empty = (_text_status(x["content"], "document", max_chars) != "") & (x["_merge"] == "both")
+        reason = _first_reason(reason, _isin(reason.index, x.loc[empty, "span_id"].unique()), "empty_document")
+    return reason
+
+# %% ../nbs/12_extract.ipynb #9b2eda69
+def _judged_documents(a:pd.DataFrame, rs:pd.DataFrame, max_chars:int) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    "The relevant and irrelevant documents of each judged search, and per search why it is unusable ('' when usable)."
+    md, bad = _parse_metadata(_col(a, "metadata"))
+    md = md.map(lambda d: d if isinstance(d, dict) else {})
+    fb_sid = a["span_id"].astype(str)
+    reason = pd.Series(np.where(bad.values, "bad_metadata", ""), index=fb_sid.values)
+    query = _text_status(_col(rs, INPUT_ATTR).reindex(fb_sid.values), "input", max_chars)
+    reason = reason.where(reason != "", query.values)
+    docs = _docs_frame(pd.Series(rs.index), _col(rs, DOCUMENTS_ATTR).reset_index(drop=True))
+    docs["doc_id"] = docs["doc_id"].astype(str)
+    reason = _first_reason(reason, ~_isin(fb_sid, docs["span_id"]), "no_documents")
+    pos, neg = [_feedback_documents(fb_sid, md, k, docs) for k in ("relevant_ids", "irrelevant_ids")]
+    return pos, neg, _document_reasons(reason, pos, neg, max_chars)
+
+# %% ../nbs/12_extract.ipynb #3f2fe6d7
+def _triplets(pos:pd.DataFrame, neg:pd.DataFrame, reason:pd.Series, rs:pd.DataFrame) -> list[Triplet]:
+    "Every (relevant, irrelevant) document pair of each usable search, as a `Triplet`."
+    good = reason.index[reason == ""]
+    cols = ["span_id", "doc_id", "content"]
+    pos, neg = pos[_isin(pos["span_id"], good)][cols], neg[_isin(neg["span_id"], good)][cols]
+    t = pos.merge(neg, on="span_id", suffixes=("_p", "_n"))
+    t = t[t["doc_id_p"] != t["doc_id_n"]]
+    ids = t["span_id"].values
+    ts = _timestamps(rs).reindex(ids)
+    vals = [_col(rs, INPUT_ATTR).reindex(ids).values, t["content_p"], t["content_n"], t["span_id"], t["doc_id_p"],
+            t["doc_id_n"], _col(rs, MODALITY_ATTR).reindex(ids).values, ts.dt.to_pydatetime() if len(ts) else []]
+    meta = lambda s, pi, ni, m, tt: {"search_id": s, "positive_id": pi, "negative_id": ni, "modality": _text_or_none(m),
+                                     "timestamp": tt}
+    return [Triplet(an, p, n, meta(s, pi, ni, m, tt)) for an, p, n, s, pi, ni, m, tt in zip(*map(_L, vals))]
+
+# %% ../nbs/12_extract.ipynb #6590270c
 def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
                     annotations_df:pd.DataFrame, # their annotations
                     modality:str|None=None, # only searches of this modality (video, image, text); None: all
@@ -613,57 +851,16 @@ def triplet_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     "One `Triplet` per (relevant, irrelevant) document pair of each search with relevance feedback."
     if modality is not None: check_slug(modality, "modality")
     spans_df, dups = _dedupe(spans_df)
-    meta = {"modality": modality, "project": project, "source": "phoenix", "total_spans": len(spans_df)}
-    a = annotations_df
-    a = a[a["annotation_name"] == feedback_name] if len(a) and "annotation_name" in a else a.iloc[:0]
-    docs = _col(spans_df, DOCUMENTS_ATTR)
-    search = docs.notna() | (_col(spans_df, "span_kind") == "RETRIEVER")
-    if modality: search &= _col(spans_df, MODALITY_ATTR) == modality
-    s = spans_df[search]
-    sid = pd.Series(s.index.astype(str), index=s.index)
-    a = a[_isin((a["span_id"] if "span_id" in a else pd.Series(a.index, index=a.index)).astype(str), sid)] if len(a) else a
-    meta["searches"], meta["with_feedback"] = len(s), int(a["span_id"].nunique()) if len(a) else 0
-    if not len(a): return TripletDataset([], {**meta, "skipped": {"duplicate_span": dups} if dups else {}, "triplets": 0})
-    a = a.sort_values("updated_at", kind="stable").groupby("span_id").tail(1) if "updated_at" in a else a.groupby("span_id").tail(1)
-    md, bad = _parse_metadata(_col(a, "metadata"))
-    md = md.map(lambda d: d if isinstance(d, dict) else {})
-    fb_sid = a["span_id"].astype(str)
-    rs = s.set_index(sid)
-    q = rs[INPUT_ATTR] if INPUT_ATTR in rs else pd.Series(None, index=rs.index, dtype=object)
-    reason = pd.Series(np.where(bad.values, "bad_metadata", ""), index=fb_sid.values)
-    qs = _text_status(q.reindex(fb_sid.values), "input", max_chars)
-    reason = reason.where(reason != "", qs.values)
-    d = _docs_frame(pd.Series(rs.index), _col(rs, DOCUMENTS_ATTR).reset_index(drop=True))
-    d["doc_id"] = d["doc_id"].astype(str)
-    nodocs = ~_isin(fb_sid, d["span_id"])
-    reason = reason.where((reason != "") | ~nodocs, "no_documents")
-    pos = _ids_frame(fb_sid, md.map(lambda m: m.get("relevant_ids")), "doc_id")
-    neg = _ids_frame(fb_sid, md.map(lambda m: m.get("irrelevant_ids")), "doc_id")
-    for x in (pos, neg): x["doc_id"] = x["doc_id"].astype(str)
-    pos = pos.merge(d, on=["span_id", "doc_id"], how="left", indicator=True)
-    neg = neg.merge(d, on=["span_id", "doc_id"], how="left", indicator=True)
-    unknown = pd.concat([pos.loc[pos["_merge"] == "left_only", "span_id"], neg.loc[neg["_merge"] == "left_only", "span_id"]]).unique()
-    reason = reason.where((reason != "") | ~_isin(reason.index, unknown), "unknown_document")
-    for x in (pos, neg):
-        cs = _text_status(x["content"], "document", max_chars)
-        bad_doc = x.loc[(cs != "") & (x["_merge"] == "both"), "span_id"].unique()
-        reason = reason.where((reason != "") | ~_isin(reason.index, bad_doc), "empty_document")
-    good = reason.index[reason == ""]
-    pos, neg = pos[_isin(pos["span_id"], good)], neg[_isin(neg["span_id"], good)]
-    t = pos[["span_id", "doc_id", "content"]].merge(neg[["span_id", "doc_id", "content"]], on="span_id", suffixes=("_p", "_n"))
-    t = t[t["doc_id_p"] != t["doc_id_n"]]
-    mod = _col(rs, MODALITY_ATTR).reindex(t["span_id"].values).values
-    ts = _timestamps(rs).reindex(t["span_id"].values)
-    ts = ts.dt.to_pydatetime() if len(ts) else []
-    anchors = q.reindex(t["span_id"].values).values
-    trip = [Triplet(an, p, n, {"search_id": s, "positive_id": pi, "negative_id": ni, "modality": m if isinstance(m, str) else None,
-                               "timestamp": tt})
-            for an, p, n, s, pi, ni, m, tt in zip(_L(anchors), _L(t["content_p"]), _L(t["content_n"]), _L(t["span_id"]), _L(t["doc_id_p"]),
-                                                  _L(t["doc_id_n"]), _L(mod), _L(ts))]
-    skipped = _count(reason)
-    if dups: skipped["duplicate_span"] = dups
-    meta.update(skipped=skipped, triplets=len(trip))
-    _log_skips("triplets", skipped)
+    rs = _searches(spans_df, modality)
+    a = _search_feedback(annotations_df, rs, feedback_name)
+    meta = {"modality": modality, "project": project, "source": "phoenix", "total_spans": len(spans_df),
+            "searches": len(rs), "with_feedback": int(a["span_id"].nunique()) if len(a) else 0}
+    dup_skips = {"duplicate_span": dups} if dups else {}
+    if not len(a): return TripletDataset([], {**meta, "skipped": dup_skips, "triplets": 0})
+    pos, neg, reason = _judged_documents(a, rs, max_chars)
+    trip = _triplets(pos, neg, reason, rs)
+    meta.update(skipped={**_count(reason), **dup_skips}, triplets=len(trip))
+    _log_skips("triplets", meta["skipped"])
     return TripletDataset(trip, meta)
 
 # %% ../nbs/12_extract.ipynb #a19e9760
@@ -677,6 +874,7 @@ class ConversationTurn:
     span_id: str  # the span it came from
     metadata: dict = field(default_factory=dict)
 
+# %% ../nbs/12_extract.ipynb #d832adda
 @dataclass
 class ConversationTrajectory:
     "A complete conversation session."
@@ -686,87 +884,56 @@ class ConversationTrajectory:
     session_score: Optional[float] = None  # 0.0-1.0
     metadata: dict = field(default_factory=dict)
 
-def _ts(v) -> datetime:
-    t = pd.Timestamp(v)
-    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+# %% ../nbs/12_extract.ipynb #ec417d2b
+TrajectoryDataset = _dataset_class("TrajectoryDataset", "trajectories", ConversationTrajectory,
+                                   "Collection of conversation trajectories.")
 
-def _turn_dict(t:ConversationTurn) -> dict:
-    return {"turn_id": t.turn_id, "query": t.query, "response": t.response, "timestamp": _ts(t.timestamp).isoformat(),
-            "span_id": t.span_id, "metadata": t.metadata}
+# %% ../nbs/12_extract.ipynb #446eaef0
+def _turn_frame(s:pd.DataFrame, max_chars:int) -> pd.DataFrame:
+    "One row per turn span: session, time, span id, query, response and why it is unusable ('' when usable)."
+    q = _first_valid(_col(s, INPUT_ATTR), s, INPUT_MESSAGES_ATTR, ("user",))
+    r = _first_valid(_col(s, OUTPUT_ATTR), s, OUTPUT_MESSAGES_ATTR, ("assistant",))
+    rq, rr = _text_status(q, "input", max_chars), _text_status(r, "output", max_chars)
+    return pd.DataFrame({"session_id": s[SESSION_ATTR].astype(str).values, "t": _utc_values(_timestamps(s)),
+                         "span_id": s.index.astype(str), "q": q.values, "r": r.values,
+                         "reason": rq.where(rq != "", rr).values})
 
-def _traj_dict(tr:ConversationTrajectory) -> dict:
-    return {"session_id": tr.session_id, "turns": [_turn_dict(t) for t in tr.turns], "session_outcome": tr.session_outcome,
-            "session_score": tr.session_score, "metadata": tr.metadata}
+# %% ../nbs/12_extract.ipynb #df0340c7
+def _usable_turns(f:pd.DataFrame, min_turns:int) -> tuple[pd.DataFrame, int]:
+    "Usable turns of sessions with at least `min_turns` of them, numbered in time order; how many sessions were short."
+    f = f[f["reason"] == ""].sort_values(["session_id", "t", "span_id"], kind="stable").reset_index(drop=True)
+    f["turn_id"] = f.groupby("session_id").cumcount()
+    size = f.groupby("session_id")["turn_id"].transform("size")
+    short = f.loc[size < min_turns, "session_id"].nunique()
+    return f[size >= min_turns], int(short)
 
-def _traj_from(d:dict) -> ConversationTrajectory:
-    turns = [ConversationTurn(int(t["turn_id"]), t["query"], t["response"], _ts(t["timestamp"]), t["span_id"],
-                              t.get("metadata") or {}) for t in d["turns"]]
-    score = d.get("session_score")
-    return ConversationTrajectory(d["session_id"], turns, d.get("session_outcome"),
-                                  None if score is None or score != score else float(score), d.get("metadata") or {})
+# %% ../nbs/12_extract.ipynb #eacb670f
+def _session_outcomes(a:pd.DataFrame|None, outcome_name:str) -> dict:
+    "Session id -> (label, score) of its latest `outcome_name` annotation."
+    if a is None or not len(a) or "annotation_name" not in a: return {}
+    a = a[a["annotation_name"] == outcome_name]
+    if "updated_at" in a: a = a.sort_values("updated_at", kind="stable")
+    a = a.groupby("session_id").tail(1)
+    scores = pd.to_numeric(_col(a, "result.score"), errors="coerce")
+    return dict(zip(a["session_id"].astype(str), zip(_col(a, "result.label"), scores)))
 
-@dataclass
-class TrajectoryDataset(_Seq):
-    "Collection of conversation trajectories."
-    trajectories: list[ConversationTrajectory]
-    metadata: dict = field(default_factory=dict)
-    def _items(self): return self.trajectories
+# %% ../nbs/12_extract.ipynb #c3026658
+def _trajectories(f:pd.DataFrame, outcome:dict) -> list[ConversationTrajectory]:
+    "One trajectory per session of the turn frame `f` (rows grouped by session), the oldest session first."
+    ts = pd.to_datetime(f["t"], utc=True).dt.to_pydatetime() if len(f) else []
+    cols = map(_L, (f["turn_id"], f["q"], f["r"], ts, f["span_id"]))
+    turns = [ConversationTurn(int(i), q, r, t, sp) for i, q, r, t, sp in zip(*cols)]
+    bounds = np.flatnonzero(f["session_id"].values[1:] != f["session_id"].values[:-1]) + 1 if len(f) else []
+    trajs, sids = [], _L(f["session_id"])
+    for chunk in np.split(np.arange(len(turns)), bounds) if len(turns) else []:
+        lab, sc = outcome.get(sids[chunk[0]], (None, None))
+        score = None if sc is None or sc != sc else float(sc)
+        trajs.append(ConversationTrajectory(sids[chunk[0]], [turns[k] for k in chunk], _text_or_none(lab), score))
+    return sorted(trajs, key=lambda t: t.turns[0].timestamp)
 
-    def save_jsonl(self, path:str|Path, # destination .jsonl
-                  ) -> Path:
-        "Write one trajectory per line (atomically)."
-        return atomic_write_text(path, "".join(json.dumps(_traj_dict(t), default=str) + "\n" for t in self.trajectories))
-
-    @classmethod
-    def load_jsonl(cls, path:str|Path, # a file from `save_jsonl`
-                  ) -> TrajectoryDataset:
-        "Read trajectories written by `save_jsonl`; a bad line raises naming the file and line."
-        out = []
-        for i, line in enumerate(Path(path).read_text().splitlines(), 1):
-            if not line.strip(): continue
-            try: out.append(_traj_from(json.loads(line)))
-            except (ValueError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{i}: not a trajectory record ({type(e).__name__}: {e})") from e
-        return cls(out, {"source": str(path)})
-
-    def save_parquet(self, path:str|Path, # destination .parquet
-                    ) -> Path:
-        "Write one row per trajectory, turns as a list of structs (atomically)."
-        import pyarrow as pa, pyarrow.parquet as pq
-        turn_t = pa.struct([("turn_id", pa.int64()), ("query", pa.string()), ("response", pa.string()),
-                            ("timestamp", pa.timestamp("us", tz="UTC")), ("span_id", pa.string()), ("metadata", pa.string())])
-        schema = pa.schema([("session_id", pa.string()), ("turns", pa.list_(turn_t)), ("session_outcome", pa.string()),
-                            ("session_score", pa.float64()), ("metadata", pa.string())])
-        rows = [{"session_id": t.session_id, "session_outcome": t.session_outcome, "session_score": t.session_score,
-                 "metadata": json.dumps(t.metadata, default=str),
-                 "turns": [{"turn_id": u.turn_id, "query": u.query, "response": u.response, "timestamp": _ts(u.timestamp),
-                            "span_id": u.span_id, "metadata": json.dumps(u.metadata, default=str)} for u in t.turns]}
-                for t in self.trajectories]
-        path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent); os.close(fd)
-        try:
-            pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-            raise
-        return path
-
-    @classmethod
-    def load_parquet(cls, path:str|Path, # a file from `save_parquet`
-                    ) -> TrajectoryDataset:
-        "Read trajectories written by `save_parquet`."
-        import pyarrow.parquet as pq
-        out = []
-        for r in pq.read_table(path).to_pylist():
-            r["metadata"] = json.loads(r["metadata"] or "{}")
-            for t in r["turns"]: t["metadata"] = json.loads(t["metadata"] or "{}")
-            out.append(_traj_from(r))
-        return cls(out, {"source": str(path)})
-
-# %% ../nbs/12_extract.ipynb #8c040f7e
+# %% ../nbs/12_extract.ipynb #7e1eb43d
 def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
-                       session_annotations_df:pd.DataFrame|None=None, # session annotations (session_id, annotation_name, result.*)
+                       session_annotations_df:pd.DataFrame|None=None, # session annotations (session_id, name, result.*)
                        min_turns_per_session:int=2, # shortest session kept
                        outcome_name:str=SESSION_OUTCOME_ANNOTATION, # session annotation holding the outcome
                        max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
@@ -775,43 +942,119 @@ def trajectory_dataset(spans_df:pd.DataFrame, # spans (provider shape)
     "Conversation trajectories: turns ordered in time, sessions shorter than `min_turns_per_session` dropped."
     if not isinstance(min_turns_per_session, int) or min_turns_per_session < 1:
         raise ValueError(f"Invalid min_turns_per_session {min_turns_per_session!r}: must be a positive integer")
-    meta = {"project": project, "source": "phoenix", "total_spans": len(spans_df), "min_turns_per_session": min_turns_per_session}
-    sess = _col(spans_df, SESSION_ATTR)
-    s = spans_df[sess.notna()]
+    meta = {"project": project, "source": "phoenix", "total_spans": len(spans_df),
+            "min_turns_per_session": min_turns_per_session}
+    s = spans_df[_col(spans_df, SESSION_ATTR).notna()]
     if s.empty: return TrajectoryDataset([], {**meta, "sessions": 0, "turns": 0, "skipped": {}})
-    q = _first_valid(_col(s, INPUT_ATTR), s, INPUT_MESSAGES_ATTR, ("user",))
-    r = _first_valid(_col(s, OUTPUT_ATTR), s, OUTPUT_MESSAGES_ATTR, ("assistant",))
-    rq, rr = _text_status(q, "input", max_chars), _text_status(r, "output", max_chars)
-    reason = rq.where(rq != "", rr)
-    f = pd.DataFrame({"session_id": s[SESSION_ATTR].astype(str).values, "t": _utc_values(_timestamps(s)), "span_id": s.index.astype(str),
-                      "q": q.values, "r": r.values, "reason": reason.values})
-    skipped = _count(f["reason"])
-    n_sessions = f["session_id"].nunique()
-    f = f[f["reason"] == ""].sort_values(["session_id", "t", "span_id"], kind="stable").reset_index(drop=True)
-    f["turn_id"] = f.groupby("session_id").cumcount()
-    size = f.groupby("session_id")["turn_id"].transform("size")
-    short = f.loc[size < min_turns_per_session, "session_id"].nunique()
-    f = f[size >= min_turns_per_session]
-    outcome = {}
-    a = session_annotations_df
-    if a is not None and len(a) and "annotation_name" in a:
-        a = a[a["annotation_name"] == outcome_name]
-        if "updated_at" in a: a = a.sort_values("updated_at", kind="stable")
-        a = a.groupby("session_id").tail(1)
-        outcome = dict(zip(a["session_id"].astype(str), zip(_col(a, "result.label"), pd.to_numeric(_col(a, "result.score"), errors="coerce"))))
-    ts = pd.to_datetime(f["t"], utc=True).dt.to_pydatetime() if len(f) else []
-    turns = [ConversationTurn(int(i), qq, rr_, t, sp) for i, qq, rr_, t, sp in zip(_L(f["turn_id"]), _L(f["q"]), _L(f["r"]), _L(ts), _L(f["span_id"]))]
-    bounds = np.flatnonzero(f["session_id"].values[1:] != f["session_id"].values[:-1]) + 1 if len(f) else []
-    trajs, sids = [], _L(f["session_id"])
-    for chunk in np.split(np.arange(len(turns)), bounds) if len(turns) else []:
-        sid = sids[chunk[0]]
-        lab, sc = outcome.get(sid, (None, None))
-        trajs.append(ConversationTrajectory(sid, [turns[k] for k in chunk], lab if isinstance(lab, str) else None,
-                                            None if sc is None or sc != sc else float(sc)))
-    trajs.sort(key=lambda t: t.turns[0].timestamp)
-    meta.update(sessions=n_sessions, kept_sessions=len(trajs), short_sessions=int(short), turns=len(turns), skipped=skipped)
+    f = _turn_frame(s, max_chars)
+    skipped, n_sessions = _count(f["reason"]), f["session_id"].nunique()
+    f, short = _usable_turns(f, min_turns_per_session)
+    trajs = _trajectories(f, _session_outcomes(session_annotations_df, outcome_name))
+    meta.update(sessions=n_sessions, kept_sessions=len(trajs), short_sessions=short, turns=len(f), skipped=skipped)
     _log_skips("trajectories", skipped)
     return TrajectoryDataset(trajs, meta)
+
+# %% ../nbs/12_extract.ipynb #4983fb41
+def _ts(v) -> datetime:
+    "`v` as a timezone-aware UTC datetime (a naive one is taken as UTC)."
+    t = pd.Timestamp(v)
+    return (t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")).to_pydatetime()
+
+# %% ../nbs/12_extract.ipynb #ac7e5219
+def _turn_dict(t:ConversationTurn) -> dict:
+    "A turn as a JSON-ready dict."
+    return {"turn_id": t.turn_id, "query": t.query, "response": t.response, "timestamp": _ts(t.timestamp).isoformat(),
+            "span_id": t.span_id, "metadata": t.metadata}
+
+# %% ../nbs/12_extract.ipynb #2a4355cd
+def _traj_dict(tr:ConversationTrajectory) -> dict:
+    "A trajectory as a JSON-ready dict."
+    return {"session_id": tr.session_id, "turns": [_turn_dict(t) for t in tr.turns],
+            "session_outcome": tr.session_outcome, "session_score": tr.session_score, "metadata": tr.metadata}
+
+# %% ../nbs/12_extract.ipynb #0c6844d4
+def _traj_from(d:dict) -> ConversationTrajectory:
+    "The trajectory of a dict written by `_traj_dict` (or read back from Parquet)."
+    turns = [ConversationTurn(int(t["turn_id"]), t["query"], t["response"], _ts(t["timestamp"]), t["span_id"],
+                              t.get("metadata") or {}) for t in d["turns"]]
+    score = d.get("session_score")
+    return ConversationTrajectory(d["session_id"], turns, d.get("session_outcome"),
+                                  None if score is None or score != score else float(score), d.get("metadata") or {})
+
+# %% ../nbs/12_extract.ipynb #b24ba338
+@patch
+def save_jsonl(self:TrajectoryDataset, path:str|Path, # destination .jsonl
+              ) -> Path:
+    "Write one trajectory per line (atomically)."
+    return atomic_write_text(path, "".join(json.dumps(_traj_dict(t), default=str) + "\n" for t in self.trajectories))
+
+# %% ../nbs/12_extract.ipynb #746a6066
+@patch(cls_method=True)
+def load_jsonl(cls:TrajectoryDataset, path:str|Path, # a file from `save_jsonl`
+              ) -> TrajectoryDataset:
+    "Read trajectories written by `save_jsonl`; a bad line raises naming the file and line."
+    out = []
+    for i, line in enumerate(Path(path).read_text().splitlines(), 1):
+        if not line.strip(): continue
+        try: out.append(_traj_from(json.loads(line)))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}:{i}: not a trajectory record ({type(e).__name__}: {e})") from e
+    return cls(out, {"source": str(path)})
+
+# %% ../nbs/12_extract.ipynb #1994d6d2
+def _write_atomically(path:str|Path, write) -> Path:
+    "Call `write(tmp)` on a temporary file beside `path`, then rename it to `path`; nothing half-written is left."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        raise
+    return path
+
+# %% ../nbs/12_extract.ipynb #6013027e
+def _parquet_schema():
+    "The Parquet schema of trajectories: one row per session, its turns a list of structs."
+    import pyarrow as pa
+    turn_t = pa.struct([("turn_id", pa.int64()), ("query", pa.string()), ("response", pa.string()),
+                        ("timestamp", pa.timestamp("us", tz="UTC")), ("span_id", pa.string()),
+                        ("metadata", pa.string())])
+    return pa.schema([("session_id", pa.string()), ("turns", pa.list_(turn_t)), ("session_outcome", pa.string()),
+                      ("session_score", pa.float64()), ("metadata", pa.string())])
+
+# %% ../nbs/12_extract.ipynb #e0f3da64
+def _parquet_row(t:ConversationTrajectory) -> dict:
+    "A trajectory as a row of `_parquet_schema` (metadata as JSON text)."
+    turns = [{"turn_id": u.turn_id, "query": u.query, "response": u.response, "timestamp": _ts(u.timestamp),
+              "span_id": u.span_id, "metadata": json.dumps(u.metadata, default=str)} for u in t.turns]
+    return {"session_id": t.session_id, "session_outcome": t.session_outcome, "session_score": t.session_score,
+            "metadata": json.dumps(t.metadata, default=str), "turns": turns}
+
+# %% ../nbs/12_extract.ipynb #093d9317
+@patch
+def save_parquet(self:TrajectoryDataset, path:str|Path, # destination .parquet
+                ) -> Path:
+    "Write one row per trajectory, turns as a list of structs (atomically)."
+    import pyarrow as pa, pyarrow.parquet as pq
+    table = pa.Table.from_pylist([_parquet_row(t) for t in self.trajectories], schema=_parquet_schema())
+    return _write_atomically(path, lambda tmp: pq.write_table(table, tmp))
+
+# %% ../nbs/12_extract.ipynb #6970f8a6
+@patch(cls_method=True)
+def load_parquet(cls:TrajectoryDataset, path:str|Path, # a file from `save_parquet`
+                ) -> TrajectoryDataset:
+    "Read trajectories written by `save_parquet`."
+    import pyarrow.parquet as pq
+    out = []
+    for r in pq.read_table(path).to_pylist():
+        r["metadata"] = json.loads(r["metadata"] or "{}")
+        for t in r["turns"]: t["metadata"] = json.loads(t["metadata"] or "{}")
+        out.append(_traj_from(r))
+    return cls(out, {"source": str(path)})
 
 # %% ../nbs/12_extract.ipynb #fad8968b
 def task_scrubber(privacy:dict|None=None, # the `privacy:` section (None: on, every entity type masked)
@@ -825,11 +1068,13 @@ def task_scrubber(privacy:dict|None=None, # the `privacy:` section (None: on, ev
     return Scrubber({**cfg.to_dict(), "allow": {"values": list(dict.fromkeys(cfg.allow["values"] + extra)),
                                                  "patterns": cfg.allow["patterns"]}})
 
+# %% ../nbs/12_extract.ipynb #09954a3e
 _SCRUB_FIELDS = {InstructionDataset: ["instruction", "input", "output", "conversation"],
                  PreferenceDataset: ["prompt", "chosen", "rejected", "instruction", "conversation"],
-                 TripletDataset: ["anchor", "positive", "negative"], KTODataset: ["instruction", "input", "output", "conversation"]}
+                 TripletDataset: ["anchor", "positive", "negative"],
+                 KTODataset: ["instruction", "input", "output", "conversation"]}
 
-# %% ../nbs/12_extract.ipynb #09954a3e
+# %% ../nbs/12_extract.ipynb #32cf678d
 def _scrub_trajectories(ds:TrajectoryDataset, scrubber):
     "Each session's turns scrubbed together; a session with a `drop`-mode entity is dropped."
     from collections import Counter
@@ -838,11 +1083,14 @@ def _scrub_trajectories(ds:TrajectoryDataset, scrubber):
         texts = [x for t in tr.turns for x in (t.query, t.response)]
         out, c = scrubber.scrub_texts(texts)
         counts.update(c)
-        if out is None: dropped += 1; continue
+        if out is None:
+            dropped += 1
+            continue
         turns = [replace(t, query=out[2*i], response=out[2*i+1]) for i, t in enumerate(tr.turns)]
         kept.append(replace(tr, turns=turns))
     return kept, dict(counts), dropped
 
+# %% ../nbs/12_extract.ipynb #43a118ef
 def scrub_dataset(ds, # an InstructionDataset, PreferenceDataset, TripletDataset or TrajectoryDataset
                   scrubber, # from `task_scrubber` (None: return `ds` as it is)
                  ):
@@ -858,24 +1106,46 @@ def scrub_dataset(ds, # an InstructionDataset, PreferenceDataset, TripletDataset
     return type(ds)(items, md)
 
 # %% ../nbs/12_extract.ipynb #1df320d2
+def _project(provider, project:str|None) -> str|None:
+    "`project`, else the provider's own."
+    return project or getattr(provider, "project", None)
+
+# %% ../nbs/12_extract.ipynb #dc18ce3d
+async def _read_annotations(provider, spans:pd.DataFrame, project:str|None, names:list|None) -> pd.DataFrame:
+    "The annotations (named `names`; None: all) of `spans`, read only when there are spans."
+    if not len(spans): return pd.DataFrame(columns=["span_id", "annotation_name"])
+    return await provider.annotations.get_annotations(spans, project, names=names)
+
+# %% ../nbs/12_extract.ipynb #ff169ef6
 async def read_task_frames(provider, # a TelemetryProvider
                            task:TaskSpec|str="routing", # the task
                            project:str|None=None, # project (default: the task's, else the provider's)
                            start_time:datetime|None=None, # only spans from here
                            end_time:datetime|None=None, # only spans before this
-                           all_annotations:bool=False, # read every annotation name (for diagnostics), not only the task's
+                           all_annotations:bool=False, # read every annotation name (diagnostics), not only the task's
                           ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "All spans of the project in the range, and the annotations of the task's spans."
     task = as_task(task)
     project = project or task.project
     spans = await provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
     mine = spans[task.mask(spans)] if len(spans) else spans
-    names = None if all_annotations else [task.feedback.name]
-    ann = await provider.annotations.get_annotations(mine, project, names=names) if len(mine) else pd.DataFrame(
-        columns=["span_id", "annotation_name"])
-    return spans, ann
+    return spans, await _read_annotations(provider, mine, project, None if all_annotations else [task.feedback.name])
 
-# %% ../nbs/12_extract.ipynb #dc18ce3d
+# %% ../nbs/12_extract.ipynb #1fce2c2a
+def _describe_selection(task:TaskSpec) -> str:
+    "The task's span selection in words."
+    parts = [task.select] if task.select else []
+    if task.span_kind: parts.append(f"span_kind == {task.span_kind!r}")
+    parts += [f"{k} == {v!r}" for k, v in task.attributes.items()]
+    return " and ".join(parts) or "every span"
+
+# %% ../nbs/12_extract.ipynb #8d0c6760
+def _task_annotations(a:pd.DataFrame|None, matched:pd.DataFrame) -> pd.DataFrame|None:
+    "The annotations of the `matched` spans."
+    if a is None or not len(a) or "span_id" not in a: return a
+    return a[a["span_id"].astype(str).isin(set(matched.index.astype(str)))]
+
+# %% ../nbs/12_extract.ipynb #53b52fd0
 def task_funnel(spans_df:pd.DataFrame, # spans of the project
                 annotations_df:pd.DataFrame, # annotations (ideally of every name, for the hints)
                 task:TaskSpec|str="routing", # the task
@@ -885,52 +1155,62 @@ def task_funnel(spans_df:pd.DataFrame, # spans of the project
     task = as_task(task)
     spans_df, _ = _dedupe(spans_df)
     matched = spans_df[task.mask(spans_df)]
-    ids = set(matched.index.astype(str))
-    a = annotations_df
-    if a is not None and len(a) and "span_id" in a: a_mine = a[a["span_id"].astype(str).isin(ids)]
-    else: a_mine = a
-    rows, fb = feedback_rows(a_mine, task.feedback)
-    sft = instruction_dataset(spans_df, a_mine, task, max_chars=max_chars)
-    dpo = preference_dataset(spans_df, a_mine, task, max_chars=max_chars)
-    return {"task": task.name, "spans": len(spans_df), "matched": len(matched), "annotations_on_matched": fb["annotations"],
-            "judgements": fb.get("judgements", 0), "other_names": fb["other_names"], "excluded_annotators": fb["excluded_annotators"],
-            "unmapped_labels": fb["unmapped_labels"], "approved": sft.metadata.get("approved", 0), "sft_examples": len(sft),
-            "dpo_pairs": len(dpo), "skipped": sft.metadata.get("skipped", {}), "label_space": sft.metadata.get("label_space", []),
+    a = _task_annotations(annotations_df, matched)
+    _, fb = feedback_rows(a, task.feedback)
+    sft = instruction_dataset(spans_df, a, task, max_chars=max_chars)
+    dpo = preference_dataset(spans_df, a, task, max_chars=max_chars)
+    m = sft.metadata
+    return {"task": task.name, "spans": len(spans_df), "matched": len(matched),
+            "annotations_on_matched": fb["annotations"], "judgements": fb.get("judgements", 0),
+            **{k: fb[k] for k in ("other_names", "excluded_annotators", "unmapped_labels")},
+            "approved": m.get("approved", 0), "sft_examples": len(sft), "dpo_pairs": len(dpo),
+            "skipped": m.get("skipped", {}), "label_space": m.get("label_space", []),
             "selection": _describe_selection(task), "feedback_name": task.feedback.name}
 
-def _describe_selection(task:TaskSpec) -> str:
-    parts = ([task.select] if task.select else []) + ([f"span_kind == {task.span_kind!r}"] if task.span_kind else []) + \
-            [f"{k} == {v!r}" for k, v in task.attributes.items()]
-    return " and ".join(parts) or "every span"
+# %% ../nbs/12_extract.ipynb #cf905a5d
+def _listed(d:dict, top:int|None=None) -> str:
+    "`k (v), ...` of the first `top` items of `d`."
+    return ", ".join(f"{k} ({v})" for k, v in list(d.items())[:top])
 
-# %% ../nbs/12_extract.ipynb #ff169ef6
+# %% ../nbs/12_extract.ipynb #88c45596
+def _select_hint(spans_df:pd.DataFrame, funnel:dict) -> list[str]:
+    "When no span matches: the most common LLM span name (else any), as a `select` to try."
+    if funnel["matched"] or not len(spans_df) or "name" not in spans_df: return []
+    kinds = spans_df.groupby(["span_kind", "name"]).size().sort_values(ascending=False)
+    top = [(k, n, c) for (k, n), c in kinds.items() if k == "LLM"][:1] or [(k, n, c) for (k, n), c in kinds.items()][:1]
+    return [f"0 spans match {funnel['selection']}; {c:,} {k} spans are named {n!r}: set select: \"name == '{n}'\""
+            for k, n, c in top]
+
+# %% ../nbs/12_extract.ipynb #685c74f6
+def _name_hints(a:pd.DataFrame|None, funnel:dict) -> list[str]:
+    "When nothing is judged: the other annotation names found (with their labels), as a `feedback.name` to try."
+    if funnel["judgements"] or a is None or not len(a) or "annotation_name" not in a: return []
+    hints = []
+    for name, n in a["annotation_name"].value_counts().head(3).items():
+        if name == funnel["feedback_name"]: continue
+        labels = _col(a[a["annotation_name"] == name], "result.label").dropna().astype(str)
+        labs = labels.value_counts().head(4).index.tolist()
+        with_labels = f" with labels {'/'.join(labs)}" if labs else ""
+        hints.append(f"{n:,} annotations named {name!r}{with_labels} found: set feedback.name: {name}")
+    return hints
+
+# %% ../nbs/12_extract.ipynb #e3292557
 def selection_hints(spans_df:pd.DataFrame, # spans of the project
                     annotations_df:pd.DataFrame, # annotations of every name
                     funnel:dict, # from `task_funnel`
                    ) -> list[str]:
     "Concrete suggestions when the contract looks wrong for this data."
-    hints = []
-    if funnel["matched"] == 0 and len(spans_df):
-        kinds = spans_df.groupby(["span_kind", "name"]).size().sort_values(ascending=False) if "name" in spans_df else pd.Series(dtype=int)
-        llm = [(k, n, c) for (k, n), c in kinds.items() if k == "LLM"][:1] or [(k, n, c) for (k, n), c in kinds.items()][:1]
-        for k, n, c in llm:
-            hints.append(f"0 spans match {funnel['selection']}; {c:,} {k} spans are named {n!r}: set select: \"name == '{n}'\"")
-    a = annotations_df
-    if funnel["judgements"] == 0 and a is not None and len(a) and "annotation_name" in a:
-        for name, n in a["annotation_name"].value_counts().head(3).items():
-            if name == funnel["feedback_name"]: continue
-            labs = a.loc[a["annotation_name"] == name, "result.label"].dropna().astype(str).value_counts().head(4).index.tolist() \
-                if "result.label" in a else []
-            hints.append(f"{n:,} annotations named {name!r}" + (f" with labels {'/'.join(labs)}" if labs else "") +
-                         f" found: set feedback.name: {name}")
+    hints = _select_hint(spans_df, funnel) + _name_hints(annotations_df, funnel)
     if funnel["excluded_annotators"]:
-        ks = ", ".join(f"{k} ({v})" for k, v in funnel["excluded_annotators"].items())
-        hints.append(f"judgements by {ks} are not counted: add them to feedback.annotators to use them")
+        hints.append(f"judgements by {_listed(funnel['excluded_annotators'])} are not counted: "
+                     "add them to feedback.annotators to use them")
     if funnel["unmapped_labels"]:
-        ls = ", ".join(f"{k!r} ({v})" for k, v in list(funnel["unmapped_labels"].items())[:5])
-        hints.append(f"labels that mean neither approved nor rejected: {ls}: list them under feedback.approved / feedback.rejected")
+        labels = ", ".join(f"{k!r} ({v})" for k, v in list(funnel["unmapped_labels"].items())[:5])
+        hints.append(f"labels that mean neither approved nor rejected: {labels}: "
+                     "list them under feedback.approved / feedback.rejected")
     return hints
 
+# %% ../nbs/12_extract.ipynb #26016890
 def explain_shortfall(funnel:dict, # from `task_funnel`
                       hints:list|None=None, # from `selection_hints`
                       project:str|None=None, # for the `inspect` command line
@@ -940,105 +1220,99 @@ def explain_shortfall(funnel:dict, # from `task_funnel`
     steps = [f"{f['spans']:,} spans read", f"{f['matched']:,} matched {f['selection']}",
              f"{f['judgements']:,} judged by annotations named {f['feedback_name']!r}", f"{f['approved']:,} approved",
              f"{f['sft_examples']:,} usable examples, {f['dpo_pairs']:,} preference pairs"]
-    if f["other_names"]: steps.append("annotations under other names: " + ", ".join(f"{k} ({v})" for k, v in list(f["other_names"].items())[:5]))
+    if f["other_names"]: steps.append("annotations under other names: " + _listed(f["other_names"], 5))
     if f["skipped"]: steps.append("skipped: " + ", ".join(f"{k}={v}" for k, v in sorted(f["skipped"].items())))
     msg = f"task {f['task']!r}: " + "; ".join(steps)
     if hints: msg += ". Suggestions: " + " | ".join(hints)
-    return msg + f". Run `cogniverse-ft inspect --config <contract>{' --project ' + project if project else ''}` to see what the data holds."
+    where = f" --project {project}" if project else ""
+    return msg + f". Run `cogniverse-ft inspect --config <contract>{where}` to see what the data holds."
 
 # %% ../nbs/12_extract.ipynb #22da8f6d
-class TraceToInstructionConverter:
-    "Extract SFT examples from Phoenix spans with approved annotations."
+class _TaskExtractor:
+    "Reads one task's spans and annotations through a provider and builds a dataset with `build`."
+    build = None  # the frame function: (spans, annotations, task, project=..., **options) -> dataset
     def __init__(self, provider, # a TelemetryProvider
                  approval_name:str|None=None, # override the task's annotation name
                 ): self.provider, self.approval_name = provider, approval_name
 
-    async def convert(self, project:str|None=None, # project (default: the provider's)
-                      agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
-                      start_time:datetime|None=None, # only spans from here
-                      end_time:datetime|None=None, # only spans before this
-                     ) -> InstructionDataset:
-        "Read spans and annotations, return the `InstructionDataset` of the task."
-        task = as_task(agent_type, self.approval_name)
-        spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
-        return instruction_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None))
+    def _options(self) -> dict: return {}
 
-class PreferencePairExtractor:
-    "Extract DPO preference pairs from spans with both approved and rejected annotations."
-    def __init__(self, provider, # a TelemetryProvider
-                 approval_name:str|None=None, # override the task's annotation name
-                ): self.provider, self.approval_name = provider, approval_name
-
-    async def extract(self, project:str|None=None, # project (default: the provider's)
-                      agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
-                      start_time:datetime|None=None, # only spans from here
-                      end_time:datetime|None=None, # only spans before this
-                     ) -> PreferenceDataset:
-        "Read spans and annotations, return the `PreferenceDataset` of the task."
-        task = as_task(agent_type, self.approval_name)
-        spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
-        return preference_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None))
+# %% ../nbs/12_extract.ipynb #14931216
+@patch
+async def extract(self:_TaskExtractor, project:str|None=None, # project (default: the provider's)
+                  agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
+                  start_time:datetime|None=None, # only spans from here
+                  end_time:datetime|None=None, # only spans before this
+                 ):
+    "Read spans and annotations, return the task's dataset."
+    task = as_task(agent_type, self.approval_name)
+    spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
+    return self.build(spans, ann, task, project=_project(self.provider, project), **self._options())
 
 # %% ../nbs/12_extract.ipynb #5fe7db21
-class KTOExampleExtractor:
+class TraceToInstructionConverter(_TaskExtractor):
+    "Extract SFT examples from Phoenix spans with approved annotations."
+    build = staticmethod(instruction_dataset)
+    convert = _TaskExtractor.extract  # read spans and annotations, return the `InstructionDataset` of the task
+
+# %% ../nbs/12_extract.ipynb #1aac8b3b
+class PreferencePairExtractor(_TaskExtractor):
+    "Extract DPO preference pairs from spans with both approved and rejected annotations."
+    build = staticmethod(preference_dataset)
+
+# %% ../nbs/12_extract.ipynb #be886ce1
+class KTOExampleExtractor(_TaskExtractor):
     "Extract unpaired KTO examples: approved outputs, and rejected outputs without an approved or corrected one."
+    build = staticmethod(kto_dataset)
     def __init__(self, provider, # a TelemetryProvider
                  approval_name:str|None=None, # override the task's annotation name
                  paired_rejections:bool=False, # also the rejected side of preference pairs
-                ): self.provider, self.approval_name, self.paired_rejections = provider, approval_name, paired_rejections
+                ):
+        super().__init__(provider, approval_name)
+        self.paired_rejections = paired_rejections
 
-    async def extract(self, project:str|None=None, # project (default: the provider's)
-                      agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
-                      start_time:datetime|None=None, # only spans from here
-                      end_time:datetime|None=None, # only spans before this
-                     ) -> KTODataset:
-        "Read spans and annotations, return the `KTODataset` of the task."
-        task = as_task(agent_type, self.approval_name)
-        spans, ann = await read_task_frames(self.provider, task, project, start_time, end_time)
-        return kto_dataset(spans, ann, task, project=project or getattr(self.provider, "project", None),
-                           paired_rejections=self.paired_rejections)
+    def _options(self) -> dict: return {"paired_rejections": self.paired_rejections}
 
-# %% ../nbs/12_extract.ipynb #1aac8b3b
+# %% ../nbs/12_extract.ipynb #3a9ce113
 class TripletExtractor:
     "Extract triplets from search spans with relevance feedback."
     def __init__(self, provider, # a TelemetryProvider
                  feedback_name:str=RELEVANCE_ANNOTATION, # annotation name holding relevance feedback
                 ): self.provider, self.feedback_name = provider, feedback_name
 
-    async def extract(self, project:str|None=None, # project (default: the provider's)
-                      modality:str|None=None, # video, image, text; None: all
-                      start_time:datetime|None=None, # only spans from here
-                      end_time:datetime|None=None, # only spans before this
-                     ) -> TripletDataset:
-        "Read search spans and feedback, return the `TripletDataset`."
-        if modality is not None: check_slug(modality, "modality")
-        spans, ann = await _read(self.provider, project, start_time, end_time, [self.feedback_name], DOCUMENTS_ATTR)
-        return triplet_dataset(spans, ann, modality, self.feedback_name, project=project or getattr(self.provider, "project", None))
+# %% ../nbs/12_extract.ipynb #9a5ca4fa
+@patch
+async def extract(self:TripletExtractor, project:str|None=None, # project (default: the provider's)
+                  modality:str|None=None, # video, image, text; None: all
+                  start_time:datetime|None=None, # only spans from here
+                  end_time:datetime|None=None, # only spans before this
+                 ) -> TripletDataset:
+    "Read search spans and feedback, return the `TripletDataset`."
+    if modality is not None: check_slug(modality, "modality")
+    spans = await self.provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
+    searches = spans[_col(spans, DOCUMENTS_ATTR).notna()] if len(spans) else spans
+    ann = await _read_annotations(self.provider, searches, project, [self.feedback_name])
+    return triplet_dataset(spans, ann, modality, self.feedback_name, project=_project(self.provider, project))
 
+# %% ../nbs/12_extract.ipynb #ca8a0fd9
 class TraceToTrajectoryConverter:
     "Extract multi-turn conversation trajectories from Phoenix sessions."
     def __init__(self, provider, # a TelemetryProvider
                 ): self.provider = provider
 
-    async def extract_trajectories(self, project:str|None=None, # project (default: the provider's)
-                                   min_turns_per_session:int=2, # shortest session kept
-                                   include_annotations:bool=True, # attach session outcome annotations
-                                   start_time:datetime|None=None, # only spans from here
-                                   end_time:datetime|None=None, # only spans before this
-                                  ) -> TrajectoryDataset:
-        "Read session spans (and session annotations), return the `TrajectoryDataset`."
-        spans = await self.provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
-        sess = spans[_col(spans, SESSION_ATTR).notna()]
-        ann = None
-        if include_annotations and len(sess) and hasattr(self.provider.annotations, "get_session_annotations"):
-            ann = await self.provider.annotations.get_session_annotations(sess[SESSION_ATTR].astype(str).unique().tolist(), project,
-                                                                         names=[SESSION_OUTCOME_ANNOTATION])
-        return trajectory_dataset(sess, ann, min_turns_per_session, project=project or getattr(self.provider, "project", None))
-
-async def _read(provider, project, start_time, end_time, names, key_attr):  # search spans: those with documents
-    "Spans in the range, and the annotations of those carrying `key_attr`."
-    spans = await provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
-    keyed = spans[_col(spans, key_attr).notna()] if len(spans) else spans
-    ann = await provider.annotations.get_annotations(keyed, project, names=names) if len(keyed) else pd.DataFrame(
-        columns=["span_id", "annotation_name"])
-    return spans, ann
+# %% ../nbs/12_extract.ipynb #e7916ed9
+@patch
+async def extract_trajectories(self:TraceToTrajectoryConverter,
+                               project:str|None=None, # project (default: the provider's)
+                               min_turns_per_session:int=2, # shortest session kept
+                               include_annotations:bool=True, # attach session outcome annotations
+                               start_time:datetime|None=None, # only spans from here
+                               end_time:datetime|None=None, # only spans before this
+                              ) -> TrajectoryDataset:
+    "Read session spans (and session annotations), return the `TrajectoryDataset`."
+    spans = await self.provider.traces.get_spans(project, start_time=start_time, end_time=end_time)
+    sess = spans[_col(spans, SESSION_ATTR).notna()]
+    ann, read = None, getattr(self.provider.annotations, "get_session_annotations", None)
+    if include_annotations and len(sess) and read:
+        ann = await read(sess[SESSION_ATTR].astype(str).unique().tolist(), project, names=[SESSION_OUTCOME_ANNOTATION])
+    return trajectory_dataset(sess, ann, min_turns_per_session, project=_project(self.provider, project))
