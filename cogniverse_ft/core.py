@@ -22,12 +22,13 @@ __all__ = ['HOME_ENV', 'STAGE_LOGGER', 'KNOWN_WARNINGS', 'SLUG_RE', 'TENANT_RE',
            'validate_tenant_id', 'project_for_tenant', 'tenant_of_project', 'check_choice', 'redact_url',
            'is_secret_key', 'redact_secrets', 'validate_version', 'uri_scheme', 'check_storage_uri',
            'default_learning_rate', 'OrchestrationConfig', 'owner_tag', 'is_stale_owner', 'clean_stale_temp',
-           'FolderTakenError', 'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'safe_join', 'preflight',
-           'run_sync']
+           'FolderTakenError', 'atomic_dir', 'atomic_write_text', 'atomic_write_json', 'safe_join', 'bundled_notebook',
+           'preflight', 'run_sync']
 
 # %% ../nbs/00_core.ipynb #1fd985de
 HOME_ENV = "COGNIVERSE_FT_HOME"
 
+# %% ../nbs/00_core.ipynb #4777202d
 def home_dir(create:bool=True, # create the folder when missing
             ) -> Path:
     "The cogniverse_ft home folder (`$COGNIVERSE_FT_HOME`, default `~/.cogniverse_ft`)."
@@ -35,6 +36,7 @@ def home_dir(create:bool=True, # create the folder when missing
     if create: p.mkdir(parents=True, exist_ok=True)
     return p
 
+# %% ../nbs/00_core.ipynb #09f15979
 def home_subdir(name:str, # sub-folder name, e.g. "phoenix", "registry", "cache", "adapters"
                ) -> Path:
     "A named sub-folder of the home folder, created when missing."
@@ -48,8 +50,10 @@ def get_logger(name:str="cogniverse_ft", # logger name, usually `__name__`
     "A logger under the `cogniverse_ft` hierarchy."
     return logging.getLogger(name if name.startswith("cogniverse_ft") else f"cogniverse_ft.{name}")
 
+# %% ../nbs/00_core.ipynb #b7cff91a
 STAGE_LOGGER = "cogniverse_ft.stages"  # stage starts and ends with their counts: shown at the quiet default level
 
+# %% ../nbs/00_core.ipynb #a2228568
 def setup_logging(level:int|str=logging.INFO, # logging level for the `cogniverse_ft` logger
                   stages:int|str|None=None, # level of the stage lines (`STAGE_LOGGER`); None: the same as `level`
                  ):
@@ -74,6 +78,7 @@ KNOWN_WARNINGS = [  # (category, message regex, why it is safe to hide)
      "PEFT cannot look a Hub id up offline when saving; we never resize the vocabulary, so its assumption holds"),
 ]
 
+# %% ../nbs/00_core.ipynb #7fa3d37a
 def quiet_known_warnings():
     "Hide the dependency warnings of `KNOWN_WARNINGS` (exact message and category; every other warning still shows)."
     import warnings
@@ -97,6 +102,7 @@ def on_terminal(stream=None, # a stream (default: stderr)
     "Whether `stream` is an interactive terminal (progress bars there, plain lines elsewhere)."
     return bool(getattr(stream or sys.stderr, "isatty", lambda: False)())
 
+# %% ../nbs/00_core.ipynb #11151ded
 def duration_text(seconds:float, # a duration
                  ) -> str:
     "A duration as `42s`, `3m05s` or `1h02m`."
@@ -141,11 +147,13 @@ def update(self:Progress, n:int=1, # steps done since the last call
         while self.next_pct <= pct + 1e-9: self.next_pct += self.every
         self.line()
 
+# %% ../nbs/00_core.ipynb #5c7469fd
 @patch
 def fields_text(self:Progress) -> str:
     "The latest fields as `loss 0.41, epoch 1.2`."
     return ", ".join(f"{k.replace('_', ' ')} {number_text(v)}" for k, v in self.fields.items() if v is not None)
 
+# %% ../nbs/00_core.ipynb #ebdc9c60
 @patch
 def line(self:Progress):
     "Print the plain progress line: percent, counts, fields, elapsed and time left."
@@ -158,6 +166,7 @@ def line(self:Progress):
           file=self.stream or sys.stderr, flush=True)
     self.shown = self.n
 
+# %% ../nbs/00_core.ipynb #b960abeb
 @patch
 def close(self:Progress):
     "End the display (a last plain line when the last one shown was not the end)."
@@ -170,6 +179,7 @@ SLUG_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")  # tenants, agent ty
 TENANT_RE = SLUG_RE
 PROJECT_PREFIX = "cogniverse-"
 
+# %% ../nbs/00_core.ipynb #8a0b8c1c
 def validate_slug(value:str, # the name to check
                   what:str="name", # what the name is, for the message (e.g. "agent_type")
                  ) -> str:
@@ -181,14 +191,17 @@ def validate_slug(value:str, # the name to check
                          "starting with a letter or digit (no '/', '.', spaces, newlines)")
     return value
 
+# %% ../nbs/00_core.ipynb #be977fce
 def validate_tenant_id(tenant_id:str, # the tenant id to check
                       ) -> str:
     "Return `tenant_id` when it is a safe slug, else raise `ValueError` saying why."
     return validate_slug(tenant_id, "tenant_id")
 
+# %% ../nbs/00_core.ipynb #b2cf2df9
 _SLUG = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
 PROJECT_RE = re.compile(rf"{re.escape(PROJECT_PREFIX)}(?P<tenant>{_SLUG})(?:\.(?P<suffix>{_SLUG}))?")  # use with fullmatch
 
+# %% ../nbs/00_core.ipynb #eedca4b6
 def project_for_tenant(tenant_id:str, # tenant id
                        suffix:str|None=None, # optional sub-project name, e.g. "review" (a slug)
                       ) -> str:
@@ -199,6 +212,7 @@ def project_for_tenant(tenant_id:str, # tenant id
         raise ValueError(f"Invalid project suffix {suffix!r}: 1-64 letters, digits, '_' and '-', starting with a letter or digit")
     return f"{PROJECT_PREFIX}{tenant_id}.{suffix}"
 
+# %% ../nbs/00_core.ipynb #0dff1df7
 def tenant_of_project(project:str, # a Phoenix project name
                      ) -> str|None:
     "The tenant a project belongs to, or None unless the whole name is `cogniverse-<tenant>[.<suffix>]` (slugs)."
@@ -223,6 +237,7 @@ AGENT_INSTRUCTIONS = {  # the instruction (system message) of each agent type's 
     "entity_extraction": "Extract the entities from the following query as JSON",
 }
 
+# %% ../nbs/00_core.ipynb #91d4fa97
 def check_choice(name:str, # field name, for the message
                  value, # the value given
                  allowed, # allowed values
@@ -242,16 +257,19 @@ _NOT_SECRET_RE = re.compile(r"(pad|eos|bos|unk|sep|cls|mask)_token\Z", re.I)
 _URL_CRED_RE = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:?#]*):(?P<pw>[^\s/?#]+)@")
 _KV_SECRET_RE = re.compile(rf"(?P<k>(?:^|(?<=[\s?&;,]))[\w.-]*{_SECRET_WORDS}\s*=\s*)(?P<v>'[^']*'|\"[^\"]*\"|[^\s&;,#'\"]+)", re.I)
 
+# %% ../nbs/00_core.ipynb #2c49e283
 def redact_url(text:str, # a URI, connection string or message that may carry credentials
               ) -> str:
     "`text` with URL passwords (`scheme://user:***@host`) and secret `key=value` pairs (`password=***`) hidden."
     if not isinstance(text, str): return text
     return _KV_SECRET_RE.sub(r"\g<k>***", _URL_CRED_RE.sub(r"\g<pre>:***@", text))
 
+# %% ../nbs/00_core.ipynb #2ab3e3e3
 def is_secret_key(key) -> bool:
     "Whether a dict key names a secret (`hf_token`, `aws_secret_key`, `password`, ...)."
     return isinstance(key, str) and bool(SECRET_KEY_RE.search(key)) and not _NOT_SECRET_RE.search(key)
 
+# %% ../nbs/00_core.ipynb #d7a61cc3
 def redact_secrets(obj:Any, # a config, metrics dict, list or string (walked recursively)
                   ) -> Any:
     "A copy of `obj` with secret-like keys' values replaced by `'***'` and every string passed through `redact_url`."
@@ -263,6 +281,7 @@ def redact_secrets(obj:Any, # a config, metrics dict, list or string (walked rec
 VERSION_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
 HF_URI_RE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+?))?(?:/(?P<sub>[\w./-]+))?/?")  # fullmatch
 
+# %% ../nbs/00_core.ipynb #c6270772
 def validate_version(version:str, # a version string, e.g. "1.0.0"
                      what:str="version", # what it is, for the message
                     ) -> str:
@@ -272,12 +291,14 @@ def validate_version(version:str, # a version string, e.g. "1.0.0"
                          "digit (e.g. '1.0.0')")
     return version
 
+# %% ../nbs/00_core.ipynb #b4c60f4b
 def uri_scheme(uri:str, # a URI or local path
               ) -> str|None:
     "The lower-cased scheme of `uri` (`s3`, `hf`, ...), or None for a local path."
     m = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", uri) if isinstance(uri, str) else None
     return m[1].lower() if m else None
 
+# %% ../nbs/00_core.ipynb #594a2f69
 def check_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or an fsspec URI
                       what:str="storage URI", # what it is, for the message
                      ) -> str:
@@ -299,6 +320,7 @@ DEFAULT_LEARNING_RATE = 2e-4  # peak learning rate of open tasks, DPO and embedd
 CLOSED_TASK_LEARNING_RATE = 4e-4  # peak learning rate of SFT on a closed-label task (the measured recipe above)
 KTO_LEARNING_RATE = 2e-3  # KTO with LoRA: its saturating loss learns far less per step (demo: 2e-4 learned nothing, 2e-3 best)
 
+# %% ../nbs/00_core.ipynb #f91dcc17
 def default_learning_rate(method:str, # "sft", "dpo", "kto" or "embedding"
                           closed:bool, # whether the task has a known label set
                          ) -> float:
@@ -351,107 +373,156 @@ class OrchestrationConfig:
     activation_rule: str = "base"  # what the adapter must match on the held-out set to be activated: "base", "baseline" or "active"
     training: Optional[dict] = None  # trainer settings beyond these fields (`training.TrainSettings` names: max_length, lr_scheduler_type, save_steps, resume, ...)
 
-    def __post_init__(self):
-        validate_tenant_id(self.tenant_id)
-        if not isinstance(self.project, str) or not self.project.strip():
-            raise ValueError("Invalid project: must be a non-empty Phoenix project name")
-        if "/" in self.project or "\\" in self.project or ".." in self.project:
-            raise ValueError(f"Invalid project {self.project!r}: must not contain '/', '\\' or '..'")
-        check_choice("model_type", self.model_type, MODEL_TYPES)
-        if self.agent_type is not None: validate_slug(self.agent_type, "agent_type")
-        if self.modality is not None: validate_slug(self.modality, "modality")
-        check_choice("backend", self.backend, BACKENDS)
-        check_choice("backend_provider", self.backend_provider, BACKEND_PROVIDERS)
-        check_choice("evaluate_on", self.evaluate_on, EVALUATE_ON)
-        for k in ("hf_secret", "modal_volume"):
-            v = getattr(self, k)
-            if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, v := None)  # `--modal-volume none`
-            if v is not None and (not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)):
-                raise ValueError(f"Invalid {k} {v!r}: a Modal object name (letters, digits, '.', '_', '-'), or None")
-        if self.model_type == "llm" and self.agent_type is None:
-            raise ValueError(f"model_type='llm' needs an agent_type (a task-name slug; presets: {', '.join(map(repr, AGENT_TYPES))})")
-        if self.model_type == "embedding" and self.modality is None:
-            raise ValueError(f"model_type='embedding' needs a modality (a slug; presets: {', '.join(map(repr, MODALITIES))})")
-        for k in ("min_sft_examples", "min_dpo_pairs", "min_triplets", "epochs", "batch_size", "lora_r", "lora_alpha",
-                  "gpu_count", "cpu", "memory", "timeout", "min_turns_per_session", "test_set_size"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "test_set_size" else 1):
-                raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
-        if self.learning_rate is not None and not (isinstance(self.learning_rate, (int, float)) and not isinstance(self.learning_rate, bool)
-                                                   and 0 < self.learning_rate < 1):
-            raise ValueError(f"Invalid learning_rate {self.learning_rate!r}: must be a number in (0, 1)")
-        if not isinstance(self.base_model, str) or not self.base_model.strip():
-            raise ValueError("Invalid base_model: give a HF model id or a local folder")
-        self._check_later_stages()
+    def __post_init__(self): self._validate()
 
-    def _check_later_stages(self):
-        "Validate what registration, upload and output need, before anything expensive runs."
-        for k in ("use_lora", "generate_synthetic", "multi_turn", "evaluate_after_training", "enable_registry"):
-            if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
-        if self.adapter_version is not None: validate_version(self.adapter_version, "adapter_version")
-        if self.adapter_storage_uri is not None: check_storage_uri(self.adapter_storage_uri, "adapter_storage_uri")
-        if self.privacy is not None:
-            from cogniverse_ft.privacy import PrivacyConfig
-            self.privacy = PrivacyConfig.from_dict(self.privacy).to_dict()  # a bad section fails here, before any work
-        if isinstance(self.output_dir, Path): self.output_dir = str(self.output_dir)
-        check_choice("activation_rule", self.activation_rule, ACTIVATION_RULES)
-        for k in ("label_prompt", "baseline_model"):
-            v = getattr(self, k)
-            if v is not None and not isinstance(v, str): raise ValueError(f"Invalid {k} {v!r}: a string, or None")
-            if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, None)
-        if self.label_prompt is not None and "{labels}" not in self.label_prompt:
-            raise ValueError(f"Invalid label_prompt {self.label_prompt!r}: must contain the placeholder '{{labels}}'")
-        if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.strip()):
-            raise ValueError(f"Invalid output_dir {self.output_dir!r}: a folder path, or None for `<home>/adapters`")
-        if self.training is not None: self._check_training()
-        v = self.exclude_session_outcomes
-        if isinstance(v, str): v = [x for x in v.split(",") if x.strip()]
-        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
-            raise ValueError(f"Invalid exclude_session_outcomes {v!r}: a list of session outcome labels, e.g. ['failure']")
-        self.exclude_session_outcomes = [x.strip() for x in v]
+# %% ../nbs/00_core.ipynb #13ca0345
+@patch
+def _check_names(self:OrchestrationConfig):
+    "Refuse a bad tenant, project, agent type, modality, backend or Modal name."
+    validate_tenant_id(self.tenant_id)
+    if not isinstance(self.project, str) or not self.project.strip():
+        raise ValueError("Invalid project: must be a non-empty Phoenix project name")
+    if "/" in self.project or "\\" in self.project or ".." in self.project:
+        raise ValueError(f"Invalid project {self.project!r}: must not contain '/', '\\' or '..'")
+    check_choice("model_type", self.model_type, MODEL_TYPES)
+    if self.agent_type is not None: validate_slug(self.agent_type, "agent_type")
+    if self.modality is not None: validate_slug(self.modality, "modality")
+    check_choice("backend", self.backend, BACKENDS)
+    check_choice("backend_provider", self.backend_provider, BACKEND_PROVIDERS)
+    check_choice("evaluate_on", self.evaluate_on, EVALUATE_ON)
+    self._check_modal_names()
+    if self.model_type == "llm" and self.agent_type is None:
+        raise ValueError(f"model_type='llm' needs an agent_type (a task-name slug; presets: {', '.join(map(repr, AGENT_TYPES))})")
+    if self.model_type == "embedding" and self.modality is None:
+        raise ValueError(f"model_type='embedding' needs a modality (a slug; presets: {', '.join(map(repr, MODALITIES))})")
 
-    def _check_training(self):
-        "The `training` section must name trainer settings that are not config fields, with values the trainer accepts."
-        from cogniverse_ft.training import TrainSettings
-        if not isinstance(self.training, dict): raise ValueError(f"Invalid training {self.training!r}: a mapping of trainer settings")
-        own, known = {f.name for f in fields(self)}, {f.name for f in fields(TrainSettings)} - {"agent_type", "modality"}
-        for k in self.training:
-            if k in own: raise ValueError(f"Invalid training key {k!r}: it is a config field, set {k}=... on the config itself")
-            if k not in known: raise ValueError(f"Unknown training setting {k!r}; known: {sorted(known - own)}")
-        TrainSettings(**self.training)  # the values: a bad one fails here, before any work
-        self.training = dict(self.training)
+# %% ../nbs/00_core.ipynb #aa0ee97f
+@patch
+def _check_modal_names(self:OrchestrationConfig):
+    "`hf_secret` and `modal_volume` are Modal object names, or None (`'none'` and `''` read as None)."
+    for k in ("hf_secret", "modal_volume"):
+        v = getattr(self, k)
+        if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, v := None)  # `--modal-volume none`
+        if v is not None and (not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)):
+            raise ValueError(f"Invalid {k} {v!r}: a Modal object name (letters, digits, '.', '_', '-'), or None")
 
-    def adapters_dir(self) -> Path:
-        "The folder run folders go to: `output_dir`, else `<home>/adapters` (created)."
-        p = Path(self.output_dir).expanduser().absolute() if self.output_dir else home_dir()/"adapters"
-        p.mkdir(parents=True, exist_ok=True)
-        return p
+# %% ../nbs/00_core.ipynb #959628a8
+_POSITIVE = ("min_sft_examples", "min_dpo_pairs", "min_triplets", "epochs", "batch_size", "lora_r", "lora_alpha",
+             "gpu_count", "cpu", "memory", "timeout", "min_turns_per_session", "test_set_size")
 
-    @property
-    def target(self) -> str:
-        "The agent type (llm) or modality (embedding) this run trains for."
-        return self.agent_type if self.model_type == "llm" else self.modality
+@patch
+def _check_numbers(self:OrchestrationConfig):
+    "Refuse counts that are not positive integers, a learning rate outside (0, 1), an empty base model."
+    for k in _POSITIVE:
+        v = getattr(self, k)
+        if isinstance(v, bool) or not isinstance(v, int) or v < (0 if k == "test_set_size" else 1):
+            raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
+    lr = self.learning_rate
+    if lr is not None and not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and 0 < lr < 1):
+        raise ValueError(f"Invalid learning_rate {lr!r}: must be a number in (0, 1)")
+    if not isinstance(self.base_model, str) or not self.base_model.strip():
+        raise ValueError("Invalid base_model: give a HF model id or a local folder")
 
-    def to_dict(self) -> dict:
-        "The config as a plain dict (JSON-serialisable)."
-        return asdict(self)
+# %% ../nbs/00_core.ipynb #ba3793ce
+@patch
+def _check_later_stages(self:OrchestrationConfig):
+    "Validate what registration, upload and output need, before anything expensive runs."
+    for k in ("use_lora", "generate_synthetic", "multi_turn", "evaluate_after_training", "enable_registry"):
+        if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
+    if self.adapter_version is not None: validate_version(self.adapter_version, "adapter_version")
+    if self.adapter_storage_uri is not None: check_storage_uri(self.adapter_storage_uri, "adapter_storage_uri")
+    if self.privacy is not None:
+        from cogniverse_ft.privacy import PrivacyConfig
+        self.privacy = PrivacyConfig.from_dict(self.privacy).to_dict()  # a bad section fails here, before any work
+    if isinstance(self.output_dir, Path): self.output_dir = str(self.output_dir)
+    if self.output_dir is not None and (not isinstance(self.output_dir, str) or not self.output_dir.strip()):
+        raise ValueError(f"Invalid output_dir {self.output_dir!r}: a folder path, or None for `<home>/adapters`")
+    check_choice("activation_rule", self.activation_rule, ACTIVATION_RULES)
+    self._check_prompts()
+    if self.training is not None: self._check_training()
+    self._check_outcomes()
 
-    @classmethod
-    def from_dict(cls, d:dict # a dict from `to_dict`, or with a subset of fields
-                 ) -> "OrchestrationConfig":
-        "Build a config from a dict; unknown keys are refused with the known ones listed."
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown: raise ValueError(f"Unknown OrchestrationConfig field(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+# %% ../nbs/00_core.ipynb #c5fc98c6
+@patch
+def _check_prompts(self:OrchestrationConfig):
+    "`label_prompt` and `baseline_model` are strings or None (`''`/`'none'`: None); a label prompt names `{labels}`."
+    for k in ("label_prompt", "baseline_model"):
+        v = getattr(self, k)
+        if v is not None and not isinstance(v, str): raise ValueError(f"Invalid {k} {v!r}: a string, or None")
+        if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, None)
+    if self.label_prompt is not None and "{labels}" not in self.label_prompt:
+        raise ValueError(f"Invalid label_prompt {self.label_prompt!r}: must contain the placeholder '{{labels}}'")
+
+# %% ../nbs/00_core.ipynb #c477a92d
+@patch
+def _check_outcomes(self:OrchestrationConfig):
+    "`exclude_session_outcomes`: a list of outcome labels (a comma-separated string is split)."
+    v = self.exclude_session_outcomes
+    if isinstance(v, str): v = [x for x in v.split(",") if x.strip()]
+    if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+        raise ValueError(f"Invalid exclude_session_outcomes {v!r}: a list of session outcome labels, e.g. ['failure']")
+    self.exclude_session_outcomes = [x.strip() for x in v]
+
+# %% ../nbs/00_core.ipynb #1d08d21d
+@patch
+def _check_training(self:OrchestrationConfig):
+    "The `training` section must name trainer settings that are not config fields, with values the trainer accepts."
+    from cogniverse_ft.training import TrainSettings
+    if not isinstance(self.training, dict): raise ValueError(f"Invalid training {self.training!r}: a mapping of trainer settings")
+    own, known = {f.name for f in fields(self)}, {f.name for f in fields(TrainSettings)} - {"agent_type", "modality"}
+    for k in self.training:
+        if k in own: raise ValueError(f"Invalid training key {k!r}: it is a config field, set {k}=... on the config itself")
+        if k not in known: raise ValueError(f"Unknown training setting {k!r}; known: {sorted(known - own)}")
+    TrainSettings(**self.training)  # the values: a bad one fails here, before any work
+    self.training = dict(self.training)
+
+# %% ../nbs/00_core.ipynb #14648478
+@patch
+def _validate(self:OrchestrationConfig):
+    "Every check, in order: names, numbers, then what later stages need."
+    self._check_names()
+    self._check_numbers()
+    self._check_later_stages()
+
+# %% ../nbs/00_core.ipynb #f1f4bd6e
+@patch
+def adapters_dir(self:OrchestrationConfig) -> Path:
+    "The folder run folders go to: `output_dir`, else `<home>/adapters` (created)."
+    p = Path(self.output_dir).expanduser().absolute() if self.output_dir else home_dir()/"adapters"
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+# %% ../nbs/00_core.ipynb #56108927
+@patch(as_prop=True)
+def target(self:OrchestrationConfig) -> str:
+    "The agent type (llm) or modality (embedding) this run trains for."
+    return self.agent_type if self.model_type == "llm" else self.modality
+
+# %% ../nbs/00_core.ipynb #11fae2c0
+@patch
+def to_dict(self:OrchestrationConfig) -> dict:
+    "The config as a plain dict (JSON-serialisable)."
+    return asdict(self)
+
+# %% ../nbs/00_core.ipynb #24e827ed
+@patch(cls_method=True)
+def from_dict(cls:OrchestrationConfig, d:dict # a dict from `to_dict`, or with a subset of fields
+             ) -> "OrchestrationConfig":
+    "Build a config from a dict; unknown keys are refused with the known ones listed."
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known)
+    if unknown: raise ValueError(f"Unknown OrchestrationConfig field(s) {unknown}; known: {sorted(known)}")
+    return cls(**d)
 
 # %% ../nbs/00_core.ipynb #b6b91dc2
 def _host_tag() -> str: return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
+# %% ../nbs/00_core.ipynb #663a45d1
 def owner_tag() -> str:
     "`<pid>@<host hash>`: the owner of a temporary folder or claim, read back by `is_stale_owner`."
     return f"{os.getpid()}@{_host_tag()}"
 
+# %% ../nbs/00_core.ipynb #d69a3d49
 def is_stale_owner(tag:str, # a tag written by `owner_tag`
                   ) -> bool:
     "True when `tag` names a process of this host that no longer runs (killed, crashed); unknown tags are never stale."
@@ -462,8 +533,10 @@ def is_stale_owner(tag:str, # a tag written by `owner_tag`
     except (PermissionError, OverflowError): return False
     return False
 
+# %% ../nbs/00_core.ipynb #cfb4d4a2
 _PARTIAL_RE = re.compile(r"\.(?P<name>.+)\.(?P<tag>\d+@[0-9a-f]{8})\.[^.]+\.partial")
 
+# %% ../nbs/00_core.ipynb #cbcf1514
 def clean_stale_temp(folder:str|Path, # a folder holding `atomic_dir` temp folders or run-folder claims
                     ) -> list:
     "Remove `.partial` temp folders and `.claim` files in `folder` whose owner process died (SIGKILL); returns them."
@@ -478,11 +551,12 @@ def clean_stale_temp(folder:str|Path, # a folder holding `atomic_dir` temp folde
     if out: get_logger(__name__).info(f"Removed {len(out)} temp folder(s)/claim(s) in {folder} left by processes that died")
     return out
 
-# %% ../nbs/00_core.ipynb #663a45d1
+# %% ../nbs/00_core.ipynb #4f93ce13
 class FolderTakenError(FileExistsError):
     "The destination of `atomic_dir` appeared while the folder was written; `kept` is where the finished copy stays."
     def __init__(self, msg:str, kept:Path|None=None): super().__init__(msg); self.kept = kept
 
+# %% ../nbs/00_core.ipynb #be9d8cd0
 @contextlib.contextmanager
 def atomic_dir(dest:str|Path, # final folder; must not exist yet
               ):
@@ -501,6 +575,7 @@ def atomic_dir(dest:str|Path, # final folder; must not exist yet
                                                  f"first); this finished copy is kept in {kept}", kept) from None
         raise OSError(e.errno, f"Could not rename the finished folder to {dest} ({e.strerror}); it is kept in {kept}") from e
 
+# %% ../nbs/00_core.ipynb #b37880ba
 def atomic_write_text(path:str|Path, # destination file
                       text:str, # content
                       mode:int=0o644, # permissions of the file (the temporary file would otherwise keep mkstemp's 0600)
@@ -517,6 +592,7 @@ def atomic_write_text(path:str|Path, # destination file
         raise
     return path
 
+# %% ../nbs/00_core.ipynb #f4faa01e
 def atomic_write_json(path:str|Path, # destination file
                       obj:Any, # JSON-serialisable object
                      ) -> Path:
@@ -535,6 +611,22 @@ def safe_join(root:str|Path, # the folder every file must stay inside
     p = (base/rel).resolve()
     if p == base or not p.is_relative_to(base): raise ValueError(f"Refusing {what} {str(rel)!r}: it resolves outside {base}")
     return p
+
+# %% ../nbs/00_core.ipynb #c83d2e53
+def bundled_notebook(rel:str, # its path under `nbs/`, e.g. "pipelines/tenant_finetune.ipynb"
+                     path:str|Path|None=None, # a notebook to use instead (must exist)
+                     what:str="Notebook", # what it is, for the message
+                    ) -> Path:
+    "The notebook `path`, else `nbs/<rel>` of the checkout or the current folder; raises `FileNotFoundError` naming where it looked."
+    if path is not None:
+        p = Path(path)
+        if not p.exists(): raise FileNotFoundError(f"{what} {p} does not exist")
+        return p
+    import cogniverse_ft
+    cands = [Path(cogniverse_ft.__file__).resolve().parent.parent/"nbs"/rel, Path.cwd()/"nbs"/rel]
+    for c in cands:
+        if c.exists(): return c
+    raise FileNotFoundError(f"{what} not found; looked in " + ", ".join(map(str, cands)) + " (pass notebook=...)")
 
 # %% ../nbs/00_core.ipynb #c9c50225
 def preflight(config:OrchestrationConfig, # the run's configuration

@@ -12,8 +12,8 @@ from .core import (OrchestrationConfig, home_dir, home_subdir, project_for_tenan
                                 validate_tenant_id, number_text, run_sync, DEFAULT_BASE_MODEL)
 
 # %% auto #0
-__all__ = ['log', 'ensure_phoenix', 'experiment_url', 'run_demo', 'evaluation_summary', 'format_summary', 'cli_demo_args',
-           'cli_demo']
+__all__ = ['log', 'ensure_phoenix', 'experiment_url', 'evaluation_summary', 'format_summary', 'demo_config', 'demo_summary',
+           'run_demo', 'cli_demo_args', 'cli_demo']
 
 # %% ../nbs/43_demo.ipynb #8cf028fc
 log = get_logger(__name__)
@@ -43,64 +43,6 @@ def experiment_url(provider, # a `PhoenixProvider` of the tenant
         log.warning(f"Could not read the experiment {run_id} back from Phoenix: {type(ex).__name__}: {ex}"); return None
     return (((e or {}).get("evaluation") or {}).get("info") or {}).get("compare_url")
 
-# %% ../nbs/43_demo.ipynb #b4c70c2b
-def run_demo(tenant_id:str="demo", # the demo tenant
-             epochs:int=3, # training epochs
-             batch_size:int=4, # batch size
-             learning_rate:float|None=None, # peak learning rate (None: the recipe's, 4e-4 for closed-task SFT)
-             url:str|None=None, # use this Phoenix instead of the embedded one
-             train_overrides:dict|None=None, # trainer settings (max_steps, max_length, ...) for quick runs
-             test_set_size:int=50, # held-out test examples
-             seed_sizes:dict|None=None, # `seed_demo_telemetry` sizes (default: its defaults)
-            ) -> dict:
-    "Run the end-to-end demo; returns (and writes) the summary."
-    from cogniverse_ft.telemetry import PhoenixProvider, count_spans
-    from cogniverse_ft.orchestrator import FinetuningOrchestrator
-    t0 = time.time()
-    validate_tenant_id(tenant_id)
-    project = project_for_tenant(tenant_id)
-    step = lambda n, msg: print(f"[{n}/5] {msg}", flush=True)
-    step(1, "Phoenix")
-    url = ensure_phoenix(url)
-    print(f"      {url}")
-    step(2, f"Telemetry for tenant {tenant_id!r}")
-    n = count_spans(project, base_url=url)
-    if n == 0:
-        from cogniverse_ft.demo_data import seed_demo_telemetry
-        c = seed_demo_telemetry(tenant_id, project, base_url=url, **(seed_sizes or {}))
-        print(f"      seeded {c['spans']} spans and {c['annotations']} annotations in {c['seconds']}s")
-    else: print(f"      {project} already holds {n} spans: reusing them")
-    step(3, "Fine-tuning (extract, select, train, register, evaluate, log to Phoenix)")
-    config = OrchestrationConfig(tenant_id=tenant_id, project=project, model_type="llm", agent_type="routing", epochs=epochs,
-                                 batch_size=batch_size, learning_rate=learning_rate, test_set_size=test_set_size,
-                                 evaluate_after_training=True, enable_registry=True,
-                                 output_dir=str(home_subdir("adapters")))
-    res = FinetuningOrchestrator(PhoenixProvider(tenant_id, project, base_url=url), train_overrides=train_overrides).run_sync(config)
-    step(4, "Report")
-    report = None
-    if res.status == "succeeded":
-        from cogniverse_ft.report import render_report
-        report = str(render_report(tenant_id, project, agent_type="routing", base_url=url,
-                                   out=home_subdir("demo")/f"report_{tenant_id}.html"))
-    step(5, "Summary")
-    history = Path(res.adapter_path or "", "loss_history.json")
-    steps = json.loads(history.read_text()).get("train", []) if res.adapter_path and history.exists() else []
-    summary = {"tenant_id": tenant_id, "project": project, "status": res.status, "method": res.training_method,
-               "base_model": res.base_model, **evaluation_summary(res.evaluation_result),
-               "activation_rule": (res.activation or {}).get("rule"), "activation_reason": (res.activation or {}).get("reason"),
-               "adapter_id": res.adapter_id, "adapter_active": res.activated, "adapter_path": res.adapter_path,
-               "report_path": report, "report_url": Path(report).resolve().as_uri() if report else None,
-               "phoenix_url": url, "phoenix_project_url": f"{url}/projects",
-               "phoenix_experiment_url": experiment_url(PhoenixProvider(tenant_id, project, base_url=url), res.experiment_run_id),
-               "experiment_run_id": res.experiment_run_id, "train_loss": res.metrics.get("train_loss"),
-               "train_loss_final": steps[-1].get("loss") if steps else None,
-               "stages": [(s["stage"], s["seconds"]) for s in res.stages], "wall_s": round(time.time() - t0, 1)}
-    atomic_write_json(home_subdir("demo")/"summary.json", summary)
-    print(format_summary(summary))
-    return summary
-
-
-
 # %% ../nbs/43_demo.ipynb #753f20b5
 def evaluation_summary(ev, # the run's EvaluationResult, a FailedEvaluation, or None
                       ) -> dict:
@@ -118,37 +60,145 @@ def evaluation_summary(ev, # the run's EvaluationResult, a FailedEvaluation, or 
             "baseline_sentence": ev.baseline_sentence() if ok else None, "test_size": ev.test_size if ok else 0}
 
 # %% ../nbs/43_demo.ipynb #a7d5d574
-def format_summary(s:dict) -> str:
-    "The demo's closing message."
-    pct = lambda v: "-" if v is None else f"{v:.1%}"
-    p = lambda v: f"{v:.3g}"
-    bl = s.get("baseline_accuracy")
-    lines = ["", "=" * 72, f"cogniverse_ft demo: {s['status']} in {s['wall_s']:.0f}s", "=" * 72,
-             f"Method chosen      : {s['method']} (base model {s['base_model']})",
-             f"Accuracy           : base {pct(s['base_accuracy'])} -> adapter {pct(s['adapter_accuracy'])} on {s['test_size']} held-out examples"
-             + ("" if s["p_value"] is None else f" (McNemar p={p(s['p_value'])}{', significant' if s['significant'] else ''})")]
+_pct = lambda v: "-" if v is None else f"{v:.1%}"
+_VERDICTS = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"}
+
+# %% ../nbs/43_demo.ipynb #ae8d4cc9
+def _accuracy_lines(s:dict) -> list[str]:
+    "The summary's accuracy lines: base and adapter with McNemar's p, the base without labels, the baseline."
+    lines = [f"Accuracy           : base {_pct(s['base_accuracy'])} -> adapter {_pct(s['adapter_accuracy'])} on {s['test_size']} "
+             "held-out examples" + ("" if s["p_value"] is None else
+                                    f" (McNemar p={s['p_value']:.3g}{', significant' if s['significant'] else ''})")]
     if s.get("base_plain_accuracy") is not None:
-        lines.append(f"Base, no label list: {pct(s['base_plain_accuracy'])} (the prompt without the list of labels)")
-    if bl is not None:
-        verdict = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"}.get(s.get("vs_baseline"), "was compared with it")
-        lines.append(f"Baseline           : {pct(bl)} (sentence embeddings + logistic regression): the adapter {verdict}"
-                     + ("" if s.get("p_value_vs_baseline") is None else f" (McNemar p={p(s['p_value_vs_baseline'])})"))
+        lines.append(f"Base, no label list: {_pct(s['base_plain_accuracy'])} (the prompt without the list of labels)")
+    if s.get("baseline_accuracy") is not None:
+        verdict = _VERDICTS.get(s.get("vs_baseline"), "was compared with it")
+        pb = s.get("p_value_vs_baseline")
+        lines.append(f"Baseline           : {_pct(s['baseline_accuracy'])} (sentence embeddings + logistic regression): the adapter "
+                     f"{verdict}" + ("" if pb is None else f" (McNemar p={pb:.3g})"))
     elif s.get("baseline_sentence"): lines.append(f"Baseline           : {s['baseline_sentence']}")
+    return lines
+
+# %% ../nbs/43_demo.ipynb #ea50acfe
+def _outcome_lines(s:dict) -> list[str]:
+    "The summary's train loss and activation lines (when known)."
+    lines = []
     if s.get("train_loss") is not None:
         fin = s.get("train_loss_final")
-        lines.append(f"Train loss         : " + (f"final step {number_text(fin)}, " if fin is not None else "") + f"mean over the run {number_text(s['train_loss'])}")
+        final = f"final step {number_text(fin)}, " if fin is not None else ""
+        lines.append(f"Train loss         : {final}mean over the run {number_text(s['train_loss'])}")
     if s.get("activation_rule"):
         lines.append(f"Activation         : rule {s['activation_rule']!r}, {'activated' if s['adapter_active'] else 'not activated'}: "
                      f"{s.get('activation_reason')}")
-    lines += [f"Adapter            : {s['adapter_path']}",
-              f"Registry id        : {s['adapter_id']}" + (" (active)" if s["adapter_active"] else ""),
-              f"Report             : {s.get('report_url') or s['report_path']}",
-              f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans)"]
+    return lines
+
+# %% ../nbs/43_demo.ipynb #24151c20
+def format_summary(s:dict, # a demo summary (`demo_summary`)
+                  ) -> str:
+    "The demo's closing message."
+    rule = "=" * 72
+    lines = ["", rule, f"cogniverse_ft demo: {s['status']} in {s['wall_s']:.0f}s", rule,
+             f"Method chosen      : {s['method']} (base model {s['base_model']})", *_accuracy_lines(s), *_outcome_lines(s),
+             f"Adapter            : {s['adapter_path']}",
+             f"Registry id        : {s['adapter_id']}" + (" (active)" if s["adapter_active"] else ""),
+             f"Report             : {s.get('report_url') or s['report_path']}",
+             f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans)"]
     if s.get("phoenix_experiment_url"):
         lines.append(f"Phoenix experiment : {s['phoenix_experiment_url']} (base, adapter and baseline predictions side by side)")
-    lines += [
-              f"Summary JSON       : {home_dir()/'demo'/'summary.json'}", "=" * 72]
+    lines += [f"Summary JSON       : {home_dir()/'demo'/'summary.json'}", rule]
     return "\n".join(lines)
+
+# %% ../nbs/43_demo.ipynb #c28c6cff
+def _step(n:int, msg:str):
+    "Print step `n` of the demo's five."
+    print(f"[{n}/5] {msg}", flush=True)
+
+# %% ../nbs/43_demo.ipynb #c7afcb49
+def _seed_if_empty(tenant_id:str, project:str, url:str, seed_sizes:dict|None):
+    "Seed the demo telemetry into `project` when it holds no spans; reuse what is there otherwise."
+    from cogniverse_ft.telemetry import count_spans
+    n = count_spans(project, base_url=url)
+    if n:
+        print(f"      {project} already holds {n} spans: reusing them")
+        return
+    from cogniverse_ft.demo_data import seed_demo_telemetry
+    c = seed_demo_telemetry(tenant_id, project, base_url=url, **(seed_sizes or {}))
+    print(f"      seeded {c['spans']} spans and {c['annotations']} annotations in {c['seconds']}s")
+
+# %% ../nbs/43_demo.ipynb #b52e840a
+def demo_config(tenant_id:str, # the demo tenant
+                epochs:int=3, # training epochs
+                batch_size:int=4, # batch size
+                learning_rate:float|None=None, # peak learning rate (None: the recipe's)
+                test_set_size:int=50, # held-out test examples
+               ) -> OrchestrationConfig:
+    "The demo's run configuration."
+    return OrchestrationConfig(tenant_id=tenant_id, project=project_for_tenant(tenant_id), model_type="llm", agent_type="routing",
+                               epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, test_set_size=test_set_size,
+                               evaluate_after_training=True, enable_registry=True, output_dir=str(home_subdir("adapters")))
+
+# %% ../nbs/43_demo.ipynb #1ff601b9
+def _final_loss(adapter_path:str|None) -> float|None:
+    "The train loss of the last logged step (`loss_history.json` of the adapter), or None."
+    history = Path(adapter_path or "", "loss_history.json")
+    steps = json.loads(history.read_text()).get("train", []) if adapter_path and history.exists() else []
+    return steps[-1].get("loss") if steps else None
+
+# %% ../nbs/43_demo.ipynb #12362e34
+def demo_summary(res, # the run's `OrchestrationResult`
+                 provider, # the tenant's `PhoenixProvider`
+                 report:str|None, # the rendered report, or None
+                 wall_s:float, # seconds the demo took
+                ) -> dict:
+    "The demo's summary: outcome, evaluation, adapter, report and Phoenix pages."
+    url, act = provider.base_url, res.activation or {}
+    return {"tenant_id": provider.tenant_id, "project": provider.project, "status": res.status, "method": res.training_method,
+            "base_model": res.base_model, **evaluation_summary(res.evaluation_result),
+            "activation_rule": act.get("rule"), "activation_reason": act.get("reason"),
+            "adapter_id": res.adapter_id, "adapter_active": res.activated, "adapter_path": res.adapter_path,
+            "report_path": report, "report_url": Path(report).resolve().as_uri() if report else None,
+            "phoenix_url": url, "phoenix_project_url": f"{url}/projects",
+            "phoenix_experiment_url": experiment_url(provider, res.experiment_run_id),
+            "experiment_run_id": res.experiment_run_id, "train_loss": res.metrics.get("train_loss"),
+            "train_loss_final": _final_loss(res.adapter_path),
+            "stages": [(s["stage"], s["seconds"]) for s in res.stages], "wall_s": round(wall_s, 1)}
+
+# %% ../nbs/43_demo.ipynb #5db74f98
+def _demo_report(tenant_id:str, project:str, url:str) -> str:
+    "Render the tenant's report into `<home>/demo/`."
+    from cogniverse_ft.report import render_report
+    return str(render_report(tenant_id, project, agent_type="routing", base_url=url, out=home_subdir("demo")/f"report_{tenant_id}.html"))
+
+# %% ../nbs/43_demo.ipynb #eb1e7dda
+def run_demo(tenant_id:str="demo", # the demo tenant
+             epochs:int=3, # training epochs
+             batch_size:int=4, # batch size
+             learning_rate:float|None=None, # peak learning rate (None: the recipe's, 4e-4 for closed-task SFT)
+             url:str|None=None, # use this Phoenix instead of the embedded one
+             train_overrides:dict|None=None, # trainer settings (max_steps, max_length, ...) for quick runs
+             test_set_size:int=50, # held-out test examples
+             seed_sizes:dict|None=None, # `seed_demo_telemetry` sizes (default: its defaults)
+            ) -> dict:
+    "Run the end-to-end demo; returns (and writes) the summary."
+    from cogniverse_ft.telemetry import PhoenixProvider
+    from cogniverse_ft.orchestrator import FinetuningOrchestrator
+    t0 = time.time()
+    config = demo_config(validate_tenant_id(tenant_id), epochs, batch_size, learning_rate, test_set_size)
+    _step(1, "Phoenix")
+    url = ensure_phoenix(url)
+    print(f"      {url}")
+    _step(2, f"Telemetry for tenant {tenant_id!r}")
+    _seed_if_empty(tenant_id, config.project, url, seed_sizes)
+    _step(3, "Fine-tuning (extract, select, train, register, evaluate, log to Phoenix)")
+    provider = PhoenixProvider(tenant_id, config.project, base_url=url)
+    res = FinetuningOrchestrator(provider, train_overrides=train_overrides).run_sync(config)
+    _step(4, "Report")
+    report = _demo_report(tenant_id, config.project, url) if res.status == "succeeded" else None
+    _step(5, "Summary")
+    summary = demo_summary(res, provider, report, time.time() - t0)
+    atomic_write_json(home_subdir("demo")/"summary.json", summary)
+    print(format_summary(summary))
+    return summary
 
 # %% ../nbs/43_demo.ipynb #70e4ec22
 def cli_demo_args(p):
@@ -160,6 +210,7 @@ def cli_demo_args(p):
     p.add_argument("--url", default=None, help="use this Phoenix instead of the embedded one")
     p.add_argument("--max-steps", type=int, default=None, help="cap the optimizer steps (quick runs)")
 
+# %% ../nbs/43_demo.ipynb #237fef49
 def cli_demo(args) -> int:
     "Run `cogniverse-ft demo`; 0 when an adapter was trained."
     s = run_demo(args.tenant, args.epochs, args.batch_size, args.learning_rate, args.url,

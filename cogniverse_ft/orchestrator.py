@@ -7,34 +7,36 @@ Docs: https://cogniverse.github.io/cogniverse_ft/orchestrator.html.md"""
 # %% ../nbs/41_orchestrator.ipynb #6ff3ee4b
 from __future__ import annotations
 import asyncio, contextlib, dataclasses, json, time, uuid
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field, asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Optional
-from fastcore.basics import patch_to
+from fastcore.basics import patch
 from .tracking import list_experiments, get_experiment_details, compare_experiments
 from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project, project_for_tenant,
-                                redact_url, number_text, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL, STAGE_LOGGER)
+                                redact_url, number_text, default_learning_rate, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL,
+                                STAGE_LOGGER)
 
 # %% auto #0
-__all__ = ['log', 'stage_log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'StageError', 'Stages', 'FinetuningOrchestrator',
-           'lineage_rows', 'evaluation_place', 'finetune', 'finetune_sync', 'cli_finetune_args', 'finetune_config',
-           'cli_finetune']
+__all__ = ['log', 'stage_log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'evaluation_lines', 'StageError', 'stage_line',
+           'Stages', 'RunData', 'FinetuningOrchestrator', 'lineage_rows', 'evaluation_place', 'evaluation_info',
+           'finetune', 'finetune_sync', 'cli_finetune_args', 'finetune_config', 'cli_finetune']
 
 # %% ../nbs/41_orchestrator.ipynb #f9a34b63
 log = get_logger(__name__)
 stage_log = get_logger(STAGE_LOGGER)
 
-# %% ../nbs/41_orchestrator.ipynb #f6afe700
+# %% ../nbs/41_orchestrator.ipynb #da518b48
 STATUSES = ("succeeded", "awaiting_approval", "insufficient_data")
 
+# %% ../nbs/41_orchestrator.ipynb #5c818afd
 @dataclass
 class OrchestrationResult:
     "What a fine-tuning run produced."
     model_type: str  # "llm" or "embedding"
     training_method: Optional[str]  # "sft", "dpo", "kto", "embedding", or None when nothing was trained
     adapter_path: Optional[str]  # the trained adapter folder
-    metrics: dict  # training metrics (spec names)
+    metrics: dict  # training metrics
     base_model: str  # the base model
     lora_config: dict  # LoRA settings used ({"use_lora": False, ...} after a fallback)
     used_synthetic: bool  # approved synthetic examples were part of the training data
@@ -46,48 +48,61 @@ class OrchestrationResult:
     pending_approval: int = 0  # synthetic items waiting for human review
     synthetic_approved_count: int = 0  # approved synthetic examples used
     activated: bool = False  # the adapter became the tenant's active one
-    activation: dict = field(default_factory=dict)  # the activation rule applied and why it activated or refused (`activation_decision`)
+    activation: dict = field(default_factory=dict)  # the activation rule applied and why it activated or refused
     analysis: dict = field(default_factory=dict)  # the method selector's analysis
     stages: list = field(default_factory=list)  # [{stage, seconds, ok, info}]
     message: str = ""  # a human-readable outcome
 
-    def to_dict(self) -> dict:
-        "A JSON-serialisable dict (the evaluation flattened to its dict)."
-        d = {k: v for k, v in asdict(self).items() if k != "evaluation_result"}
-        ev = self.evaluation_result
-        d["evaluation"] = None if ev is None else (ev.to_dict() if hasattr(ev, "to_dict") else asdict(ev))
-        if ev is not None and hasattr(ev, "base_metrics"):
-            d["evaluation"].update(base_accuracy=ev.base_metrics.accuracy, adapter_accuracy=ev.adapter_metrics.accuracy,
-                                   p_value=ev.p_value, significant=ev.improvement_significant)
-            d["evaluation"].pop("predictions", None)
-        return d
+# %% ../nbs/41_orchestrator.ipynb #b80a6722
+@patch
+def to_dict(self:OrchestrationResult) -> dict:
+    "A JSON-serialisable dict (the evaluation flattened to its dict)."
+    d = {k: v for k, v in asdict(self).items() if k != "evaluation_result"}
+    ev = self.evaluation_result
+    d["evaluation"] = None if ev is None else (ev.to_dict() if hasattr(ev, "to_dict") else asdict(ev))
+    if ev is not None and hasattr(ev, "base_metrics"):
+        d["evaluation"].update(base_accuracy=ev.base_metrics.accuracy, adapter_accuracy=ev.adapter_metrics.accuracy,
+                               p_value=ev.p_value, significant=ev.improvement_significant)
+        d["evaluation"].pop("predictions", None)
+    return d
 
-    def summary(self) -> str:
-        "A few lines saying what happened."
-        lines = [f"status          : {self.status}" + (f" ({self.message})" if self.message else "")]
-        if self.training_method: lines.append(f"method          : {self.training_method} on {self.base_model}")
-        if self.adapter_path: lines.append(f"adapter         : {self.adapter_path}")
-        if self.adapter_id: lines.append(f"registry id     : {self.adapter_id}" + (" (active)" if self.activated else ""))
-        if self.metrics.get("train_loss") is not None: lines.append(f"train loss      : {self.metrics['train_loss']:.4f}")
-        ev = self.evaluation_result
-        if ev is not None and hasattr(ev, "base_metrics"):
-            lines.append(f"accuracy        : base {ev.base_metrics.accuracy:.1%} -> adapter {ev.adapter_metrics.accuracy:.1%} "
-                         f"(p={ev.p_value:.3g}{', significant' if ev.improvement_significant else ''}, n={ev.test_size})")
-            if ev.plain_base_metrics is not None:
-                lines.append(f"base, no labels : {ev.plain_base_metrics.accuracy:.1%} (the instruction without the label list)")
-            if ev.baseline_metrics is not None:
-                bs = ev.baseline_significance
-                verb = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"}[ev.baseline_verdict]
-                lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); the adapter "
-                             f"{verb} (p={bs.p_value:.3g}, n={bs.n})")
-            elif ev.baseline.get("error"): lines.append(f"baseline        : none ({ev.baseline['error']})")
-        if self.activation:
-            lines.append(f"activation      : {'activated' if self.activated else 'not activated'} under rule "
-                         f"{self.activation.get('rule')!r}: {self.activation.get('reason')}")
-        elif ev is not None: lines.append(f"evaluation      : failed ({getattr(ev, 'error', ev)})")
-        if self.pending_approval: lines.append(f"pending review  : {self.pending_approval} synthetic items")
-        if self.experiment_run_id: lines.append(f"experiment run  : {self.experiment_run_id}")
-        return "\n".join(lines)
+# %% ../nbs/41_orchestrator.ipynb #07937e35
+_VERDICTS = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"}
+
+# %% ../nbs/41_orchestrator.ipynb #51a22161
+def evaluation_lines(ev, # an EvaluationResult
+                    ) -> list[str]:
+    "The summary lines of an evaluation: accuracies, p-value, the base without labels and the baseline."
+    lines = [f"accuracy        : base {ev.base_metrics.accuracy:.1%} -> adapter {ev.adapter_metrics.accuracy:.1%} "
+             f"(p={ev.p_value:.3g}{', significant' if ev.improvement_significant else ''}, n={ev.test_size})"]
+    if ev.plain_base_metrics is not None:
+        lines.append(f"base, no labels : {ev.plain_base_metrics.accuracy:.1%} (the instruction without the label list)")
+    if ev.baseline_metrics is not None:
+        bs = ev.baseline_significance
+        lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); the adapter "
+                     f"{_VERDICTS[ev.baseline_verdict]} (p={bs.p_value:.3g}, n={bs.n})")
+    elif ev.baseline.get("error"):
+        lines.append(f"baseline        : none ({ev.baseline['error']})")
+    return lines
+
+# %% ../nbs/41_orchestrator.ipynb #e7727064
+@patch
+def summary(self:OrchestrationResult) -> str:
+    "A few lines saying what happened."
+    lines = [f"status          : {self.status}" + (f" ({self.message})" if self.message else "")]
+    if self.training_method: lines.append(f"method          : {self.training_method} on {self.base_model}")
+    if self.adapter_path: lines.append(f"adapter         : {self.adapter_path}")
+    if self.adapter_id: lines.append(f"registry id     : {self.adapter_id}" + (" (active)" if self.activated else ""))
+    if self.metrics.get("train_loss") is not None: lines.append(f"train loss      : {self.metrics['train_loss']:.4f}")
+    ev = self.evaluation_result
+    if ev is not None and hasattr(ev, "base_metrics"): lines += evaluation_lines(ev)
+    if self.activation:
+        lines.append(f"activation      : {'activated' if self.activated else 'not activated'} under rule "
+                     f"{self.activation.get('rule')!r}: {self.activation.get('reason')}")
+    elif ev is not None: lines.append(f"evaluation      : failed ({getattr(ev, 'error', ev)})")
+    if self.pending_approval: lines.append(f"pending review  : {self.pending_approval} synthetic items")
+    if self.experiment_run_id: lines.append(f"experiment run  : {self.experiment_run_id}")
+    return "\n".join(lines)
 
 # %% ../nbs/41_orchestrator.ipynb #3e5d0a14
 class StageError(RuntimeError):
@@ -96,31 +111,72 @@ class StageError(RuntimeError):
         self.stage, self.cause = stage, cause
         super().__init__(f"Stage '{stage}' failed: {type(cause).__name__}: {cause}")
 
+# %% ../nbs/41_orchestrator.ipynb #3f1d95a9
+def stage_line(entry:dict, # a stage log entry: {stage, seconds, ok, info}
+              ) -> str:
+    "One line of the stage log: `[name] done in 1.2s k=v, ...` (or the error of a failed stage)."
+    if not entry["ok"]: return f"[{entry['stage']}] failed after {entry['seconds']:.1f}s: {entry['info'].get('error')}"
+    info = ", ".join(f"{k}={number_text(v)}" for k, v in entry["info"].items())
+    return f"[{entry['stage']}] done in {entry['seconds']:.1f}s {info}"
+
+# %% ../nbs/41_orchestrator.ipynb #c9d73ee2
 class Stages:
     "Run and record pipeline stages."
     def __init__(self): self.log = []
 
-    @contextlib.contextmanager
-    def run(self, name:str, # stage name
-           ):
-        "Time the block, record it, and wrap a failure in `StageError`."
-        info, t0 = {}, time.time()
-        stage_log.info(f"[{name}] starting")
-        try: yield info
-        except StageError: raise
-        except Exception as e:
-            self.log.append({"stage": name, "seconds": round(time.time() - t0, 2), "ok": False, "info": {"error": str(e)}})
-            stage_log.error(f"[{name}] failed: {type(e).__name__}: {e}")
-            raise StageError(name, e) from e
-        self.log.append({"stage": name, "seconds": round(time.time() - t0, 2), "ok": True, "info": info})
-        stage_log.info(f"[{name}] done in {time.time()-t0:.1f}s " + ", ".join(f"{k}={number_text(v)}" for k, v in info.items()))
+    def text(self) -> str:
+        "The stage log, one `stage_line` a stage."
+        return "\n".join(stage_line(e) for e in self.log)
 
-# %% ../nbs/41_orchestrator.ipynb #3f1d95a9
+# %% ../nbs/41_orchestrator.ipynb #3db53e4a
+@patch
+@contextlib.contextmanager
+def run(self:Stages, name:str, # stage name
+       ):
+    "Time the block, record it, and wrap a failure in `StageError`."
+    info, t0 = {}, time.time()
+    stage_log.info(f"[{name}] starting")
+    try: yield info
+    except StageError: raise
+    except Exception as e:
+        self.log.append({"stage": name, "seconds": round(time.time() - t0, 2), "ok": False, "info": {"error": str(e)}})
+        stage_log.error(f"[{name}] failed: {type(e).__name__}: {e}")
+        raise StageError(name, e) from e
+    self.log.append({"stage": name, "seconds": round(time.time() - t0, 2), "ok": True, "info": info})
+    stage_log.info(stage_line(self.log[-1]))
+
+# %% ../nbs/41_orchestrator.ipynb #ca873488
+@dataclass
+class RunData:
+    "What one run carries from stage to stage."
+    task: Any = None  # the `TaskSpec` (llm)
+    spans: Any = None  # the project's spans (llm)
+    sft: Any = None  # approved examples (`InstructionDataset`)
+    dpo: Any = None  # preference pairs (`PreferenceDataset`)
+    kto: Any = None  # unpaired approved and rejected outputs (`KTODataset`)
+    triplets: Any = None  # search triplets (`TripletDataset`, embedding)
+    trajectories: Any = None  # sessions (`TrajectoryDataset`, multi-turn)
+    diagnosis: dict = field(default_factory=dict)  # funnel, hints and the shortfall sentence when the data looks short
+    privacy: dict = field(default_factory=dict)  # what scrubbing did, by dataset
+    labels: Optional[list] = None  # the label set of a closed task (None: open answers)
+    seen_labels: list = field(default_factory=list)  # the labels approved examples carry (synthetic candidates use them)
+    analysis: Any = None  # the selector's `DataAnalysis`
+    method: Optional[str] = None  # the method chosen
+    synthetic: list = field(default_factory=list)  # approved synthetic items
+    train: list = field(default_factory=list)  # training examples (SFT)
+    test: list = field(default_factory=list)  # held-out examples
+    pairs: list = field(default_factory=list)  # training preference pairs (DPO)
+    kto_train: list = field(default_factory=list)  # training judgements (KTO)
+    records: list = field(default_factory=list)  # the trainer's records
+    lineage: dict = field(default_factory=dict)  # span ids trained and tested on, synthetic item ids
+    compare: dict = field(default_factory=dict)  # adapters also scored on the test set ({'active': folder})
+
+# %% ../nbs/41_orchestrator.ipynb #2f412223
 class FinetuningOrchestrator:
     "Coordinate extraction, method selection, synthetic data, training, registration, evaluation and tracking."
     def __init__(self, telemetry_provider, # a TelemetryProvider (e.g. `PhoenixProvider`) for the tenant
                  synthetic_service=None, # makes candidates: `.generate(agent_type=, count=, labels=, examples=, known_inputs=)`
-                 approval_orchestrator=None, # human review: `.submit(items)`, `.items(agent_type, status)` (default: Phoenix review project)
+                 approval_orchestrator=None, # human review: `.submit(items)`, `.items(agent_type, status)` (default: Phoenix)
                  backend=None, # a TrainingBackend (default: by `config.backend`)
                  registry=None, # an AdapterRegistry (default: SQLite in the home folder)
                  train_overrides:dict|None=None, # extra trainer settings (max_length, max_steps, ...)
@@ -131,70 +187,288 @@ class FinetuningOrchestrator:
         self.task = task
         self.backend, self.registry, self.train_overrides, self.track = backend, registry, dict(train_overrides or {}), track
 
-    # -- public API -----------------------------------------------------------
-    async def run(self, config:OrchestrationConfig, # what to train, where, how
-                  method:str|None=None, # force "sft", "dpo", "kto" or "embedding" (default: the selector decides)
-                 ) -> OrchestrationResult:
-        "Run the whole pipeline for `config`; raises `StageError` naming the stage that failed."
-        self._check_tenant(config)
-        from cogniverse_ft.core import preflight
-        preflight(config, self._registry() if config.enable_registry else None)  # fail before the first expensive stage
-        st = Stages()
-        t0 = time.time()
-        res = await (self._run_embedding(config, st, method) if config.model_type == "embedding" else self._run_llm(config, st, method))
-        res.stages = st.log
-        log.info(f"Fine-tuning run for {config.tenant_id}/{config.target} finished in {time.time()-t0:.0f}s: {res.status}")
-        return res
+# %% ../nbs/41_orchestrator.ipynb #c0290259
+@patch
+def _check_tenant(self:FinetuningOrchestrator, config):
+    "Refuse a config whose tenant is not the provider's; the provider checks the project is the tenant's."
+    pt = getattr(self.provider, "tenant_id", None)
+    if pt is not None and pt != config.tenant_id:
+        raise PermissionError(f"The telemetry provider serves tenant {pt!r}, the config is for tenant {config.tenant_id!r}")
+    if hasattr(self.provider, "check_project"): self.provider.check_project(config.project)
 
-    def run_sync(self, config:OrchestrationConfig, method:str|None=None) -> OrchestrationResult:
-        "`run` for scripts (works inside Jupyter too)."
-        return run_sync(self.run(config, method))
+# %% ../nbs/41_orchestrator.ipynb #5a0fc97b
+@patch
+def _backend(self:FinetuningOrchestrator, config):
+    "The training backend (default: the one `config.backend` names)."
+    if self.backend is None:
+        from cogniverse_ft.backend import backend_for
+        self.backend = backend_for(config)
+    return self.backend
 
-    def train_sft(self, config:OrchestrationConfig) -> OrchestrationResult:
-        "Run the pipeline with SFT (synchronous, as in the reference design)."
-        return self.run_sync(config, "sft")
+# %% ../nbs/41_orchestrator.ipynb #3ca483a8
+@patch
+def _registry(self:FinetuningOrchestrator):
+    "The adapter registry (default: SQLite in the home folder)."
+    if self.registry is None:
+        from cogniverse_ft.registry import AdapterRegistry
+        self.registry = AdapterRegistry()
+    return self.registry
 
-    def train_dpo(self, config:OrchestrationConfig) -> OrchestrationResult:
-        "Run the pipeline with DPO (synchronous)."
-        return self.run_sync(config, "dpo")
+# %% ../nbs/41_orchestrator.ipynb #4b518d54
+@patch
+def _review(self:FinetuningOrchestrator, config):
+    "Where synthetic candidates wait for people (default: the tenant's Phoenix review project)."
+    if self.approval is None:
+        from cogniverse_ft.synthetic import SyntheticReview
+        self.approval = SyntheticReview(config.tenant_id, base_url=getattr(self.provider, "base_url", None),
+                                        api_key=getattr(self.provider, "api_key", None))
+    return self.approval
 
-    def train_embedding(self, config:OrchestrationConfig) -> OrchestrationResult:
-        "Run the embedding pipeline (synchronous)."
-        return self.run_sync(config, "embedding")
+# %% ../nbs/41_orchestrator.ipynb #91e965f6
+@patch
+def _synthetic(self:FinetuningOrchestrator, config):
+    "What makes synthetic candidates (default: the base model)."
+    if self.synthetic_service is None:
+        from cogniverse_ft.synthetic import SyntheticDataService
+        self.synthetic_service = SyntheticDataService()
+    return self.synthetic_service
 
-    # -- helpers --------------------------------------------------------------
-    def _check_tenant(self, config):
-        pt = getattr(self.provider, "tenant_id", None)
-        if pt is not None and pt != config.tenant_id:
-            raise PermissionError(f"The telemetry provider serves tenant {pt!r}, the config is for tenant {config.tenant_id!r}")
-        if hasattr(self.provider, "check_project"): self.provider.check_project(config.project)
+# %% ../nbs/41_orchestrator.ipynb #574094a9
+async def _diagnose(provider, config, task, spans, ann) -> dict:
+    "The funnel, hints and shortfall sentence of data that looks short."
+    from cogniverse_ft.extract import task_funnel, selection_hints, explain_shortfall
+    funnel = task_funnel(spans, ann, task)
+    if funnel.get("judgements", 0) == 0 and len(spans):
+        ann = await provider.annotations.get_annotations(spans, config.project)  # every name, for the hints
+        funnel = task_funnel(spans, ann, task)
+    hints = selection_hints(spans, ann, funnel)
+    return {"funnel": funnel, "hints": hints, "shortfall": explain_shortfall(funnel, hints, config.project)}
 
-    def _backend(self, config):
-        if self.backend is None:
-            from cogniverse_ft.backend import backend_for
-            self.backend = backend_for(config)
-        return self.backend
+# %% ../nbs/41_orchestrator.ipynb #19c4140e
+@patch
+async def _extract(self:FinetuningOrchestrator, config, st, d):
+    "Extraction: spans and annotations read once, and the datasets of the task (and the sessions, multi-turn)."
+    from cogniverse_ft.extract import read_task_frames, instruction_dataset, preference_dataset, kto_dataset
+    with st.run("extraction") as info:
+        spans, ann = await read_task_frames(self.provider, d.task, config.project)
+        d.spans = spans
+        d.sft = instruction_dataset(spans, ann, d.task, project=config.project)
+        d.dpo = preference_dataset(spans, ann, d.task, project=config.project)
+        d.kto = kto_dataset(spans, ann, d.task, project=config.project)
+        info.update(spans=len(spans), approved=len(d.sft), rejected=d.sft.metadata.get("rejected", 0), pairs=len(d.dpo),
+                    skipped=sum(d.sft.metadata.get("skipped", {}).values()))
+        if len(d.sft) < config.min_sft_examples and len(d.dpo) < config.min_dpo_pairs:
+            d.diagnosis = await _diagnose(self.provider, config, d.task, spans, ann)
+        if config.multi_turn: await self._extract_sessions(config, d, info)
 
-    def _registry(self):
-        if self.registry is None:
-            from cogniverse_ft.registry import AdapterRegistry
-            self.registry = AdapterRegistry()
-        return self.registry
+# %% ../nbs/41_orchestrator.ipynb #bb45524c
+@patch
+async def _extract_sessions(self:FinetuningOrchestrator, config, d, info):
+    "The project's sessions as trajectories (multi-turn runs)."
+    from cogniverse_ft.extract import TraceToTrajectoryConverter
+    d.trajectories = await TraceToTrajectoryConverter(self.provider).extract_trajectories(
+        config.project, min_turns_per_session=config.min_turns_per_session)
+    info["trajectories"] = len(d.trajectories)
 
-    def _review(self, config):
-        if self.approval is None:
-            from cogniverse_ft.synthetic import SyntheticReview
-            self.approval = SyntheticReview(config.tenant_id, base_url=getattr(self.provider, "base_url", None),
-                                            api_key=getattr(self.provider, "api_key", None))
-        return self.approval
+# %% ../nbs/41_orchestrator.ipynb #c2495946
+_NAMES = ("sft", "dpo", "trajectories", "kto")
 
-    def _synthetic(self, config):
-        if self.synthetic_service is None:
-            from cogniverse_ft.synthetic import SyntheticDataService
-            self.synthetic_service = SyntheticDataService()
-        return self.synthetic_service
+# %% ../nbs/41_orchestrator.ipynb #5f69871b
+@patch
+def _scrub(self:FinetuningOrchestrator, config, st, d):
+    "Privacy: the datasets with PII scrubbed, and the label sets read from them."
+    from cogniverse_ft.extract import task_scrubber, scrub_dataset, valid_labels
+    task, sft = d.task, d.sft
+    with st.run("privacy") as info:
+        keep = task.label_set or (valid_labels(sft) if len(sft) else []) if task.labels == "closed" else []
+        scrubber = task_scrubber(task.privacy if task.privacy is not None else config.privacy, keep)
+        out = [None if x is None else scrub_dataset(x, scrubber) for x in (d.sft, d.dpo, d.trajectories, d.kto)]
+        d.sft, d.dpo, d.trajectories, d.kto = out
+        d.privacy = {"enabled": scrubber is not None, **{n: x.metadata.get("pii", {}) for n, x in zip(_NAMES, out) if x is not None}}
+        info.update(enabled=scrubber is not None, **{k: v for k, v in d.privacy.get("sft", {}).items() if v})
+        d.seen_labels = valid_labels(d.sft) if len(d.sft) else []
+        open_ = task.labels == "open"
+        d.labels = None if open_ else (task.label_set or (d.seen_labels if len(d.sft) else valid_labels(d.dpo)))
 
-# %% ../nbs/41_orchestrator.ipynb #ca873488
+# %% ../nbs/41_orchestrator.ipynb #b2579463
+@patch
+def _analyze(self:FinetuningOrchestrator, config, d, res):
+    "The selector's analysis of the extracted data, recorded in the result with the task and the privacy counts."
+    from cogniverse_ft.select import TrainingMethodSelector
+    a = TrainingMethodSelector(config=config).analyze_datasets(d.sft, d.dpo, total_spans=len(d.spans), project=config.project,
+                                                                kto=d.kto)
+    if a.recommended_method == "insufficient" and d.diagnosis:
+        a.funnel, a.hints = d.diagnosis["funnel"], d.diagnosis["hints"]
+        a.reasons.append(d.diagnosis["shortfall"])
+    log.info(f"{a.project} {a.target}: {a.recommended_method} (confidence {a.confidence}); " + "; ".join(a.reasons[:3]))
+    d.analysis = a
+    res.analysis = {**a.to_dict(), "task": d.task.to_dict(), "privacy": d.privacy}
+    return a
+
+# %% ../nbs/41_orchestrator.ipynb #6e0fc038
+def _check_method(config, method, chosen, d):
+    "Raise naming what is missing when the data cannot train `chosen`."
+    a, kto = d.analysis, d.kto
+    if method is not None and method not in ("sft", "dpo", "kto"):
+        raise ValueError(f"Unknown training method {method!r} for model_type='llm'; allowed: 'sft', 'dpo', 'kto'")
+    if chosen == "kto" and (kto is None or not any(not e.label for e in kto) or not any(e.label for e in kto)):
+        raise ValueError(f"method='kto' needs approved outputs and rejected outputs without a pair; this data has "
+                         f"{a.approved_count} approved and {a.unpaired_rejections} unpaired rejected")
+    if chosen == "dpo" and len(d.dpo) < config.min_dpo_pairs:
+        raise ValueError(f"Insufficient preference pairs: {len(d.dpo)} < {config.min_dpo_pairs}. "
+                         "Need spans with both approved and rejected annotations.")
+
+# %% ../nbs/41_orchestrator.ipynb #bcfb41c8
+@patch
+def _select(self:FinetuningOrchestrator, config, st, d, res, method):
+    "Selection: the method to train (`method` when given, else the selector's)."
+    with st.run("selection") as info:
+        a = self._analyze(config, d, res)
+        _check_method(config, method, method or a.recommended_method, d)
+        d.method = method or a.recommended_method
+        info.update(method=d.method, confidence=a.confidence, reasons="; ".join(a.reasons))
+
+# %% ../nbs/41_orchestrator.ipynb #7d534b1c
+@patch
+def _new_candidates(self:FinetuningOrchestrator, config, sft, review, need, labels) -> int:
+    "Generate `need` candidates for `labels` in the style of the approved examples, and submit them for review."
+    shots = {}
+    for e in sft: shots.setdefault(e.output, []).append(e.input)
+    known = [e.input for e in sft] + [i.input for i in review.items(config.agent_type)]
+    items = self._synthetic(config).generate(agent_type=config.agent_type, count=need, labels=labels,
+                                             examples={k: v[:4] for k, v in shots.items()}, known_inputs=known)
+    return review.submit(items)
+
+# %% ../nbs/41_orchestrator.ipynb #5772fa3b
+@patch
+async def _synthetic_round(self:FinetuningOrchestrator, config, sft_ds, info, labels=None) -> tuple:
+    "Approved synthetic items, the pending count, and 'ready' | 'awaiting_approval' | 'insufficient_data'."
+    review = self._review(config)
+    approved, pending = review.items(config.agent_type, "approved"), review.items(config.agent_type, "pending")
+    have = len(sft_ds) + len(approved)
+    info.update(approved_synthetic=len(approved), pending=len(pending), real=len(sft_ds))
+    if have >= config.min_sft_examples: return approved, len(pending), "ready"
+    need = config.min_sft_examples - have - len(pending)
+    if need > 0 and config.generate_synthetic and labels:
+        info["generated"] = self._new_candidates(config, sft_ds, review, need, labels)
+        pending = review.items(config.agent_type, "pending")
+    elif need > 0 and config.generate_synthetic:
+        info["note"] = "no label space known (no approved examples): cannot generate synthetic candidates"
+    if pending: return approved, len(pending), "awaiting_approval"
+    return approved, 0, "insufficient_data"
+
+# %% ../nbs/41_orchestrator.ipynb #e3e380bc
+def _short_message(config, d, status, pending) -> str:
+    "Why a run stopped short: items await review, or nothing more can be made."
+    n, k = len(d.sft), config.min_sft_examples
+    if status == "awaiting_approval":
+        return (f"{n} approved + {len(d.synthetic)} approved synthetic examples < min_sft_examples ({k}); "
+                f"{pending} synthetic items await human review in Phoenix")
+    return (f"{n} approved examples < min_sft_examples ({k}) and synthetic generation is off or impossible: collect more "
+            "annotations. " + (d.analysis.reasons[-1] if d.analysis.funnel else ""))
+
+# %% ../nbs/41_orchestrator.ipynb #1a203001
+@patch
+async def _top_up(self:FinetuningOrchestrator, config, st, d, res) -> bool:
+    "Synthetic: approved synthetic examples for short SFT data; False when the run must stop (review pending, or none)."
+    if d.method not in ("insufficient", "sft") or len(d.sft) >= config.min_sft_examples: return True
+    with st.run("synthetic") as info:
+        d.synthetic, pending, status = await self._synthetic_round(config, d.sft, info, d.seen_labels)
+    res.synthetic_approved_count, res.pending_approval = len(d.synthetic), pending
+    if status != "ready":
+        res.status, res.message = status, _short_message(config, d, status, pending)
+        return False
+    d.method = "sft"
+    return True
+
+# %% ../nbs/41_orchestrator.ipynb #e185f361
+def _held_out(config, d, info):
+    "The time split of the approved examples into `d.train` and `d.test`."
+    d.train = list(d.sft)
+    if config.evaluate_after_training and config.test_set_size > 0 and len(d.sft) >= 2:
+        from cogniverse_ft.formatting import time_split
+        train_ds, test_ds, split = time_split(d.sft, config.test_set_size, days=7)
+        d.train, d.test = list(train_ds), list(test_ds)
+        info.update(train=len(d.train), test=len(d.test), fallback=split.get("fallback"))
+    else: info.update(train=len(d.train), test=0)
+
+# %% ../nbs/41_orchestrator.ipynb #ed98bb21
+def _without_test(d, info):
+    "Training data without any held-out input: synthetic examples, pairs and (KTO) judgements."
+    from cogniverse_ft.extract import InstructionExample
+    test_inputs = {e.input.strip().lower() for e in d.test}
+    d.train += [InstructionExample(d.task.instruction or s.instruction, s.input, s.output, {"synthetic": True, "item_id": s.item_id})
+                for s in d.synthetic if s.input.strip().lower() not in test_inputs]
+    d.pairs = [p for p in d.dpo if p.prompt.strip().lower() not in test_inputs]
+    if d.method == "kto":
+        d.kto_train = [e for e in (d.kto or []) if e.input.strip().lower() not in test_inputs]
+        info.update(kto_desirable=sum(e.label for e in d.kto_train), kto_undesirable=sum(not e.label for e in d.kto_train))
+    if d.method == "dpo": info["pairs"] = len(d.pairs)
+
+# %% ../nbs/41_orchestrator.ipynb #054102bd
+def _dpo_or_sft(config, method, d, res, info):
+    "Switch a selected DPO run to SFT when the split left too few pairs."
+    if d.method != "dpo" or method is not None: return
+    if len(d.pairs) >= config.min_dpo_pairs or len(d.train) < config.min_sft_examples: return
+    why = (f"only {len(d.pairs)} preference pairs left after holding out the test set (< min_dpo_pairs {config.min_dpo_pairs}); "
+           f"{len(d.train)} approved examples qualify for SFT")
+    log.warning(f"Training SFT instead of DPO: {why}")
+    d.method, info["switched_to_sft"] = "sft", why
+    res.analysis["reasons"] = list(res.analysis.get("reasons", [])) + [f"switched to SFT: {why}"]
+
+# %% ../nbs/41_orchestrator.ipynb #912445ff
+@patch
+def _split(self:FinetuningOrchestrator, config, st, d, res, method):
+    "Split: held-out test examples, training data without them, and the final method."
+    with st.run("split") as info:
+        _held_out(config, d, info)
+        _without_test(d, info)
+        _dpo_or_sft(config, method, d, res, info)
+    res.training_method, res.used_synthetic = d.method, bool(d.synthetic)
+
+# %% ../nbs/41_orchestrator.ipynb #33a35806
+def _recipe(config, d):
+    "The config with the recipe's learning rate when none is set."
+    if config.learning_rate is not None: return config
+    return replace(config, learning_rate=default_learning_rate(d.method, bool(d.labels)))
+
+# %% ../nbs/41_orchestrator.ipynb #13298ddc
+def _records(config, d) -> list:
+    "The trainer's records of the chosen method, with the label list in every prompt of a closed task."
+    from cogniverse_ft.formatting import InstructionFormatter, with_label_list
+    from cogniverse_ft.extract import InstructionDataset, PreferenceDataset
+    if d.labels and config.label_prompt:
+        d.train, d.pairs = with_label_list(d.train, d.labels, config.label_prompt), with_label_list(d.pairs, d.labels, config.label_prompt)
+        d.kto_train = with_label_list(d.kto_train, d.labels, config.label_prompt)
+    if d.method == "dpo": return InstructionFormatter.format_dpo(PreferenceDataset(d.pairs, d.dpo.metadata))
+    if d.method == "kto":
+        from cogniverse_ft.kto import kto_records
+        return kto_records(d.kto_train)
+    return InstructionFormatter.format_prompt_completion(InstructionDataset(d.train, d.sft.metadata))
+
+# %% ../nbs/41_orchestrator.ipynb #36308aad
+def _validate(config, d):
+    "Raise naming the problem unless the records suit the trainer of the chosen method."
+    from cogniverse_ft.formatting import validate_sft_dataset, validate_dpo_dataset
+    if d.method == "kto":
+        from cogniverse_ft.kto import validate_kto_dataset
+        validate_kto_dataset(d.records)
+    else: (validate_dpo_dataset if d.method == "dpo" else validate_sft_dataset)(d.records)
+    if d.method == "dpo" and len(d.records) < config.min_dpo_pairs:
+        log.warning(f"Only {len(d.records)} preference pairs left after holding out the test set (min_dpo_pairs {config.min_dpo_pairs})")
+
+# %% ../nbs/41_orchestrator.ipynb #77a78649
+@patch
+def _format(self:FinetuningOrchestrator, config, st, d):
+    "Formatting and validation: the trainer's records, checked."
+    with st.run("formatting") as info:
+        d.records = _records(config, d)
+        info["records"] = len(d.records)
+    with st.run("validation") as info:
+        _validate(config, d)
+        info["valid"] = len(d.records)
+
+# %% ../nbs/41_orchestrator.ipynb #74e39cbd
 def lineage_rows(items) -> list[dict]:
     "`{span_id, trace_id, session_id}` of each example, pair or dict that has a span id (once each)."
     out, seen = [], set()
@@ -203,207 +477,21 @@ def lineage_rows(items) -> list[dict]:
         sid = md.get("span_id")
         if not isinstance(sid, str) or not sid or sid in seen: continue
         seen.add(sid)
-        out.append({"span_id": sid, "trace_id": md.get("trace_id") if isinstance(md.get("trace_id"), str) else None,
-                    "session_id": md.get("session_id") if isinstance(md.get("session_id"), str) else None})
+        text = lambda k: md.get(k) if isinstance(md.get(k), str) else None
+        out.append({"span_id": sid, "trace_id": text("trace_id"), "session_id": text("session_id")})
     return out
 
-# %% ../nbs/41_orchestrator.ipynb #94ab3664
-@patch_to(FinetuningOrchestrator)
-async def _run_llm(self, config:OrchestrationConfig, st:Stages, method:str|None):
-    from cogniverse_ft.select import TrainingMethodSelector
-    from cogniverse_ft.extract import InstructionExample, InstructionDataset, PreferenceDataset, valid_labels
-    from cogniverse_ft.extract import as_task
-    task = self.task if self.task is not None else as_task(config.agent_type)
-    if task.name != config.agent_type: raise ValueError(f"The task is {task.name!r} but config.agent_type is {config.agent_type!r}")
-    res = OrchestrationResult("llm", None, None, {}, config.base_model, {}, False)
-    with st.run("extraction") as info:
-        a = await TrainingMethodSelector(config=config).analyze_data(self.provider, config.project, task)
-        sft_ds, dpo_ds, kto_ds = a.sft_dataset, a.dpo_dataset, a.kto_dataset
-        info.update(spans=a.total_spans, approved=a.approved_count, rejected=a.rejected_count, pairs=a.preference_pairs,
-                    skipped=sum(a.skipped.values()) if a.skipped else 0)
-        trajectories = None
-        if config.multi_turn:
-            from cogniverse_ft.extract import TraceToTrajectoryConverter
-            trajectories = await TraceToTrajectoryConverter(self.provider).extract_trajectories(
-                config.project, min_turns_per_session=config.min_turns_per_session)
-            info["trajectories"] = len(trajectories)
-    res.analysis = {**a.to_dict(), "task": task.to_dict()}
-    with st.run("privacy") as info:  # scrub PII before anything is formatted, trained on, evaluated or logged
-        sft_ds, dpo_ds, trajectories, kto_ds = self._scrub(config, task, info, res, sft_ds, dpo_ds, trajectories, kto_ds)
-    if config.multi_turn: return await self._run_multi_turn(config, st, method, task, trajectories, res, a)
-    chosen = method or a.recommended_method
-    with st.run("selection") as info:
-        if method is not None and method not in ("sft", "dpo", "kto"):
-            raise ValueError(f"Unknown training method {method!r} for model_type='llm'; allowed: 'sft', 'dpo', 'kto'")
-        if chosen == "kto" and (kto_ds is None or not any(not e.label for e in kto_ds) or not any(e.label for e in kto_ds)):
-            raise ValueError(f"method='kto' needs approved outputs and rejected outputs without a pair; this data has "
-                             f"{a.approved_count} approved and {a.unpaired_rejections} unpaired rejected")
-        if chosen == "dpo" and len(dpo_ds) < config.min_dpo_pairs:
-            raise ValueError(f"Insufficient preference pairs: {len(dpo_ds)} < {config.min_dpo_pairs}. "
-                             "Need spans with both approved and rejected annotations.")
-        info.update(method=chosen, confidence=a.confidence, reasons="; ".join(a.reasons))
-    synthetic = []
-    if chosen in ("insufficient", "sft") and len(sft_ds) < config.min_sft_examples:
-        with st.run("synthetic") as info:
-            synthetic, pending, status = await self._synthetic_round(config, sft_ds, info)
-        res.synthetic_approved_count, res.pending_approval = len(synthetic), pending
-        if status != "ready":
-            res.status = status
-            res.message = (f"{len(sft_ds)} approved + {len(synthetic)} approved synthetic examples < min_sft_examples "
-                           f"({config.min_sft_examples}); {pending} synthetic items await human review in Phoenix"
-                           if status == "awaiting_approval" else
-                           f"{len(sft_ds)} approved examples < min_sft_examples ({config.min_sft_examples}) and "
-                           "synthetic generation is off or impossible: collect more annotations. " + (a.reasons[-1] if a.funnel else ""))
-            return res
-        chosen = "sft"
-    res.training_method, res.used_synthetic = chosen, bool(synthetic)
-    labels = None if task.labels == "open" else (task.label_set or (valid_labels(sft_ds) if len(sft_ds) else valid_labels(dpo_ds)))
-    test = []
-    with st.run("split") as info:
-        train_ex = list(sft_ds)
-        if config.evaluate_after_training and config.test_set_size > 0 and len(sft_ds) >= 2:
-            from cogniverse_ft.formatting import time_split
-            train_ds, test_ds, split = time_split(sft_ds, config.test_set_size, days=7)
-            train_ex, test = list(train_ds), list(test_ds)
-            info.update(train=len(train_ex), test=len(test), fallback=split.get("fallback"))
-        else: info.update(train=len(train_ex), test=0)
-        test_inputs = {e.input.strip().lower() for e in test}
-        train_ex += [InstructionExample(task.instruction or s.instruction, s.input, s.output, {"synthetic": True, "item_id": s.item_id})
-                     for s in synthetic if s.input.strip().lower() not in test_inputs]
-        pairs = [p for p in dpo_ds if p.prompt.strip().lower() not in test_inputs]
-        kto_train = [e for e in (kto_ds or []) if e.input.strip().lower() not in test_inputs] if chosen == "kto" else []
-        if chosen == "kto": info.update(kto_desirable=sum(e.label for e in kto_train), kto_undesirable=sum(not e.label for e in kto_train))
-        if chosen == "dpo": info["pairs"] = len(pairs)
-        if chosen == "dpo" and method is None and len(pairs) < config.min_dpo_pairs and len(train_ex) >= config.min_sft_examples:
-            why = (f"only {len(pairs)} preference pairs left after holding out the test set (< min_dpo_pairs {config.min_dpo_pairs}); "
-                   f"{len(train_ex)} approved examples qualify for SFT")
-            log.warning(f"Training SFT instead of DPO: {why}")
-            chosen, res.training_method, info["switched_to_sft"] = "sft", "sft", why
-            res.analysis["reasons"] = list(res.analysis.get("reasons", [])) + [f"switched to SFT: {why}"]
-    if config.learning_rate is None:  # the recipe: 4e-4 for SFT on a closed-label task, else 2e-4 (see `core`)
-        from dataclasses import replace
-        from cogniverse_ft.core import default_learning_rate
-        config = replace(config, learning_rate=default_learning_rate(chosen, bool(labels)))
-    if labels and config.label_prompt:  # closed task: every training prompt names the label set, as the evaluation's will
-        from cogniverse_ft.formatting import with_label_list
-        train_ex, pairs = with_label_list(train_ex, labels, config.label_prompt), with_label_list(pairs, labels, config.label_prompt)
-        kto_train = with_label_list(kto_train, labels, config.label_prompt)
-    with st.run("formatting") as info:
-        from cogniverse_ft.formatting import InstructionFormatter, validate_sft_dataset, validate_dpo_dataset
-        if chosen == "dpo":
-            records = InstructionFormatter.format_dpo(PreferenceDataset(pairs, dpo_ds.metadata))
-        elif chosen == "kto":
-            from cogniverse_ft.kto import kto_records
-            records = kto_records(kto_train)
-        elif config.multi_turn and trajectories is not None and len(trajectories):
-            records = InstructionFormatter.format_multi_turn(trajectories)
-        else:
-            records = InstructionFormatter.format_prompt_completion(InstructionDataset(train_ex, sft_ds.metadata))
-        info["records"] = len(records)
-    with st.run("validation") as info:
-        if chosen == "kto":
-            from cogniverse_ft.kto import validate_kto_dataset
-            validate_kto_dataset(records)
-        else: (validate_dpo_dataset if chosen == "dpo" else validate_sft_dataset)(records)
-        if chosen == "dpo" and len(records) < config.min_dpo_pairs:
-            log.warning(f"Only {len(records)} preference pairs left after holding out the test set (min_dpo_pairs {config.min_dpo_pairs})")
-        info["valid"] = len(records)
-    if chosen == "dpo": used = pairs
-    elif chosen == "kto": used = kto_train
-    elif config.multi_turn and trajectories is not None and len(trajectories):
-        used = [{"span_id": t.span_id, "session_id": tr.session_id} for tr in trajectories for t in tr.turns]
-    else: used = train_ex
-    lineage = {"train": lineage_rows(used), "test": lineage_rows(test),
-               "synthetic": [{"item_id": str(e.metadata["item_id"])} for e in train_ex if e.metadata.get("item_id")]}
-    await self._train(config, chosen, records, [r["span_id"] for r in lineage["train"]], st, res)
-    await self._finish(config, res, st, test, labels, a, task.labels, lineage, train_ex)
-    return res
+# %% ../nbs/41_orchestrator.ipynb #d03ea320
+def _lineage(d) -> dict:
+    "The span ids a run trains and tests on, and its synthetic item ids."
+    used = {"dpo": d.pairs, "kto": d.kto_train}.get(d.method, d.train)
+    return {"train": lineage_rows(used), "test": lineage_rows(d.test),
+            "synthetic": [{"item_id": str(e.metadata["item_id"])} for e in d.train if e.metadata.get("item_id")]}
 
-# %% ../nbs/41_orchestrator.ipynb #5a0fc97b
-@patch_to(FinetuningOrchestrator)
-async def _run_multi_turn(self, config, st, method, task, trajectories, res, analysis):
-    "Multi-turn SFT: sessions kept by outcome, split in time by session, trained as whole sessions, tested turn by turn."
-    from dataclasses import replace
-    from cogniverse_ft.core import default_learning_rate
-    from cogniverse_ft.extract import TrajectoryDataset
-    from cogniverse_ft.formatting import keep_sessions, session_turn_examples, time_split, InstructionFormatter, validate_sft_dataset
-    if method not in (None, "sft"): raise ValueError(f"multi_turn trains SFT on whole sessions; method {method!r} is not available for it")
-    with st.run("selection") as info:
-        kept, counts = keep_sessions(trajectories, config.exclude_session_outcomes)
-        info.update(method="sft", sessions=counts["sessions"], kept=counts["kept"], excluded=counts["excluded"], by_outcome=counts["by_outcome"])
-    if len(kept) < 2:
-        res.status = "insufficient_data"
-        res.message = (f"{len(kept)} usable sessions of {counts['sessions']} ({counts['excluded']} with an excluded outcome "
-                       f"{list(config.exclude_session_outcomes)}; sessions under {config.min_turns_per_session} turns are not counted): need 2")
-        return res
-    with st.run("split") as info:
-        train_tr, test_tr = list(kept), []
-        if config.evaluate_after_training and config.test_set_size > 0:
-            train_tr, test_tr, split = time_split(TrajectoryDataset(kept), max(1, min(config.test_set_size, len(kept) // 5)), days=7)
-            train_tr, test_tr = list(train_tr), list(test_tr)
-            info["fallback"] = split.get("fallback")
-        test = session_turn_examples(test_tr, task.default_instruction)
-        info.update(train_sessions=len(train_tr), test_sessions=len(test_tr), test_turns=len(test))
-    res.training_method = "sft"
-    closed = task.labels == "closed" and task.label_set and {e.output for e in test} <= set(task.label_set)
-    labels = list(task.label_set) if closed else None
-    if config.learning_rate is None: config = replace(config, learning_rate=default_learning_rate("sft", bool(labels)))
-    with st.run("formatting") as info:
-        records = InstructionFormatter.format_multi_turn(train_tr, task.default_instruction)
-        info["records"] = len(records)
-    with st.run("validation") as info:
-        validate_sft_dataset(records); info["valid"] = len(records)
-    lineage = {"train": lineage_rows([{"span_id": t.span_id, "session_id": tr.session_id} for tr in train_tr for t in tr.turns]),
-               "test": lineage_rows(test), "synthetic": []}
-    await self._train(config, "sft", records, [r["span_id"] for r in lineage["train"]], st, res)
-    await self._finish(config, res, st, test, labels, analysis, "closed" if labels else "open", lineage, None)
-    return res
-
-# %% ../nbs/41_orchestrator.ipynb #3ca483a8
-@patch_to(FinetuningOrchestrator)
-def _scrub(self, config, task, info, res, *datasets):
-    "The datasets with PII scrubbed (the task's, else the config's `privacy` section; on by default); counts in the analysis."
-    from cogniverse_ft.extract import task_scrubber, scrub_dataset, valid_labels
-    sft = datasets[0]
-    labels = task.label_set or (valid_labels(sft) if len(sft) else []) if task.labels == "closed" else []
-    scrubber = task_scrubber(task.privacy if task.privacy is not None else config.privacy, labels)
-    out = [None if d is None else scrub_dataset(d, scrubber) for d in datasets]
-    names = ("sft", "dpo", "trajectories", "kto")
-    res.analysis["privacy"] = {"enabled": scrubber is not None,
-                               **{n: d.metadata.get("pii", {}) for n, d in zip(names, out) if d is not None}}
-    info.update(enabled=scrubber is not None, **{k: v for k, v in res.analysis["privacy"].get("sft", {}).items() if v})
-    return out
-
-# %% ../nbs/41_orchestrator.ipynb #4b518d54
-@patch_to(FinetuningOrchestrator)
-async def _synthetic_round(self, config, sft_ds, info) -> tuple:
-    "Approved synthetic items, the pending count, and 'ready' | 'awaiting_approval' | 'insufficient_data'."
-    from cogniverse_ft.extract import valid_labels
-    review = self._review(config)
-    approved = review.items(config.agent_type, "approved")
-    pending = review.items(config.agent_type, "pending")
-    have = len(sft_ds) + len(approved)
-    info.update(approved_synthetic=len(approved), pending=len(pending), real=len(sft_ds))
-    if have >= config.min_sft_examples: return approved, len(pending), "ready"
-    need = config.min_sft_examples - have - len(pending)
-    labels = valid_labels(sft_ds) if len(sft_ds) else []
-    if need > 0 and config.generate_synthetic and labels:
-        shots = {}
-        for e in sft_ds: shots.setdefault(e.output, []).append(e.input)
-        known = [e.input for e in sft_ds] + [i.input for i in review.items(config.agent_type)]
-        items = self._synthetic(config).generate(agent_type=config.agent_type, count=need, labels=labels,
-                                                 examples={k: v[:4] for k, v in shots.items()}, known_inputs=known)
-        added = review.submit(items)
-        info["generated"] = added
-        pending = review.items(config.agent_type, "pending")
-    elif need > 0 and config.generate_synthetic:
-        info["note"] = "no label space known (no approved examples): cannot generate synthetic candidates"
-    if pending: return approved, len(pending), "awaiting_approval"
-    return approved, 0, "insufficient_data"
-
-# %% ../nbs/41_orchestrator.ipynb #574094a9
-@patch_to(FinetuningOrchestrator)
-async def _train(self, config, method, records, span_ids, st, res):
+# %% ../nbs/41_orchestrator.ipynb #92c639d1
+@patch
+async def _train(self:FinetuningOrchestrator, config, method, records, span_ids, st, res):
+    "Training: the backend trains `method` on `records`; the adapter folder and metrics go to the result."
     with st.run("training") as info:
         backend = self._backend(config)
         fn = {"sft": backend.train_sft, "dpo": backend.train_dpo, "kto": backend.train_kto, "embedding": backend.train_embedding}[method]
@@ -412,73 +500,31 @@ async def _train(self, config, method, records, span_ids, st, res):
         res.base_model = job.result.base_model or res.base_model
         info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend, seconds=job.duration_s)
 
-@patch_to(FinetuningOrchestrator)
-async def _finish(self, config, res, st, test, labels, analysis, label_mode=None, lineage=None, train=None):
-    res.experiment_run_id = f"run_{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')}_{uuid.uuid4().hex[:6]}"
-    if config.enable_registry:
-        with st.run("registration") as info:
-            reg = self._registry()
-            if config.adapter_storage_uri:
-                from cogniverse_ft.storage import upload_adapter
-                res.adapter_uri = redact_url(str(upload_adapter(res.adapter_path, config.adapter_storage_uri)))  # no password in results
-            res.adapter_id = reg.register_adapter(
-                tenant_id=config.tenant_id, name=f"{config.target}_{res.training_method}", version=config.adapter_version,
-                base_model=res.base_model, model_type=config.model_type, training_method=res.training_method,
-                adapter_path=res.adapter_path, agent_type=config.agent_type, modality=config.modality,
-                metrics={k: v for k, v in res.metrics.items() if v is not None}, adapter_uri=res.adapter_uri,
-                training_config=config.to_dict(), experiment_run_id=res.experiment_run_id, lineage=lineage)
-            info["adapter_id"] = res.adapter_id
-    if config.evaluate_after_training and config.model_type == "llm":
-        with st.run("evaluation") as info:
-            from cogniverse_ft.evaluate import evaluate_adapter
-            kw = dict(run_id=res.experiment_run_id, base_model=config.base_model, valid_labels=labels or None, labels=label_mode,
-                      train_examples=train, label_prompt=config.label_prompt, baseline_model=config.baseline_model)
-            info["where"] = evaluation_place(config)
-            if info["where"] == "remote":
-                from cogniverse_ft.remote_eval import evaluate_on_modal
-                res.evaluation_result = await asyncio.to_thread(evaluate_on_modal, config, res.adapter_path, config.agent_type, test,
-                                                                compare=self._compare_with(config, res), **kw)  # Modal's blocking API, off the event loop
-            else: res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, test, compare=self._compare_with(config, res), **kw)
-            ev = res.evaluation_result
-            if hasattr(ev, "base_metrics"):
-                info.update(base_accuracy=round(ev.base_metrics.accuracy, 4), adapter_accuracy=round(ev.adapter_metrics.accuracy, 4),
-                            p_value=float(f"{ev.p_value:.3g}"))
-                if ev.baseline_metrics is not None:
-                    info.update(baseline_accuracy=round(ev.baseline_metrics.accuracy, 4), vs_baseline=ev.baseline_verdict,
-                                p_value_vs_baseline=float(f"{ev.baseline_significance.p_value:.3g}"))
-                if res.adapter_id:  # the registry keeps the summary: `adapters show` and the export's model card read it
-                    from cogniverse_ft.export import evaluation_record
-                    self._registry().record_evaluation(res.adapter_id, evaluation_record(ev))
-            else: info["error"] = getattr(ev, "error", str(ev))
-    if config.enable_registry and res.adapter_id:
-        from cogniverse_ft.evaluate import activation_decision
-        with st.run("activation") as info:
-            d = activation_decision(res.evaluation_result, config.activation_rule)
-            if d["activate"]:
-                self._registry().activate_adapter(res.adapter_id)
-                res.activated = True
-            else: log.warning(f"Not activating {res.adapter_id} (rule {d['rule']!r}): {d['reason']}")
-            res.activation = {**d, "activated": res.activated}
-            if hasattr(res.evaluation_result, "activation"): res.evaluation_result.activation = res.activation
-            info.update(rule=d["rule"], active=res.activated, reason=d["reason"])
-    if self.track:
-        try:
-            with st.run("tracking") as info:
-                from cogniverse_ft.tracking import log_experiment, log_evaluation
-                info["experiment_span"] = log_experiment(self.provider, config, res, res.analysis or analysis)  # with task and privacy counts
-                if res.evaluation_result is not None:
-                    info["evaluation_span"] = log_evaluation(self.provider, config, res.evaluation_result, test_examples=test)
-        except StageError as e:
-            log.error(f"Tracking failed; the adapter and its registration are kept: {e}")
-    res.message = res.message or f"trained {res.training_method} adapter"
-
-# %% ../nbs/41_orchestrator.ipynb #f05affe1
-@patch_to(FinetuningOrchestrator)
-def _compare_with(self, config, res) -> dict:
+# %% ../nbs/41_orchestrator.ipynb #b23a39b9
+@patch
+def _compare_with(self:FinetuningOrchestrator, config, res) -> dict:
     "`{'active': folder}` of the tenant's active adapter when the activation rule is 'active', else `{}`."
     if config.activation_rule != "active" or not config.enable_registry: return {}
     act = self._registry().get_active_adapter(config.tenant_id, config.agent_type)
     return {"active": act.adapter_path} if act is not None and act.adapter_id != res.adapter_id else {}
+
+# %% ../nbs/41_orchestrator.ipynb #2bb7077c
+@patch
+def _register(self:FinetuningOrchestrator, config, res, st, d):
+    "Registration: upload, register (inactive, with lineage), and find the adapter to compare with."
+    if not config.enable_registry: return
+    with st.run("registration") as info:
+        if config.adapter_storage_uri:
+            from cogniverse_ft.storage import upload_adapter
+            res.adapter_uri = redact_url(str(upload_adapter(res.adapter_path, config.adapter_storage_uri)))
+        res.adapter_id = self._registry().register_adapter(
+            tenant_id=config.tenant_id, name=f"{config.target}_{res.training_method}", version=config.adapter_version,
+            base_model=res.base_model, model_type=config.model_type, training_method=res.training_method,
+            adapter_path=res.adapter_path, agent_type=config.agent_type, modality=config.modality,
+            metrics={k: v for k, v in res.metrics.items() if v is not None}, adapter_uri=res.adapter_uri,
+            training_config=config.to_dict(), experiment_run_id=res.experiment_run_id, lineage=d.lineage)
+        info["adapter_id"] = res.adapter_id
+        d.compare = self._compare_with(config, res)
 
 # %% ../nbs/41_orchestrator.ipynb #3ea869e7
 def evaluation_place(config:OrchestrationConfig, # the run's configuration (evaluate_on, backend)
@@ -488,47 +534,248 @@ def evaluation_place(config:OrchestrationConfig, # the run's configuration (eval
     return "remote" if config.backend == "remote" else "local"
 
 # %% ../nbs/41_orchestrator.ipynb #1dbe6375
-@patch_to(FinetuningOrchestrator)
-async def _run_embedding(self, config:OrchestrationConfig, st:Stages, method:str|None):
-    from cogniverse_ft.select import TrainingMethodSelector
-    base = config.base_model if config.base_model != DEFAULT_BASE_MODEL else DEFAULT_EMBEDDING_MODEL
-    if config.learning_rate is None:
-        from dataclasses import replace
-        from cogniverse_ft.core import default_learning_rate
-        config = replace(config, learning_rate=default_learning_rate("embedding", False))
-    res = OrchestrationResult("embedding", None, None, {}, base, {}, False)
-    if method not in (None, "embedding"): raise ValueError(f"Unknown training method {method!r} for model_type='embedding'; allowed: 'embedding'")
-    with st.run("extraction") as info:
-        a = await TrainingMethodSelector(config=config).analyze_data(self.provider, config.project, None, "embedding", config.modality)
-        info.update(spans=a.total_spans, triplets=a.triplets)
-    res.analysis = a.to_dict()
-    with st.run("privacy") as info:
-        from cogniverse_ft.extract import task_scrubber, scrub_dataset
-        scrubber = task_scrubber(config.privacy)
-        a.triplet_dataset = scrub_dataset(a.triplet_dataset, scrubber)
-        res.analysis["privacy"] = {"enabled": scrubber is not None, "triplets": a.triplet_dataset.metadata.get("pii", {})}
-        info["enabled"] = scrubber is not None
+def evaluation_info(ev, # an EvaluationResult, or a FailedEvaluation
+                   ) -> dict:
+    "The evaluation stage's counts: accuracies and p-values, or the error."
+    if not hasattr(ev, "base_metrics"): return {"error": getattr(ev, "error", str(ev))}
+    info = dict(base_accuracy=round(ev.base_metrics.accuracy, 4), adapter_accuracy=round(ev.adapter_metrics.accuracy, 4),
+                p_value=float(f"{ev.p_value:.3g}"))
+    if ev.baseline_metrics is not None:
+        info.update(baseline_accuracy=round(ev.baseline_metrics.accuracy, 4), vs_baseline=ev.baseline_verdict,
+                    p_value_vs_baseline=float(f"{ev.baseline_significance.p_value:.3g}"))
+    return info
+
+# %% ../nbs/41_orchestrator.ipynb #9800dabb
+@patch
+async def _evaluate(self:FinetuningOrchestrator, config, res, st, d, label_mode=None, train=None):
+    "Evaluation: the adapter against the base (and the baseline, and the active adapter) on the held-out set."
+    if not (config.evaluate_after_training and config.model_type == "llm"): return
+    with st.run("evaluation") as info:
+        from cogniverse_ft.evaluate import evaluate_adapter
+        kw = dict(run_id=res.experiment_run_id, base_model=config.base_model, valid_labels=d.labels or None, labels=label_mode,
+                  train_examples=train, label_prompt=config.label_prompt, baseline_model=config.baseline_model, compare=d.compare)
+        info["where"] = evaluation_place(config)
+        if info["where"] == "remote":
+            from cogniverse_ft.remote_eval import evaluate_on_modal  # Modal's blocking API, off the event loop
+            res.evaluation_result = await asyncio.to_thread(evaluate_on_modal, config, res.adapter_path, config.agent_type, d.test, **kw)
+        else: res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, d.test, **kw)
+        info.update(evaluation_info(res.evaluation_result))
+
+# %% ../nbs/41_orchestrator.ipynb #069d5767
+@patch
+def _activate(self:FinetuningOrchestrator, config, res, st):
+    "Activation: the rule's decision, the evaluation kept in the registry, and the adapter activated when allowed."
+    if not (config.enable_registry and res.adapter_id): return
+    from cogniverse_ft.evaluate import activation_decision
+    with st.run("activation") as info:
+        d = activation_decision(res.evaluation_result, config.activation_rule)
+        if hasattr(res.evaluation_result, "base_metrics"):
+            from cogniverse_ft.export import evaluation_record
+            self._registry().record_evaluation(res.adapter_id, evaluation_record(res.evaluation_result))
+        if d["activate"]: self._registry().activate_adapter(res.adapter_id)
+        else: log.warning(f"Not activating {res.adapter_id} (rule {d['rule']!r}): {d['reason']}")
+        res.activated = d["activate"]
+        res.activation = {**d, "activated": res.activated}
+        if hasattr(res.evaluation_result, "activation"): res.evaluation_result.activation = res.activation
+        info.update(rule=d["rule"], active=res.activated, reason=d["reason"])
+
+# %% ../nbs/41_orchestrator.ipynb #b16c6328
+@patch
+def _track(self:FinetuningOrchestrator, config, res, st, test):
+    "Tracking: EXPERIMENT and EVALUATION spans in Phoenix (a failure is logged, not raised)."
+    if not self.track: return
+    try:
+        with st.run("tracking") as info:
+            from cogniverse_ft.tracking import log_experiment, log_evaluation
+            info["experiment_span"] = log_experiment(self.provider, config, res, res.analysis)
+            if res.evaluation_result is not None:
+                info["evaluation_span"] = log_evaluation(self.provider, config, res.evaluation_result, test_examples=test)
+    except StageError as e:
+        log.error(f"Tracking failed; the adapter and its registration are kept: {e}")
+
+# %% ../nbs/41_orchestrator.ipynb #a0effd6a
+@patch
+async def _finish(self:FinetuningOrchestrator, config, res, st, d, label_mode=None, train=None):
+    "Registration, evaluation, activation and tracking of a trained adapter."
+    res.experiment_run_id = f"run_{datetime.now(timezone.utc).strftime('%Y-%m-%dT%H:%M:%S')}_{uuid.uuid4().hex[:6]}"
+    self._register(config, res, st, d)
+    await self._evaluate(config, res, st, d, label_mode, train)
+    self._activate(config, res, st)
+    self._track(config, res, st, d.test)
+    res.message = res.message or f"trained {res.training_method} adapter"
+
+# %% ../nbs/41_orchestrator.ipynb #0e1fe96b
+@patch
+async def _run_llm(self:FinetuningOrchestrator, config:OrchestrationConfig, st:Stages, method:str|None):
+    "Extraction to tracking for an LLM task."
+    from cogniverse_ft.extract import as_task
+    task = self.task if self.task is not None else as_task(config.agent_type)
+    if task.name != config.agent_type: raise ValueError(f"The task is {task.name!r} but config.agent_type is {config.agent_type!r}")
+    res, d = OrchestrationResult("llm", None, None, {}, config.base_model, {}, False), RunData(task=task)
+    await self._extract(config, st, d)
+    self._scrub(config, st, d)
+    if config.multi_turn: return await self._run_multi_turn(config, st, method, d, res)
+    self._select(config, st, d, res, method)
+    if not await self._top_up(config, st, d, res): return res
+    self._split(config, st, d, res, method)
+    config = _recipe(config, d)
+    self._format(config, st, d)
+    d.lineage = _lineage(d)
+    await self._train(config, d.method, d.records, [r["span_id"] for r in d.lineage["train"]], st, res)
+    await self._finish(config, res, st, d, task.labels, d.train)
+    return res
+
+# %% ../nbs/41_orchestrator.ipynb #00a7c47d
+@patch
+def _keep_sessions(self:FinetuningOrchestrator, config, st, d, res) -> list:
+    "Selection (multi-turn): the sessions whose outcome is not excluded; the selector's analysis is recorded too."
+    from cogniverse_ft.formatting import keep_sessions
     with st.run("selection") as info:
+        self._analyze(config, d, res)
+        kept, counts = keep_sessions(d.trajectories, config.exclude_session_outcomes)
+        info.update(method="sft", sessions=counts["sessions"], kept=counts["kept"], excluded=counts["excluded"],
+                    by_outcome=counts["by_outcome"])
+    if len(kept) < 2:
+        res.status = "insufficient_data"
+        res.message = (f"{len(kept)} usable sessions of {counts['sessions']} ({counts['excluded']} with an excluded outcome "
+                       f"{list(config.exclude_session_outcomes)}; sessions under {config.min_turns_per_session} turns are not "
+                       "counted): need 2")
+    return kept
+
+# %% ../nbs/41_orchestrator.ipynb #a07b453b
+@patch
+def _split_sessions(self:FinetuningOrchestrator, config, st, d, kept) -> list:
+    "Split (multi-turn): sessions held out in time (at most a fifth), their turns as test examples; the training sessions."
+    from cogniverse_ft.extract import TrajectoryDataset
+    from cogniverse_ft.formatting import session_turn_examples, time_split
+    with st.run("split") as info:
+        train_tr, test_tr = list(kept), []
+        if config.evaluate_after_training and config.test_set_size > 0:
+            n = max(1, min(config.test_set_size, len(kept) // 5))
+            train_ds, test_ds, split = time_split(TrajectoryDataset(kept), n, days=7)
+            train_tr, test_tr = list(train_ds), list(test_ds)
+            info["fallback"] = split.get("fallback")
+        d.test = session_turn_examples(test_tr, d.task.default_instruction)
+        info.update(train_sessions=len(train_tr), test_sessions=len(test_tr), test_turns=len(d.test))
+    return train_tr
+
+# %% ../nbs/41_orchestrator.ipynb #2dd49ebe
+@patch
+async def _run_multi_turn(self:FinetuningOrchestrator, config, st, method, d, res):
+    "Multi-turn SFT: sessions kept by outcome, split in time by session, trained as whole sessions, tested turn by turn."
+    from cogniverse_ft.formatting import InstructionFormatter, validate_sft_dataset
+    if method not in (None, "sft"): raise ValueError(f"multi_turn trains SFT on whole sessions; method {method!r} is not available for it")
+    kept = self._keep_sessions(config, st, d, res)
+    if len(kept) < 2: return res
+    train_tr = self._split_sessions(config, st, d, kept)
+    res.training_method, d.method, task = "sft", "sft", d.task
+    closed = task.labels == "closed" and task.label_set and {e.output for e in d.test} <= set(task.label_set)
+    d.labels = list(task.label_set) if closed else None
+    config = _recipe(config, d)
+    with st.run("formatting") as info:
+        d.records = InstructionFormatter.format_multi_turn(train_tr, task.default_instruction)
+        info["records"] = len(d.records)
+    with st.run("validation") as info:
+        validate_sft_dataset(d.records)
+        info["valid"] = len(d.records)
+    d.lineage = {"train": lineage_rows([{"span_id": t.span_id, "session_id": tr.session_id} for tr in train_tr for t in tr.turns]),
+                 "test": lineage_rows(d.test), "synthetic": []}
+    await self._train(config, "sft", d.records, [r["span_id"] for r in d.lineage["train"]], st, res)
+    await self._finish(config, res, st, d, "closed" if d.labels else "open", None)
+    return res
+
+# %% ../nbs/41_orchestrator.ipynb #ac663cbd
+@patch
+async def _extract_triplets(self:FinetuningOrchestrator, config, st, d):
+    "Extraction and privacy (embedding): the modality's triplets, scrubbed."
+    from cogniverse_ft.extract import TripletExtractor, task_scrubber, scrub_dataset
+    with st.run("extraction") as info:
+        d.triplets = await TripletExtractor(self.provider).extract(config.project, config.modality)
+        info.update(spans=d.triplets.metadata.get("total_spans", 0), triplets=len(d.triplets))
+    with st.run("privacy") as info:
+        scrubber = task_scrubber(config.privacy)
+        d.triplets = scrub_dataset(d.triplets, scrubber)
+        d.privacy = {"enabled": scrubber is not None, "triplets": d.triplets.metadata.get("pii", {})}
+        info["enabled"] = scrubber is not None
+
+# %% ../nbs/41_orchestrator.ipynb #a019c43e
+@patch
+async def _run_embedding(self:FinetuningOrchestrator, config:OrchestrationConfig, st:Stages, method:str|None):
+    "Extraction to tracking for an embedding modality."
+    from cogniverse_ft.select import TrainingMethodSelector
+    from cogniverse_ft.formatting import InstructionFormatter, validate_embedding_dataset
+    if method not in (None, "embedding"):
+        raise ValueError(f"Unknown training method {method!r} for model_type='embedding'; allowed: 'embedding'")
+    base = config.base_model if config.base_model != DEFAULT_BASE_MODEL else DEFAULT_EMBEDDING_MODEL
+    config = replace(config, base_model=base, learning_rate=config.learning_rate or default_learning_rate("embedding", False))
+    res, d = OrchestrationResult("embedding", None, None, {}, base, {}, False), RunData()
+    await self._extract_triplets(config, st, d)
+    with st.run("selection") as info:
+        total = d.triplets.metadata.get("total_spans", 0)
+        a = TrainingMethodSelector(config=config).analyze_datasets(triplets=d.triplets, total_spans=total, project=config.project)
+        res.analysis = {**a.to_dict(), "privacy": d.privacy}
         info.update(method=a.recommended_method, reasons="; ".join(a.reasons))
     if a.recommended_method != "embedding":
         res.status, res.message = "insufficient_data", "; ".join(a.reasons)
         return res
     res.training_method = "embedding"
     with st.run("formatting") as info:
-        from cogniverse_ft.formatting import InstructionFormatter, validate_embedding_dataset
-        records = InstructionFormatter.format_triplets(a.triplet_dataset)
-        info["records"] = len(records)
+        d.records = InstructionFormatter.format_triplets(d.triplets)
+        info["records"] = len(d.records)
     with st.run("validation") as info:
-        validate_embedding_dataset(records); info["valid"] = len(records)
-    if config.base_model == DEFAULT_BASE_MODEL: config = OrchestrationConfig.from_dict({**config.to_dict(), "base_model": base})
-    lineage = {"train": lineage_rows([{"span_id": t.metadata.get("span_id") or t.metadata.get("search_id")} for t in a.triplet_dataset])}
-    await self._train(config, "embedding", records, [r["span_id"] for r in lineage["train"]], st, res)
-    await self._finish(config, res, st, [], [], a, lineage=lineage)
+        validate_embedding_dataset(d.records)
+        info["valid"] = len(d.records)
+    d.lineage = {"train": lineage_rows([{"span_id": t.metadata.get("span_id") or t.metadata.get("search_id")} for t in d.triplets])}
+    await self._train(config, "embedding", d.records, [r["span_id"] for r in d.lineage["train"]], st, res)
+    await self._finish(config, res, st, d)
     return res
+
+# %% ../nbs/41_orchestrator.ipynb #f05affe1
+@patch
+async def run(self:FinetuningOrchestrator, config:OrchestrationConfig, # what to train, where, how
+              method:str|None=None, # force "sft", "dpo", "kto" or "embedding" (default: the selector decides)
+             ) -> OrchestrationResult:
+    "Run the whole pipeline for `config`; raises `StageError` naming the stage that failed."
+    from cogniverse_ft.core import preflight
+    self._check_tenant(config)
+    preflight(config, self._registry() if config.enable_registry else None)  # fail before the first expensive stage
+    st, t0 = Stages(), time.time()
+    runner = self._run_embedding if config.model_type == "embedding" else self._run_llm
+    res = await runner(config, st, method)
+    res.stages = st.log
+    log.info(f"Fine-tuning run for {config.tenant_id}/{config.target} finished in {time.time()-t0:.0f}s: {res.status}")
+    return res
+
+# %% ../nbs/41_orchestrator.ipynb #3b1cb318
+@patch
+def run_sync(self:FinetuningOrchestrator, config:OrchestrationConfig, # what to train, where, how
+             method:str|None=None, # force a method (default: the selector decides)
+            ) -> OrchestrationResult:
+    "`run` for scripts (works inside Jupyter too)."
+    return run_sync(self.run(config, method))
+
+# %% ../nbs/41_orchestrator.ipynb #d194808e
+@patch
+def train_sft(self:FinetuningOrchestrator, config:OrchestrationConfig) -> OrchestrationResult:
+    "Run the pipeline with SFT (synchronous)."
+    return self.run_sync(config, "sft")
+
+# %% ../nbs/41_orchestrator.ipynb #91a027ce
+@patch
+def train_dpo(self:FinetuningOrchestrator, config:OrchestrationConfig) -> OrchestrationResult:
+    "Run the pipeline with DPO (synchronous)."
+    return self.run_sync(config, "dpo")
+
+# %% ../nbs/41_orchestrator.ipynb #ec77a8e6
+@patch
+def train_embedding(self:FinetuningOrchestrator, config:OrchestrationConfig) -> OrchestrationResult:
+    "Run the embedding pipeline (synchronous)."
+    return self.run_sync(config, "embedding")
 
 # %% ../nbs/41_orchestrator.ipynb #b0847df3
 _ORCH_KW = ("synthetic_service", "approval_orchestrator", "backend_impl", "registry", "train_overrides", "track")
 
+# %% ../nbs/41_orchestrator.ipynb #7c784f73
 async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant (default: a PhoenixProvider for the contract)
                    tenant_id:Optional[str]=None, # tenant slug (default: the contract's)
                    project:Optional[str]=None, # Phoenix project (default: the task's, else `cogniverse-<tenant>`)
@@ -541,7 +788,7 @@ async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant
                    task:Optional[str]=None, # the contract's task to train (default: its only task, else `agent_type`)
                    **kwargs, # OrchestrationConfig fields and orchestrator options
                   ) -> OrchestrationResult:
-    "Fine-tune from a tenant's telemetry: the reference design's `finetune`, reading the data as the contract declares."
+    "Fine-tune from a tenant's telemetry, reading the data as the contract declares."
     from cogniverse_ft.contract import resolve_task
     opts = {k: kwargs.pop(k) for k in list(kwargs) if k in _ORCH_KW}
     contract = spec = None
@@ -559,6 +806,7 @@ async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant
                                   opts.get("backend_impl"), opts.get("registry"), opts.get("train_overrides"), opts.get("track", True), spec)
     return await orch.run(config, method)
 
+# %% ../nbs/41_orchestrator.ipynb #5456a58b
 def finetune_sync(*args, **kwargs) -> OrchestrationResult:
     "`finetune` for scripts (works inside Jupyter too)."
     return run_sync(finetune(*args, **kwargs))
@@ -568,6 +816,7 @@ EXIT_CODES = {"succeeded": 0, "awaiting_approval": 3, "insufficient_data": 4}
 _NOT_FLAGS = ("tenant_id", "training")  # config fields with no flag of their own
 _TRAIN_ONLY = ("agent_type", "modality")  # TrainSettings fields that come from the config
 
+# %% ../nbs/41_orchestrator.ipynb #1ec6612a
 def _field_type(f):
     "What argparse converts a dataclass field's value with: JSON for mappings, int, float, a module list, else text."
     a = str(f.type)
@@ -578,6 +827,7 @@ def _field_type(f):
     if "int" in a: return int
     return str
 
+# %% ../nbs/41_orchestrator.ipynb #1fdba6f2
 def _add_field(p, f, doc:str, choices=None):
     "One `--flag` for dataclass field `f`: its help with the default and choices, and no default (absent unless given)."
     import argparse

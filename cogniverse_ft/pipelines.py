@@ -10,7 +10,7 @@ import json, time, tempfile, traceback, sys
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
-from .core import home_subdir, validate_tenant_id, get_logger, atomic_write_json
+from .core import home_subdir, validate_tenant_id, get_logger, atomic_write_json, bundled_notebook
 from .report import kernel_transport
 
 # %% auto #0
@@ -24,16 +24,9 @@ log = get_logger(__name__)
 def pipeline_notebook(path:str|Path|None=None, # a pipeline notebook (default: nbs/pipelines/tenant_finetune.ipynb)
                      ) -> Path:
     "Path of the per-tenant pipeline notebook; raises `FileNotFoundError` naming where it looked."
-    if path is not None:
-        p = Path(path)
-        if not p.exists(): raise FileNotFoundError(f"Pipeline notebook {p} does not exist")
-        return p
-    import cogniverse_ft
-    cands = [Path(cogniverse_ft.__file__).resolve().parent.parent/"nbs"/"pipelines"/"tenant_finetune.ipynb", Path.cwd()/"nbs"/"pipelines"/"tenant_finetune.ipynb"]
-    for c in cands:
-        if c.exists(): return c
-    raise FileNotFoundError("Pipeline notebook not found; looked in " + ", ".join(map(str, cands)) + " (pass notebook=...)")
+    return bundled_notebook("pipelines/tenant_finetune.ipynb", path, "Pipeline notebook")
 
+# %% ../nbs/42_pipelines.ipynb #12ced251
 def notebook_parameters(path:str|Path, # a notebook
                        ) -> dict:
     "The names and default values in the notebook's `parameters` cell (papermill's inspection)."
@@ -44,53 +37,52 @@ def notebook_parameters(path:str|Path, # a notebook
 @dataclass
 class TenantRun:
     "Outcome of the pipeline for one tenant."
-    tenant_id: str
+    tenant_id: str  # the tenant
     status: str  # succeeded | awaiting_approval | insufficient_data | failed
-    run_dir: str
-    executed_notebook: str
-    html: str | None = None
-    report_path: str | None = None
-    result: dict = field(default_factory=dict)
-    error: str | None = None
-    failing_cell: int | None = None
-    wall_s: float = 0.0
+    run_dir: str  # the run's folder
+    executed_notebook: str  # the executed pipeline notebook
+    html: str | None = None  # the executed notebook as HTML
+    report_path: str | None = None  # the tenant's report
+    result: dict = field(default_factory=dict)  # the pipeline's result.json
+    error: str | None = None  # why the run failed
+    failing_cell: int | None = None  # the index of the cell that failed
+    wall_s: float = 0.0  # seconds the run took
 
-def _to_html(nb_path:Path) -> Path:
-    from nbconvert import HTMLExporter
-    import nbformat
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
-    out = nb_path.with_suffix(".html"); out.write_text(body)
-    return out
-
-def run_tenant(tenant_id:str, # tenant to run
-               parameters:dict|None=None, # notebook parameters (tenant_id, result_path, report_dir are set here)
-               notebook:str|Path|None=None, # pipeline notebook (default: the bundled one)
-               out_root:str|Path|None=None, # where runs go (default: <home>/runs)
-               progress:bool=True, # papermill's cell progress bar
-              ) -> TenantRun:
-    "Execute the pipeline notebook for one tenant with papermill; never raises for a failing cell."
-    import papermill as pm
-    validate_tenant_id(tenant_id)
-    nb = pipeline_notebook(notebook)
-    root = Path(out_root) if out_root else home_subdir("runs")
+# %% ../nbs/42_pipelines.ipynb #f6d1210c
+def _run_dir(root:Path, tenant_id:str) -> Path:
+    "A new folder `<root>/<tenant>/<UTC time>` (with `_` appended while one exists)."
     run_dir = root/tenant_id/time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     while run_dir.exists(): run_dir = run_dir.with_name(run_dir.name + "_")
     run_dir.mkdir(parents=True)
-    executed = run_dir/"tenant_finetune.ipynb"
-    params = {**(parameters or {}), "tenant_id": tenant_id, "result_path": str(run_dir/"result.json"),
-              "report_dir": str(run_dir)}
-    t0 = time.time()
-    run = TenantRun(tenant_id, "failed", str(run_dir), str(executed))
+    return run_dir
+
+# %% ../nbs/42_pipelines.ipynb #2298eed5
+def _execute(nb:Path, run:TenantRun, params:dict, progress:bool):
+    "Run the notebook with papermill over IPC sockets; a failure is recorded in `run`, never raised."
+    import papermill as pm
     try:
         with tempfile.TemporaryDirectory(prefix="cogniverse_ft-kernel-") as sock:  # IPC sockets: no "TCP without encryption" warning
-            pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=progress,
-                                cwd=str(run_dir), log_output=False, **kernel_transport(sock))
+            pm.execute_notebook(str(nb), run.executed_notebook, parameters=params, kernel_name="python3", progress_bar=progress,
+                                cwd=run.run_dir, log_output=False, **kernel_transport(sock))
     except pm.PapermillExecutionError as e:
         run.error, run.failing_cell = f"{e.ename}: {e.evalue}", e.cell_index
     except Exception as e:
         run.error = f"{type(e).__name__}: {e}"
-    run.wall_s = round(time.time() - t0, 1)
-    res_file = run_dir/"result.json"
+
+# %% ../nbs/42_pipelines.ipynb #b2c2bbef
+def _to_html(nb_path:Path) -> Path:
+    "The executed notebook rendered to HTML next to it."
+    from nbconvert import HTMLExporter
+    import nbformat
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(nb_path, as_version=4))
+    out = nb_path.with_suffix(".html")
+    out.write_text(body)
+    return out
+
+# %% ../nbs/42_pipelines.ipynb #45524e45
+def _collect(run:TenantRun):
+    "Read the pipeline's result.json into `run` and render the executed notebook to HTML."
+    res_file, executed = Path(run.run_dir)/"result.json", Path(run.executed_notebook)
     if res_file.exists():
         run.result = json.loads(res_file.read_text())
         if run.error is None: run.status = run.result.get("status", "failed")
@@ -100,23 +92,47 @@ def run_tenant(tenant_id:str, # tenant to run
     if executed.exists():
         try: run.html = str(_to_html(executed))
         except Exception as e: log.warning(f"Could not render {executed} to HTML: {e}")
+
+# %% ../nbs/42_pipelines.ipynb #300f8a55
+def run_tenant(tenant_id:str, # tenant to run
+               parameters:dict|None=None, # notebook parameters (tenant_id, result_path, report_dir are set here)
+               notebook:str|Path|None=None, # pipeline notebook (default: the bundled one)
+               out_root:str|Path|None=None, # where runs go (default: <home>/runs)
+               progress:bool=True, # papermill's cell progress bar
+              ) -> TenantRun:
+    "Execute the pipeline notebook for one tenant with papermill; never raises for a failing cell."
+    validate_tenant_id(tenant_id)
+    nb = pipeline_notebook(notebook)
+    run_dir = _run_dir(Path(out_root) if out_root else home_subdir("runs"), tenant_id)
+    params = {**(parameters or {}), "tenant_id": tenant_id, "result_path": str(run_dir/"result.json"), "report_dir": str(run_dir)}
+    t0 = time.time()
+    run = TenantRun(tenant_id, "failed", str(run_dir), str(run_dir/"tenant_finetune.ipynb"))
+    _execute(nb, run, params, progress)
+    run.wall_s = round(time.time() - t0, 1)
+    _collect(run)
     atomic_write_json(run_dir/"run.json", asdict(run))
     return run
 
 # %% ../nbs/42_pipelines.ipynb #05234a37
-def format_runs(runs:list) -> str:
+def _details(r:TenantRun) -> str:
+    "The last column of a run's row: the failing cell and error, the items pending review, or the report."
+    if r.status == "failed": return f"cell {r.failing_cell}: {r.error}" if r.failing_cell is not None else (r.error or "")
+    if r.status == "awaiting_approval": return f"{r.result.get('pending_approval', 0)} items pending review"
+    return r.report_path or ""
+
+# %% ../nbs/42_pipelines.ipynb #a30cb2cd
+def format_runs(runs:list, # `TenantRun`s
+               ) -> str:
     "A plain-text table of tenant runs."
     rows = [("tenant", "status", "method", "adapter acc", "wall s", "details")]
     for r in runs:
-        ev = (r.result or {}).get("evaluation") or {}
-        acc = ev.get("adapter_accuracy")
-        det = (f"cell {r.failing_cell}: {r.error}" if r.failing_cell is not None else r.error) if r.status == "failed" else \
-              (f"{r.result.get('pending_approval', 0)} items pending review" if r.status == "awaiting_approval" else (r.report_path or ""))
+        acc = ((r.result or {}).get("evaluation") or {}).get("adapter_accuracy")
         rows.append((r.tenant_id, r.status, str((r.result or {}).get("training_method") or "-"),
-                     "-" if acc is None else f"{acc:.1%}", f"{r.wall_s:.0f}", (det or "")[:100]))
+                     "-" if acc is None else f"{acc:.1%}", f"{r.wall_s:.0f}", _details(r)[:100]))
     w = [max(len(row[i]) for row in rows) for i in range(5)]
     return "\n".join("  ".join(c.ljust(w[i]) if i < 5 else c for i, c in enumerate(row)) for row in rows)
 
+# %% ../nbs/42_pipelines.ipynb #de26bd30
 def run_tenants(tenants:list, # tenant ids
                 parameters:dict|None=None, # parameters for every tenant
                 per_tenant:dict|None=None, # extra parameters by tenant id
@@ -144,6 +160,7 @@ def _parse_params(items:list) -> dict:
         except json.JSONDecodeError: out[k.strip()] = v
     return out
 
+# %% ../nbs/42_pipelines.ipynb #88785f6f
 def cli_run_args(p):
     "Options of `cogniverse-ft run`."
     p.add_argument("--tenants", required=True, help="comma-separated tenant ids")
@@ -156,6 +173,7 @@ def cli_run_args(p):
     p.add_argument("--notebook", default=None, help="pipeline notebook (default: nbs/pipelines/tenant_finetune.ipynb)")
     p.add_argument("--out", default=None, help="where runs go (default: <home>/runs)")
 
+# %% ../nbs/42_pipelines.ipynb #df7f5f7e
 def cli_run(args) -> int:
     "Run `cogniverse-ft run`; exit code 0 when no tenant failed, else 1."
     tenants = [t.strip() for t in args.tenants.split(",") if t.strip()]
