@@ -7,13 +7,13 @@ Docs: https://cogniverse.github.io/cogniverse_ft/select.html.md"""
 # %% ../nbs/13_select.ipynb #f5e09b5e
 from __future__ import annotations
 from dataclasses import dataclass, field, asdict
-from datetime import datetime
+from datetime import datetime, timezone
 import pandas as pd
 from fastcore.basics import patch
 from .core import get_logger, check_choice, MODEL_TYPES, OrchestrationConfig
 from .contract import TaskSpec
-from .extract import (instruction_dataset, preference_dataset, triplet_dataset, kto_dataset, read_task_frames, as_task,
-                                   task_funnel, selection_hints, explain_shortfall, TripletExtractor,
+from .extract import (instruction_dataset, preference_dataset, triplet_dataset, kto_dataset, read_task_frames,
+                                   as_task, task_funnel, selection_hints, explain_shortfall, TripletExtractor,
                                    InstructionDataset, PreferenceDataset, TripletDataset, KTODataset)
 
 # %% auto #0
@@ -25,9 +25,42 @@ log = get_logger(__name__)
 # %% ../nbs/13_select.ipynb #9befb3c6
 METHODS = ("dpo", "sft", "embedding", "insufficient")
 
-def _clear_conf(n:int, t:int) -> float: return round(0.6 + 0.35 * min(1.0, (n - t) / (2 * t)), 3) if t else 0.95
-def _short_conf(n:int, t:int) -> float: return round(0.5 + 0.45 * (1 - min(n, t) / t), 3) if t else 0.5
+# %% ../nbs/13_select.ipynb #49a5e486
+def _clear_conf(n:int, t:int) -> float:
+    "Confidence in a method whose count `n` clears its threshold `t`: 0.6 at `t`, 0.95 from `3*t`."
+    return round(0.6 + 0.35 * min(1.0, (n - t) / (2 * t)), 3) if t else 0.95
 
+# %% ../nbs/13_select.ipynb #9378d135
+def _short_conf(n:int, t:int) -> float:
+    "Confidence that a count `n` below its threshold `t` is short: 0.95 at none, 0.5 just below `t`."
+    return round(0.5 + 0.45 * (1 - min(n, t) / t), 3) if t else 0.5
+
+# %% ../nbs/13_select.ipynb #bc3f230e
+def _embedding_choice(triplets:int, min_triplets:int) -> tuple[str, float, list[str]]:
+    "Embedding training when there are `min_triplets` triplets, else insufficient; with the reasons."
+    if triplets >= min_triplets:
+        why = f"{triplets} triplets >= min_triplets ({min_triplets})"
+        return "embedding", _clear_conf(triplets, min_triplets), [why]
+    return "insufficient", _short_conf(triplets, min_triplets), [
+        f"{triplets} triplets < min_triplets ({min_triplets})",
+        f"need {min_triplets - triplets} more triplets: search spans with relevance feedback"]
+
+# %% ../nbs/13_select.ipynb #54fcff9c
+def _llm_choice(pairs:int, examples:int, min_dpo_pairs:int, min_sft_examples:int) -> tuple[str, float, list[str]]:
+    "DPO with enough pairs, else SFT with enough approved examples, else insufficient; with the reasons."
+    if pairs >= min_dpo_pairs:
+        r = [f"{pairs} preference pairs >= min_dpo_pairs ({min_dpo_pairs}): DPO is more sample-efficient"]
+        if examples >= min_sft_examples: r.append(f"SFT would also qualify ({examples} approved examples)")
+        return "dpo", _clear_conf(pairs, min_dpo_pairs), r
+    r = [f"{pairs} preference pairs < min_dpo_pairs ({min_dpo_pairs})"]
+    if examples >= min_sft_examples:
+        return "sft", _clear_conf(examples, min_sft_examples), r + [
+            f"{examples} approved examples >= min_sft_examples ({min_sft_examples})"]
+    return "insufficient", _short_conf(examples, min_sft_examples), r + [
+        f"{examples} approved examples < min_sft_examples ({min_sft_examples})",
+        f"need {min_sft_examples - examples} more approved examples: generate synthetic data (human approval required)"]
+
+# %% ../nbs/13_select.ipynb #889aaf6f
 def select_method(preference_pairs:int, # usable DPO pairs
                   approved_examples:int, # usable SFT examples
                   triplets:int=0, # usable embedding triplets
@@ -38,23 +71,8 @@ def select_method(preference_pairs:int, # usable DPO pairs
                  ) -> tuple[str, float, list[str]]:
     "The recommended method (`METHODS`), a confidence in [0, 1], and the reasons."
     check_choice("model_type", model_type, MODEL_TYPES)
-    if model_type == "embedding":
-        if triplets >= min_triplets:
-            return "embedding", _clear_conf(triplets, min_triplets), [f"{triplets} triplets >= min_triplets ({min_triplets})"]
-        return "insufficient", _short_conf(triplets, min_triplets), [
-            f"{triplets} triplets < min_triplets ({min_triplets})",
-            f"need {min_triplets - triplets} more triplets: search spans with relevance feedback"]
-    if preference_pairs >= min_dpo_pairs:
-        r = [f"{preference_pairs} preference pairs >= min_dpo_pairs ({min_dpo_pairs}): DPO is more sample-efficient"]
-        if approved_examples >= min_sft_examples: r.append(f"SFT would also qualify ({approved_examples} approved examples)")
-        return "dpo", _clear_conf(preference_pairs, min_dpo_pairs), r
-    r = [f"{preference_pairs} preference pairs < min_dpo_pairs ({min_dpo_pairs})"]
-    if approved_examples >= min_sft_examples:
-        return "sft", _clear_conf(approved_examples, min_sft_examples), r + [
-            f"{approved_examples} approved examples >= min_sft_examples ({min_sft_examples})"]
-    return "insufficient", _short_conf(approved_examples, min_sft_examples), r + [
-        f"{approved_examples} approved examples < min_sft_examples ({min_sft_examples})",
-        f"need {min_sft_examples - approved_examples} more approved examples: generate synthetic data (human approval required)"]
+    if model_type == "embedding": return _embedding_choice(triplets, min_triplets)
+    return _llm_choice(preference_pairs, approved_examples, min_dpo_pairs, min_sft_examples)
 
 # %% ../nbs/13_select.ipynb #654b9c3f
 def kto_option(unpaired_rejections:int, # usable rejected outputs without an approved or corrected counterpart
@@ -89,36 +107,72 @@ class DataAnalysis:
     hints: list = field(default_factory=list)  # suggestions when the contract looks wrong for the data
     thresholds: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)  # bad spans by reason
-    unpaired_rejections: int = 0  # usable rejected outputs without an approved or corrected counterpart (KTO's extra data)
-    kto_option: bool = False  # KTO is worth offering (see `kto_option`); the recommended method stays the spec's
+    unpaired_rejections: int = 0  # usable rejections with no approved or corrected counterpart (KTO's extra)
+    kto_option: bool = False  # KTO is worth offering (see `kto_option`); the recommended method stays as above
     sft_dataset: InstructionDataset|None = field(default=None, repr=False)
     dpo_dataset: PreferenceDataset|None = field(default=None, repr=False)
     triplet_dataset: TripletDataset|None = field(default=None, repr=False)
     kto_dataset: KTODataset|None = field(default=None, repr=False)
 
-    def to_dict(self) -> dict:
-        "The analysis without the datasets (JSON-serialisable)."
-        return {k: v for k, v in asdict(self).items() if not k.endswith("_dataset")}
+# %% ../nbs/13_select.ipynb #57d832a8
+@patch
+def to_dict(self:DataAnalysis) -> dict:
+    "The analysis without the datasets (JSON-serialisable)."
+    return {k: v for k, v in asdict(self).items() if not k.endswith("_dataset")}
 
 # %% ../nbs/13_select.ipynb #72270ee7
+def _thresholds(config:OrchestrationConfig|None, **given) -> dict:
+    "The thresholds `given`, or those of `config`; each checked to be a positive integer."
+    if config is not None:
+        given.update(min_dpo_pairs=config.min_dpo_pairs, min_sft_examples=config.min_sft_examples,
+                     min_triplets=config.min_triplets)
+        given["min_kto_rejections"] = getattr(config, "min_kto_rejections", given["min_kto_rejections"])
+    for k, v in given.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
+    return given
+
+# %% ../nbs/13_select.ipynb #e5d3eed5
 class TrainingMethodSelector:
     "Auto-select SFT vs DPO (or embedding training) from the data available."
     def __init__(self, min_dpo_pairs:int=20, # pairs needed for DPO
                  min_sft_examples:int=50, # approved examples needed for SFT
                  min_triplets:int=100, # triplets needed for embedding training
                  config:OrchestrationConfig|None=None, # take the thresholds from a config instead
-                 min_kto_rejections:int=20, # unpaired rejections that make KTO an option (a config's `min_kto_rejections` wins)
+                 min_kto_rejections:int=20, # unpaired rejections that make KTO an option (a config's value wins)
                 ):
-        if config is not None:
-            min_dpo_pairs, min_sft_examples, min_triplets = config.min_dpo_pairs, config.min_sft_examples, config.min_triplets
-            min_kto_rejections = getattr(config, "min_kto_rejections", min_kto_rejections)
-        for k, v in dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets,
-                         min_kto_rejections=min_kto_rejections).items():
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1: raise ValueError(f"Invalid {k} {v!r}: must be a positive integer")
-        self.thresholds = dict(min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples, min_triplets=min_triplets)
-        self.min_kto_rejections = min_kto_rejections
+        t = _thresholds(config, min_dpo_pairs=min_dpo_pairs, min_sft_examples=min_sft_examples,
+                        min_triplets=min_triplets, min_kto_rejections=min_kto_rejections)
+        self.min_kto_rejections = t.pop("min_kto_rejections")
+        self.thresholds = t
 
-# %% ../nbs/13_select.ipynb #e5d3eed5
+# %% ../nbs/13_select.ipynb #dc24b408
+@patch
+def _embedding_analysis(self:TrainingMethodSelector, triplets:TripletDataset, total_spans:int, project:str|None):
+    "The analysis of an embedding model's triplets."
+    m, c, r = select_method(0, 0, len(triplets), "embedding", **self.thresholds)
+    return DataAnalysis(project, "embedding", triplets.metadata.get("modality"), total_spans, 0, 0, 0, len(triplets),
+                        m, c, r, needs_synthetic=m == "insufficient", thresholds=dict(self.thresholds),
+                        skipped=triplets.metadata.get("skipped", {}), triplet_dataset=triplets)
+
+# %% ../nbs/13_select.ipynb #0507a16b
+@patch
+def _llm_analysis(self:TrainingMethodSelector, sft:InstructionDataset, dpo:PreferenceDataset, kto:KTODataset|None,
+                  total_spans:int, project:str|None) -> DataAnalysis:
+    "The analysis of an LLM task's SFT, DPO (and KTO) datasets."
+    m, c, r = select_method(len(dpo), len(sft), 0, "llm", **self.thresholds)
+    short = m == "insufficient"
+    unpaired = kto.metadata.get("unpaired_rejections", 0) if kto is not None else 0
+    offer = kto_option(unpaired, len(sft), self.min_kto_rejections)
+    return DataAnalysis(
+        project, "llm", sft.metadata.get("task") or dpo.metadata.get("task"), total_spans, len(sft),
+        sft.metadata.get("rejected", 0), len(dpo), 0, m, c, r + ([offer] if offer else []), needs_synthetic=short,
+        synthetic_needed=max(0, self.thresholds["min_sft_examples"] - len(sft)) if short else 0,
+        thresholds={**self.thresholds, "min_kto_rejections": self.min_kto_rejections},
+        skipped=sft.metadata.get("skipped", {}), label_space=list(sft.metadata.get("label_space") or []),
+        unpaired_rejections=unpaired, kto_option=offer is not None, sft_dataset=sft, dpo_dataset=dpo, kto_dataset=kto)
+
+# %% ../nbs/13_select.ipynb #26789fff
 @patch
 def analyze_datasets(self:TrainingMethodSelector,
                      sft:InstructionDataset|None=None, # approved examples (llm)
@@ -126,27 +180,25 @@ def analyze_datasets(self:TrainingMethodSelector,
                      triplets:TripletDataset|None=None, # triplets (embedding)
                      total_spans:int=0, # spans read
                      project:str|None=None, # recorded in the analysis
-                     kto:KTODataset|None=None, # unpaired approved/rejected examples (llm): offers KTO when rejections abound
+                     kto:KTODataset|None=None, # unpaired examples (llm): KTO is offered when rejections abound
                     ) -> DataAnalysis:
     "Decide the method from extracted datasets."
-    if triplets is not None:
-        m, c, r = select_method(0, 0, len(triplets), "embedding", **self.thresholds)
-        return DataAnalysis(project, "embedding", triplets.metadata.get("modality"), total_spans, 0, 0, 0, len(triplets), m, c, r,
-                            needs_synthetic=m == "insufficient", thresholds=dict(self.thresholds),
-                            skipped=triplets.metadata.get("skipped", {}), triplet_dataset=triplets)
-    sft, dpo = sft or InstructionDataset([]), dpo or PreferenceDataset([])
-    m, c, r = select_method(len(dpo), len(sft), 0, "llm", **self.thresholds)
-    short = m == "insufficient"
-    unpaired = kto.metadata.get("unpaired_rejections", 0) if kto is not None else 0
-    offer = kto_option(unpaired, len(sft), self.min_kto_rejections)
-    return DataAnalysis(project, "llm", sft.metadata.get("task") or dpo.metadata.get("task"), total_spans, len(sft),
-                        sft.metadata.get("rejected", 0), len(dpo), 0, m, c, r + ([offer] if offer else []), needs_synthetic=short,
-                        synthetic_needed=max(0, self.thresholds["min_sft_examples"] - len(sft)) if short else 0,
-                        thresholds={**self.thresholds, "min_kto_rejections": self.min_kto_rejections}, skipped=sft.metadata.get("skipped", {}),
-                        label_space=list(sft.metadata.get("label_space") or []), unpaired_rejections=unpaired, kto_option=offer is not None,
-                        sft_dataset=sft, dpo_dataset=dpo, kto_dataset=kto)
+    if triplets is not None: return self._embedding_analysis(triplets, total_spans, project)
+    return self._llm_analysis(sft or InstructionDataset([]), dpo or PreferenceDataset([]), kto, total_spans, project)
 
-# %% ../nbs/13_select.ipynb #e88d290a
+# %% ../nbs/13_select.ipynb #1e6b331f
+@patch
+def _explain(self:TrainingMethodSelector, a:DataAnalysis, spans_df:pd.DataFrame, annotations_df:pd.DataFrame,
+             task:TaskSpec, project:str|None, replace:bool=False) -> DataAnalysis:
+    "`a` with the task's funnel, the hints, and the shortfall as its last reason (replacing the last when `replace`)."
+    a.funnel = task_funnel(spans_df, annotations_df, task)
+    a.hints = selection_hints(spans_df, annotations_df, a.funnel)
+    why = explain_shortfall(a.funnel, a.hints, project)
+    if replace: a.reasons[-1] = why
+    else: a.reasons.append(why)
+    return a
+
+# %% ../nbs/13_select.ipynb #105276d9
 @patch
 def analyze_frames(self:TrainingMethodSelector,
                    spans_df:pd.DataFrame, # spans (provider shape)
@@ -162,16 +214,25 @@ def analyze_frames(self:TrainingMethodSelector,
         return self.analyze_datasets(triplets=triplet_dataset(spans_df, annotations_df, modality, project=project),
                                      total_spans=len(spans_df), project=project)
     task = as_task(agent_type)
-    a = self.analyze_datasets(instruction_dataset(spans_df, annotations_df, task, project=project),
-                              preference_dataset(spans_df, annotations_df, task, project=project), total_spans=len(spans_df), project=project,
-                              kto=kto_dataset(spans_df, annotations_df, task, project=project))
-    if a.recommended_method == "insufficient":
-        a.funnel = task_funnel(spans_df, annotations_df, task)
-        a.hints = selection_hints(spans_df, annotations_df, a.funnel)
-        a.reasons.append(explain_shortfall(a.funnel, a.hints, project))
+    builds = (instruction_dataset, preference_dataset, kto_dataset)
+    data = [f(spans_df, annotations_df, task, project=project) for f in builds]
+    a = self.analyze_datasets(data[0], data[1], total_spans=len(spans_df), project=project, kto=data[2])
+    if a.recommended_method == "insufficient": a = self._explain(a, spans_df, annotations_df, task, project)
     return a
 
-# %% ../nbs/13_select.ipynb #471a1f77
+# %% ../nbs/13_select.ipynb #d7c0ce11
+@patch
+async def _analyze_llm(self:TrainingMethodSelector, provider, project:str|None, agent_type, start_time, end_time):
+    "Read the task's spans and annotations through `provider` and analyse them."
+    task = as_task(agent_type)
+    spans, ann = await read_task_frames(provider, task, project, start_time, end_time)
+    a = self.analyze_frames(spans, ann, task, project=project)
+    if a.recommended_method == "insufficient" and a.funnel.get("judgements", 0) == 0 and len(spans):
+        every = await provider.annotations.get_annotations(spans, project)  # every name, for the hints
+        a = self._explain(a, spans, every, task, project, replace=True)
+    return a
+
+# %% ../nbs/13_select.ipynb #173f83c6
 @patch
 async def analyze_data(self:TrainingMethodSelector,
                        provider, # a TelemetryProvider
@@ -188,13 +249,6 @@ async def analyze_data(self:TrainingMethodSelector,
     if model_type == "embedding":
         tds = await TripletExtractor(provider).extract(project, modality, start_time, end_time)
         a = self.analyze_datasets(triplets=tds, total_spans=tds.metadata.get("total_spans", 0), project=project)
-    else:
-        task = as_task(agent_type)
-        spans, ann = await read_task_frames(provider, task, project, start_time, end_time)
-        a = self.analyze_frames(spans, ann, task, project=project)
-        if a.recommended_method == "insufficient" and a.funnel.get("judgements", 0) == 0 and len(spans):
-            every = await provider.annotations.get_annotations(spans, project)  # every name, for the hints
-            a.funnel = task_funnel(spans, every, task); a.hints = selection_hints(spans, every, a.funnel)
-            a.reasons[-1] = explain_shortfall(a.funnel, a.hints, project)
+    else: a = await self._analyze_llm(provider, project, agent_type, start_time, end_time)
     log.info(f"{a.project} {a.target}: {a.recommended_method} (confidence {a.confidence}); " + "; ".join(a.reasons[:3]))
     return a
