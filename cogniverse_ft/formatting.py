@@ -1,4 +1,4 @@
-"""TRL record formats for SFT, DPO and embedding training, dataset validation with the spec's messages, and the time-based train/test split.
+"""TRL record formats for SFT, DPO and embedding training, dataset validation with clear messages, and the time-based train/test split.
 
 Docs: https://cogniverse.github.io/cogniverse_ft/formatting.html.md"""
 
@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 import pandas as pd
+from fastcore.basics import patch_to
 from .core import get_logger, LABEL_PROMPT
 from .extract import (InstructionExample, InstructionDataset, PreferencePair, PreferenceDataset, Triplet,
                                    TripletDataset, ConversationTrajectory, TrajectoryDataset)
@@ -25,24 +26,34 @@ __all__ = ['log', 'ALPACA_TEMPLATE', 'SFT_FORMATS', 'EMPTY_DATASET_MESSAGE', 'SF
 log = get_logger(__name__)
 
 # %% ../nbs/14_formatting.ipynb #b7fee753
+def _check_conversation(conversation:list):
+    "Raise naming the first message of `conversation` that is not a dict with string `role` and `content`."
+    ok = lambda m: isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+    bad = [i for i, m in enumerate(conversation) if not ok(m)]
+    if bad:
+        raise ValueError(f"build_messages: conversation message {bad[0]} must be a dict "
+                         "with string 'role' and 'content'")
+
+# %% ../nbs/14_formatting.ipynb #4e514037
 def build_messages(instruction:str, # the task: the system message (omitted when empty)
                    input:str, # the user message
-                   conversation:list|None=None, # the whole chat up to the answer (no system message); replaces `input` when given
+                   conversation:list|None=None, # the whole chat up to the answer (no system message); replaces `input`
                   ) -> list[dict]:
     "The chat messages of an example: `[system, user]`, or `[system, *conversation]` for a conversation."
-    if not isinstance(input, str): raise TypeError(f"build_messages: input must be a string, got {type(input).__name__}")
+    if not isinstance(input, str):
+        raise TypeError(f"build_messages: input must be a string, got {type(input).__name__}")
     msgs = [{"role": "system", "content": instruction}] if isinstance(instruction, str) and instruction.strip() else []
-    if conversation:
-        bad = [i for i, m in enumerate(conversation) if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str))]
-        if bad: raise ValueError(f"build_messages: conversation message {bad[0]} must be a dict with string 'role' and 'content'")
-        return msgs + [{"role": m["role"], "content": m["content"]} for m in conversation]
-    return msgs + [{"role": "user", "content": input}]
+    if not conversation: return msgs + [{"role": "user", "content": input}]
+    _check_conversation(conversation)
+    return msgs + [{"role": m["role"], "content": m["content"]} for m in conversation]
 
+# %% ../nbs/14_formatting.ipynb #71044a92
 def _conv(x) -> list:
     "The conversation of an example or pair (empty for single-turn ones and plain dicts without one)."
     c = x.get("conversation") if isinstance(x, dict) else getattr(x, "conversation", None)
     return list(c) if isinstance(c, (list, tuple)) else []
 
+# %% ../nbs/14_formatting.ipynb #fa085f03
 def assistant(content:str, # the assistant's answer
              ) -> list[dict]:
     "A one-message assistant turn, the completion side of a conversational record."
@@ -55,7 +66,8 @@ def label_instruction(instruction:str, # the task's instruction
                      ) -> str:
     "The instruction followed by the sentence naming the label set."
     if not template or not labels: return instruction
-    if "{labels}" not in template: raise ValueError(f"Invalid label_prompt {template!r}: must contain the placeholder '{{labels}}'")
+    if "{labels}" not in template:
+        raise ValueError(f"Invalid label_prompt {template!r}: must contain the placeholder '{{labels}}'")
     if all(l in instruction for l in labels): return instruction
     line = template.replace("{labels}", ", ".join(labels))
     return f"{instruction.rstrip()}\n{line}" if instruction.strip() else line
@@ -77,82 +89,101 @@ def with_label_list(examples, # InstructionExamples, PreferencePairs or dicts wi
 ALPACA_TEMPLATE = "### Instruction:\n{instruction}\n### Input:\n{input}\n### Response:\n{output}"
 SFT_FORMATS = ("prompt_completion", "alpaca", "messages")
 
+# %% ../nbs/14_formatting.ipynb #bfec4cc5
 def _items(data) -> list:
+    "The items of an extract dataset, or of any iterable."
     for a in ("examples", "pairs", "triplets", "trajectories"):
         if hasattr(data, a): return list(getattr(data, a))
     return list(data)
 
+# %% ../nbs/14_formatting.ipynb #6120adca
 def _get(x, k, i:int):
+    "Text field `k` of item `i` (a dict or a dataclass); a `ValueError` naming both when it is not a string."
     v = x.get(k) if isinstance(x, dict) else getattr(x, k, None)
-    if not isinstance(v, str): raise ValueError(f"Invalid item at index {i}: field {k!r} must be a string, got {type(v).__name__}")
+    if not isinstance(v, str):
+        raise ValueError(f"Invalid item at index {i}: field {k!r} must be a string, got {type(v).__name__}")
     return v
 
+# %% ../nbs/14_formatting.ipynb #0acc31df
 class InstructionFormatter:
-    "Convert extracted data to TRL-compatible records."
-    @staticmethod
-    def format_prompt_completion(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
-                                ) -> list[dict]:
-        "Conversational prompt-completion records: `{prompt: [system, user], completion: [assistant]}`."
-        return [{"prompt": build_messages(_get(e, "instruction", i), _get(e, "input", i), _conv(e)), "completion": assistant(_get(e, "output", i))}
-                for i, e in enumerate(_items(examples))]
+    "Convert extracted data to TRL-compatible records (static methods, one per format)."
 
-    @staticmethod
-    def format_alpaca_text(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
-                          ) -> list[dict]:
-        "Alpaca text records: `{text: '### Instruction:...### Input:...### Response:...'}`."
-        return [{"text": ALPACA_TEMPLATE.format(instruction=_get(e, "instruction", i), input=_get(e, "input", i), output=_get(e, "output", i))}
-                for i, e in enumerate(_items(examples))]
-
-    @staticmethod
-    def format_chat_messages(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
+# %% ../nbs/14_formatting.ipynb #25b4d6e2
+@patch_to(InstructionFormatter, static_method=True)
+def format_prompt_completion(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
                             ) -> list[dict]:
-        "Single-turn messages records: `{messages: [system, user, assistant]}`."
-        return [{"messages": build_messages(_get(e, "instruction", i), _get(e, "input", i), _conv(e)) + assistant(_get(e, "output", i))}
-                for i, e in enumerate(_items(examples))]
+    "Conversational prompt-completion records: `{prompt: [system, user], completion: [assistant]}`."
+    return [{"prompt": build_messages(_get(e, "instruction", i), _get(e, "input", i), _conv(e)),
+             "completion": assistant(_get(e, "output", i))} for i, e in enumerate(_items(examples))]
 
-    @staticmethod
-    def format_sft(examples, # InstructionDataset, InstructionExamples, or dicts
-                   style:str="prompt_completion", # prompt_completion, alpaca or messages
-                  ) -> list[dict]:
-        "SFT records in one of `SFT_FORMATS`."
-        fn = {"prompt_completion": InstructionFormatter.format_prompt_completion, "alpaca": InstructionFormatter.format_alpaca_text,
-              "messages": InstructionFormatter.format_chat_messages}.get(style)
-        if fn is None: raise ValueError(f"Unknown SFT format {style!r}; allowed: {', '.join(map(repr, SFT_FORMATS))}")
-        return fn(examples)
+# %% ../nbs/14_formatting.ipynb #fd01e433
+@patch_to(InstructionFormatter, static_method=True)
+def format_alpaca_text(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
+                      ) -> list[dict]:
+    "Alpaca text records: `{text: '### Instruction:...### Input:...### Response:...'}`."
+    return [{"text": ALPACA_TEMPLATE.format(instruction=_get(e, "instruction", i), input=_get(e, "input", i),
+                                            output=_get(e, "output", i))} for i, e in enumerate(_items(examples))]
 
-    @staticmethod
-    def format_multi_turn(trajectories, # TrajectoryDataset or ConversationTrajectory list
-                          instruction:str|None=None, # optional system message before the first turn
-                          max_turns:int|None=None, # keep only the first turns of long sessions
-                         ) -> list[dict]:
-        "Multi-turn records: `{messages: [system?, user, assistant, user, assistant, ...]}`."
-        out = []
-        for tr in _items(trajectories):
-            turns = tr.turns[:max_turns] if max_turns else tr.turns
-            msgs = [{"role": "system", "content": instruction}] if instruction else []
-            for t in turns: msgs += [{"role": "user", "content": t.query}, {"role": "assistant", "content": t.response}]
-            out.append({"messages": msgs})
-        return out
+# %% ../nbs/14_formatting.ipynb #f7588ef9
+@patch_to(InstructionFormatter, static_method=True)
+def format_chat_messages(examples, # InstructionDataset, InstructionExamples, or dicts (instruction, input, output)
+                        ) -> list[dict]:
+    "Single-turn messages records: `{messages: [system, user, assistant]}`."
+    prompt = lambda e, i: build_messages(_get(e, "instruction", i), _get(e, "input", i), _conv(e))
+    return [{"messages": prompt(e, i) + assistant(_get(e, "output", i))} for i, e in enumerate(_items(examples))]
 
-    @staticmethod
-    def format_dpo(pairs, # PreferenceDataset, PreferencePairs, or dicts (prompt, chosen, rejected, instruction)
-                   conversational:bool=True, # message lists (default) or plain strings
-                  ) -> list[dict]:
-        "DPO records: `{prompt: [system, user], chosen: [assistant], rejected: [assistant]}` (or strings)."
-        out = []
-        for i, p in enumerate(_items(pairs)):
-            instr = (p.get("instruction") if isinstance(p, dict) else getattr(p, "instruction", "")) or ""
-            prompt, c, r = _get(p, "prompt", i), _get(p, "chosen", i), _get(p, "rejected", i)
-            if conversational: out.append({"prompt": build_messages(instr, prompt, _conv(p)), "chosen": assistant(c), "rejected": assistant(r)})
-            else: out.append({"prompt": ALPACA_TEMPLATE.format(instruction=instr, input=prompt, output=""), "chosen": c, "rejected": r})
-        return out
+# %% ../nbs/14_formatting.ipynb #078715eb
+@patch_to(InstructionFormatter, static_method=True)
+def format_sft(examples, # InstructionDataset, InstructionExamples, or dicts
+               style:str="prompt_completion", # prompt_completion, alpaca or messages
+              ) -> list[dict]:
+    "SFT records in one of `SFT_FORMATS`."
+    f = InstructionFormatter
+    fn = {"prompt_completion": f.format_prompt_completion, "alpaca": f.format_alpaca_text,
+          "messages": f.format_chat_messages}.get(style)
+    if fn is None: raise ValueError(f"Unknown SFT format {style!r}; allowed: {', '.join(map(repr, SFT_FORMATS))}")
+    return fn(examples)
 
-    @staticmethod
-    def format_triplets(triplets, # TripletDataset, Triplets, or dicts (anchor, positive, negative)
-                       ) -> list[dict]:
-        "Embedding records: `{anchor, positive, negative}`."
-        return [{"anchor": _get(t, "anchor", i), "positive": _get(t, "positive", i), "negative": _get(t, "negative", i)}
-                for i, t in enumerate(_items(triplets))]
+# %% ../nbs/14_formatting.ipynb #0d34fb9f
+@patch_to(InstructionFormatter, static_method=True)
+def format_multi_turn(trajectories, # TrajectoryDataset or ConversationTrajectory list
+                      instruction:str|None=None, # optional system message before the first turn
+                      max_turns:int|None=None, # keep only the first turns of long sessions
+                     ) -> list[dict]:
+    "Multi-turn records: `{messages: [system?, user, assistant, user, assistant, ...]}`."
+    out = []
+    for tr in _items(trajectories):
+        msgs = [{"role": "system", "content": instruction}] if instruction else []
+        for t in tr.turns[:max_turns] if max_turns else tr.turns:
+            msgs += [{"role": "user", "content": t.query}, {"role": "assistant", "content": t.response}]
+        out.append({"messages": msgs})
+    return out
+
+# %% ../nbs/14_formatting.ipynb #771c5a20
+def _dpo_record(p, i:int, conversational:bool) -> dict:
+    "The DPO record of pair `p` (index `i`): message lists, or plain strings with an Alpaca prompt."
+    instr = (p.get("instruction") if isinstance(p, dict) else getattr(p, "instruction", "")) or ""
+    prompt, c, r = _get(p, "prompt", i), _get(p, "chosen", i), _get(p, "rejected", i)
+    if not conversational:
+        text = ALPACA_TEMPLATE.format(instruction=instr, input=prompt, output="")
+        return {"prompt": text, "chosen": c, "rejected": r}
+    return {"prompt": build_messages(instr, prompt, _conv(p)), "chosen": assistant(c), "rejected": assistant(r)}
+
+# %% ../nbs/14_formatting.ipynb #5cdb7819
+@patch_to(InstructionFormatter, static_method=True)
+def format_dpo(pairs, # PreferenceDataset, PreferencePairs, or dicts (prompt, chosen, rejected, instruction)
+               conversational:bool=True, # message lists (default) or plain strings
+              ) -> list[dict]:
+    "DPO records: `{prompt: [system, user], chosen: [assistant], rejected: [assistant]}` (or strings)."
+    return [_dpo_record(p, i, conversational) for i, p in enumerate(_items(pairs))]
+
+# %% ../nbs/14_formatting.ipynb #1a55d2c5
+@patch_to(InstructionFormatter, static_method=True)
+def format_triplets(triplets, # TripletDataset, Triplets, or dicts (anchor, positive, negative)
+                   ) -> list[dict]:
+    "Embedding records: `{anchor, positive, negative}`."
+    return [{"anchor": _get(t, "anchor", i), "positive": _get(t, "positive", i), "negative": _get(t, "negative", i)}
+            for i, t in enumerate(_items(triplets))]
 
 # %% ../nbs/14_formatting.ipynb #c7da8305
 EMPTY_DATASET_MESSAGE = "Cannot train with empty dataset. No training examples available after formatting."
@@ -161,33 +192,43 @@ PROMPT_ROLES = ("system", "user", "assistant", "tool")  # roles a prompt may hol
 DPO_FIELDS = ["prompt", "chosen", "rejected"]
 EMBEDDING_FIELDS = ["anchor", "positive", "negative"]
 
+# %% ../nbs/14_formatting.ipynb #78c8d863
 def _check_records(records, kind:str, expected:list[str]) -> list:
+    "`records` as a list, refused when empty or when a record is not a dict holding the `expected` fields."
     records = list(records) if not isinstance(records, list) else records
     if len(records) == 0: raise ValueError(EMPTY_DATASET_MESSAGE)
     for idx, item in enumerate(records):
         if not isinstance(item, dict):
-            raise ValueError(f"Invalid {kind} dataset at index {idx}: expected a dict record, got {type(item).__name__}")
+            got = type(item).__name__
+            raise ValueError(f"Invalid {kind} dataset at index {idx}: expected a dict record, got {got}")
         missing = [f for f in expected if f not in item]
         if missing:
             raise ValueError(f"Invalid {kind} dataset at index {idx}: missing required fields {missing}.\n"
                              f"Expected fields: {expected}, got: {sorted(item)}")
     return records
 
+# %% ../nbs/14_formatting.ipynb #42141edb
+def _check_message(m, where:str, j:int, f:str, roles):
+    "Refuse message `j` of field `f` unless it has string role and content, an allowed role, and a non-empty answer."
+    if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
+        raise ValueError(f"{where}: message {j} of {f!r} needs string 'role' and 'content'")
+    if roles and m["role"] not in roles:
+        raise ValueError(f"{where}: message {j} of {f!r} has role {m['role']!r}; expected {roles}")
+    if m["role"] == "assistant" and not m["content"].strip():
+        raise ValueError(f"{where}: message {j} of {f!r} is an empty assistant answer")
+
+# %% ../nbs/14_formatting.ipynb #d088ed0b
 def _check_text_or_messages(v, kind:str, idx:int, f:str, roles=None):
+    "Refuse field `f` of record `idx` unless it is a non-blank string or a non-empty list of valid messages."
+    where = f"Invalid {kind} dataset at index {idx}"
     if isinstance(v, str):
-        if not v.strip(): raise ValueError(f"Invalid {kind} dataset at index {idx}: field {f!r} is empty")
+        if not v.strip(): raise ValueError(f"{where}: field {f!r} is empty")
         return
     if not isinstance(v, list) or not v:
-        raise ValueError(f"Invalid {kind} dataset at index {idx}: field {f!r} must be a non-empty string or message list, "
-                         f"got {type(v).__name__}")
-    for j, m in enumerate(v):
-        if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
-            raise ValueError(f"Invalid {kind} dataset at index {idx}: message {j} of {f!r} needs string 'role' and 'content'")
-        if roles and m["role"] not in roles:
-            raise ValueError(f"Invalid {kind} dataset at index {idx}: message {j} of {f!r} has role {m['role']!r}; expected {roles}")
-        if m["role"] == "assistant" and not m["content"].strip():
-            raise ValueError(f"Invalid {kind} dataset at index {idx}: message {j} of {f!r} is an empty assistant answer")
+        raise ValueError(f"{where}: field {f!r} must be a non-empty string or message list, got {type(v).__name__}")
+    for j, m in enumerate(v): _check_message(m, where, j, f, roles)
 
+# %% ../nbs/14_formatting.ipynb #d65c4cd8
 def sft_format_of(record:dict, # one SFT record
                  ) -> str|None:
     "Which of `SFT_FORMATS` a record is in (None when none)."
@@ -197,26 +238,33 @@ def sft_format_of(record:dict, # one SFT record
     if "text" in record: return "alpaca"
     return None
 
+# %% ../nbs/14_formatting.ipynb #cde32a51
+def _check_sft_record(r:dict, idx:int, fmt:str):
+    "Refuse SFT record `idx` of format `fmt` when a field is empty, mistyped, or has nothing to learn from."
+    if fmt == "alpaca":
+        if not isinstance(r["text"], str) or not r["text"].strip():
+            raise ValueError(f"Invalid SFT dataset at index {idx}: field 'text' must be a non-empty string, "
+                             f"got {r['text']!r:.40}")
+    elif fmt == "prompt_completion":
+        _check_text_or_messages(r["prompt"], "SFT", idx, "prompt", PROMPT_ROLES)
+        _check_text_or_messages(r["completion"], "SFT", idx, "completion", ("assistant",))
+    else:
+        _check_text_or_messages(r["messages"], "SFT", idx, "messages", PROMPT_ROLES)
+        if not any(m["role"] == "assistant" for m in r["messages"]):
+            raise ValueError(f"Invalid SFT dataset at index {idx}: 'messages' has no assistant turn to learn from")
+
+# %% ../nbs/14_formatting.ipynb #95e6e433
 def validate_sft_dataset(records:list[dict], # SFT records
                          format:str|None=None, # prompt_completion, alpaca or messages (default: from the first record)
                         ) -> str:
     "Raise `ValueError` naming the first problem of an SFT dataset; returns its format."
     fmt = format or sft_format_of(records[0] if len(records) else None) or "alpaca"
-    if fmt not in SFT_FIELDS: raise ValueError(f"Unknown SFT format {fmt!r}; allowed: {', '.join(map(repr, SFT_FORMATS))}")
-    records = _check_records(records, "SFT", SFT_FIELDS[fmt])
-    for idx, r in enumerate(records):
-        if fmt == "alpaca":
-            if not isinstance(r["text"], str) or not r["text"].strip():
-                raise ValueError(f"Invalid SFT dataset at index {idx}: field 'text' must be a non-empty string, got {r['text']!r:.40}")
-        elif fmt == "prompt_completion":
-            _check_text_or_messages(r["prompt"], "SFT", idx, "prompt", PROMPT_ROLES)
-            _check_text_or_messages(r["completion"], "SFT", idx, "completion", ("assistant",))
-        else:
-            _check_text_or_messages(r["messages"], "SFT", idx, "messages", PROMPT_ROLES)
-            if not any(m["role"] == "assistant" for m in r["messages"]):
-                raise ValueError(f"Invalid SFT dataset at index {idx}: 'messages' has no assistant turn to learn from")
+    if fmt not in SFT_FIELDS:
+        raise ValueError(f"Unknown SFT format {fmt!r}; allowed: {', '.join(map(repr, SFT_FORMATS))}")
+    for idx, r in enumerate(_check_records(records, "SFT", SFT_FIELDS[fmt])): _check_sft_record(r, idx, fmt)
     return fmt
 
+# %% ../nbs/14_formatting.ipynb #29cb5232
 def validate_dpo_dataset(records:list[dict], # DPO records
                          min_pairs:int|None=None, # require at least this many pairs (e.g. config.min_dpo_pairs)
                         ) -> None:
@@ -226,11 +274,13 @@ def validate_dpo_dataset(records:list[dict], # DPO records
         _check_text_or_messages(r["prompt"], "DPO", idx, "prompt", PROMPT_ROLES)
         for f in ("chosen", "rejected"): _check_text_or_messages(r[f], "DPO", idx, f, ("assistant",))
         if r["chosen"] == r["rejected"]:
-            raise ValueError(f"Invalid DPO dataset at index {idx}: 'chosen' and 'rejected' are identical (no learning signal)")
+            raise ValueError(f"Invalid DPO dataset at index {idx}: 'chosen' and 'rejected' are identical "
+                             "(no learning signal)")
     if min_pairs is not None and len(records) < min_pairs:
         raise ValueError(f"Insufficient preference pairs: {len(records)} < {min_pairs}. "
                          "Need spans with both approved and rejected annotations.")
 
+# %% ../nbs/14_formatting.ipynb #2e0e9180
 def validate_embedding_dataset(records:list[dict], # triplet records
                                min_triplets:int|None=None, # require at least this many (e.g. config.min_triplets)
                               ) -> None:
@@ -239,73 +289,92 @@ def validate_embedding_dataset(records:list[dict], # triplet records
     for idx, r in enumerate(records):
         for f in EMBEDDING_FIELDS:
             if not isinstance(r[f], str) or not r[f].strip():
-                raise ValueError(f"Invalid embedding dataset at index {idx}: field {f!r} must be a non-empty string, got {r[f]!r:.40}")
+                raise ValueError(f"Invalid embedding dataset at index {idx}: field {f!r} must be a non-empty string, "
+                                 f"got {r[f]!r:.40}")
         if r["positive"] == r["negative"]:
             raise ValueError(f"Invalid embedding dataset at index {idx}: 'positive' and 'negative' are identical")
     if min_triplets is not None and len(records) < min_triplets:
         raise ValueError(f"Insufficient triplets: {len(records)} < {min_triplets}. "
                          "Need search spans with relevance feedback (relevant and irrelevant documents).")
 
-# %% ../nbs/14_formatting.ipynb #29cb5232
+# %% ../nbs/14_formatting.ipynb #b51c1d62
 def _key(x) -> str:
+    "The normalized input of an item (trajectories: their queries), for the no-overlap rule."
     if isinstance(x, dict): v = x.get("input", x.get("prompt", x.get("anchor", "")))
     elif isinstance(x, ConversationTrajectory): v = "\n".join(t.query for t in x.turns)
     else: v = getattr(x, "input", None) or getattr(x, "prompt", None) or getattr(x, "anchor", "")
     return re.sub(r"\s+", " ", str(v)).strip().lower()
 
+# %% ../nbs/14_formatting.ipynb #a2cca58b
+def _utc(t) -> pd.Timestamp:
+    "`t` as a UTC timestamp (a naive one is taken as UTC)."
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+# %% ../nbs/14_formatting.ipynb #3b0d186a
 def _when(x):
+    "The time of an item (trajectories: the first turn), or NaT."
     if isinstance(x, ConversationTrajectory): t = x.turns[0].timestamp if x.turns else None
     else:
         md = x.get("metadata", {}) if isinstance(x, dict) else getattr(x, "metadata", {})
         t = (md or {}).get("timestamp")
-    if t is None: return pd.NaT
-    t = pd.Timestamp(t)
-    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    return pd.NaT if t is None else _utc(t)
 
+# %% ../nbs/14_formatting.ipynb #8268158b
+def _check_split_args(test_size, days):
+    "Refuse a negative or non-integer `test_size` and a non-positive `days`."
+    if isinstance(test_size, bool) or not isinstance(test_size, int) or test_size < 0:
+        raise ValueError(f"Invalid test_size {test_size!r}: must be an integer >= 0")
+    if not isinstance(days, (int, float)) or days <= 0: raise ValueError(f"Invalid days {days!r}: must be positive")
+
+# %% ../nbs/14_formatting.ipynb #2b0995ea
+def _test_indices(ts:pd.Series, window:list, n:int, days, seed:int, info:dict) -> list[int]:
+    "`n` items sampled from the `window`, else the `n` most recent ones (fallback recorded in `info`); oldest first."
+    if len(window) >= n: return sorted(random.Random(seed).sample(window, n), key=lambda i: ts[i])
+    dated = ts.notna().tolist()
+    recent = sorted((i for i in range(len(ts)) if dated[i]), key=lambda i: ts[i], reverse=True)[:n]
+    info["fallback"] = (f"only {len(window)} examples in the last {days} days (< {n}); "
+                        f"used the {len(recent)} most recent examples instead")
+    return sorted(recent, key=lambda i: ts[i])
+
+# %% ../nbs/14_formatting.ipynb #a5dafb65
+def _as_datasets(examples, train:list, test:list, info:dict):
+    "The train and test items as datasets of the class of `examples` (metadata kept, split recorded), else as lists."
+    for cls in (InstructionDataset, PreferenceDataset, TripletDataset, TrajectoryDataset):
+        if isinstance(examples, cls):
+            md = dict(examples.metadata)
+            part = lambda items, split: cls(items, {**md, "split": split, "time_split": info})
+            return part(train, "train"), part(test, "test")
+    return train, test
+
+# %% ../nbs/14_formatting.ipynb #9713cde7
 def time_split(examples, # an extract dataset, or a list of examples/pairs/triplets/trajectories/dicts
-               test_size:int=50, # test examples wanted (spec: `test_set_size`)
+               test_size:int=50, # test examples wanted (the evaluator's `test_set_size`)
                days:int=7, # the test window: the most recent `days` days
                now:datetime|None=None, # end of the window (default: now, UTC)
                seed:int=0, # sampling seed inside the window
               ) -> tuple[Any, Any, dict]:
     "Hold out recent examples as the test set: returns train, test and an info dict (sizes, window, fallback reason)."
-    if isinstance(test_size, bool) or not isinstance(test_size, int) or test_size < 0:
-        raise ValueError(f"Invalid test_size {test_size!r}: must be an integer >= 0")
-    if not isinstance(days, (int, float)) or days <= 0: raise ValueError(f"Invalid days {days!r}: must be positive")
-    items = _items(examples)
-    now = pd.Timestamp(now or datetime.now(timezone.utc))
-    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    _check_split_args(test_size, days)
+    items, now = _items(examples), _utc(now or datetime.now(timezone.utc))
     start = now - pd.Timedelta(days=days)
     ts = pd.Series([_when(x) for x in items], dtype="datetime64[ns, UTC]")
-    dated = ts.notna()
+    dated = ts.notna().tolist()
     window = [i for i in range(len(items)) if dated[i] and start <= ts[i] <= now]
-    info = {"test_size_requested": test_size, "window_days": days, "window_start": start.isoformat(), "now": now.isoformat(),
-            "in_window": len(window), "no_timestamp": int((~dated).sum()), "fallback": None}
+    info = {"test_size_requested": test_size, "window_days": days, "window_start": start.isoformat(),
+            "now": now.isoformat(), "in_window": len(window), "no_timestamp": int(ts.isna().sum()), "fallback": None}
     n = min(test_size, len(items) // 2)
-    if n < test_size:
-        info["fallback"] = f"only {len(items)} examples in all: test set capped at half of them ({n})"
-    if len(window) >= n:
-        test_idx = sorted(random.Random(seed).sample(window, n), key=lambda i: ts[i])
-    else:
-        recent = sorted((i for i in range(len(items)) if dated[i]), key=lambda i: ts[i], reverse=True)[:n]
-        test_idx = sorted(recent, key=lambda i: ts[i])
-        info["fallback"] = (f"only {len(window)} examples in the last {days} days (< {n}); "
-                            f"used the {len(test_idx)} most recent examples instead")
-    chosen = set(test_idx)
+    if n < test_size: info["fallback"] = f"only {len(items)} examples in all: test set capped at half of them ({n})"
+    test_idx = _test_indices(ts, window, n, days, seed, info)
     test_keys = {_key(items[i]) for i in test_idx}
-    train_idx = [i for i in range(len(items)) if i not in chosen]
-    kept = [i for i in train_idx if _key(items[i]) not in test_keys]
-    info.update(test_size=len(test_idx), train_size=len(kept), dropped_duplicates=len(train_idx) - len(kept),
+    chosen = set(test_idx)
+    rest = [i for i in range(len(items)) if i not in chosen]
+    kept = [i for i in rest if _key(items[i]) not in test_keys]
+    info.update(test_size=len(test_idx), train_size=len(kept), dropped_duplicates=len(rest) - len(kept),
                 test_oldest=ts[test_idx[0]].isoformat() if test_idx else None,
                 test_newest=ts[test_idx[-1]].isoformat() if test_idx else None)
     if info["fallback"]: log.warning(f"time_split: {info['fallback']}")
-    train, test = [items[i] for i in kept], [items[i] for i in test_idx]
-    for cls, attr in ((InstructionDataset, "examples"), (PreferenceDataset, "pairs"), (TripletDataset, "triplets"),
-                      (TrajectoryDataset, "trajectories")):
-        if isinstance(examples, cls):
-            md = dict(examples.metadata)
-            return (cls(train, {**md, "split": "train", "time_split": info}), cls(test, {**md, "split": "test", "time_split": info}), info)
-    return train, test, info
+    return (*_as_datasets(examples, [items[i] for i in kept], [items[i] for i in test_idx], info), info)
 
 # %% ../nbs/14_formatting.ipynb #f11d2637
 def keep_sessions(trajectories, # TrajectoryDataset or a list of ConversationTrajectory
@@ -319,6 +388,7 @@ def keep_sessions(trajectories, # TrajectoryDataset or a list of ConversationTra
     by = pd.Series([outcome(t) or "none" for t in items], dtype=object).value_counts().to_dict() if items else {}
     return kept, {"sessions": len(items), "kept": len(kept), "excluded": len(items) - len(kept), "by_outcome": by}
 
+# %% ../nbs/14_formatting.ipynb #71885e0b
 def session_turn_examples(trajectories, # held-out sessions
                           instruction:str, # the system message
                          ) -> list[InstructionExample]:
@@ -328,7 +398,7 @@ def session_turn_examples(trajectories, # held-out sessions
         conv = []
         for t in tr.turns:
             conv = conv + [{"role": "user", "content": t.query}]
-            out.append(InstructionExample(instruction, t.query, t.response, {"span_id": t.span_id, "session_id": tr.session_id,
-                                          "turn_id": t.turn_id, "timestamp": t.timestamp}, conversation=list(conv)))
+            md = {"span_id": t.span_id, "session_id": tr.session_id, "turn_id": t.turn_id, "timestamp": t.timestamp}
+            out.append(InstructionExample(instruction, t.query, t.response, md, conversation=list(conv)))
             conv = conv + [{"role": "assistant", "content": t.response}]
     return out
