@@ -14,7 +14,7 @@ export PHOENIX_DISABLE_AGENT_ASSISTANT := true
 # Tests keep their home (model cache, Phoenix data, registry) inside the checkout so warm runs are fast.
 TEST_HOME := $(CURDIR)/.test-home
 
-.PHONY: help venv sysdeps sync-check nbtest pytest test demo docs clean-home
+.PHONY: help venv sysdeps sync-check nbtest pytest nbmetrics test demo docs clean-home
 help:
 	@echo "make demo   - install (first run only) and run the end-to-end demo on the embedded defaults"
 	@echo "make test   - install (first run only), check notebooks/module sync, run notebook tests and pytest"
@@ -47,7 +47,11 @@ nbtest: venv sysdeps
 pytest: venv sysdeps
 	COGNIVERSE_FT_HOME=$(TEST_HOME) $(BIN)/pytest -q -rs --durations=15
 
-test: sync-check nbtest pytest
+# A report, not a gate: how literate the notebooks are (export cell size, examples with saved outputs, long lines).
+nbmetrics: venv
+	@$(BIN)/python tools/nb_metrics.py nbs
+
+test: sync-check nbmetrics nbtest pytest
 
 docs: venv
 	$(BIN)/cogniverse-ft docs build --out _site
