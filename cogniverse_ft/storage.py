@@ -10,13 +10,13 @@ import os, re, json, shutil, hashlib, tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
-from .core import (home_subdir, atomic_dir, get_logger, safe_join, redact_url, check_storage_uri, HF_URI_RE,
-                                uri_scheme, owner_tag, is_stale_owner)
+from .core import (home_subdir, atomic_dir, get_logger, safe_join, redact_url, check_storage_uri,
+                                HF_URI_RE, uri_scheme, owner_tag, is_stale_owner)
 from .models import file_sha256
 
 # %% auto #0
 __all__ = ['log', 'MANIFEST_NAME', 'UPLOAD_MARKER', 'IGNORED_FILES', 'IGNORED_DIRS', 'AdapterIntegrityError', 'hash_folder',
-           'manifest_diff', 'parse_manifest', 'check_manifest', 'verify_folder', 'StorageURI', 'parse_storage_uri',
+           'manifest_diff', 'check_manifest', 'parse_manifest', 'verify_folder', 'StorageURI', 'parse_storage_uri',
            'upload_adapter', 'download_adapter']
 
 # %% ../nbs/31_storage.ipynb #70a8acee
@@ -31,9 +31,11 @@ IGNORED_DIRS = {".cache", ".git", ".ipynb_checkpoints", "__pycache__"}  # folder
 class AdapterIntegrityError(ValueError):
     "An adapter's files do not match their recorded sha256 manifest."
 
+# %% ../nbs/31_storage.ipynb #0a6eb649
 def _ignored(rel:PurePosixPath) -> bool:
     return rel.name in IGNORED_FILES or any(p in IGNORED_DIRS or p.endswith(".partial") for p in rel.parts[:-1])
 
+# %% ../nbs/31_storage.ipynb #89799d4e
 def hash_folder(path:str|Path, # an adapter folder
                ) -> dict:
     "The manifest of a folder: `{relative/path: sha256}` of every file, sorted, host-added files left out."
@@ -47,7 +49,7 @@ def hash_folder(path:str|Path, # an adapter folder
     if not out: raise FileNotFoundError(f"Adapter folder {str(root)!r} holds no files")
     return out
 
-# %% ../nbs/31_storage.ipynb #39be2a26
+# %% ../nbs/31_storage.ipynb #f0b301d9
 def manifest_diff(expected:dict, # manifest that should hold
                   actual:dict, # manifest of the files present
                  ) -> dict:
@@ -56,23 +58,34 @@ def manifest_diff(expected:dict, # manifest that should hold
             "changed": sorted(k for k in set(expected) & set(actual) if expected[k] != actual[k]),
             "unexpected": sorted(set(actual) - set(expected))}
 
+
+
+# %% ../nbs/31_storage.ipynb #a5cc01a0
+def check_manifest(files:dict, # a manifest `{relative/path: sha256}`
+                   what:str="manifest", # what it is, for the message (e.g. "file_hashes", "manifest /x/m.json")
+                  ) -> dict:
+    "Return `files` when it is a non-empty `{relative/path: sha256 hex}` map, else raise `AdapterIntegrityError`."
+    ok = lambda k, v: isinstance(k, str) and k and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v)
+    if not isinstance(files, dict) or not files or not all(ok(k, v) for k, v in files.items()):
+        raise AdapterIntegrityError(f"Malformed {what}: expected a non-empty {{relative/path: sha256 hex}} map, got "
+                                    f"{str(files)[:80]}")
+    return files
+
+
+
+# %% ../nbs/31_storage.ipynb #3e906e65
 def parse_manifest(raw:bytes|str, # the content of a `cogniverse_manifest.json`
                    where:str, # where it was read, for the message (a path or redacted URI)
                   ) -> dict:
     "The `files` map of a manifest; raise `AdapterIntegrityError` naming `where` when it is malformed."
     try: doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e: raise AdapterIntegrityError(f"Malformed manifest {where}: not JSON ({e})") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise AdapterIntegrityError(f"Malformed manifest {where}: not JSON ({e})") from None
     return check_manifest(doc.get("files") if isinstance(doc, dict) else None, f"manifest {where}")
 
-def check_manifest(files:dict, # a manifest `{relative/path: sha256}`
-                   what:str="manifest", # what it is, for the message (e.g. "file_hashes", "manifest /x/m.json")
-                  ) -> dict:
-    "Return `files` when it is a non-empty `{relative/path: sha256 hex}` map, else raise `AdapterIntegrityError` naming it."
-    if not isinstance(files, dict) or not files or not all(
-            isinstance(k, str) and k and isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) for k, v in files.items()):
-        raise AdapterIntegrityError(f"Malformed {what}: expected a non-empty {{relative/path: sha256 hex}} map, got {str(files)[:80]}")
-    return files
 
+
+# %% ../nbs/31_storage.ipynb #5cbd7e3c
 def verify_folder(path:str|Path, # folder to check
                   expected:dict, # manifest `{relative/path: sha256}` it must match
                   what:str|None=None, # how to name the source in the error, e.g. its URI
@@ -86,6 +99,14 @@ def verify_folder(path:str|Path, # folder to check
         raise AdapterIntegrityError(f"sha256 mismatch for adapter {what or path}: " + "; ".join(parts))
     return actual
 
+
+
+# %% ../nbs/31_storage.ipynb #3ddd61c5
+def _folder_manifest(p:Path) -> dict|None:
+    "The manifest stored in a local folder (None when it has none); a malformed one is an error naming the file."
+    m = Path(p)/MANIFEST_NAME
+    return parse_manifest(m.read_bytes(), str(m)) if m.exists() else None
+
 # %% ../nbs/31_storage.ipynb #dccd11e8
 @dataclass
 class StorageURI:
@@ -96,6 +117,7 @@ class StorageURI:
     revision: str|None = None  # HF revision (branch, tag or commit)
     subfolder: str|None = None  # folder inside the HF repo
 
+# %% ../nbs/31_storage.ipynb #2f3ef745
 def parse_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or an fsspec URI
                      ) -> StorageURI:
     "Parse an adapter location; unknown schemes and malformed `hf://` URIs are refused with the reason."
@@ -110,24 +132,79 @@ def parse_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or 
     return StorageURI("fsspec", uri, uri)
 
 # %% ../nbs/31_storage.ipynb #0bfa83c4
+def _manifest_doc(files:dict) -> bytes:
+    "The `cogniverse_manifest.json` document for a manifest."
+    return json.dumps({"format": "cogniverse_ft.manifest/1", "algorithm": "sha256", "files": files}, indent=2).encode()
+
+# %% ../nbs/31_storage.ipynb #302c42c6
+def _upload_local(src:Path, dest:Path, files:dict, safe:str) -> bool:
+    "Copy `files` and the manifest into a temporary sibling of `dest`, then rename it; False when already there."
+    if dest.exists():
+        if _folder_manifest(dest) == files: return False
+        raise FileExistsError(f"Destination {safe} already exists with different content; adapter versions are "
+                              "immutable, upload to a new location")
+    with atomic_dir(dest) as tmp:
+        for rel in files:
+            (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src/rel, tmp/rel)
+        (tmp/MANIFEST_NAME).write_bytes(_manifest_doc(files))
+    verify_folder(dest, files, safe)
+    return True
+
+# %% ../nbs/31_storage.ipynb #1a20cb5e
 def _fs(uri, storage_options):
+    "The fsspec filesystem and root path (no trailing `/`) of `uri`."
     import fsspec
     fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
     return fs, path.rstrip("/")
 
+# %% ../nbs/31_storage.ipynb #777622a2
 def _read_remote_manifest(fs, root, where=None):
+    "The manifest stored at `root` on `fs`, or None when there is none."
     p = f"{root}/{MANIFEST_NAME}"
     if not fs.exists(p): return None
     with fs.open(p, "rb") as f: return parse_manifest(f.read(), where or p)
 
-def _manifest_doc(files:dict) -> bytes:
-    return json.dumps({"format": "cogniverse_ft.manifest/1", "algorithm": "sha256", "files": files}, indent=2).encode()
+# %% ../nbs/31_storage.ipynb #53b71cb3
+def _clear_unfinished(fs, root:str, present:list, safe:str):
+    "Remove the files of an unfinished upload at `root`, unless its uploading process is still alive."
+    with fs.open(f"{root}/{UPLOAD_MARKER}", "rb") as f: owner = (json.loads(f.read() or b"{}") or {}).get("owner")
+    if owner not in (None, owner_tag()) and not is_stale_owner(owner):
+        raise FileExistsError(f"Destination {safe} is being uploaded by another process ({owner}); retry when it ends")
+    log.warning(f"{safe} holds an unfinished upload (no manifest; its process died): "
+                f"replacing its {len(present) - 1} file(s)")
+    for rel in present:
+        if rel != UPLOAD_MARKER: fs.rm_file(f"{root}/{rel}")
 
+# %% ../nbs/31_storage.ipynb #f537d091
+def _upload_fsspec(fs, root:str, src:Path, files:dict, safe:str) -> bool:
+    "Upload `files` then the manifest; replace an unfinished upload (marker, no manifest); False when already there."
+    have = _read_remote_manifest(fs, root, f"{safe}/{MANIFEST_NAME}")
+    if have == files: return False
+    present = [p[len(root):].lstrip("/") for p in fs.find(root)] if fs.exists(root) else []
+    if have is not None or (present and UPLOAD_MARKER not in present):
+        raise FileExistsError(f"Destination {safe} already holds files; adapter versions are immutable, "
+                              "upload to a new location")
+    if present: _clear_unfinished(fs, root, present, safe)
+    marker = f"{root}/{UPLOAD_MARKER}"
+    fs.makedirs(root, exist_ok=True)
+    fs.pipe_file(marker, json.dumps({"owner": owner_tag()}).encode())
+    for rel in files:
+        fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
+        fs.put_file(str(src/rel), f"{root}/{rel}")
+    fs.pipe_file(f"{root}/{MANIFEST_NAME}", _manifest_doc(files))
+    fs.rm_file(marker)
+    return True
+
+# %% ../nbs/31_storage.ipynb #a971b609
 def _hf_api(hf_token):
+    "A Hub client for this call's token."
     from huggingface_hub import HfApi
     return HfApi(token=hf_token)
 
+# %% ../nbs/31_storage.ipynb #4b3a0cd3
 def _hf_manifest(api, s:StorageURI):
+    "The manifest at an `hf://` location, or None when the repo, revision or manifest is missing."
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub import hf_hub_download
     name = f"{s.subfolder}/{MANIFEST_NAME}" if s.subfolder else MANIFEST_NAME
@@ -135,35 +212,25 @@ def _hf_manifest(api, s:StorageURI):
     except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError): return None
     return parse_manifest(Path(p).read_bytes(), f"{redact_url(s.uri)}/{MANIFEST_NAME}")
 
-# %% ../nbs/31_storage.ipynb #302c42c6
-def _upload_fsspec(fs, root:str, src:Path, files:dict, safe:str) -> bool:
-    "Upload `files` then the manifest; replace an unfinished upload (marker, no manifest); False when already there."
-    have = _read_remote_manifest(fs, root, f"{safe}/{MANIFEST_NAME}")
-    if have == files: log.info(f"{safe} already holds this adapter; nothing to upload"); return False
-    present = [p[len(root):].lstrip("/") for p in fs.find(root)] if fs.exists(root) else []
-    if have is not None or (present and UPLOAD_MARKER not in present):
-        raise FileExistsError(f"Destination {safe} already holds files; adapter versions are immutable, upload to a new location")
-    marker = f"{root}/{UPLOAD_MARKER}"
-    if present:
-        with fs.open(marker, "rb") as f: owner = (json.loads(f.read() or b"{}") or {}).get("owner")
-        if owner not in (None, owner_tag()) and not is_stale_owner(owner):
-            raise FileExistsError(f"Destination {safe} is being uploaded by another process ({owner}); retry when it ends")
-        log.warning(f"{safe} holds an unfinished upload (no manifest; its process died): replacing its {len(present) - 1} file(s)")
-        for rel in present:
-            if rel != UPLOAD_MARKER: fs.rm_file(f"{root}/{rel}")
-    fs.makedirs(root, exist_ok=True); fs.pipe_file(marker, json.dumps({"owner": owner_tag()}).encode())
-    for rel in files:
-        fs.makedirs(f"{root}/{rel}".rsplit("/", 1)[0], exist_ok=True)
-        fs.put_file(str(src/rel), f"{root}/{rel}")
-    fs.pipe_file(f"{root}/{MANIFEST_NAME}", _manifest_doc(files)); fs.rm_file(marker)
+# %% ../nbs/31_storage.ipynb #afabaf0e
+def _upload_hf(src:Path, s:StorageURI, files:dict, safe:str, hf_token, private:bool, commit_message) -> bool:
+    "Commit `files` and the manifest to the Hub location in one commit; False when it holds this adapter already."
+    from huggingface_hub import CommitOperationAdd
+    api = _hf_api(hf_token)
+    api.create_repo(s.path, private=private, exist_ok=True, repo_type="model")
+    have = _hf_manifest(api, s)
+    if have == files: return False
+    if have is not None:
+        raise FileExistsError(f"Destination {safe} already holds a different adapter; adapter versions are "
+                              "immutable, upload to a new repo, revision or subfolder")
+    pre = f"{s.subfolder}/" if s.subfolder else ""
+    ops = [CommitOperationAdd(pre + rel, str(src/rel)) for rel in files]
+    ops.append(CommitOperationAdd(pre + MANIFEST_NAME, _manifest_doc(files)))
+    api.create_commit(s.path, ops, commit_message=commit_message or f"Upload adapter {src.name}",
+                      revision=s.revision, repo_type="model")
     return True
 
-def _folder_manifest(p:Path) -> dict|None:
-    "The manifest stored in a local folder (None when it has none); a malformed one is an error naming the file."
-    m = Path(p)/MANIFEST_NAME
-    return parse_manifest(m.read_bytes(), str(m)) if m.exists() else None
-
-# %% ../nbs/31_storage.ipynb #313f1328
+# %% ../nbs/31_storage.ipynb #8861d840
 def upload_adapter(local_path:str|Path, # adapter folder to upload
                    destination_uri:str, # local path, hf://org/repo[@rev][/sub], or fsspec URI
                    hf_token:str|None=None, # Hugging Face token (used for the call only, never stored or logged)
@@ -172,76 +239,91 @@ def upload_adapter(local_path:str|Path, # adapter folder to upload
                    commit_message:str|None=None, # HF commit message
                   ) -> str:
     "Upload an adapter folder with its sha256 manifest; returns the destination URI."
-    files = hash_folder(local_path)
-    src = Path(local_path)
+    files, src = hash_folder(local_path), Path(local_path)
     s = parse_storage_uri(destination_uri)
     safe = redact_url(s.uri)
-    if s.kind == "local":
-        dest = Path(s.path)
-        if dest.exists():
-            have = _folder_manifest(dest)
-            if have == files: log.info(f"{safe} already holds this adapter; nothing to upload"); return s.uri
-            raise FileExistsError(f"Destination {safe} already exists with different content; adapter versions are "
-                                  "immutable, upload to a new location")
-        with atomic_dir(dest) as tmp:
-            for rel in files:
-                (tmp/rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(src/rel, tmp/rel)
-            (tmp/MANIFEST_NAME).write_bytes(_manifest_doc(files))
-        verify_folder(dest, files, safe)
-    elif s.kind == "fsspec":
-        fs, root = _fs(s.uri, storage_options)
-        if not _upload_fsspec(fs, root, src, files, safe): return s.uri
-    else:
-        from huggingface_hub import CommitOperationAdd
-        api = _hf_api(hf_token)
-        api.create_repo(s.path, private=private, exist_ok=True, repo_type="model")
-        have = _hf_manifest(api, s)
-        if have == files: log.info(f"{safe} already holds this adapter; nothing to upload"); return s.uri
-        if have is not None:
-            raise FileExistsError(f"Destination {safe} already holds a different adapter; adapter versions are "
-                                  "immutable, upload to a new repo, revision or subfolder")
-        pre = f"{s.subfolder}/" if s.subfolder else ""
-        ops = [CommitOperationAdd(pre + rel, str(src/rel)) for rel in files]
-        ops.append(CommitOperationAdd(pre + MANIFEST_NAME, _manifest_doc(files)))
-        api.create_commit(s.path, ops, commit_message=commit_message or f"Upload adapter {src.name}",
-                          revision=s.revision, repo_type="model")
-    log.info(f"Uploaded adapter {src.name} ({len(files)} files) to {safe}")
+    if s.kind == "local": done = _upload_local(src, Path(s.path), files, safe)
+    elif s.kind == "fsspec": done = _upload_fsspec(*_fs(s.uri, storage_options), src, files, safe)
+    else: done = _upload_hf(src, s, files, safe, hf_token, private, commit_message)
+    if done: log.info(f"Uploaded adapter {src.name} ({len(files)} files) to {safe}")
+    else: log.info(f"{safe} already holds this adapter; nothing to upload")
     return s.uri
 
-# %% ../nbs/31_storage.ipynb #1a20cb5e
+# %% ../nbs/31_storage.ipynb #78173ad8
 def _download_dir(s:StorageURI, local_dir) -> Path:
+    "The folder a download of `s` goes to: `<local_dir>/<last part>-<hash of the location>`."
     base = Path(local_dir) if local_dir else home_subdir("adapters")/"downloads"
     tail = (s.subfolder or s.path).rstrip("/").rsplit("/", 1)[-1] or "adapter"
     tail = re.sub(r"[^\w.-]", "_", tail)[:60]
     key = hashlib.sha256(f"{s.kind}|{s.path}|{s.revision}|{s.subfolder}".encode()).hexdigest()[:12]
     return base/f"{tail}-{key}"
 
+# %% ../nbs/31_storage.ipynb #597046e7
+def _fetch_fsspec(s:StorageURI, tmp:Path, storage_options):
+    "Copy every object under the fsspec location into `tmp`, refusing keys that leave it."
+    fs, root = _fs(s.uri, storage_options)
+    found = [p for p in fs.find(root, detail=False)] if fs.exists(root) else []
+    if not found: raise FileNotFoundError(f"No adapter files at {redact_url(s.uri)}")
+    for p in found:
+        if not p.startswith(root + "/"):
+            raise ValueError(f"Refusing object {p!r}: it is not under {redact_url(s.uri)}")
+        dst = safe_join(tmp, p[len(root) + 1:], f"object key of {redact_url(s.uri)}")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(p, str(dst))
+
+# %% ../nbs/31_storage.ipynb #90ce4014
+def _fetch_hf(s:StorageURI, tmp:Path, hf_token):
+    "Download the Hub location into `tmp`; a subfolder's files end up at the top of `tmp`."
+    from huggingface_hub import snapshot_download
+    snapshot_download(s.path, revision=s.revision, token=hf_token, local_dir=str(tmp),
+                      allow_patterns=[f"{s.subfolder}/**"] if s.subfolder else None)
+    if not s.subfolder: return
+    inner = tmp/s.subfolder
+    if not inner.is_dir(): raise FileNotFoundError(f"No folder {s.subfolder!r} in {s.uri}")
+    for p in list(tmp.iterdir()):
+        if p.name != s.subfolder.split("/")[0]: shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for p in list(inner.iterdir()): p.rename(tmp/p.name)
+    shutil.rmtree(tmp/s.subfolder.split("/")[0], ignore_errors=True)
+
+# %% ../nbs/31_storage.ipynb #374ca97f
 def _fetch(s:StorageURI, tmp:Path, hf_token, storage_options):
     "Copy the source's files into `tmp`; return the manifest that travelled with them (or None)."
-    if s.kind == "fsspec":
-        fs, root = _fs(s.uri, storage_options)
-        found = [p for p in fs.find(root, detail=False)] if fs.exists(root) else []
-        if not found: raise FileNotFoundError(f"No adapter files at {redact_url(s.uri)}")
-        for p in found:
-            if not p.startswith(root + "/"): raise ValueError(f"Refusing object {p!r}: it is not under {redact_url(s.uri)}")
-            dst = safe_join(tmp, p[len(root) + 1:], f"object key of {redact_url(s.uri)}")
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            fs.get_file(p, str(dst))
-    else:
-        from huggingface_hub import snapshot_download
-        snapshot_download(s.path, revision=s.revision, token=hf_token, local_dir=str(tmp),
-                          allow_patterns=[f"{s.subfolder}/**"] if s.subfolder else None)
-        if s.subfolder:
-            inner = tmp/s.subfolder
-            if not inner.is_dir(): raise FileNotFoundError(f"No folder {s.subfolder!r} in {s.uri}")
-            for p in list(tmp.iterdir()):
-                if p.name != s.subfolder.split("/")[0]: shutil.rmtree(p) if p.is_dir() else p.unlink()
-            for p in list(inner.iterdir()): p.rename(tmp/p.name)
-            shutil.rmtree(tmp/s.subfolder.split("/")[0], ignore_errors=True)
+    if s.kind == "fsspec": _fetch_fsspec(s, tmp, storage_options)
+    else: _fetch_hf(s, tmp, hf_token)
     m = tmp/MANIFEST_NAME
     return parse_manifest(m.read_bytes(), f"{redact_url(s.uri)}/{MANIFEST_NAME}") if m.exists() else None
 
+# %% ../nbs/31_storage.ipynb #43f0499f
+def _verify_or_refuse(folder:Path, expected_hashes:dict|None, verify:bool, what:str, missing:str):
+    "Verify `folder` against `expected_hashes`, else its own manifest; with neither, raise `missing` if `verify`."
+    exp = expected_hashes or _folder_manifest(folder)
+    if exp: verify_folder(folder, exp, what)
+    elif verify: raise AdapterIntegrityError(missing)
+
+# %% ../nbs/31_storage.ipynb #5368fcd9
+def _download_new(s:StorageURI, dest:Path, safe:str, hf_token, expected_hashes, storage_options, verify:bool):
+    "Fetch `s` into a temporary sibling of `dest`, verify it, and move it into place."
+    with atomic_dir(dest) as tmp:
+        shipped = _fetch(s, tmp, hf_token, storage_options)
+        if not (expected_hashes or shipped) and not verify:
+            log.warning(f"Downloaded {safe} without verification (verify=False)")
+        _verify_or_refuse(tmp, expected_hashes or shipped, verify, safe,
+                          f"No sha256 manifest at {safe} and no expected_hashes given: cannot verify the download "
+                          "(pass verify=False to accept unverified files)")
+        if expected_hashes and shipped is None: (tmp/MANIFEST_NAME).write_bytes(_manifest_doc(expected_hashes))
+    log.info(f"Downloaded and verified {safe} into {dest}")
+
+# %% ../nbs/31_storage.ipynb #696b818f
+def _reuse_download(dest:Path, safe:str, expected_hashes, verify:bool, kept=None) -> Path:
+    "Verify an earlier download in `dest` and return it; remove this process's duplicate copy `kept`."
+    what = f"{safe} (downloaded earlier to {dest}" + (f"; this process's copy is kept in {kept})" if kept else ")")
+    _verify_or_refuse(dest, expected_hashes, verify, what, f"Earlier download {dest} of {safe} has no manifest; "
+                                                           "remove it and retry")
+    if kept: shutil.rmtree(kept, ignore_errors=True)  # a verified duplicate of the winner's folder
+    log.info(f"Reusing verified download of {safe} in {dest}")
+    return dest
+
+# %% ../nbs/31_storage.ipynb #24362763
 def download_adapter(source_uri:str, # local path, hf://org/repo[@rev][/sub], or fsspec URI
                      local_dir:str|Path|None=None, # parent folder for downloads (default `<home>/adapters/downloads`)
                      hf_token:str|None=None, # Hugging Face token (used for the call only, never stored or logged)
@@ -253,33 +335,17 @@ def download_adapter(source_uri:str, # local path, hf://org/repo[@rev][/sub], or
     s = parse_storage_uri(source_uri)
     safe = redact_url(s.uri)
     if s.kind == "local":
-        p = Path(s.path)
-        if not p.is_dir(): raise FileNotFoundError(f"Adapter folder {safe!r} does not exist")
-        exp = expected_hashes or _folder_manifest(p)
-        if exp: verify_folder(p, exp, safe)
-        elif verify: raise AdapterIntegrityError(f"No sha256 manifest for {safe}: pass expected_hashes, or verify=False "
-                                                 "to accept unverified files")
-        return p
+        if not Path(s.path).is_dir(): raise FileNotFoundError(f"Adapter folder {safe!r} does not exist")
+        _verify_or_refuse(Path(s.path), expected_hashes, verify, safe, f"No sha256 manifest for {safe}: pass "
+                          "expected_hashes, or verify=False to accept unverified files")
+        return Path(s.path)
     dest, kept = _download_dir(s, local_dir), None
     if not dest.exists():
         try:
-            with atomic_dir(dest) as tmp:
-                shipped = _fetch(s, tmp, hf_token, storage_options)
-                exp = expected_hashes or shipped
-                if exp: verify_folder(tmp, exp, safe)
-                elif verify: raise AdapterIntegrityError(f"No sha256 manifest at {safe} and no expected_hashes given: cannot "
-                                                         "verify the download (pass verify=False to accept unverified files)")
-                else: log.warning(f"Downloaded {safe} without verification (verify=False)")
-                if expected_hashes and shipped is None: (tmp/MANIFEST_NAME).write_bytes(_manifest_doc(expected_hashes))
-            log.info(f"Downloaded and verified {safe} into {dest}")
+            _download_new(s, dest, safe, hf_token, expected_hashes, storage_options, verify)
             return dest
         except FileExistsError as e:  # another worker's download landed first: use its folder once it verifies
             if not dest.exists(): raise
             kept = getattr(e, "kept", None)
             log.info(f"Another process finished downloading {safe} first; checking its copy in {dest}")
-    exp = expected_hashes or _folder_manifest(dest)
-    if exp: verify_folder(dest, exp, f"{safe} (downloaded earlier to {dest}" + (f"; this process's copy is kept in {kept})" if kept else ")"))
-    elif verify: raise AdapterIntegrityError(f"Earlier download {dest} of {safe} has no manifest; remove it and retry")
-    if kept: shutil.rmtree(kept, ignore_errors=True)  # a verified duplicate of the winner's folder
-    log.info(f"Reusing verified download of {safe} in {dest}")
-    return dest
+    return _reuse_download(dest, safe, expected_hashes, verify, kept)
