@@ -540,12 +540,15 @@ def _decision_dataset(build, # makes the dataset of a `_Decisions`
                 approval_name:str|None=None, # override the task's annotation name
                 max_chars:int=MAX_FIELD_CHARS, # longer texts are skipped
                 project:str|None=None, # recorded in the metadata
-                **options, # kto_dataset only: `paired_rejections=True` adds the rejected side of spans with an approval
+                **options, # the options of `build` (kto_dataset: `paired_rejections`)
                ):
         return build(_decisions(spans_df, annotations_df, agent_type, approval_name, max_chars, project), **options)
     dataset.__name__ = dataset.__qualname__ = name
     dataset.__doc__ = doc
-    dataset.__signature__ = inspect.signature(dataset).replace(return_annotation=returns)
+    common = [p for p in inspect.signature(dataset).parameters.values() if p.kind != p.VAR_KEYWORD]
+    extra = [p.replace(kind=p.KEYWORD_ONLY) for p in list(inspect.signature(build).parameters.values())[1:]]
+    dataset.__signature__ = inspect.Signature(common + extra, return_annotation=returns)
+    dataset.__delwrap__ = build  # `docments` finds the options' docs in `build`
     return dataset
 
 # %% ../nbs/12_extract.ipynb #60d6ff41
