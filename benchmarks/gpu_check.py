@@ -30,8 +30,8 @@ RANDOM_SHAPES = {  # Qwen2.5-0.5B / -1.5B: hidden, intermediate, layers, heads, 
     "0.5b": (896, 4864, 24, 14, 2), "1.5b": (1536, 8960, 28, 12, 2)}
 SYSTEM = ("You are the router of a multimodal search assistant. Route the user's query to exactly one agent and answer "
           "with the agent name only. video_search_agent finds videos, clips and livestreams; text_search_agent finds "
-          "articles, papers and news; image_search_agent finds photos and drawings; audio_search_agent finds podcasts, "
-          "songs and recordings; summarization_agent writes short summaries; detailed_report_agent writes long reports.")
+          "articles, papers and news; image_search_agent finds photos and drawings; audio_analysis_agent finds podcasts, "
+          "songs and recordings; summarizer_agent writes short summaries; detailed_report_agent writes long reports.")
 WORDS = ("the report covers sales video clips market audio podcast image search news article summary quarterly figures "
          "customer region growth latency model adapter training data pipeline music photo drawing livestream").split()
 

@@ -23,8 +23,8 @@ import multiprocessing as mp
 
 SYSTEM = ("You are the router of a multimodal search assistant. Route the user's query to exactly one agent and answer "
           "with the agent name only. video_search_agent finds videos, clips and livestreams; text_search_agent finds "
-          "articles, papers and news; image_search_agent finds photos and drawings; audio_search_agent finds podcasts, "
-          "songs and recordings; summarization_agent writes short summaries; detailed_report_agent writes long reports.")
+          "articles, papers and news; image_search_agent finds photos and drawings; audio_analysis_agent finds podcasts, "
+          "songs and recordings; summarizer_agent writes short summaries; detailed_report_agent writes long reports.")
 
 def examples(n, seed=0):
     from cogniverse_ft.evaluate import synthetic_routing_examples

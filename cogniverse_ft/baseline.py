@@ -21,7 +21,7 @@ log = get_logger(__name__)
 class EmbeddingBaseline:
     "Sentence embeddings + balanced logistic regression: the cheap classifier of a closed-label task."
     def __init__(self,
-                 model_name:str=DEFAULT_EMBEDDING_MODEL, # sentence-transformers model: HF id, short name or local folder
+                 model_name:str=DEFAULT_EMBEDDING_MODEL, # sentence-transformers model: HF id, short name or folder
                  C:float=1.0, # inverse regularisation strength of the logistic regression
                  seed:int=0, # random seed of the solver
                  batch_size:int=64, # texts embedded together
@@ -38,12 +38,15 @@ def embed(self:EmbeddingBaseline, texts:list) -> Any:
     if self.encoder is None:
         from cogniverse_ft.models import load_embedding_model
         self.encoder = load_embedding_model(self.model_name, device=self.device)
-    return self.encoder.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False)
+    return self.encoder.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                               show_progress_bar=False)
 
 # %% ../nbs/32a_baseline.ipynb #5751eb30
 def _field(x, k):
+    "Field `k` of an example (a dict or an object)."
     return x.get(k) if isinstance(x, dict) else getattr(x, k, None)
 
+# %% ../nbs/32a_baseline.ipynb #033829f6
 @patch
 def fit(self:EmbeddingBaseline,
         examples:list, # training examples: objects or dicts with `input` and `output`
@@ -54,11 +57,14 @@ def fit(self:EmbeddingBaseline,
     xs, ys = [_field(x, "input") for x in examples], [_field(x, "output") for x in examples]
     self.labels = list(labels) if labels else sorted(set(ys))
     bad = [i for i, (x, y) in enumerate(zip(xs, ys)) if not isinstance(x, str) or y not in self.labels]
-    if bad: raise ValueError(f"Baseline training example {bad[0]} has no text input or an output outside the labels {self.labels} "
-                             f"({len(bad)} such examples)")
-    if len(set(ys)) < 2: raise ValueError(f"The baseline needs at least two labels among its training examples; got {sorted(set(ys))}")
+    if bad:
+        raise ValueError(f"Baseline training example {bad[0]} has no text input or an output outside the labels "
+                         f"{self.labels} ({len(bad)} such examples)")
+    if len(set(ys)) < 2:
+        raise ValueError(f"The baseline needs at least two labels among its training examples; got {sorted(set(ys))}")
     t0 = time.perf_counter()
-    self.clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000, random_state=self.seed).fit(self.embed(xs), ys)
+    clf = LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000, random_state=self.seed)
+    self.clf = clf.fit(self.embed(xs), ys)
     self.fit_seconds, self.train_examples = time.perf_counter() - t0, len(xs)
     log.info(f"Baseline fitted on {len(xs)} examples, {len(set(ys))} labels, in {self.fit_seconds:.1f}s")
     return self

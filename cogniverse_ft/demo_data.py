@@ -11,47 +11,60 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 import pandas as pd
-from .core import (get_logger, validate_tenant_id, project_for_tenant, tenant_of_project, AGENT_INSTRUCTIONS)
-from .telemetry import (make_span, log_spans, log_annotations, log_session_annotations, ensure_annotation_config,
-                                     resolve_phoenix_url, spans_frame, annotations_frame, _annotation_payload)
-from .extract import (APPROVAL_ANNOTATION, RELEVANCE_ANNOTATION, SESSION_OUTCOME_ANNOTATION, APPROVAL_VALUES,
-                                   MAX_FIELD_CHARS)
+from fastcore.basics import patch
+from .core import get_logger, validate_tenant_id, project_for_tenant, tenant_of_project, AGENT_INSTRUCTIONS
+from .telemetry import (make_span, log_spans, log_annotations, log_session_annotations,
+                                     ensure_annotation_config, resolve_phoenix_url, spans_frame, annotations_frame,
+                                     _annotation_payload)
+from .extract import (APPROVAL_ANNOTATION, RELEVANCE_ANNOTATION, SESSION_OUTCOME_ANNOTATION,
+                                   APPROVAL_VALUES, MAX_FIELD_CHARS)
 
 # %% auto #0
-__all__ = ['log', 'ROUTING_AGENTS', 'ROUTING_TEMPLATES', 'CONFUSABLE', 'TOPICS', 'PREFIXES', 'SUFFIXES', 'PROFILES', 'PEOPLE',
-           'ORGS', 'PLACES', 'ENTITY_TEMPLATES', 'SESSION_SCRIPTS', 'MODALITY_DOCS', 'BAD_KINDS', 'DemoTelemetry',
-           'demo_telemetry', 'demo_frames', 'seed_demo_telemetry', 'cli_seed_demo_args', 'cli_seed_demo']
+__all__ = ['log', 'ROUTING_LABELS', 'ROUTING_TEMPLATES', 'CONFUSABLE', 'TOPICS', 'PREFIXES', 'SUFFIXES', 'PROFILES', 'PEOPLE',
+           'ORGS', 'PLACES', 'ENTITY_TEMPLATES', 'SESSION_SCRIPTS', 'MODALITY_DOCS', 'BAD_KINDS',
+           'synthetic_routing_examples', 'DemoTelemetry', 'demo_telemetry', 'demo_frames', 'seed_demo_telemetry',
+           'cli_seed_demo']
 
 # %% ../nbs/11_demo_data.ipynb #c74ce39f
 log = get_logger(__name__)
 
 # %% ../nbs/11_demo_data.ipynb #247074bd
-ROUTING_AGENTS = ("video_search_agent", "text_search_agent", "image_search_agent", "summarizer_agent",
+ROUTING_LABELS = ("video_search_agent", "text_search_agent", "image_search_agent", "summarizer_agent",
                   "detailed_report_agent", "audio_analysis_agent")
+
+# %% ../nbs/11_demo_data.ipynb #143807ac
 ROUTING_TEMPLATES = {
-    "video_search_agent": ["show me videos of {t}", "find clips about {t}", "I want to watch footage of {t}",
-                           "are there any video tutorials on {t}", "find the scene where {t} is shown",
-                           "look for recorded lectures on {t}", "search for a short film about {t}",
-                           "where can I see a demonstration of {t} on camera", "pull up the livestream replay about {t}"],
-    "text_search_agent": ["find articles about {t}", "search documents that mention {t}", "any blog posts on {t}",
-                          "look up research papers about {t}", "find written guides on {t}", "search the wiki for {t}",
-                          "find news stories covering {t}", "I need reading material on {t}", "locate the manual section on {t}"],
-    "image_search_agent": ["show me pictures of {t}", "find photos of {t}", "I need a diagram of {t}",
-                           "search for illustrations of {t}", "find screenshots related to {t}", "get me an infographic on {t}",
-                           "what does {t} look like, show me images", "find a high resolution picture of {t}",
-                           "look for charts and figures about {t}"],
-    "summarizer_agent": ["summarize {t}", "give me a quick summary of {t}", "tl;dr on {t}", "brief overview of {t} in a few sentences",
-                         "condense the main points about {t}", "short recap of {t}", "sum up {t} for me",
-                         "what are the key takeaways about {t}, briefly", "one paragraph explanation of {t}"],
-    "detailed_report_agent": ["write a detailed report on {t}", "in-depth analysis of {t}", "comprehensive breakdown of {t} with sources",
-                              "prepare a thorough report about {t}", "do a deep dive into {t}",
-                              "full analytical report on {t} with sections", "produce an extensive write-up on {t}",
-                              "detailed comparison and evaluation of {t}", "investigate {t} and report every finding"],
-    "audio_analysis_agent": ["find podcasts about {t}", "transcribe the audio recording about {t}", "listen to interviews on {t}",
-                             "find the audio clip where they discuss {t}", "analyze the speech in the {t} recording",
-                             "search radio segments covering {t}", "identify the speakers in the {t} podcast",
-                             "detect the tone of voice in the call about {t}", "find the sound bite mentioning {t}"],
+    "video_search_agent": [
+        "show me videos of {t}", "find clips about {t}", "I want to watch footage of {t}",
+        "are there any video tutorials on {t}", "find the scene where {t} is shown",
+        "look for recorded lectures on {t}",
+        "search for a short film about {t}", "where can I see a demonstration of {t} on camera",
+        "pull up the livestream replay about {t}"],
+    "text_search_agent": [
+        "find articles about {t}", "search documents that mention {t}", "any blog posts on {t}",
+        "look up research papers about {t}", "find written guides on {t}", "search the wiki for {t}",
+        "find news stories covering {t}", "I need reading material on {t}", "locate the manual section on {t}"],
+    "image_search_agent": [
+        "show me pictures of {t}", "find photos of {t}", "I need a diagram of {t}", "search for illustrations of {t}",
+        "find screenshots related to {t}", "get me an infographic on {t}", "what does {t} look like, show me images",
+        "find a high resolution picture of {t}", "look for charts and figures about {t}"],
+    "summarizer_agent": [
+        "summarize {t}", "give me a quick summary of {t}", "tl;dr on {t}", "brief overview of {t} in a few sentences",
+        "condense the main points about {t}", "short recap of {t}", "sum up {t} for me",
+        "what are the key takeaways about {t}, briefly", "one paragraph explanation of {t}"],
+    "detailed_report_agent": [
+        "write a detailed report on {t}", "in-depth analysis of {t}", "comprehensive breakdown of {t} with sources",
+        "prepare a thorough report about {t}", "do a deep dive into {t}", "full analytical report on {t} with sections",
+        "produce an extensive write-up on {t}", "detailed comparison and evaluation of {t}",
+        "investigate {t} and report every finding"],
+    "audio_analysis_agent": [
+        "find podcasts about {t}", "transcribe the audio recording about {t}", "listen to interviews on {t}",
+        "find the audio clip where they discuss {t}", "analyze the speech in the {t} recording",
+        "search radio segments covering {t}", "identify the speakers in the {t} podcast",
+        "detect the tone of voice in the call about {t}", "find the sound bite mentioning {t}"],
 }
+
+# %% ../nbs/11_demo_data.ipynb #ba38f3cd
 CONFUSABLE = {  # plausible wrong agents for each agent
     "video_search_agent": ["image_search_agent", "audio_analysis_agent"],
     "text_search_agent": ["summarizer_agent", "detailed_report_agent"],
@@ -60,63 +73,366 @@ CONFUSABLE = {  # plausible wrong agents for each agent
     "detailed_report_agent": ["summarizer_agent", "text_search_agent"],
     "audio_analysis_agent": ["video_search_agent", "text_search_agent"],
 }
-TOPICS = ["machine learning", "the Roman empire", "climate change", "quantum computing", "the 2022 world cup final",
-          "electric cars", "honey bees", "volcano eruptions", "the stock market crash of 2008", "sourdough baking",
-          "renewable energy policy", "the Apollo 11 mission", "deep sea creatures", "jazz history", "urban gardening",
-          "cybersecurity breaches", "the French revolution", "marathon training", "coral reef bleaching", "blockchain",
-          "ancient Egyptian pyramids", "solar panels", "the human immune system", "chess openings", "wildfire prevention",
-          "supply chain disruptions", "the Mars rover", "meditation techniques", "antibiotic resistance", "street photography",
-          "the printing press", "hurricane forecasting", "vaccine development", "minimalist architecture", "rainforest ecology",
-          "self-driving trucks", "the Olympic games", "inflation and interest rates", "mountain glaciers", "robot vacuum cleaners"]
+
+# %% ../nbs/11_demo_data.ipynb #eb5db228
+TOPICS = [
+    "machine learning", "the Roman empire", "climate change", "quantum computing", "the 2022 world cup final",
+    "electric cars", "honey bees", "volcano eruptions", "the stock market crash of 2008", "sourdough baking",
+    "renewable energy policy", "the Apollo 11 mission", "deep sea creatures", "jazz history", "urban gardening",
+    "cybersecurity breaches", "the French revolution", "marathon training", "coral reef bleaching", "blockchain",
+    "ancient Egyptian pyramids", "solar panels", "the human immune system", "chess openings", "wildfire prevention",
+    "supply chain disruptions", "the Mars rover", "meditation techniques", "antibiotic resistance",
+    "street photography", "the printing press", "hurricane forecasting", "vaccine development",
+    "minimalist architecture", "rainforest ecology", "self-driving trucks", "the Olympic games",
+    "inflation and interest rates", "mountain glaciers", "robot vacuum cleaners"]
+
+# %% ../nbs/11_demo_data.ipynb #4c45971c
 PREFIXES = ["", "", "", "please ", "hey, ", "can you ", "could you ", "I'd like you to ", "quick one: "]
 SUFFIXES = ["", "", "", " for my class", " for a presentation tomorrow", " from last year", " if possible", " asap",
             " for our team meeting"]
 
-# %% ../nbs/11_demo_data.ipynb #143807ac
-PROFILES = {  # profile_selection: backend profile -> query templates
-    "video_colpali_smol500_mv_frame": ["the frame showing {t} on screen", "a still image of {t} in the video",
-                                       "the exact moment a slide about {t} appears", "find a frame where {t} is visible"],
-    "video_videoprism_base_mv_chunk_30s": ["the part where people are working on {t}", "a sequence of events about {t}",
-                                           "the segment showing how {t} unfolds over time", "activity footage involving {t}"],
-    "video_colqwen_omni_mv_chunk_3s": ["where the speaker talks about {t}", "the moment someone says the words {t}",
-                                       "when the narrator explains {t}", "the quote about {t} in the interview"],
+# %% ../nbs/11_demo_data.ipynb #3c0f082b
+_SIMPLE_TEMPLATES = {  # agent -> five short query templates
+    "video_search_agent": ["show me videos of {t}", "find clips about {t}", "I want to watch footage of {t}",
+                           "play a video on {t}", "any recorded livestreams covering {t}?"],
+    "text_search_agent": ["find articles about {t}", "search documents that mention {t}", "I need blog posts on {t}",
+                          "look up papers about {t}", "find news stories covering {t}"],
+    "image_search_agent": ["show me pictures of {t}", "find photos of {t}", "I need an image of {t}",
+                           "search for drawings of {t}", "get me wallpapers of {t}"],
+    "audio_analysis_agent": ["find podcasts about {t}", "play songs about {t}", "search audio recordings of {t}",
+                             "I want to listen to interviews on {t}", "find sound clips of {t}"],
+    "summarizer_agent": ["summarize the latest on {t}", "give me a short summary of {t}", "tl;dr of {t}",
+                         "briefly sum up {t}", "in two sentences, what is {t}?"],
+    "detailed_report_agent": ["write a detailed report on {t}", "produce an in-depth analysis of {t}",
+                              "I need a comprehensive report about {t}", "prepare a full research brief on {t}",
+                              "create a long-form report covering {t}"],
 }
-PEOPLE = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Marie Curie", "Nikola Tesla", "Rosalind Franklin", "Katherine Johnson",
-          "Tim Berners-Lee"]
+_SIMPLE_TOPICS = [
+    "cats", "the Mars rover", "solar panels", "jazz history", "electric cars", "volcanoes", "the stock market",
+    "ancient Rome", "deep sea fish", "basketball finals", "quantum computing", "coral reefs", "the Olympics",
+    "climate policy", "sourdough baking", "space telescopes", "wildfires", "chess openings", "honeybees",
+    "the French revolution", "self-driving trucks", "glaciers", "vaccines", "street food in Tokyo",
+    "wind turbines", "dinosaurs", "the moon landing", "cybersecurity", "rainforests", "marathon training"]
+
+# %% ../nbs/11_demo_data.ipynb #204dc883
+def synthetic_routing_examples(n:int=60, # number of examples
+                               seed:int=0, # random seed
+                               start:str="2026-01-01T00:00:00+00:00", # timestamp of the first example
+                              ) -> list:
+    "`n` routing examples (dicts: instruction, input, output, timestamp), labels balanced, oldest first."
+    rng, t0 = random.Random(seed), datetime.fromisoformat(start)
+    out = []
+    for i in range(n):
+        label = ROUTING_LABELS[i % len(ROUTING_LABELS)]
+        q = rng.choice(_SIMPLE_TEMPLATES[label]).format(t=rng.choice(_SIMPLE_TOPICS))
+        out.append({"instruction": AGENT_INSTRUCTIONS["routing"], "input": q, "output": label,
+                    "timestamp": (t0 + timedelta(minutes=i)).isoformat()})
+    rng.shuffle(out)
+    return sorted(out, key=lambda x: x["timestamp"])
+
+# %% ../nbs/11_demo_data.ipynb #a56252db
+PROFILES = {  # profile_selection: backend profile -> query templates
+    "video_colpali_smol500_mv_frame": [
+        "the frame showing {t} on screen", "a still image of {t} in the video",
+        "the exact moment a slide about {t} appears", "find a frame where {t} is visible"],
+    "video_videoprism_base_mv_chunk_30s": [
+        "the part where people are working on {t}", "a sequence of events about {t}",
+        "the segment showing how {t} unfolds over time", "activity footage involving {t}"],
+    "video_colqwen_omni_mv_chunk_3s": [
+        "where the speaker talks about {t}", "the moment someone says the words {t}",
+        "when the narrator explains {t}", "the quote about {t} in the interview"],
+}
+
+# %% ../nbs/11_demo_data.ipynb #f8cfc056
+PEOPLE = ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Marie Curie", "Nikola Tesla", "Rosalind Franklin",
+          "Katherine Johnson", "Tim Berners-Lee"]
 ORGS = ["NASA", "CERN", "the World Bank", "Acme Corp", "the Red Cross", "OpenStreetMap", "Siemens", "UNESCO"]
 PLACES = ["Paris", "Nairobi", "Tokyo", "Buenos Aires", "Oslo", "Mumbai", "Toronto", "Cairo"]
+
+# %% ../nbs/11_demo_data.ipynb #646142b0
 ENTITY_TEMPLATES = ["schedule a call with {p} from {o} about {t}", "what did {p} say in {c} about {t}",
                     "find the report {o} published in {c} on {t}", "{p} and {o} are meeting in {c} next week",
                     "summarize the talk {p} gave in {c}", "news about {o} opening an office in {c}"]
+
+# %% ../nbs/11_demo_data.ipynb #04acca93
 SESSION_SCRIPTS = [  # (user message, assistant reply) templates of a research conversation
-    ("I'm researching {t}, where do I start?", "Start with an overview of {t}; I can search videos, articles or images."),
+    ("I'm researching {t}, where do I start?",
+     "Start with an overview of {t}; I can search videos, articles or images."),
     ("find some videos about it", "Found 5 videos about {t}; the top one is a 12-minute lecture."),
     ("summarize the best one", "The lecture explains the basics of {t} and its three main open questions."),
     ("now write me a detailed report", "Here is a report on {t} with background, findings and sources."),
     ("add some pictures to the report", "Added 3 images about {t} with captions."),
     ("thanks, that's all", "Glad to help with {t}!"),
 ]
+
+# %% ../nbs/11_demo_data.ipynb #31afa350
 MODALITY_DOCS = {  # search modality -> document templates
-    "video": ["Video: {t} explained in a 10-minute lecture", "Clip: highlights and key moments of {t}", "Documentary segment about {t}"],
+    "video": ["Video: {t} explained in a 10-minute lecture", "Clip: highlights and key moments of {t}",
+              "Documentary segment about {t}"],
     "text": ["Article: an introduction to {t}", "Encyclopedia entry on {t}", "Blog post: lessons learned about {t}"],
     "image": ["Image: a labeled diagram of {t}", "Photo series documenting {t}", "Infographic summarizing {t}"],
 }
 
-# %% ../nbs/11_demo_data.ipynb #ba38f3cd
+# %% ../nbs/11_demo_data.ipynb #f6527ab3
 @dataclass
 class DemoTelemetry:
     "Spans and annotations of a demo project, and the counts an extractor must reproduce."
-    project: str
-    spans: list[dict]
+    project: str  # the Phoenix project
+    spans: list[dict]  # spans (`make_span` shape)
     annotations: list[dict]  # span annotations (`log_annotations` shape)
     session_annotations: list[dict]  # session annotations (`log_session_annotations` shape)
-    counts: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)  # what an extractor must find
 
-def _hex(*parts, n:int=16) -> str: return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:n]
+# %% ../nbs/11_demo_data.ipynb #b9407c6a
+def _hex(*parts, n:int=16) -> str:
+    "The first `n` hex digits of the SHA-1 of `parts`."
+    return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:n]
 
+# %% ../nbs/11_demo_data.ipynb #503cbb1d
+def _check_sizes(tenant_id:str, project:str|None, sizes:dict, recent_fraction:float) -> str:
+    "The project of `tenant_id`, after checking it and the sizes; a clear error names a bad one."
+    validate_tenant_id(tenant_id)
+    project = project or project_for_tenant(tenant_id)
+    if tenant_of_project(project) != tenant_id:
+        raise ValueError(f"Project {project!r} does not belong to tenant {tenant_id!r} "
+                         f"(expected cogniverse-{tenant_id}[.<suffix>])")
+    for k, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"Invalid {k} {v!r}: must be an integer >= 0")
+    if sizes["weeks"] < 2:
+        raise ValueError(f"Invalid weeks {sizes['weeks']!r}: need at least 2 (the last one is the test window)")
+    if not 0 <= recent_fraction <= 1:
+        raise ValueError(f"Invalid recent_fraction {recent_fraction!r}: must be in [0, 1]")
+    return project
+
+# %% ../nbs/11_demo_data.ipynb #a9d7c05b
+@dataclass
+class _Records:
+    "The random stream, the clock and the records of one `demo_telemetry` build."
+    tenant_id: str
+    project: str
+    seed: int
+    rng: random.Random
+    now: datetime
+    weeks: int
+    recent_fraction: float
+    spans: list = field(default_factory=list)
+    anns: list = field(default_factory=list)
+    sanns: list = field(default_factory=list)
+    seen: set = field(default_factory=set)
+    n: int = 0
+
+# %% ../nbs/11_demo_data.ipynb #d60e32b9
+@patch
+def when(self:_Records, recent:bool) -> datetime:
+    "A random moment: in the last 7 days when `recent`, else between 7 days and `weeks` weeks ago."
+    lo, hi = (60, 7*86400 - 3600) if recent else (7*86400 + 3600, self.weeks*7*86400)
+    return self.now - timedelta(seconds=self.rng.uniform(lo, hi))
+
+@patch
+def maybe_recent(self:_Records) -> datetime:
+    "A random moment, recent with probability `recent_fraction`."
+    return self.when(self.rng.random() < self.recent_fraction)
+
+# %% ../nbs/11_demo_data.ipynb #131d3d7a
+@patch
+def span_id(self:_Records, kind:str) -> str:
+    "A new span id (a hash of project, seed, `kind` and the running count)."
+    self.n += 1
+    return _hex(self.project, self.seed, kind, self.n)
+
+@patch
+def trace_id(self:_Records, span_id:str) -> str:
+    "The trace id of span `span_id`."
+    return _hex(self.project, self.seed, "trace", span_id, n=32)
+
+# %% ../nbs/11_demo_data.ipynb #f1eed828
+@patch
+def query(self:_Records, agent:str) -> str:
+    "A routing query for `agent` not drawn before in this build."
+    rng = self.rng
+    for _ in range(1000):
+        q = rng.choice(PREFIXES) + rng.choice(ROUTING_TEMPLATES[agent]).format(t=rng.choice(TOPICS))
+        q += rng.choice(SUFFIXES)
+        if q not in self.seen:
+            self.seen.add(q)
+            return q
+    raise ValueError("ran out of distinct routing queries: lower n_routing")
+
+# %% ../nbs/11_demo_data.ipynb #897e4fc3
+@patch
+def decision(self:_Records, agent_type:str, inp, out, t:datetime, extra:dict|None=None, kind:str="decision") -> str:
+    "Add an agent decision span at `t` and return its id; `...` leaves an attribute out."
+    i = self.span_id(kind)
+    attrs = {"agent.type": agent_type, "input.value": inp, "output.value": out,
+             "agent.confidence": round(self.rng.uniform(0.5, 0.99), 3),
+             "metadata": json.dumps({"tenant_id": self.tenant_id, "agent_version": "1.4.2"}),
+             "tenant.id": self.tenant_id}
+    if extra: attrs.update(extra)
+    attrs = {k: v for k, v in attrs.items() if v is not ...}
+    self.spans.append(make_span(f"cogniverse.{agent_type}", attrs, "CHAIN", t, duration_ms=self.rng.uniform(20, 400),
+                                span_id=i, trace_id=self.trace_id(i)))
+    return i
+
+# %% ../nbs/11_demo_data.ipynb #2101a7e6
+@patch
+def approve(self:_Records, span_id:str, label:str="approved", ident:str="", md:dict|None=None):
+    "Add a human `approval` annotation (`approved` or `rejected`) of span `span_id`."
+    self.anns.append({"span_id": span_id, "name": APPROVAL_ANNOTATION, "label": label, "score": APPROVAL_VALUES[label],
+                      "annotator_kind": "HUMAN", "identifier": ident, "metadata": md or {}})
+
+# %% ../nbs/11_demo_data.ipynb #39f74e91
+def _routing_examples(r:_Records, agents:list, n_routing:int, n_pairs:int, recent:set):
+    "Approved routing decisions and preference pairs for the first `n_routing + n_pairs` of `agents`."
+    for k in range(n_routing + n_pairs):
+        a, t = agents[k], r.when(k in recent)
+        if k < n_routing:
+            r.approve(r.decision("routing", r.query(a), a, t))
+        elif (k - n_routing) % 2 == 0:  # wrong decision, rejected with the right one as a correction
+            wrong = r.rng.choice(CONFUSABLE[a])
+            r.approve(r.decision("routing", r.query(a), wrong, t), "rejected", md={"corrected_output": a})
+        else:  # right decision approved by one reviewer, an alternative rejected by another
+            i = r.decision("routing", r.query(a), a, t)
+            r.approve(i, "approved", "reviewer-1")
+            r.approve(i, "rejected", "reviewer-2", {"output": r.rng.choice(CONFUSABLE[a])})
+
+# %% ../nbs/11_demo_data.ipynb #03c012d3
+def _routing_unlabelled(r:_Records, agents:list, n_rejected:int, n_unreviewed:int):
+    "Routing decisions rejected without a correction (the first `n_rejected` of `agents`), then unreviewed ones."
+    for a in agents[:n_rejected]:
+        r.approve(r.decision("routing", r.query(a), r.rng.choice(CONFUSABLE[a]), r.maybe_recent()), "rejected")
+    for a in agents[n_rejected:n_rejected + n_unreviewed]:
+        q = r.query(a)
+        r.decision("routing", q, a if r.rng.random() < 0.8 else r.rng.choice(CONFUSABLE[a]), r.maybe_recent())
+
+# %% ../nbs/11_demo_data.ipynb #b5d09c62
 BAD_KINDS = ("missing_input", "empty_input", "missing_output", "non_string_output", "empty_output", "too_long",
              "bad_metadata", "contested")
 
+# %% ../nbs/11_demo_data.ipynb #2992011a
+def _bad_cases(r:_Records) -> dict:
+    "Input, output and extra attributes of one routing span of each bad kind."
+    q, ok = lambda: r.query("video_search_agent"), "video_search_agent"
+    return {"missing_input": dict(inp=..., out=ok), "empty_input": dict(inp="   ", out=ok),
+            "missing_output": dict(inp=q(), out=...), "non_string_output": dict(inp=q(), out=42),
+            "empty_output": dict(inp=q(), out=""), "too_long": dict(inp=q(), out=f"{ok} " * (MAX_FIELD_CHARS // 10)),
+            "bad_metadata": dict(inp=q(), out=ok, extra={"metadata": "{not json"}),
+            "contested": dict(inp=q(), out=ok)}
+
+# %% ../nbs/11_demo_data.ipynb #869bd74f
+def _bad_spans(r:_Records) -> dict:
+    "Add one approved routing span of each bad kind; `{kind: 1}` for each."
+    for reason, c in _bad_cases(r).items():
+        i = r.decision("routing", c["inp"], c["out"], r.when(False), c.get("extra"), kind="bad")
+        r.approve(i, "approved", "reviewer-1" if reason == "contested" else "")
+        if reason == "contested": r.approve(i, "rejected", "reviewer-2")
+    return dict.fromkeys(BAD_KINDS, 1)
+
+# %% ../nbs/11_demo_data.ipynb #6937cf95
+def _profile_spans(r:_Records, n:int):
+    "`n` approved profile_selection decisions, the profiles in turn."
+    profiles = list(PROFILES)
+    for k in range(n):
+        p = profiles[k % len(profiles)]
+        q = r.rng.choice(PROFILES[p]).format(t=r.rng.choice(TOPICS))
+        r.approve(r.decision("profile_selection", q, p, r.maybe_recent()))
+
+# %% ../nbs/11_demo_data.ipynb #9d861003
+def _entity_messages(text:str, out:str) -> dict:
+    "The chat-message attributes of an entity_extraction span answering `out` to `text`."
+    system = AGENT_INSTRUCTIONS["entity_extraction"]
+    return {"llm.input_messages": [{"message.role": "system", "message.content": system},
+                                   {"message.role": "user", "message.content": text}],
+            "llm.output_messages": [{"message.role": "assistant", "message.content": out}],
+            "llm.model_name": "SmolLM2-135M-Instruct", "input.value": ..., "output.value": ...}
+
+def _entity_spans(r:_Records, n:int):
+    "`n` approved entity_extraction decisions (chat-message spans)."
+    for _ in range(n):
+        p, o, c, t = r.rng.choice(PEOPLE), r.rng.choice(ORGS), r.rng.choice(PLACES), r.rng.choice(TOPICS)
+        text = r.rng.choice(ENTITY_TEMPLATES).format(p=p, o=o, c=c, t=t)
+        ents = {k: [v] for k, v in (("PERSON", p), ("ORG", o), ("LOC", c)) if v in text}
+        extra = _entity_messages(text, json.dumps(ents, sort_keys=True))
+        r.approve(r.decision("entity_extraction", ..., ..., r.maybe_recent(), extra))
+
+# %% ../nbs/11_demo_data.ipynb #bb07a4c2
+def _search_docs(r:_Records, m:str, topic:str) -> tuple:
+    "`(relevant, irrelevant, all returned)` documents `(id, text)` of one search in modality `m` about `topic`."
+    other = r.rng.sample([x for x in TOPICS if x != topic], 3)
+    doc = lambda t, j: (f"doc-{_hex(m, t, j, n=10)}", MODALITY_DOCS[m][j].format(t=t))
+    pos = [doc(topic, j) for j in r.rng.sample(range(3), r.rng.choice([1, 1, 2]))]
+    neg = [doc(o, 0) for o in other[:r.rng.choice([1, 1, 2])]]
+    docs = pos + neg + [doc(other[2], 1)]  # the last one is returned, not judged
+    r.rng.shuffle(docs)
+    return pos, neg, docs
+
+# %% ../nbs/11_demo_data.ipynb #54b61ce8
+def _search_spans(r:_Records, n:int) -> Counter:
+    "`n` searches with relevance feedback, the modalities in turn; the triplet count of each modality."
+    mods, by_mod = list(MODALITY_DOCS), Counter()
+    for k in range(n):
+        m, topic = mods[k % len(mods)], r.rng.choice(TOPICS)
+        pos, neg, docs = _search_docs(r, m, topic)
+        i = r.span_id("search")
+        q = r.rng.choice(["", "find ", "search ", "show "]) + topic
+        q += r.rng.choice(["", " overview", " basics", " examples"])
+        found = [{"document.id": d, "document.content": c, "document.score": round(1 - j*0.1, 2)}
+                 for j, (d, c) in enumerate(docs)]
+        attrs = {"input.value": q, "search.modality": m, "tenant.id": r.tenant_id, "retrieval.documents": found}
+        r.spans.append(make_span("cogniverse.search", attrs, "RETRIEVER", r.maybe_recent(),
+                                 duration_ms=r.rng.uniform(30, 300), span_id=i, trace_id=r.trace_id(i)))
+        r.anns.append({"span_id": i, "name": RELEVANCE_ANNOTATION, "label": "judged", "annotator_kind": "HUMAN",
+                       "metadata": {"relevant_ids": [d for d, _ in pos], "irrelevant_ids": [d for d, _ in neg]}})
+        by_mod[m] += len(pos) * len(neg)
+    return by_mod
+
+# %% ../nbs/11_demo_data.ipynb #5a3f0481
+def _session_spans(r:_Records, n:int) -> Counter:
+    "`n` conversations (1 to 5 turns) with an outcome annotation each; how many sessions have each length."
+    by_turns = Counter()
+    for k in range(n):
+        n_turns, topic = r.rng.choice([1, 2, 2, 3, 3, 4, 5]), r.rng.choice(TOPICS)
+        session, t = f"{r.project}:session-{r.seed}-{k:04d}", r.maybe_recent()
+        for j, (q, a) in enumerate(SESSION_SCRIPTS[:n_turns]):
+            i = r.span_id("turn")
+            attrs = {"session.id": session, "input.value": q.format(t=topic), "output.value": a.format(t=topic),
+                     "tenant.id": r.tenant_id}
+            r.spans.append(make_span("cogniverse.conversation_turn", attrs, "AGENT",
+                                     t + timedelta(seconds=40*j + r.rng.uniform(0, 20)),
+                                     duration_ms=r.rng.uniform(200, 2000), span_id=i, trace_id=r.trace_id(i)))
+        outcome = r.rng.choice(["success", "success", "partial", "failure"])
+        score = {"success": round(r.rng.uniform(0.8, 1), 2), "partial": 0.5, "failure": round(r.rng.uniform(0, 0.2), 2)}
+        r.sanns.append({"session_id": session, "name": SESSION_OUTCOME_ANNOTATION, "label": outcome,
+                        "annotator_kind": "HUMAN", "score": score[outcome]})
+        by_turns[n_turns] += 1
+    return by_turns
+
+# %% ../nbs/11_demo_data.ipynb #fec52d08
+def _demo_counts(r:_Records, sizes:dict, n_recent:int, by_mod:Counter, by_turns:Counter, bad:dict) -> dict:
+    "What an extractor must find in the records of `r`."
+    n_sft = sizes["n_routing"] + sizes["n_pairs"]
+    routing = {"approved": sizes["n_routing"], "pairs": sizes["n_pairs"], "rejected": sizes["n_rejected"],
+               "unreviewed": sizes["n_unreviewed"], "sft_examples": n_sft, "recent_sft_examples": n_recent,
+               "labels": sorted(ROUTING_LABELS)}
+    return {"tenant_id": r.tenant_id, "project": r.project, "seed": r.seed, "spans": len(r.spans),
+            "annotations": len(r.anns), "session_annotations": len(r.sanns), "routing": routing,
+            "profile_selection": {"sft_examples": sizes["n_profile"],
+                                  "labels": sorted(PROFILES) if sizes["n_profile"] else []},
+            "entity_extraction": {"sft_examples": sizes["n_entity"]},
+            "search": {"spans": sizes["n_search"], "triplets": sum(by_mod.values()), "by_modality": dict(by_mod)},
+            "sessions": {"sessions": sizes["n_sessions"], "turns": sum(n*c for n, c in by_turns.items()),
+                         "by_turns": dict(sorted(by_turns.items()))},
+            "bad_spans": bad}
+
+# %% ../nbs/11_demo_data.ipynb #455d6a88
+def _draw_routing(r:_Records, n_sft:int, n_other:int) -> tuple:
+    "`(recent, agents)`: which of the `n_sft` routing examples are recent, and the agents of those and `n_other` more."
+    recent = set(r.rng.sample(range(n_sft), round(n_sft * r.recent_fraction)))
+    agents = [ROUTING_LABELS[k % len(ROUTING_LABELS)] for k in range(n_sft + n_other)]
+    r.rng.shuffle(agents)
+    return recent, agents
+
+# %% ../nbs/11_demo_data.ipynb #7e35bd1e
 def demo_telemetry(tenant_id:str, # tenant the data belongs to
                    project:str|None=None, # Phoenix project (default `cogniverse-<tenant>`)
                    n_routing:int=240, # routing decisions approved as they are
@@ -134,153 +450,35 @@ def demo_telemetry(tenant_id:str, # tenant the data belongs to
                    now:datetime|None=None, # the present (default: now, UTC)
                   ) -> DemoTelemetry:
     "Build realistic agent spans and human annotations in memory, with the counts an extractor must find."
-    validate_tenant_id(tenant_id)
-    project = project or project_for_tenant(tenant_id)
-    if tenant_of_project(project) != tenant_id:
-        raise ValueError(f"Project {project!r} does not belong to tenant {tenant_id!r} (expected cogniverse-{tenant_id}[.<suffix>])")
-    for k, v in dict(n_routing=n_routing, n_pairs=n_pairs, n_rejected=n_rejected, n_unreviewed=n_unreviewed, n_profile=n_profile,
-                     n_entity=n_entity, n_search=n_search, n_sessions=n_sessions, weeks=weeks).items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0: raise ValueError(f"Invalid {k} {v!r}: must be an integer >= 0")
-    if weeks < 2: raise ValueError(f"Invalid weeks {weeks!r}: need at least 2 (the last one is the test window)")
-    if not 0 <= recent_fraction <= 1: raise ValueError(f"Invalid recent_fraction {recent_fraction!r}: must be in [0, 1]")
-    rng = random.Random(seed)
+    sizes = dict(n_routing=n_routing, n_pairs=n_pairs, n_rejected=n_rejected, n_unreviewed=n_unreviewed,
+                 n_profile=n_profile, n_entity=n_entity, n_search=n_search, n_sessions=n_sessions, weeks=weeks)
+    project = _check_sizes(tenant_id, project, sizes, recent_fraction)
     now = now or datetime.now(timezone.utc)
-    span_n = [0]
-    def when(recent:bool) -> datetime:
-        lo, hi = (60, 7*86400 - 3600) if recent else (7*86400 + 3600, weeks*7*86400)
-        return now - timedelta(seconds=rng.uniform(lo, hi))
-    def sid(kind): span_n[0] += 1; return _hex(project, seed, kind, span_n[0])
-    spans, anns, sanns = [], [], []
-    seen = set()
-    def query(agent):
-        for _ in range(1000):
-            q = rng.choice(PREFIXES) + rng.choice(ROUTING_TEMPLATES[agent]).format(t=rng.choice(TOPICS)) + rng.choice(SUFFIXES)
-            if q not in seen: seen.add(q); return q
-        raise ValueError("ran out of distinct routing queries: lower n_routing")
-    def decision(agent_type, inp, out, t, extra=None, kind="decision"):
-        i = sid(kind)
-        attrs = {"agent.type": agent_type, "input.value": inp, "output.value": out, "agent.confidence": round(rng.uniform(0.5, 0.99), 3),
-                 "metadata": json.dumps({"tenant_id": tenant_id, "agent_version": "1.4.2"}), "tenant.id": tenant_id}
-        if extra: attrs.update(extra)
-        attrs = {k: v for k, v in attrs.items() if v is not ...}
-        spans.append(make_span(f"cogniverse.{agent_type}", attrs, "CHAIN", t, duration_ms=rng.uniform(20, 400), span_id=i,
-                               trace_id=_hex(project, seed, "trace", i, n=32)))
-        return i
-    def approve(i, label="approved", ident="", md=None):
-        anns.append({"span_id": i, "name": APPROVAL_ANNOTATION, "label": label, "score": APPROVAL_VALUES[label],
-                     "annotator_kind": "HUMAN", "identifier": ident, "metadata": md or {}})
-
-    # routing: approved, pairs, rejected, unreviewed
-    n_sft = n_routing + n_pairs
-    recent = set(rng.sample(range(n_sft), round(n_sft * recent_fraction)))
-    agents = [ROUTING_AGENTS[k % len(ROUTING_AGENTS)] for k in range(n_sft + n_rejected + n_unreviewed)]
-    rng.shuffle(agents)
-    for k in range(n_sft):
-        a, t = agents[k], when(k in recent)
-        if k < n_routing: approve(decision("routing", query(a), a, t))
-        elif (k - n_routing) % 2 == 0:  # wrong decision, rejected with the right one as a correction
-            wrong = rng.choice(CONFUSABLE[a])
-            approve(decision("routing", query(a), wrong, t), "rejected", md={"corrected_output": a})
-        else:  # right decision approved by one reviewer, an alternative rejected by another
-            i = decision("routing", query(a), a, t)
-            approve(i, "approved", "reviewer-1"); approve(i, "rejected", "reviewer-2", {"output": rng.choice(CONFUSABLE[a])})
-    for k in range(n_rejected):
-        a = agents[n_sft + k]
-        approve(decision("routing", query(a), rng.choice(CONFUSABLE[a]), when(rng.random() < recent_fraction)), "rejected")
-    for k in range(n_unreviewed):
-        a = agents[n_sft + n_rejected + k]
-        decision("routing", query(a), a if rng.random() < 0.8 else rng.choice(CONFUSABLE[a]), when(rng.random() < recent_fraction))
-    bad = {}
-    if bad_spans:
-        base = lambda: query("video_search_agent")
-        cases = {"missing_input": dict(inp=..., out="video_search_agent"), "empty_input": dict(inp="   ", out="video_search_agent"),
-                 "missing_output": dict(inp=base(), out=...), "non_string_output": dict(inp=base(), out=42),
-                 "empty_output": dict(inp=base(), out=""), "too_long": dict(inp=base(), out="video_search_agent " * (MAX_FIELD_CHARS // 10)),
-                 "bad_metadata": dict(inp=base(), out="video_search_agent", extra={"metadata": "{not json"}),
-                 "contested": dict(inp=base(), out="video_search_agent")}  # approved by one reviewer, rejected by another
-        for reason, c in cases.items():
-            i = decision("routing", c["inp"], c["out"], when(False), c.get("extra"), kind="bad")
-            approve(i, "approved", "reviewer-1" if reason == "contested" else "")
-            if reason == "contested": approve(i, "rejected", "reviewer-2")
-            bad[reason] = 1
-
-    # profile selection and entity extraction
-    profiles = list(PROFILES)
-    for k in range(n_profile):
-        p = profiles[k % len(profiles)]
-        approve(decision("profile_selection", rng.choice(PROFILES[p]).format(t=rng.choice(TOPICS)), p, when(rng.random() < recent_fraction)))
-    for k in range(n_entity):
-        p, o, c, t = rng.choice(PEOPLE), rng.choice(ORGS), rng.choice(PLACES), rng.choice(TOPICS)
-        text = rng.choice(ENTITY_TEMPLATES).format(p=p, o=o, c=c, t=t)
-        ents = {k2: [v] for k2, v in (("PERSON", p), ("ORG", o), ("LOC", c)) if v in text}
-        out = json.dumps(ents, sort_keys=True)
-        msgs = {"llm.input_messages": [{"message.role": "system", "message.content": AGENT_INSTRUCTIONS["entity_extraction"]},
-                                       {"message.role": "user", "message.content": text}],
-                "llm.output_messages": [{"message.role": "assistant", "message.content": out}],
-                "llm.model_name": "SmolLM2-135M-Instruct", "input.value": ..., "output.value": ...}
-        approve(decision("entity_extraction", ..., ..., when(rng.random() < recent_fraction), msgs))
-
-    # searches with relevance feedback
-    mods, n_trip, by_mod = list(MODALITY_DOCS), 0, Counter()
-    for k in range(n_search):
-        m, topic = mods[k % len(mods)], rng.choice(TOPICS)
-        other = rng.sample([x for x in TOPICS if x != topic], 3)
-        pos = [(f"doc-{_hex(m, topic, j, n=10)}", MODALITY_DOCS[m][j].format(t=topic)) for j in rng.sample(range(3), rng.choice([1, 1, 2]))]
-        neg = [(f"doc-{_hex(m, o, 0, n=10)}", MODALITY_DOCS[m][0].format(t=o)) for o in other[:rng.choice([1, 1, 2])]]
-        docs = pos + neg + [(f"doc-{_hex(m, other[2], 1, n=10)}", MODALITY_DOCS[m][1].format(t=other[2]))]  # returned, not judged
-        rng.shuffle(docs)
-        i = sid("search")
-        q = rng.choice(["", "find ", "search ", "show "]) + topic + rng.choice(["", " overview", " basics", " examples"])
-        spans.append(make_span("cogniverse.search", {"input.value": q, "search.modality": m, "tenant.id": tenant_id,
-            "retrieval.documents": [{"document.id": d, "document.content": c, "document.score": round(1 - j*0.1, 2)} for j, (d, c) in enumerate(docs)]},
-            "RETRIEVER", when(rng.random() < recent_fraction), duration_ms=rng.uniform(30, 300), span_id=i,
-            trace_id=_hex(project, seed, "trace", i, n=32)))
-        anns.append({"span_id": i, "name": RELEVANCE_ANNOTATION, "label": "judged", "annotator_kind": "HUMAN",
-                     "metadata": {"relevant_ids": [d for d, _ in pos], "irrelevant_ids": [d for d, _ in neg]}})
-        n_trip += len(pos) * len(neg); by_mod[m] += len(pos) * len(neg)
-
-    # multi-turn sessions
-    by_turns = Counter()
-    for k in range(n_sessions):
-        n_turns, topic = rng.choice([1, 2, 2, 3, 3, 4, 5]), rng.choice(TOPICS)
-        session = f"{project}:session-{seed}-{k:04d}"
-        t = when(rng.random() < recent_fraction)
-        for j in range(n_turns):
-            q, r = SESSION_SCRIPTS[j]
-            i = sid("turn")
-            spans.append(make_span("cogniverse.conversation_turn", {"session.id": session, "input.value": q.format(t=topic),
-                "output.value": r.format(t=topic), "tenant.id": tenant_id}, "AGENT", t + timedelta(seconds=40*j + rng.uniform(0, 20)),
-                duration_ms=rng.uniform(200, 2000), span_id=i, trace_id=_hex(project, seed, "trace", i, n=32)))
-        outcome = rng.choice(["success", "success", "partial", "failure"])
-        sanns.append({"session_id": session, "name": SESSION_OUTCOME_ANNOTATION, "label": outcome, "annotator_kind": "HUMAN",
-                      "score": {"success": round(rng.uniform(0.8, 1), 2), "partial": 0.5, "failure": round(rng.uniform(0, 0.2), 2)}[outcome]})
-        by_turns[n_turns] += 1
-
-    counts = {"tenant_id": tenant_id, "project": project, "seed": seed, "spans": len(spans), "annotations": len(anns),
-              "session_annotations": len(sanns),
-              "routing": {"approved": n_routing, "pairs": n_pairs, "rejected": n_rejected, "unreviewed": n_unreviewed,
-                          "sft_examples": n_sft, "recent_sft_examples": len(recent), "labels": sorted(ROUTING_AGENTS)},
-              "profile_selection": {"sft_examples": n_profile, "labels": sorted(PROFILES) if n_profile else []},
-              "entity_extraction": {"sft_examples": n_entity},
-              "search": {"spans": n_search, "triplets": n_trip, "by_modality": dict(by_mod)},
-              "sessions": {"sessions": n_sessions, "turns": sum(n*c for n, c in by_turns.items()),
-                           "by_turns": dict(sorted(by_turns.items()))},
-              "bad_spans": bad}
-    return DemoTelemetry(project, spans, anns, sanns, counts)
+    r = _Records(tenant_id, project, seed, random.Random(seed), now, weeks, recent_fraction)
+    recent, agents = _draw_routing(r, n_routing + n_pairs, n_rejected + n_unreviewed)
+    _routing_examples(r, agents, n_routing, n_pairs, recent)
+    _routing_unlabelled(r, agents[n_routing + n_pairs:], n_rejected, n_unreviewed)
+    bad = _bad_spans(r) if bad_spans else {}
+    _profile_spans(r, n_profile)
+    _entity_spans(r, n_entity)
+    by_mod, by_turns = _search_spans(r, n_search), _session_spans(r, n_sessions)
+    return DemoTelemetry(project, r.spans, r.anns, r.sanns, _demo_counts(r, sizes, len(recent), by_mod, by_turns, bad))
 
 # %% ../nbs/11_demo_data.ipynb #e0d848be
+def _annotation_rows(items:list, key:str) -> list:
+    "Annotation dicts as Phoenix's REST API returns them, keyed by `key` (`span_id` or `session_id`)."
+    stamp = datetime.now(timezone.utc).isoformat()
+    out = []
+    for i, a in enumerate(items):
+        p = _annotation_payload({**a, "span_id": a.get(key)}, i)
+        out.append({key: p.pop("span_id"), **p, "created_at": stamp, "updated_at": stamp})
+    return out
+
 def demo_frames(demo:DemoTelemetry, # from `demo_telemetry`
                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     "Spans, span annotations and session annotations as the provider returns them, built offline."
-    stamp = datetime.now(timezone.utc).isoformat()
-    def rows(items, key):
-        out = []
-        for i, a in enumerate(items):
-            p = _annotation_payload({**a, "span_id": a.get(key)}, i)
-            out.append({key: p.pop("span_id"), **p, "created_at": stamp, "updated_at": stamp})
-        return out
-    return (spans_frame(demo.spans), annotations_frame(rows(demo.annotations, "span_id")),
-            annotations_frame(rows(demo.session_annotations, "session_id"), "session_id"))
+    return (spans_frame(demo.spans), annotations_frame(_annotation_rows(demo.annotations, "span_id")),
+            annotations_frame(_annotation_rows(demo.session_annotations, "session_id"), "session_id"))
 
 # %% ../nbs/11_demo_data.ipynb #88cfa22e
 def seed_demo_telemetry(tenant_id:str, # tenant the data belongs to
@@ -293,56 +491,62 @@ def seed_demo_telemetry(tenant_id:str, # tenant the data belongs to
                         base_url:str|None=None, # Phoenix URL (default: env, then the embedded server)
                         api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
                         progress:bool=True, # show progress bars
-                        **kw, # more `demo_telemetry` sizes: n_rejected, n_unreviewed, n_profile, n_entity, bad_spans, weeks, ...
+                        **kw, # more `demo_telemetry` sizes: n_rejected, n_unreviewed, n_profile, n_entity, ...
                        ) -> dict:
     "Write demo telemetry and annotations to Phoenix, confirm they landed, and return the counts."
     t0 = time.time()
-    demo = demo_telemetry(tenant_id, project, n_routing=n_routing, n_pairs=n_pairs, n_search=n_search, n_sessions=n_sessions,
-                          seed=seed, **kw)
+    demo = demo_telemetry(tenant_id, project, n_routing=n_routing, n_pairs=n_pairs, n_search=n_search,
+                          n_sessions=n_sessions, seed=seed, **kw)
     url = resolve_phoenix_url(base_url)
     log.info(f"seeding {len(demo.spans)} spans and {len(demo.annotations)} annotations into {demo.project!r} at {url}")
     log_spans(url, demo.project, demo.spans, api_key=api_key, batch_size=250, progress=progress)
-    ensure_annotation_config(url, demo.project, APPROVAL_ANNOTATION, APPROVAL_VALUES,
-                             "Human review of an agent decision: approve it, or reject it (optionally with corrected_output)", api_key)
+    what = "Human review of an agent decision: approve it, or reject it (optionally with corrected_output)"
+    ensure_annotation_config(url, demo.project, APPROVAL_ANNOTATION, APPROVAL_VALUES, what, api_key)
     log_annotations(url, demo.project, demo.annotations, api_key=api_key)
     log_session_annotations(url, demo.session_annotations, api_key=api_key)
     counts = {**demo.counts, "base_url": url, "seconds": round(time.time() - t0, 1)}
     log.info(f"seeded {demo.project!r} in {counts['seconds']}s")
     return counts
 
-# %% ../nbs/11_demo_data.ipynb #ec3f2273
-def cli_seed_demo_args(p):
-    "Options of `cogniverse-ft seed-demo`."
-    p.add_argument("--tenant", default="demo", help="tenant id (default: demo)")
-    p.add_argument("--project", default=None, help="Phoenix project (default: cogniverse-<tenant>)")
-    p.add_argument("--n-routing", type=int, default=240, help="approved routing decisions")
-    p.add_argument("--n-pairs", type=int, default=15, help="routing preference pairs (DPO needs 20)")
-    p.add_argument("--n-rejected", type=int, default=20, help="rejected routing decisions without a correction")
-    p.add_argument("--n-profile", type=int, default=60, help="approved profile_selection decisions")
-    p.add_argument("--n-entity", type=int, default=60, help="approved entity_extraction decisions")
-    p.add_argument("--n-search", type=int, default=150, help="searches with relevance feedback (triplets)")
-    p.add_argument("--n-sessions", type=int, default=30, help="multi-turn conversations")
-    p.add_argument("--no-bad-spans", action="store_true", help="leave out the deliberately bad spans")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--url", default=None, help="Phoenix URL (default: env, then the embedded server)")
-    p.add_argument("--api-key", default=None, help="Phoenix API key (default: PHOENIX_API_KEY)")
-    p.add_argument("--json", action="store_true", help="print the counts as JSON only")
+# %% ../nbs/11_demo_data.ipynb #f8cb1d78
+def _seed_summary(c:dict) -> str:
+    "The counts of a seeding, one line per agent type."
+    r, s = c["routing"], c["search"]
+    lines = [f"Seeded {c['spans']} spans, {c['annotations']} annotations and {c['session_annotations']} session "
+             f"annotations into {c['project']!r} at {c['base_url']} in {c['seconds']}s",
+             f"  routing           : {r['sft_examples']} approved examples "
+             f"({r['recent_sft_examples']} in the last 7 days), {r['pairs']} preference pairs, "
+             f"{r['rejected']} rejected, {r['unreviewed']} unreviewed",
+             f"  profile_selection : {c['profile_selection']['sft_examples']} approved examples",
+             f"  entity_extraction : {c['entity_extraction']['sft_examples']} approved examples",
+             f"  search            : {s['spans']} searches, {s['triplets']} triplets {s['by_modality']}",
+             f"  sessions          : {c['sessions']['sessions']} sessions, {c['sessions']['turns']} turns, "
+             f"by length {c['sessions']['by_turns']}"]
+    if c["bad_spans"]:
+        n_bad = sum(c["bad_spans"].values())
+        lines.append(f"  bad spans         : {n_bad} (one of each kind the extractors must skip)")
+    return "\n".join(lines)
 
-def cli_seed_demo(args) -> int:
-    "Run `cogniverse-ft seed-demo`; returns the exit code."
-    c = seed_demo_telemetry(args.tenant, args.project, n_routing=args.n_routing, n_pairs=args.n_pairs, n_search=args.n_search,
-                            n_sessions=args.n_sessions, seed=args.seed, base_url=args.url, api_key=args.api_key,
-                            progress=not args.json, n_rejected=args.n_rejected, n_profile=args.n_profile, n_entity=args.n_entity,
-                            bad_spans=not args.no_bad_spans)
-    if args.json: print(json.dumps(c, indent=2)); return 0
-    r = c["routing"]
-    print(f"Seeded {c['spans']} spans, {c['annotations']} annotations and {c['session_annotations']} session annotations "
-          f"into {c['project']!r} at {c['base_url']} in {c['seconds']}s")
-    print(f"  routing           : {r['sft_examples']} approved examples ({r['recent_sft_examples']} in the last 7 days), "
-          f"{r['pairs']} preference pairs, {r['rejected']} rejected, {r['unreviewed']} unreviewed")
-    print(f"  profile_selection : {c['profile_selection']['sft_examples']} approved examples")
-    print(f"  entity_extraction : {c['entity_extraction']['sft_examples']} approved examples")
-    print(f"  search            : {c['search']['spans']} searches, {c['search']['triplets']} triplets {c['search']['by_modality']}")
-    print(f"  sessions          : {c['sessions']['sessions']} sessions, {c['sessions']['turns']} turns, by length {c['sessions']['by_turns']}")
-    if c["bad_spans"]: print(f"  bad spans         : {sum(c['bad_spans'].values())} (one of each kind the extractors must skip)")
+# %% ../nbs/11_demo_data.ipynb #51cc952d
+def cli_seed_demo(*,
+                  tenant:str="demo", # tenant id
+                  project:str|None=None, # Phoenix project (default: cogniverse-<tenant>)
+                  n_routing:int=240, # approved routing decisions
+                  n_pairs:int=15, # routing preference pairs (DPO needs 20)
+                  n_rejected:int=20, # rejected routing decisions without a correction
+                  n_profile:int=60, # approved profile_selection decisions
+                  n_entity:int=60, # approved entity_extraction decisions
+                  n_search:int=150, # searches with relevance feedback (triplets)
+                  n_sessions:int=30, # multi-turn conversations
+                  no_bad_spans:bool=False, # leave out the deliberately bad spans
+                  seed:int=0, # random seed
+                  url:str|None=None, # Phoenix URL (default: env, then the embedded server)
+                  api_key:str|None=None, # Phoenix API key (default: PHOENIX_API_KEY)
+                  json_:bool=False, # print the counts as JSON only
+                 ) -> int:
+    "Write realistic demo telemetry and annotations for a tenant."
+    c = seed_demo_telemetry(tenant, project, n_routing=n_routing, n_pairs=n_pairs, n_search=n_search,
+                            n_sessions=n_sessions, seed=seed, base_url=url, api_key=api_key, progress=not json_,
+                            n_rejected=n_rejected, n_profile=n_profile, n_entity=n_entity, bad_spans=not no_bad_spans)
+    print(json.dumps(c, indent=2) if json_ else _seed_summary(c))
     return 0

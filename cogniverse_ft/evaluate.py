@@ -10,22 +10,25 @@ import json, math, re, time, inspect, random, string
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any, Optional
-from fastcore.basics import patch_to
-from .core import (get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL,
-                                DEFAULT_EMBEDDING_MODEL, ACTIVATION_RULES, Progress)
+from fastcore.basics import patch, patch_to
+from .core import (get_logger, check_choice, validate_slug, AGENT_TYPES, AGENT_INSTRUCTIONS,
+                                DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL, ACTIVATION_RULES, Progress)
 from .formatting import build_messages, label_instruction
 from .models import PRECISIONS
 
 # %% auto #0
-__all__ = ['log', 'ROUTING_LABELS', 'as_example', 'conversation_of', 'prompt_ids', 'end_of_turn', 'label_ids',
-           'common_prefix_len', 'score_batch', 'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact',
-           'expected_calibration_error', 'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics',
-           'generate_answer', 'match_label', 'metric_attributes', 'significance_attributes', 'EvaluationResult',
-           'AdapterEvaluator', 'FailedEvaluation', 'evaluate_adapter', 'activation_decision',
-           'synthetic_routing_examples']
+__all__ = ['log', 'as_example', 'conversation_of', 'prompt_ids', 'end_of_turn', 'label_ids', 'common_prefix_len', 'score_batch',
+           'score_labels', 'prefix_cache', 'SignificanceResult', 'mcnemar_exact', 'expected_calibration_error',
+           'exact_match', 'token_f1', 'EvaluationMetrics', 'compute_metrics', 'generate_answer', 'match_label',
+           'metric_attributes', 'significance_attributes', 'EvaluationResult', 'AdapterEvaluator', 'FailedEvaluation',
+           'evaluate_adapter', 'activation_decision', 'ROUTING_LABELS', 'synthetic_routing_examples']
 
 # %% ../nbs/33_evaluate.ipynb #42da0bcd
 log = get_logger(__name__)
+
+# %% ../nbs/33_evaluate.ipynb #41323897
+from .demo_data import ROUTING_LABELS, synthetic_routing_examples
+_all_ = ["ROUTING_LABELS", "synthetic_routing_examples"]
 
 # %% ../nbs/33_evaluate.ipynb #aa530dd0
 def as_example(x:Any, # an object with .instruction/.input/.output, or a dict with those keys
@@ -36,23 +39,29 @@ def as_example(x:Any, # an object with .instruction/.input/.output, or a dict wi
     get = (lambda k: x.get(k)) if isinstance(x, dict) else (lambda k: getattr(x, k, None))
     vals = [get(k) for k in ("instruction", "input", "output")]
     missing = [k for k, v in zip(("instruction", "input", "output"), vals) if not isinstance(v, str)]
-    if missing: raise ValueError(f"Invalid {where}: missing or non-string field(s) {missing}; expected instruction, input, output")
+    if missing:
+        raise ValueError(f"Invalid {where}: missing or non-string field(s) {missing}; "
+                         "expected instruction, input, output")
     return tuple(vals)
 
+# %% ../nbs/33_evaluate.ipynb #563862d6
 def conversation_of(x:Any) -> list:
     "The chat up to the answer of a test example (empty for single-turn examples)."
     c = x.get("conversation") if isinstance(x, dict) else getattr(x, "conversation", None)
     return list(c) if isinstance(c, (list, tuple)) else []
 
+# %% ../nbs/33_evaluate.ipynb #e1f04aaf
 def prompt_ids(tokenizer, # a chat tokenizer
                instruction:str, # system message
                input:str, # user message
                conversation:list|None=None, # the whole chat up to the answer, when the example has one
               ) -> list:
     "Token ids of the chat prompt (the same messages the SFT record trains on), generation prompt included."
-    text = tokenizer.apply_chat_template(build_messages(instruction, input, conversation), tokenize=False, add_generation_prompt=True)
+    msgs = build_messages(instruction, input, conversation)
+    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False).input_ids
 
+# %% ../nbs/33_evaluate.ipynb #4719f3c1
 def end_of_turn(tokenizer, # a chat tokenizer
                ) -> str:
     "The token the chat template puts after an assistant reply (`<|im_end|>` for SmolLM2)."
@@ -69,18 +78,22 @@ def label_ids(tokenizer, # a chat tokenizer
     eot = end_of_turn(tokenizer)
     out = [tokenizer(l + eot, add_special_tokens=False).input_ids for l in labels]
     for l, ids in zip(labels, out):
-        if not isinstance(l, str) or not l.strip() or len(ids) < 2: raise ValueError(f"Invalid label {l!r}: must be a non-empty string")
+        if not isinstance(l, str) or not l.strip() or len(ids) < 2:
+            raise ValueError(f"Invalid label {l!r}: must be a non-empty string")
     return out
 
+# %% ../nbs/33_evaluate.ipynb #72dfc437
 def _cache_kw(model) -> str:
     "The name of the KV-cache argument of `model.forward` (`cache` in transformers 5.x, else `past_key_values`)."
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 def _out_cache(out):
+    "The KV cache of a forward pass's output."
     c = getattr(out, "cache", None)
     return c if c is not None else out.past_key_values
 
+# %% ../nbs/33_evaluate.ipynb #176368b9
 def common_prefix_len(seqs:list, # token id lists
                      ) -> int:
     "Length of the longest common prefix, leaving at least one token of each sequence out of it."
@@ -91,6 +104,52 @@ def common_prefix_len(seqs:list, # token id lists
         if any(s[i] != first[i] for s in seqs): return i
     return max(n, 0)
 
+# %% ../nbs/33_evaluate.ipynb #d9068934
+def _prompt_batch(prompts:list, n0:int, pad_id:int) -> tuple:
+    "`(input_ids, attention_mask, position_ids)` of the prompts after their first `n0` tokens, left-padded."
+    import torch
+    sfx = [p[n0:] for p in prompts]
+    B, S = len(sfx), max(map(len, sfx))
+    inp = torch.full((B, S), pad_id, dtype=torch.long)
+    m1 = torch.zeros((B, S), dtype=torch.long)
+    pos = torch.full((B, S), n0, dtype=torch.long)
+    for b, x in enumerate(sfx):
+        inp[b, S - len(x):], m1[b, S - len(x):] = torch.tensor(x), 1
+        pos[b, S - len(x):] = n0 + torch.arange(len(x))
+    mask = torch.cat([torch.ones((B, n0), dtype=torch.long), m1], 1)
+    return inp, mask, pos
+
+# %% ../nbs/33_evaluate.ipynb #1577640b
+def _label_batch(labels:list, pad_id:int) -> tuple:
+    "`(inputs, targets, mask)` of every label's tokens (all but the last in, all but the first out), right-padded."
+    import torch
+    K, L = len(labels), max(len(ids) for ids in labels) - 1
+    lin = torch.full((K, L), pad_id, dtype=torch.long)
+    tgt = torch.zeros((K, L), dtype=torch.long)
+    lm = torch.zeros((K, L), dtype=torch.long)
+    for k, ids in enumerate(labels):
+        n = len(ids) - 1
+        lin[k, :n], tgt[k, :n], lm[k, :n] = torch.tensor(ids[:-1]), torch.tensor(ids[1:]), 1
+    return lin, tgt, lm
+
+# %% ../nbs/33_evaluate.ipynb #bf47d0ac
+def _label_logprobs(model, cache, kw:str, mask, prompts:list, labels:list, pad_id:int):
+    "Summed log-probabilities `(B, K)` of every label's tokens after its first, continuing the prompts' `cache`."
+    import torch
+    dev, B, K = model.device, len(prompts), len(labels)
+    lin, tgt, lm = _label_batch(labels, pad_id)
+    cache.batch_repeat_interleave(K)
+    lens = torch.tensor([len(p) for p in prompts])
+    attn = torch.cat([mask.repeat_interleave(K, 0), lm.repeat(B, 1)], 1)
+    lpos = lens.repeat_interleave(K).unsqueeze(1) + torch.arange(lin.shape[1]).unsqueeze(0)
+    o2 = model(input_ids=lin.repeat(B, 1).to(dev), attention_mask=attn.to(dev), position_ids=lpos.to(dev),
+               use_cache=False, **{kw: cache})
+    logits = o2.logits.float()
+    t = tgt.repeat(B, 1).to(dev)
+    lp = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
+    return (lp * lm.repeat(B, 1).to(dev)).sum(1).view(B, K)
+
+# %% ../nbs/33_evaluate.ipynb #aef832e2
 def score_batch(model, # causal LM (plain or PEFT)
                 prompts:list, # prompt token ids of several examples
                 labels:list, # token ids per label (`label_ids`)
@@ -99,46 +158,25 @@ def score_batch(model, # causal LM (plain or PEFT)
                ):
     "Log-likelihood of every label after every prompt, shape `(len(prompts), len(labels))`: two forward passes in all."
     import torch, copy
-    dev, B, K = model.device, len(prompts), len(labels)
-    kw = _cache_kw(model)
+    dev, kw = model.device, _cache_kw(model)
     n0 = prefix[1] if prefix is not None else 0
-    if any(p[:n0] != prompts[0][:n0] or len(p) <= n0 for p in prompts): raise ValueError("Every prompt must extend the shared prefix")
-    sfx = [p[n0:] for p in prompts]
-    S = max(map(len, sfx))
-    # pass 1: the prompts (after the shared prefix), left-padded so every row ends at the last position
-    inp = torch.full((B, S), pad_id, dtype=torch.long); m1 = torch.zeros((B, S), dtype=torch.long)
-    pos = torch.full((B, S), n0, dtype=torch.long)
-    for b, x in enumerate(sfx):
-        inp[b, S - len(x):], m1[b, S - len(x):] = torch.tensor(x), 1
-        pos[b, S - len(x):] = n0 + torch.arange(len(x))
-    mask = torch.cat([torch.ones((B, n0), dtype=torch.long), m1], 1)
+    if any(p[:n0] != prompts[0][:n0] or len(p) <= n0 for p in prompts):
+        raise ValueError("Every prompt must extend the shared prefix")
+    inp, mask, pos = _prompt_batch(prompts, n0, pad_id)
     with torch.inference_mode():
         extra = {}
         if prefix is not None:
-            cache = copy.deepcopy(prefix[0]); cache.batch_repeat_interleave(B); extra[kw] = cache
+            cache = copy.deepcopy(prefix[0])
+            cache.batch_repeat_interleave(len(prompts))
+            extra[kw] = cache
         out = model(input_ids=inp.to(dev), attention_mask=mask.to(dev), position_ids=pos.to(dev), use_cache=True,
                     logits_to_keep=1, **extra)
         first = torch.log_softmax(out.logits[:, -1].float(), -1)  # (B, V)
         scores = first[:, torch.tensor([ids[0] for ids in labels], device=dev)]  # (B, K)
-        # pass 2: every label after every prompt, B*K rows continuing copies of the prompt caches
-        L = max(len(ids) for ids in labels) - 1
-        cache = _out_cache(out); cache.batch_repeat_interleave(K)
-        lin = torch.full((K, L), pad_id, dtype=torch.long); tgt = torch.zeros((K, L), dtype=torch.long)
-        lm = torch.zeros((K, L), dtype=torch.long)
-        for k, ids in enumerate(labels):
-            n = len(ids) - 1
-            lin[k, :n], tgt[k, :n], lm[k, :n] = torch.tensor(ids[:-1]), torch.tensor(ids[1:]), 1
-        lens = torch.tensor([len(p) for p in prompts])
-        attn = torch.cat([mask.repeat_interleave(K, 0), lm.repeat(B, 1)], 1)
-        lpos = (lens.repeat_interleave(K).unsqueeze(1) + torch.arange(L).unsqueeze(0))
-        o2 = model(input_ids=lin.repeat(B, 1).to(dev), attention_mask=attn.to(dev), position_ids=lpos.to(dev),
-                   use_cache=False, **{kw: cache})
-        logits = o2.logits.float()
-        t = tgt.repeat(B, 1).to(dev)
-        lp = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, -1)
-        scores = scores + (lp * lm.repeat(B, 1).to(dev)).sum(1).view(B, K)
+        scores = scores + _label_logprobs(model, _out_cache(out), kw, mask, prompts, labels, pad_id)
     return scores.cpu()
 
+# %% ../nbs/33_evaluate.ipynb #4b7491a4
 def score_labels(model, # causal LM (plain or PEFT)
                  prompt:list, # prompt token ids
                  labels:list, # token ids per label (`label_ids`)
@@ -148,6 +186,7 @@ def score_labels(model, # causal LM (plain or PEFT)
     "Log-likelihood of each label's tokens after one prompt: one prompt pass, one batched pass over the labels."
     return score_batch(model, [prompt], labels, pad_id, prefix)[0]
 
+# %% ../nbs/33_evaluate.ipynb #d18fbd8d
 def prefix_cache(model, # causal LM
                  prompts:list, # token id lists of every prompt to be scored
                  min_len:int=4, # shorter shared prefixes are not worth a pass
@@ -176,12 +215,15 @@ class SignificanceResult:
     significant: bool  # p < alpha and difference > min_improvement
     test: str = "exact McNemar (binomial, two-sided)"
 
-    def line(self, other:str="base") -> str:
-        "One human-readable line; `other` names the model on the base side (base, baseline, active)."
-        mark = "✔ significant" if self.significant else "ℹ not significant"  # glyphs the default fonts (DejaVu) have
-        return (f"{mark} vs {other}: accuracy {self.accuracy_difference:+.1%} (95% CI {self.ci_low:+.1%} to {self.ci_high:+.1%}), "
-                f"p={self.p_value:.3g}, n={self.n}, adapter-only right {self.adapter_only}, {other}-only right {self.base_only}")
+# %% ../nbs/33_evaluate.ipynb #9040061e
+def _agresti_min(b:int, c:int, n:int, z:float) -> tuple:
+    "`(low, high)`: the Agresti–Min interval of the paired accuracy difference, clipped to [-1, 1]."
+    p12, p21, n2 = (b + .5) / (n + 2), (c + .5) / (n + 2), n + 2
+    d_adj = p21 - p12
+    se = math.sqrt(max((p12 + p21) - d_adj**2, 0.0) / n2)
+    return max(-1.0, d_adj - z * se), min(1.0, d_adj + z * se)
 
+# %% ../nbs/33_evaluate.ipynb #75769a5a
 def mcnemar_exact(base_correct:list, # per example: did the base get it right
                   adapter_correct:list, # per example: did the adapter get it right
                   alpha:float=0.05, # significance level
@@ -191,19 +233,25 @@ def mcnemar_exact(base_correct:list, # per example: did the base get it right
     "Exact McNemar test, discordant counts and a 95% CI of the paired accuracy difference."
     from scipy.stats import binomtest
     if len(base_correct) != len(adapter_correct):
-        raise ValueError(f"Paired outcomes differ in length: {len(base_correct)} base vs {len(adapter_correct)} adapter")
+        raise ValueError(f"Paired outcomes differ in length: {len(base_correct)} base vs "
+                         f"{len(adapter_correct)} adapter")
     n = len(base_correct)
     if n == 0: raise ValueError("No paired outcomes: cannot test an empty test set")
     pairs = [(bool(x), bool(y)) for x, y in zip(base_correct, adapter_correct)]
-    b = sum(x and not y for x, y in pairs); c = sum(y and not x for x, y in pairs)
+    b, c = sum(x and not y for x, y in pairs), sum(y and not x for x, y in pairs)
     p = binomtest(c, b + c, 0.5).pvalue if b + c else 1.0
-    p12, p21, n2 = (b + .5) / (n + 2), (c + .5) / (n + 2), n + 2
-    d_adj = p21 - p12
-    se = math.sqrt(max((p12 + p21) - d_adj**2, 0.0) / n2)
     diff = (c - b) / n
     return SignificanceResult(n, sum(x and y for x, y in pairs), sum(not x and not y for x, y in pairs), b, c, diff,
-                              max(-1.0, d_adj - z * se), min(1.0, d_adj + z * se), float(min(1.0, p)),
-                              bool(p < alpha and diff > min_improvement))
+                              *_agresti_min(b, c, n, z), float(min(1.0, p)), bool(p < alpha and diff > min_improvement))
+
+# %% ../nbs/33_evaluate.ipynb #5573844a
+@patch
+def line(self:SignificanceResult, other:str="base") -> str:
+    "One human-readable line; `other` names the model on the base side (base, baseline, active)."
+    mark = "✔ significant" if self.significant else "ℹ not significant"  # glyphs the default fonts (DejaVu) have
+    return (f"{mark} vs {other}: accuracy {self.accuracy_difference:+.1%} "
+            f"(95% CI {self.ci_low:+.1%} to {self.ci_high:+.1%}), p={self.p_value:.3g}, n={self.n}, "
+            f"adapter-only right {self.adapter_only}, {other}-only right {self.base_only}")
 
 # %% ../nbs/33_evaluate.ipynb #27e28b49
 def expected_calibration_error(confidences:list, # confidence of each prediction, in [0, 1]
@@ -218,15 +266,19 @@ def expected_calibration_error(confidences:list, # confidence of each prediction
         bins.setdefault(min(int(c * n_bins), n_bins - 1), []).append((c, float(ok)))
     return sum(len(v) / n * abs(sum(o for _, o in v) / len(v) - sum(c for c, _ in v) / len(v)) for v in bins.values())
 
+# %% ../nbs/33_evaluate.ipynb #1c00e4c2
 def _norm_text(s:str) -> str:
+    "Lower-cased, punctuation dropped, runs of spaces made one."
     s = s.lower().strip()
     s = "".join(ch for ch in s if ch not in set(string.punctuation))
     return " ".join(s.split())
 
 def _canon(s:str) -> str:
+    "The canonical JSON of `s` when it parses, else its normalised text."
     try: return json.dumps(json.loads(s), sort_keys=True)
     except (ValueError, TypeError): return _norm_text(s)
 
+# %% ../nbs/33_evaluate.ipynb #1b61a5b6
 def exact_match(pred:str, # model output
                 gold:str, # expected output
                ) -> bool:
@@ -244,7 +296,7 @@ def token_f1(pred:str, # model output
     prec, rec = common / len(p), common / len(g)
     return 2 * prec * rec / (prec + rec)
 
-# %% ../nbs/33_evaluate.ipynb #1c00e4c2
+# %% ../nbs/33_evaluate.ipynb #e89d45b0
 @dataclass
 class EvaluationMetrics:
     "Metrics of one model (base or adapter) on the test set."
@@ -260,6 +312,7 @@ class EvaluationMetrics:
     exact_match: Optional[float] = None  # entity extraction: exact match rate
     token_f1: Optional[float] = None  # entity extraction: mean token F1
 
+# %% ../nbs/33_evaluate.ipynb #056e27ac
 def compute_metrics(correct:list, # per example: right or wrong
                     confidences:list, # per example: confidence of the prediction
                     latencies_ms:list, # per example: time taken
@@ -296,6 +349,7 @@ def generate_answer(model, # causal LM
     lp = sum(torch.log_softmax(s[0].float(), -1)[t].item() for s, t in zip(out.scores, new))
     return tokenizer.decode(new, skip_special_tokens=True).strip(), math.exp(lp)
 
+# %% ../nbs/33_evaluate.ipynb #373712e1
 def match_label(text:str, # generated text
                 labels:list, # valid labels
                ) -> str|None:
@@ -315,21 +369,25 @@ def metric_attributes(who:str, # the model: base, adapter, baseline, base_plain,
     if m.token_f1 is not None: a[f"metrics.{who}.token_f1"] = m.token_f1
     return a
 
+# %% ../nbs/33_evaluate.ipynb #8a092c5c
 def significance_attributes(prefix:str, # "improvement" (vs base), "improvement_vs_baseline", ...
                             s:SignificanceResult, # the test
                             result=None, # the EvaluationResult (adds the base comparison's confidence/latency deltas)
                             other:str="base", # the model on the base side, for the `<other>_only_correct` key
                            ) -> dict:
     "`<prefix>.*` span attributes of one exact McNemar test."
-    a = {f"{prefix}.accuracy": s.accuracy_difference, f"{prefix}.significant": s.significant, f"{prefix}.p_value": s.p_value,
-         f"{prefix}.ci_low": s.ci_low, f"{prefix}.ci_high": s.ci_high, f"{prefix}.n": s.n,
-         f"{prefix}.{other}_only_correct": s.base_only, f"{prefix}.adapter_only_correct": s.adapter_only, f"{prefix}.test": s.test}
+    a = {f"{prefix}.accuracy": s.accuracy_difference, f"{prefix}.significant": s.significant,
+         f"{prefix}.p_value": s.p_value, f"{prefix}.ci_low": s.ci_low, f"{prefix}.ci_high": s.ci_high,
+         f"{prefix}.n": s.n, f"{prefix}.{other}_only_correct": s.base_only,
+         f"{prefix}.adapter_only_correct": s.adapter_only, f"{prefix}.test": s.test}
     if result is not None:
-        a.update({f"{prefix}.accuracy": result.accuracy_improvement, f"{prefix}.confidence": result.confidence_improvement,
-                  f"{prefix}.error_reduction": result.error_reduction, f"{prefix}.latency_overhead": result.latency_overhead_ms})
+        a.update({f"{prefix}.accuracy": result.accuracy_improvement,
+                  f"{prefix}.confidence": result.confidence_improvement,
+                  f"{prefix}.error_reduction": result.error_reduction,
+                  f"{prefix}.latency_overhead": result.latency_overhead_ms})
     return a
 
-# %% ../nbs/33_evaluate.ipynb #4b20464f
+# %% ../nbs/33_evaluate.ipynb #2e47d76c
 @dataclass
 class EvaluationResult:
     "Base vs adapter on one test set."
@@ -342,115 +400,183 @@ class EvaluationResult:
     adapter_metrics: EvaluationMetrics  # the adapter's metrics
     significance: SignificanceResult  # exact McNemar test
     valid_labels: list = field(default_factory=list)  # labels scored (label tasks)
-    predictions: list = field(default_factory=list)  # per example: input, expected, base/adapter prediction and confidence
+    predictions: list = field(default_factory=list)  # per example: input, expected, each model's prediction
     run_id: Optional[str] = None  # EXPERIMENT run this evaluation belongs to
-    baseline_metrics: Optional[EvaluationMetrics] = None  # the sentence-embedding + logistic-regression baseline (closed tasks)
+    baseline_metrics: Optional[EvaluationMetrics] = None  # the embedding + logistic-regression baseline (closed tasks)
     baseline_significance: Optional[SignificanceResult] = None  # exact McNemar test of the adapter vs the baseline
-    baseline: dict = field(default_factory=dict)  # what the baseline is (`EmbeddingBaseline.describe`), or why there is none (`error`)
+    baseline: dict = field(default_factory=dict)  # the baseline (`EmbeddingBaseline.describe`), or why none (`error`)
     plain_base_metrics: Optional[EvaluationMetrics] = None  # the base model on the instruction without the label list
     label_prompt: Optional[str] = None  # the sentence naming the labels added to every prompt (None: nothing added)
-    compared: dict = field(default_factory=dict)  # other adapters on the same test set: name -> {adapter_path, metrics, significance} or {error}
-    activation: dict = field(default_factory=dict)  # the activation rule applied and its outcome (`activation_decision`)
+    compared: dict = field(default_factory=dict)  # other adapters: name -> {adapter_path, metrics, significance}
+    activation: dict = field(default_factory=dict)  # the activation rule applied and its outcome
 
-    @property
-    def accuracy_improvement(self) -> float: return self.adapter_metrics.accuracy - self.base_metrics.accuracy
-    @property
-    def confidence_improvement(self) -> float: return self.adapter_metrics.avg_confidence - self.base_metrics.avg_confidence
-    @property
-    def error_reduction(self) -> float: return self.base_metrics.error_rate - self.adapter_metrics.error_rate
-    @property
-    def latency_overhead_ms(self) -> float: return self.adapter_metrics.avg_latency_ms - self.base_metrics.avg_latency_ms
-    @property
-    def improvement_significant(self) -> bool: return self.significance.significant
-    @property
-    def p_value(self) -> float: return self.significance.p_value
+# %% ../nbs/33_evaluate.ipynb #fd69b16f
+def _gain(metric:str, better:str="adapter_metrics", worse:str="base_metrics") -> property:
+    "A read-only property: `metric` of the `better` model's metrics minus the `worse` one's."
+    return property(lambda self: getattr(getattr(self, better), metric) - getattr(getattr(self, worse), metric))
 
-    @property
-    def accuracy_improvement_vs_baseline(self) -> float|None:
-        return None if self.baseline_metrics is None else self.adapter_metrics.accuracy - self.baseline_metrics.accuracy
-    @property
-    def baseline_verdict(self) -> str|None:
-        "'beats', 'ties' or 'loses': the adapter's accuracy against the baseline's (None without a baseline)."
-        d = self.accuracy_improvement_vs_baseline
-        return None if d is None else "beats" if d > 1e-12 else "loses" if d < -1e-12 else "ties"
+EvaluationResult.accuracy_improvement = _gain("accuracy")  # adapter accuracy minus base accuracy
+EvaluationResult.confidence_improvement = _gain("avg_confidence")  # adapter mean confidence minus the base's
+EvaluationResult.error_reduction = _gain("error_rate", "base_metrics", "adapter_metrics")  # base error rate minus adapter's
+EvaluationResult.latency_overhead_ms = _gain("avg_latency_ms")  # adapter mean latency minus the base's (ms)
+EvaluationResult.improvement_significant = property(lambda self: self.significance.significant)  # McNemar vs base
+EvaluationResult.p_value = property(lambda self: self.significance.p_value)  # McNemar p-value vs base
 
-    def to_dict(self) -> dict:
-        "A JSON-serialisable dict (improvements included)."
-        d = asdict(self)
-        d.update(accuracy_improvement=self.accuracy_improvement, confidence_improvement=self.confidence_improvement,
-                 error_reduction=self.error_reduction, latency_overhead_ms=self.latency_overhead_ms,
-                 accuracy_improvement_vs_baseline=self.accuracy_improvement_vs_baseline, baseline_verdict=self.baseline_verdict,
-                 baseline_sentence=self.baseline_sentence())
-        return d
+# %% ../nbs/33_evaluate.ipynb #b627fc12
+@patch(as_prop=True)
+def accuracy_improvement_vs_baseline(self:EvaluationResult) -> float|None:
+    "Adapter accuracy minus baseline accuracy (None without a baseline)."
+    return None if self.baseline_metrics is None else self.adapter_metrics.accuracy - self.baseline_metrics.accuracy
 
-    def to_span_attributes(self) -> dict:
-        "The EVALUATION span attributes (spec schema: `evaluation.*`, `metrics.<model>.*`, `improvement.*`, `improvement_vs_baseline.*`)."
-        a = {"operation.name": "adapter_evaluation", "evaluation.adapter_path": self.adapter_path,
-             "evaluation.agent_type": self.agent_type, "evaluation.test_size": self.test_size,
-             "evaluation.mode": self.mode, "evaluation.base_model": self.base_model}
-        if self.run_id: a["experiment.run_id"] = self.run_id
-        if self.valid_labels: a["evaluation.valid_labels"] = json.dumps(self.valid_labels)
-        if self.label_prompt: a["evaluation.label_prompt"] = self.label_prompt
-        models = [("base", self.base_metrics), ("adapter", self.adapter_metrics), ("baseline", self.baseline_metrics),
-                  ("base_plain", self.plain_base_metrics)] + [(k, v.get("metrics")) for k, v in self.compared.items()]
-        for who, m in models:
-            if m is not None: a.update(metric_attributes(who, m))
-        a.update(significance_attributes("improvement", self.significance, self))
-        if self.baseline_significance is not None:
-            a.update(significance_attributes("improvement_vs_baseline", self.baseline_significance, None, "baseline"))
-            a["improvement_vs_baseline.verdict"] = self.baseline_verdict
-        for k, v in self.baseline.items():
-            if v is not None: a[f"baseline.{k}"] = v
-        for k, v in self.compared.items():
-            if v.get("significance") is not None: a.update(significance_attributes(f"improvement_vs_{k}", v["significance"], None, k))
-            if v.get("error"): a[f"compared.{k}.error"] = v["error"]
-        for k, v in self.activation.items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
-        return a
+@patch(as_prop=True)
+def baseline_verdict(self:EvaluationResult) -> str|None:
+    "'beats', 'ties' or 'loses': the adapter's accuracy against the baseline's (None without a baseline)."
+    d = self.accuracy_improvement_vs_baseline
+    return None if d is None else "beats" if d > 1e-12 else "loses" if d < -1e-12 else "ties"
 
-    def baseline_sentence(self) -> str|None:
-        "One plain sentence: does the adapter beat, tie with or lose to the baseline (None without a baseline)."
-        if self.baseline_metrics is None or self.baseline_significance is None:
-            return f"No baseline: {self.baseline['error']}" if self.baseline.get("error") else None
-        a, b, sig = self.adapter_metrics.accuracy, self.baseline_metrics.accuracy, self.baseline_significance
-        what = f"the baseline ({self.baseline.get('model', 'embeddings')} + logistic regression)"
-        v = self.baseline_verdict
-        head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}",
-                "loses": f"The adapter loses to {what}"}[v]
-        test = f"exact McNemar p={sig.p_value:.3g}, {sig.adapter_only} adapter-only vs {sig.base_only} baseline-only right"
-        if v == "ties": return f"{head}: both {a:.1%} ({test})."
-        return f"{head}: {a:.1%} vs {b:.1%} ({'significant' if sig.p_value < 0.05 else 'not significant'}; {test})."
+# %% ../nbs/33_evaluate.ipynb #32829d14
+@patch
+def baseline_sentence(self:EvaluationResult) -> str|None:
+    "One plain sentence: does the adapter beat, tie with or lose to the baseline (None without a baseline)."
+    if self.baseline_metrics is None or self.baseline_significance is None:
+        return f"No baseline: {self.baseline['error']}" if self.baseline.get("error") else None
+    a, b, sig = self.adapter_metrics.accuracy, self.baseline_metrics.accuracy, self.baseline_significance
+    what = f"the baseline ({self.baseline.get('model', 'embeddings')} + logistic regression)"
+    v = self.baseline_verdict
+    head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}",
+            "loses": f"The adapter loses to {what}"}[v]
+    test = f"exact McNemar p={sig.p_value:.3g}, {sig.adapter_only} adapter-only vs {sig.base_only} baseline-only right"
+    if v == "ties": return f"{head}: both {a:.1%} ({test})."
+    return f"{head}: {a:.1%} vs {b:.1%} ({'significant' if sig.p_value < 0.05 else 'not significant'}; {test})."
 
-    def summary(self) -> str:
-        "Base, baseline and adapter side by side, with deltas, the significance lines and the baseline verdict."
-        cols = [("Base", self.base_metrics)] + ([("Baseline", self.baseline_metrics)] if self.baseline_metrics else []) + \
-               [("Adapter", self.adapter_metrics)] + [(k.capitalize(), v["metrics"]) for k, v in self.compared.items() if v.get("metrics")]
-        rows = [("Accuracy", "accuracy", True), (f"Top-{self.base_metrics.top_k} accuracy", "top_k_accuracy", True),
-                ("Confidence", "avg_confidence", True), ("Calibration error", "confidence_calibration", True),
-                ("Error rate", "error_rate", True), ("Hallucination rate", "hallucination_rate", True),
-                ("Latency (ms)", "avg_latency_ms", False)]
-        fmt = lambda v, pct: f"{v:.1%}" if pct else f"{v:.1f}"
-        sign = lambda d, pct: ("+" if d >= 0 else "") + fmt(d, pct)
-        lines = [f"{'':20}" + "".join(f"{n:>10}" for n, _ in cols) + f"{'Δ base':>10}" + (f"{'Δ baseline':>12}" if self.baseline_metrics else "")]
-        for name, k, pct in rows:
-            y = getattr(self.adapter_metrics, k)
-            line = f"{name:20}" + "".join(f"{fmt(getattr(m, k), pct):>10}" for _, m in cols) + f"{sign(y - getattr(self.base_metrics, k), pct):>10}"
-            if self.baseline_metrics: line += f"{sign(y - getattr(self.baseline_metrics, k), pct):>12}"
-            lines.append(line)
-        out = lines + [""]
-        if self.plain_base_metrics is not None:
-            out.append(f"Base without the label list in its prompt: {self.plain_base_metrics.accuracy:.1%} accuracy")
-        out.append(self.significance.line())
-        if self.baseline_significance is not None: out.append(self.baseline_significance.line("baseline"))
-        for k, v in self.compared.items():
-            if v.get("significance") is not None: out.append(v["significance"].line(k))
-            elif v.get("error"): out.append(f"{k}: not evaluated ({v['error']})")
-        if self.baseline_sentence(): out.append(self.baseline_sentence())
-        if self.activation:
-            done = "activated" if self.activation.get("activated", self.activation.get("activate")) else "not activated"
-            out.append(f"Activation: {done} under rule {self.activation.get('rule')!r} ({self.activation.get('reason')})")
-        return "\n".join(out)
+# %% ../nbs/33_evaluate.ipynb #2e4feaac
+@patch
+def to_dict(self:EvaluationResult) -> dict:
+    "A JSON-serialisable dict (improvements included)."
+    d = asdict(self)
+    d.update(accuracy_improvement=self.accuracy_improvement, confidence_improvement=self.confidence_improvement,
+             error_reduction=self.error_reduction, latency_overhead_ms=self.latency_overhead_ms,
+             accuracy_improvement_vs_baseline=self.accuracy_improvement_vs_baseline,
+             baseline_verdict=self.baseline_verdict, baseline_sentence=self.baseline_sentence())
+    return d
 
-# %% ../nbs/33_evaluate.ipynb #2e47d76c
+# %% ../nbs/33_evaluate.ipynb #1a8f3db4
+def _header_attributes(r:EvaluationResult) -> dict:
+    "The `evaluation.*` attributes saying what was evaluated, and the run id."
+    a = {"operation.name": "adapter_evaluation", "evaluation.adapter_path": r.adapter_path,
+         "evaluation.agent_type": r.agent_type, "evaluation.test_size": r.test_size,
+         "evaluation.mode": r.mode, "evaluation.base_model": r.base_model}
+    if r.run_id: a["experiment.run_id"] = r.run_id
+    if r.valid_labels: a["evaluation.valid_labels"] = json.dumps(r.valid_labels)
+    if r.label_prompt: a["evaluation.label_prompt"] = r.label_prompt
+    return a
+
+# %% ../nbs/33_evaluate.ipynb #d4f6d311
+def _comparison_attributes(r:EvaluationResult) -> dict:
+    "Attributes of the baseline and the other adapters: their tests, the verdict, what the baseline is, errors."
+    a = {}
+    if r.baseline_significance is not None:
+        a.update(significance_attributes("improvement_vs_baseline", r.baseline_significance, None, "baseline"))
+        a["improvement_vs_baseline.verdict"] = r.baseline_verdict
+    for k, v in r.baseline.items():
+        if v is not None: a[f"baseline.{k}"] = v
+    for k, v in r.compared.items():
+        if v.get("significance") is not None:
+            a.update(significance_attributes(f"improvement_vs_{k}", v["significance"], None, k))
+        if v.get("error"): a[f"compared.{k}.error"] = v["error"]
+    return a
+
+# %% ../nbs/33_evaluate.ipynb #393640bf
+@patch
+def to_span_attributes(self:EvaluationResult) -> dict:
+    "The EVALUATION span attributes: `evaluation.*`, `metrics.<model>.*`, `improvement.*`, `improvement_vs_baseline.*`."
+    a = _header_attributes(self)
+    models = [("base", self.base_metrics), ("adapter", self.adapter_metrics), ("baseline", self.baseline_metrics),
+              ("base_plain", self.plain_base_metrics)] + [(k, v.get("metrics")) for k, v in self.compared.items()]
+    for who, m in models:
+        if m is not None: a.update(metric_attributes(who, m))
+    a.update(significance_attributes("improvement", self.significance, self))
+    a.update(_comparison_attributes(self))
+    for k, v in self.activation.items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return a
+
+# %% ../nbs/33_evaluate.ipynb #ad5b590d
+_SUMMARY_ROWS = [("Accuracy", "accuracy", True), ("Top-{k} accuracy", "top_k_accuracy", True),
+                 ("Confidence", "avg_confidence", True), ("Calibration error", "confidence_calibration", True),
+                 ("Error rate", "error_rate", True), ("Hallucination rate", "hallucination_rate", True),
+                 ("Latency (ms)", "avg_latency_ms", False)]  # (row name, metric, shown as a percentage)
+
+def _fmt(v:float, pct:bool) -> str:
+    "A metric as a percentage or with one decimal."
+    return f"{v:.1%}" if pct else f"{v:.1f}"
+
+def _signed(d:float, pct:bool) -> str:
+    "A delta with its sign."
+    return ("+" if d >= 0 else "") + _fmt(d, pct)
+
+# %% ../nbs/33_evaluate.ipynb #5ac60b77
+@patch
+def _table_lines(self:EvaluationResult) -> list:
+    "The metric rows of `summary`: one column per model, then the adapter's deltas."
+    cols = [("Base", self.base_metrics)] + ([("Baseline", self.baseline_metrics)] if self.baseline_metrics else []) + \
+           [("Adapter", self.adapter_metrics)] + \
+           [(k.capitalize(), v["metrics"]) for k, v in self.compared.items() if v.get("metrics")]
+    bl = self.baseline_metrics
+    head = f"{'':20}" + "".join(f"{n:>10}" for n, _ in cols) + f"{'Δ base':>10}"
+    lines = [head + (f"{'Δ baseline':>12}" if bl else "")]
+    for name, k, pct in _SUMMARY_ROWS:
+        y = getattr(self.adapter_metrics, k)
+        line = f"{name.format(k=self.base_metrics.top_k):20}"
+        line += "".join(f"{_fmt(getattr(m, k), pct):>10}" for _, m in cols)
+        line += f"{_signed(y - getattr(self.base_metrics, k), pct):>10}"
+        if bl: line += f"{_signed(y - getattr(bl, k), pct):>12}"
+        lines.append(line)
+    return lines
+
+# %% ../nbs/33_evaluate.ipynb #1e8fb54b
+@patch
+def _note_lines(self:EvaluationResult) -> list:
+    "The lines under the table: base without the label list, significance lines, baseline verdict, activation."
+    out = []
+    if self.plain_base_metrics is not None:
+        out.append(f"Base without the label list in its prompt: {self.plain_base_metrics.accuracy:.1%} accuracy")
+    out.append(self.significance.line())
+    if self.baseline_significance is not None: out.append(self.baseline_significance.line("baseline"))
+    for k, v in self.compared.items():
+        if v.get("significance") is not None: out.append(v["significance"].line(k))
+        elif v.get("error"): out.append(f"{k}: not evaluated ({v['error']})")
+    if self.baseline_sentence(): out.append(self.baseline_sentence())
+    if self.activation:
+        act = self.activation
+        done = "activated" if act.get("activated", act.get("activate")) else "not activated"
+        out.append(f"Activation: {done} under rule {act.get('rule')!r} ({act.get('reason')})")
+    return out
+
+# %% ../nbs/33_evaluate.ipynb #0d27a3b0
+@patch
+def summary(self:EvaluationResult) -> str:
+    "Base, baseline and adapter side by side, with deltas, the significance lines and the baseline verdict."
+    return "\n".join(self._table_lines() + [""] + self._note_lines())
+
+# %% ../nbs/33_evaluate.ipynb #f4c98029
+def _adapter_base(adapter_path:Path, base_model:str|None) -> str:
+    "The base model of adapter folder `adapter_path`: `base_model`, else its config's, else the default base model."
+    if not (adapter_path/"adapter_config.json").exists():
+        raise FileNotFoundError(f"{str(adapter_path)!r} is not a PEFT adapter folder: no adapter_config.json")
+    cfg = json.loads((adapter_path/"adapter_config.json").read_text())
+    return base_model or cfg.get("base_model_name_or_path") or DEFAULT_BASE_MODEL
+
+# %% ../nbs/33_evaluate.ipynb #473f64e5
+def _check_options(agent_type:str, labels:str|None, label_prompt:str|None, batch_size) -> bool:
+    "Check the evaluator's options; whether the task is open (free-text answers)."
+    validate_slug(agent_type, "agent_type")
+    if label_prompt: label_instruction("", ["x"], label_prompt)  # a template without `{labels}` fails here
+    is_open = check_choice("labels", labels, ("closed", "open"), optional=True) == "open"
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"Invalid batch_size {batch_size!r}: must be a positive integer")
+    return is_open or (labels is None and agent_type == "entity_extraction")
+
+# %% ../nbs/33_evaluate.ipynb #ed66fa91
 class AdapterEvaluator:
     "Evaluate a LoRA adapter against its base model on held-out examples."
     def __init__(self,
@@ -459,128 +585,111 @@ class AdapterEvaluator:
                  base_model:str|None=None, # base model (default: the adapter config's, else the default base model)
                  valid_labels:list|None=None, # valid outputs of a label task (default: the test set's outputs)
                  mode:str|None=None, # "score" (label tasks) or "generate" (default: by `labels`)
-                 labels:str|None=None, # "closed" (a label set) or "open" (free text); default open for entity_extraction only
+                 labels:str|None=None, # "closed" (a label set) or "open" (free text; entity_extraction's default)
                  top_k:int=3, # k of top-k accuracy
                  max_new_tokens:int|None=None, # generation limit (default: longest label + 8 tokens, or 64)
                  device:str|None=None, # "cpu", "cuda", ... (default: automatic)
-                 precision:str="auto", # weights of the base: "auto" (bf16 on GPUs that have it, fp16 on older ones, fp32 on CPU), "fp32", "bf16", "fp16"
+                 precision:str="auto", # "auto" (bf16 where supported, else fp16 on GPUs, fp32 on CPU), "fp32", ...
                  batch_size:int=8, # examples scored together (score mode)
-                 label_prompt:str|None=None, # closed tasks: sentence naming the labels added to each instruction (`{labels}`); the base is also scored without it
-                 baseline_model:str|None=DEFAULT_EMBEDDING_MODEL, # closed tasks: sentence encoder of the baseline classifier (None: no baseline)
-                 compare:dict|None=None, # other adapters to score on the same test set: name -> adapter folder (e.g. {"active": path})
+                 label_prompt:str|None=None, # closed tasks: sentence naming the `{labels}`, added to each instruction
+                 baseline_model:str|None=DEFAULT_EMBEDDING_MODEL, # closed tasks: the baseline's encoder (None: none)
+                 compare:dict|None=None, # other adapters to score on the same test set: name -> adapter folder
                 ):
-        validate_slug(agent_type, "agent_type")
-        if label_prompt: label_instruction("", ["x"], label_prompt)  # a template without `{labels}` fails here
+        self.open = _check_options(agent_type, labels, label_prompt, batch_size)
         self.label_prompt, self.baseline_model, self.compare = label_prompt or None, baseline_model, dict(compare or {})
-        self.open = check_choice("labels", labels, ("closed", "open"), optional=True) == "open" or (labels is None and agent_type == "entity_extraction")
-        if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"Invalid batch_size {batch_size!r}: must be a positive integer")
-        self.batch_size = batch_size
-        self.adapter_path = Path(adapter_path)
-        if not (self.adapter_path/"adapter_config.json").exists():
-            raise FileNotFoundError(f"{str(self.adapter_path)!r} is not a PEFT adapter folder: no adapter_config.json")
-        cfg = json.loads((self.adapter_path/"adapter_config.json").read_text())
-        self.base_model = base_model or cfg.get("base_model_name_or_path") or DEFAULT_BASE_MODEL
+        self.batch_size, self.adapter_path = batch_size, Path(adapter_path)
+        self.base_model = _adapter_base(self.adapter_path, base_model)
         self.agent_type, self.valid_labels, self.top_k, self.device = agent_type, valid_labels, top_k, device
         self.precision = check_choice("precision", precision, PRECISIONS)
         self.mode = check_choice("mode", mode or ("generate" if self.open else "score"), ("score", "generate"))
         if self.mode == "score" and self.open:
-            raise ValueError(f"{agent_type} is an open task (free-text answers): no label set to score; use mode='generate'")
+            raise ValueError(f"{agent_type} is an open task (free-text answers): no label set to score; "
+                             "use mode='generate'")
         self.max_new_tokens = max_new_tokens
 
-    def _labels(self, examples) -> list:
-        labels = list(self.valid_labels) if self.valid_labels else sorted({o for _, _, o in examples})
-        if not labels: raise ValueError("No valid labels: pass valid_labels")
-        if len(set(labels)) != len(labels): raise ValueError(f"Duplicate valid labels: {labels}")
-        bad = [(i, o) for i, (_, _, o) in enumerate(examples) if o not in labels]
-        if bad: raise ValueError(f"Test example {bad[0][0]} has output {bad[0][1]!r}, not one of the valid labels "
-                                 f"{labels} ({len(bad)} such examples)")
-        return labels
+# %% ../nbs/33_evaluate.ipynb #b37d25dc
+@patch
+def _labels(self:AdapterEvaluator, examples) -> list:
+    "The valid labels of `examples` (`valid_labels`, else their outputs), checked."
+    labels = list(self.valid_labels) if self.valid_labels else sorted({o for _, _, o in examples})
+    if not labels: raise ValueError("No valid labels: pass valid_labels")
+    if len(set(labels)) != len(labels): raise ValueError(f"Duplicate valid labels: {labels}")
+    bad = [(i, o) for i, (_, _, o) in enumerate(examples) if o not in labels]
+    if bad:
+        raise ValueError(f"Test example {bad[0][0]} has output {bad[0][1]!r}, not one of the valid labels "
+                         f"{labels} ({len(bad)} such examples)")
+    return labels
 
-    def run_model(self, model, tokenizer, examples:list, labels:list|None, conversations:list|None=None, desc:str="model") -> list:
-        "Per-example predictions of one model: dicts with prediction, confidence, correct, top-k, valid, latency."
-        import torch
-        out, pb = [], Progress(len(examples), f"[evaluation] {desc}", unit="example")
-        lab_ids = label_ids(tokenizer, labels) if labels else None
-        convs = conversations or [[] for _ in examples]
-        prompts = [prompt_ids(tokenizer, inst, inp, c) for (inst, inp, _), c in zip(examples, convs)]
+# %% ../nbs/33_evaluate.ipynb #2398acc4
+@patch
+def _score_all(self:AdapterEvaluator, model, tokenizer, prompts:list, lab_ids:list, shared, pb) -> tuple:
+    "Label scores of every prompt and its latency (ms), scored in batches."
+    scores, ms = {}, {}
+    for i in range(0, len(prompts), self.batch_size):
         t0 = time.perf_counter()
-        shared = prefix_cache(model, prompts) if self.mode == "score" else None
-        shared_ms = (time.perf_counter() - t0) * 1000 / len(examples)  # the shared prefix's cost, spread evenly
-        batch_scores, batch_ms = {}, {}
-        if self.mode == "score":  # score examples in batches; each example's latency is its share of its batch
-            for i in range(0, len(prompts), self.batch_size):
-                t0 = time.perf_counter()
-                sc = score_batch(model, prompts[i:i + self.batch_size], lab_ids, tokenizer.pad_token_id or 0, prefix=shared)
-                ms = (time.perf_counter() - t0) * 1000 / len(sc)
-                for j, row in enumerate(sc): batch_scores[i + j], batch_ms[i + j] = row, ms
-                pb.update(len(sc))
-        for idx, ((inst, inp, gold), p) in enumerate(zip(examples, prompts)):
-            t0 = time.perf_counter()
-            if self.mode == "score":
-                sc = batch_scores[idx]
-                probs = torch.softmax(sc, 0)
-                order = torch.argsort(sc, descending=True).tolist()
-                pred, conf = labels[order[0]], float(probs[order[0]])
-                r = dict(prediction=pred, confidence=conf, correct=pred == gold, valid=True,
-                         in_top_k=gold in [labels[i] for i in order[:self.top_k]])
-            else:
-                limit = self.max_new_tokens or (max(len(x) for x in lab_ids) + 8 if lab_ids else 64)
-                text, conf = generate_answer(model, tokenizer, p, limit)
-                if labels:
-                    lab = match_label(text, labels)
-                    r = dict(prediction=text, confidence=conf, correct=lab == gold, valid=lab is not None, in_top_k=lab == gold)
-                else:
-                    try: json.loads(text); ok_json = True
-                    except ValueError: ok_json = False
-                    r = dict(prediction=text, confidence=conf, correct=exact_match(text, gold), f1=token_f1(text, gold),
-                             valid=ok_json or not gold.lstrip().startswith(("{", "[")), in_top_k=exact_match(text, gold))
-            r["latency_ms"] = (batch_ms[idx] if self.mode == "score" else (time.perf_counter() - t0) * 1000) + shared_ms
-            out.append(r)
-            if self.mode != "score": pb.update(1, accuracy=sum(x["correct"] for x in out) / len(out))
-        pb.close()
-        return out
+        sc = score_batch(model, prompts[i:i + self.batch_size], lab_ids, tokenizer.pad_token_id or 0, prefix=shared)
+        each = (time.perf_counter() - t0) * 1000 / len(sc)
+        for j, row in enumerate(sc): scores[i + j], ms[i + j] = row, each
+        pb.update(len(sc))
+    return scores, ms
 
-    def _metrics(self, rows) -> EvaluationMetrics:
-        return compute_metrics([r["correct"] for r in rows], [r["confidence"] for r in rows], [r["latency_ms"] for r in rows],
-                               [r["in_top_k"] for r in rows], [r["valid"] for r in rows], self.top_k,
-                               [r["f1"] for r in rows] if rows and "f1" in rows[0] else None)
+# %% ../nbs/33_evaluate.ipynb #4621337d
+@patch
+def _scored_row(self:AdapterEvaluator, sc, labels:list, gold:str) -> dict:
+    "The outcome of one example from its label scores `sc`."
+    import torch
+    probs = torch.softmax(sc, 0)
+    order = torch.argsort(sc, descending=True).tolist()
+    pred, conf = labels[order[0]], float(probs[order[0]])
+    return dict(prediction=pred, confidence=conf, correct=pred == gold, valid=True,
+                in_top_k=gold in [labels[i] for i in order[:self.top_k]])
 
-    def evaluate(self, test_examples:list, # held-out examples (objects or dicts with instruction/input/output)
-                 model=None, # an already loaded base model (it gets the adapter put on it)
-                 tokenizer=None, # its tokenizer
-                 run_id:str|None=None, # EXPERIMENT run id to link the result to
-                 train_examples:list|None=None, # the training split (closed tasks: fits the baseline)
-                ) -> EvaluationResult:
-        "Evaluate base, baseline, base + adapter (and `compare` adapters) on the same examples; compare them."
-        from peft import PeftModel
-        from cogniverse_ft.models import load_causal_lm
-        plain = [as_example(x, i) for i, x in enumerate(test_examples)]
-        if not plain: raise ValueError("No test examples: the held-out split is empty")
-        labels = self._labels(plain) if not self.open else None
-        prompt = self.label_prompt if labels else None
-        examples = [(label_instruction(i, labels, prompt), x, o) for i, x, o in plain] if prompt else plain
-        convs = [conversation_of(x) for x in test_examples]
-        if model is None: model, tokenizer = load_causal_lm(self.base_model, dtype=self.precision, device=self.device)
-        model.eval()
-        t0 = time.time()
-        base_rows = self.run_model(model, tokenizer, examples, labels, convs, "base")
-        plain_rows = self.run_model(model, tokenizer, plain, labels, convs, "base, no label list") if examples != plain else None
-        model = PeftModel.from_pretrained(model, str(self.adapter_path)); model.eval()
-        ad_rows = self.run_model(model, tokenizer, examples, labels, convs, "adapter")
-        compared = {k: self._compare(model, tokenizer, k, v, examples, labels, convs, ad_rows) for k, v in self.compare.items()}
-        log.info(f"Evaluated {len(examples)} {self.agent_type} examples ({self.mode}) on base and adapter in {time.time()-t0:.1f}s")
-        bl_rows, bl_info = self._baseline(train_examples, plain, labels)
-        sig = mcnemar_exact([r["correct"] for r in base_rows], [r["correct"] for r in ad_rows])
-        bl_sig = mcnemar_exact([r["correct"] for r in bl_rows], [r["correct"] for r in ad_rows]) if bl_rows else None
-        preds = [dict(input=inp, expected=gold, base_prediction=b["prediction"], base_confidence=b["confidence"],
-                      base_correct=b["correct"], adapter_prediction=a["prediction"], adapter_confidence=a["confidence"],
-                      adapter_correct=a["correct"]) for (_, inp, gold), b, a in zip(examples, base_rows, ad_rows)]
-        for p, r in zip(preds, bl_rows or []): p.update(baseline_prediction=r["prediction"], baseline_confidence=r["confidence"], baseline_correct=r["correct"])
-        for p, r in zip(preds, plain_rows or []): p.update(base_plain_prediction=r["prediction"], base_plain_correct=r["correct"])
-        return EvaluationResult(self.agent_type, str(self.adapter_path), self.base_model, self.mode, len(examples),
-                                self._metrics(base_rows), self._metrics(ad_rows), sig, labels or [], preds, run_id,
-                                self._metrics(bl_rows) if bl_rows else None, bl_sig, bl_info,
-                                self._metrics(plain_rows) if plain_rows else None, prompt, compared)
+# %% ../nbs/33_evaluate.ipynb #6011fc98
+@patch
+def _generated_row(self:AdapterEvaluator, model, tokenizer, prompt:list, labels:list|None, lab_ids, gold:str) -> dict:
+    "The outcome of one example answered by greedy generation."
+    limit = self.max_new_tokens or (max(len(x) for x in lab_ids) + 8 if lab_ids else 64)
+    text, conf = generate_answer(model, tokenizer, prompt, limit)
+    if labels:
+        lab = match_label(text, labels)
+        return dict(prediction=text, confidence=conf, correct=lab == gold, valid=lab is not None, in_top_k=lab == gold)
+    try:
+        json.loads(text)
+        ok_json = True
+    except ValueError: ok_json = False
+    return dict(prediction=text, confidence=conf, correct=exact_match(text, gold), f1=token_f1(text, gold),
+                valid=ok_json or not gold.lstrip().startswith(("{", "[")), in_top_k=exact_match(text, gold))
+
+# %% ../nbs/33_evaluate.ipynb #aa2ae4df
+@patch
+def run_model(self:AdapterEvaluator, model, tokenizer, examples:list, labels:list|None, conversations:list|None=None,
+              desc:str="model") -> list:
+    "Per-example predictions of one model: dicts with prediction, confidence, correct, top-k, valid, latency."
+    out, pb = [], Progress(len(examples), f"[evaluation] {desc}", unit="example")
+    lab_ids = label_ids(tokenizer, labels) if labels else None
+    convs = conversations or [[] for _ in examples]
+    prompts = [prompt_ids(tokenizer, inst, inp, c) for (inst, inp, _), c in zip(examples, convs)]
+    t0 = time.perf_counter()
+    shared = prefix_cache(model, prompts) if self.mode == "score" else None
+    shared_ms = (time.perf_counter() - t0) * 1000 / len(examples)  # the shared prefix's cost, spread evenly
+    if self.mode == "score": scores, ms = self._score_all(model, tokenizer, prompts, lab_ids, shared, pb)
+    for idx, ((inst, inp, gold), p) in enumerate(zip(examples, prompts)):
+        t0 = time.perf_counter()
+        if self.mode == "score": r = self._scored_row(scores[idx], labels, gold)
+        else: r = self._generated_row(model, tokenizer, p, labels, lab_ids, gold)
+        r["latency_ms"] = (ms[idx] if self.mode == "score" else (time.perf_counter() - t0) * 1000) + shared_ms
+        out.append(r)
+        if self.mode != "score": pb.update(1, accuracy=sum(x["correct"] for x in out) / len(out))
+    pb.close()
+    return out
+
+# %% ../nbs/33_evaluate.ipynb #2824ef17
+@patch
+def _metrics(self:AdapterEvaluator, rows) -> EvaluationMetrics:
+    "The metrics of one model's rows."
+    col = lambda k: [r[k] for r in rows]
+    return compute_metrics(col("correct"), col("confidence"), col("latency_ms"), col("in_top_k"), col("valid"),
+                           self.top_k, col("f1") if rows and "f1" in rows[0] else None)
 
 # %% ../nbs/33_evaluate.ipynb #c4a1daf2
 @patch_to(AdapterEvaluator)
@@ -591,7 +700,8 @@ def _baseline(self, train_examples, test, labels) -> tuple:
     if not train_examples: return None, {"error": "no training examples were given to fit it on"}
     train = [x for x in (as_example(t, i) for i, t in enumerate(train_examples)) if x[2] in labels]
     try:
-        bl = EmbeddingBaseline(self.baseline_model, device=self.device).fit([{"input": x, "output": o} for _, x, o in train], labels)
+        bl = EmbeddingBaseline(self.baseline_model, device=self.device)
+        bl.fit([{"input": x, "output": o} for _, x, o in train], labels)
         return bl.run([{"input": x, "output": o} for _, x, o in test], self.top_k), bl.describe()
     except Exception as e:
         log.warning(f"No baseline for {self.agent_type}: {type(e).__name__}: {e}")
@@ -606,14 +716,83 @@ def _compare(self, model, tokenizer, name, path, examples, labels, convs, ad_row
         cfg = json.loads((path/"adapter_config.json").read_text())
         other_base = cfg.get("base_model_name_or_path")
         if other_base and other_base != self.base_model:
-            return {"adapter_path": str(path), "error": f"trained on another base model ({other_base!r}, not {self.base_model!r})"}
-        model.load_adapter(str(path), adapter_name=name); model.set_adapter(name)
+            why = f"trained on another base model ({other_base!r}, not {self.base_model!r})"
+            return {"adapter_path": str(path), "error": why}
+        model.load_adapter(str(path), adapter_name=name)
+        model.set_adapter(name)
         rows = self.run_model(model, tokenizer, examples, labels, convs, f"{name} adapter")
-        model.set_adapter("default"); model.delete_adapter(name)
+        model.set_adapter("default")
+        model.delete_adapter(name)
     except Exception as e:
         return {"adapter_path": str(path), "error": f"{type(e).__name__}: {e}"}
     return {"adapter_path": str(path), "metrics": self._metrics(rows),
             "significance": mcnemar_exact([r["correct"] for r in rows], [r["correct"] for r in ad_rows])}
+
+# %% ../nbs/33_evaluate.ipynb #f5886dcc
+def _prediction_rows(examples:list, base_rows:list, ad_rows:list, bl_rows:list|None, plain_rows:list|None) -> list:
+    "One dict per test example: input, expected, and each model's prediction, confidence and correctness."
+    preds = [dict(input=inp, expected=gold, base_prediction=b["prediction"], base_confidence=b["confidence"],
+                  base_correct=b["correct"], adapter_prediction=a["prediction"], adapter_confidence=a["confidence"],
+                  adapter_correct=a["correct"]) for (_, inp, gold), b, a in zip(examples, base_rows, ad_rows)]
+    for p, r in zip(preds, bl_rows or []):
+        p.update(baseline_prediction=r["prediction"], baseline_confidence=r["confidence"],
+                 baseline_correct=r["correct"])
+    for p, r in zip(preds, plain_rows or []):
+        p.update(base_plain_prediction=r["prediction"], base_plain_correct=r["correct"])
+    return preds
+
+# %% ../nbs/33_evaluate.ipynb #32c590c3
+@patch
+def _result(self:AdapterEvaluator, examples, labels, prompt, rows:dict, compared:dict, bl_info:dict,
+            run_id) -> EvaluationResult:
+    "The `EvaluationResult` of one evaluation from each model's `rows` (base, adapter, baseline, plain)."
+    base, ad, bl, plain = rows["base"], rows["adapter"], rows["baseline"], rows["plain"]
+    ok = lambda rs: [r["correct"] for r in rs]
+    return EvaluationResult(self.agent_type, str(self.adapter_path), self.base_model, self.mode, len(examples),
+                            self._metrics(base), self._metrics(ad), mcnemar_exact(ok(base), ok(ad)), labels or [],
+                            _prediction_rows(examples, base, ad, bl, plain), run_id,
+                            self._metrics(bl) if bl else None, mcnemar_exact(ok(bl), ok(ad)) if bl else None, bl_info,
+                            self._metrics(plain) if plain else None, prompt, compared)
+
+# %% ../nbs/33_evaluate.ipynb #396e6e25
+@patch
+def _prepared(self:AdapterEvaluator, test_examples:list) -> tuple:
+    "`(plain, examples, labels, prompt, conversations)` of the test examples (`examples`: with the label prompt)."
+    plain = [as_example(x, i) for i, x in enumerate(test_examples)]
+    if not plain: raise ValueError("No test examples: the held-out split is empty")
+    labels = self._labels(plain) if not self.open else None
+    prompt = self.label_prompt if labels else None
+    examples = [(label_instruction(i, labels, prompt), x, o) for i, x, o in plain] if prompt else plain
+    return plain, examples, labels, prompt, [conversation_of(x) for x in test_examples]
+
+# %% ../nbs/33_evaluate.ipynb #cfe24dd6
+@patch
+def evaluate(self:AdapterEvaluator,
+             test_examples:list, # held-out examples (objects or dicts with instruction/input/output)
+             model=None, # an already loaded base model (it gets the adapter put on it)
+             tokenizer=None, # its tokenizer
+             run_id:str|None=None, # EXPERIMENT run id to link the result to
+             train_examples:list|None=None, # the training split (closed tasks: fits the baseline)
+            ) -> EvaluationResult:
+    "Evaluate base, baseline, base + adapter (and `compare` adapters) on the same examples; compare them."
+    from peft import PeftModel
+    from cogniverse_ft.models import load_causal_lm
+    plain, examples, labels, prompt, convs = self._prepared(test_examples)
+    if model is None: model, tokenizer = load_causal_lm(self.base_model, dtype=self.precision, device=self.device)
+    model.eval()
+    t0 = time.time()
+    rows = {"base": self.run_model(model, tokenizer, examples, labels, convs, "base")}
+    no_list = examples != plain
+    rows["plain"] = self.run_model(model, tokenizer, plain, labels, convs, "base, no label list") if no_list else None
+    model = PeftModel.from_pretrained(model, str(self.adapter_path))
+    model.eval()
+    rows["adapter"] = self.run_model(model, tokenizer, examples, labels, convs, "adapter")
+    compared = {k: self._compare(model, tokenizer, k, v, examples, labels, convs, rows["adapter"])
+                for k, v in self.compare.items()}
+    log.info(f"Evaluated {len(examples)} {self.agent_type} examples ({self.mode}) on base and adapter "
+             f"in {time.time()-t0:.1f}s")
+    rows["baseline"], bl_info = self._baseline(train_examples, plain, labels)
+    return self._result(examples, labels, prompt, rows, compared, bl_info, run_id)
 
 # %% ../nbs/33_evaluate.ipynb #08ececff
 @dataclass
@@ -624,17 +803,20 @@ class FailedEvaluation:
     error: str  # what went wrong
     stage: str  # "test data", "setup" or "inference"
     run_id: Optional[str] = None  # EXPERIMENT run id
-    activation: dict = field(default_factory=dict)  # the activation rule applied and its outcome (`activation_decision`)
+    activation: dict = field(default_factory=dict)  # the activation rule applied and its outcome
 
-    def to_span_attributes(self) -> dict:
-        "EVALUATION span attributes of the failure."
-        a = {"operation.name": "adapter_evaluation", "evaluation.adapter_path": self.adapter_path,
-             "evaluation.agent_type": self.agent_type, "evaluation.test_size": 0,
-             "evaluation.status": "failed", "evaluation.error": self.error, "evaluation.failed_stage": self.stage}
-        if self.run_id: a["experiment.run_id"] = self.run_id
-        for k, v in self.activation.items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
-        return a
+# %% ../nbs/33_evaluate.ipynb #4d2681f8
+@patch
+def to_span_attributes(self:FailedEvaluation) -> dict:
+    "EVALUATION span attributes of the failure."
+    a = {"operation.name": "adapter_evaluation", "evaluation.adapter_path": self.adapter_path,
+         "evaluation.agent_type": self.agent_type, "evaluation.test_size": 0,
+         "evaluation.status": "failed", "evaluation.error": self.error, "evaluation.failed_stage": self.stage}
+    if self.run_id: a["experiment.run_id"] = self.run_id
+    for k, v in self.activation.items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return a
 
+# %% ../nbs/33_evaluate.ipynb #bc275c9f
 def evaluate_adapter(adapter_path:str|Path, # local adapter folder
                      agent_type:str, # agent type
                      test_examples:list|None, # held-out examples
@@ -656,68 +838,43 @@ def evaluate_adapter(adapter_path:str|Path, # local adapter folder
         return FailedEvaluation(agent_type, str(adapter_path), msg, stage, run_id)
 
 # %% ../nbs/33_evaluate.ipynb #b649b31c
+def _unmeasured_decision(evaluation, rule:str) -> dict:
+    "The decision when no evaluation measured the adapter: only rule `base` activates it."
+    ok = rule == "base"
+    why = getattr(evaluation, "error", None) or "no evaluation ran"
+    if ok: how = "rule 'base' only refuses an adapter measured worse than the base"
+    else: how = f"rule {rule!r} needs the adapter measured"
+    return dict(rule=rule, activate=ok, compared_with=[], reason=f"{why}; {how}")
+
+# %% ../nbs/33_evaluate.ipynb #59653748
+def _rule_rivals(evaluation, rule:str) -> tuple:
+    "`(rivals, notes)`: the `(name, accuracy)` the adapter must match under `rule` (None: it cannot be decided)."
+    against, notes = [("base", evaluation.base_metrics.accuracy)], []
+    if rule == "baseline":
+        if evaluation.baseline_metrics is not None: against.append(("baseline", evaluation.baseline_metrics.accuracy))
+        else:
+            why = evaluation.baseline.get("error") or "open task"
+            notes.append(f"no baseline ({why}): compared with the base only")
+    if rule == "active":
+        act = evaluation.compared.get("active")
+        if act is None: notes.append("no adapter was active: compared with the base only")
+        elif act.get("metrics") is None: return None, [f"the active adapter could not be scored ({act.get('error')})"]
+        else: against.append(("active", act["metrics"].accuracy))
+    return against, notes
+
+# %% ../nbs/33_evaluate.ipynb #ce83832c
 def activation_decision(evaluation, # an EvaluationResult, a FailedEvaluation, or None
                         rule:str="base", # what the adapter must match: "base", "baseline" or "active"
                        ) -> dict:
     "Whether to activate the new adapter under `rule`: `{rule, activate, compared_with, reason}`."
     check_choice("activation_rule", rule, ACTIVATION_RULES)
-    if not hasattr(evaluation, "adapter_metrics"):
-        ok = rule == "base"
-        why = getattr(evaluation, "error", None) or "no evaluation ran"
-        return dict(rule=rule, activate=ok, compared_with=[], reason=f"{why}; " + (
-            "rule 'base' only refuses an adapter measured worse than the base" if ok else f"rule {rule!r} needs the adapter measured"))
-    acc, against, notes = evaluation.adapter_metrics.accuracy, [("base", evaluation.base_metrics.accuracy)], []
-    if rule == "baseline":
-        if evaluation.baseline_metrics is not None: against.append(("baseline", evaluation.baseline_metrics.accuracy))
-        else: notes.append("no baseline (" + (evaluation.baseline.get("error") or "open task") + "): compared with the base only")
-    if rule == "active":
-        act = evaluation.compared.get("active")
-        if act is None: notes.append("no adapter was active: compared with the base only")
-        elif act.get("metrics") is None:
-            return dict(rule=rule, activate=False, compared_with=["base", "active"],
-                        reason=f"the active adapter could not be scored ({act.get('error')})")
-        else: against.append(("active", act["metrics"].accuracy))
+    if not hasattr(evaluation, "adapter_metrics"): return _unmeasured_decision(evaluation, rule)
+    acc = evaluation.adapter_metrics.accuracy
+    against, notes = _rule_rivals(evaluation, rule)
+    if against is None: return dict(rule=rule, activate=False, compared_with=["base", "active"], reason=notes[0])
     losing = [(n, a) for n, a in against if acc < a - 1e-12]
     vs = ", ".join(f"{n} {a:.1%}" for n, a in against)
-    reason = (f"adapter {acc:.1%} is below " + ", ".join(f"{n} {a:.1%}" for n, a in losing)) if losing else f"adapter {acc:.1%} >= {vs}"
-    return dict(rule=rule, activate=not losing, compared_with=[n for n, _ in against], reason="; ".join([reason] + notes))
-
-# %% ../nbs/33_evaluate.ipynb #41323897
-ROUTING_LABELS = ("video_search_agent", "text_search_agent", "image_search_agent", "audio_search_agent",
-                  "summarization_agent", "detailed_report_agent")
-_ROUTING_TEMPLATES = {
-    "video_search_agent": ["show me videos of {t}", "find clips about {t}", "I want to watch footage of {t}",
-                           "play a video on {t}", "any recorded livestreams covering {t}?"],
-    "text_search_agent": ["find articles about {t}", "search documents that mention {t}", "I need blog posts on {t}",
-                          "look up papers about {t}", "find news stories covering {t}"],
-    "image_search_agent": ["show me pictures of {t}", "find photos of {t}", "I need an image of {t}",
-                           "search for drawings of {t}", "get me wallpapers of {t}"],
-    "audio_search_agent": ["find podcasts about {t}", "play songs about {t}", "search audio recordings of {t}",
-                           "I want to listen to interviews on {t}", "find sound clips of {t}"],
-    "summarization_agent": ["summarize the latest on {t}", "give me a short summary of {t}", "tl;dr of {t}",
-                            "briefly sum up {t}", "in two sentences, what is {t}?"],
-    "detailed_report_agent": ["write a detailed report on {t}", "produce an in-depth analysis of {t}",
-                              "I need a comprehensive report about {t}", "prepare a full research brief on {t}",
-                              "create a long-form report covering {t}"],
-}
-_TOPICS = ["cats", "the Mars rover", "solar panels", "jazz history", "electric cars", "volcanoes", "the stock market",
-           "ancient Rome", "deep sea fish", "basketball finals", "quantum computing", "coral reefs", "the Olympics",
-           "climate policy", "sourdough baking", "space telescopes", "wildfires", "chess openings", "honeybees",
-           "the French revolution", "self-driving trucks", "glaciers", "vaccines", "street food in Tokyo",
-           "wind turbines", "dinosaurs", "the moon landing", "cybersecurity", "rainforests", "marathon training"]
-
-def synthetic_routing_examples(n:int=60, # number of examples
-                               seed:int=0, # random seed
-                               start:str="2026-01-01T00:00:00+00:00", # timestamp of the first example
-                              ) -> list:
-    "`n` routing examples (dicts: instruction, input, output, timestamp), labels balanced, oldest first."
-    from datetime import datetime, timedelta
-    rng, t0 = random.Random(seed), datetime.fromisoformat(start)
-    out = []
-    for i in range(n):
-        label = ROUTING_LABELS[i % len(ROUTING_LABELS)]
-        q = rng.choice(_ROUTING_TEMPLATES[label]).format(t=rng.choice(_TOPICS))
-        out.append({"instruction": AGENT_INSTRUCTIONS["routing"], "input": q, "output": label,
-                    "timestamp": (t0 + timedelta(minutes=i)).isoformat()})
-    rng.shuffle(out)
-    return sorted(out, key=lambda x: x["timestamp"])
+    below = ", ".join(f"{n} {a:.1%}" for n, a in losing)
+    reason = f"adapter {acc:.1%} is below {below}" if losing else f"adapter {acc:.1%} >= {vs}"
+    return dict(rule=rule, activate=not losing, compared_with=[n for n, _ in against],
+                reason="; ".join([reason] + notes))

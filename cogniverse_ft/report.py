@@ -10,14 +10,15 @@ import html, json, math, re, tempfile, time
 from pathlib import Path
 from typing import Any, Optional
 import pandas as pd
-from .core import get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text, check_choice, on_terminal, number_text
+from .core import (get_logger, home_subdir, validate_tenant_id, project_for_tenant, atomic_write_text,
+                                check_choice, on_terminal, number_text, bundled_notebook)
 
 # %% auto #0
 __all__ = ['log', 'BASE_VS_ADAPTER', 'ACTIVATION_RULE_TEXT', 'HISTORY_LABELS', 'PALETTE', 'display_value', 'tidy', 'short_id',
            'compact_time', 'fmt_num', 'fmt_p', 'final_losses', 'loss_gap', 'summary_metrics', 'loss_rows',
            'run_details', 'evaluation_table', 'significance_line', 'baseline_sentence', 'activation_line',
            'label_prompt_line', 'evaluation_lines', 'history_html', 'comparison_frames', 'log_scale', 'moving_average',
-           'loss_figure', 'figure_html', 'kernel_transport', 'report_notebook', 'ReportError', 'notebook_to_html',
+           'loss_figure', 'figure_html', 'kernel_transport', 'report_notebook', 'notebook_to_html', 'ReportError',
            'render_report']
 
 # %% ../nbs/35_report.ipynb #8e554c62
@@ -26,7 +27,7 @@ log = get_logger(__name__)
 # %% ../nbs/35_report.ipynb #787b21de
 def display_value(v:Any, # a value read back from Phoenix
                  ) -> Any:
-    "Whole-number floats as ints (Phoenix frames turn integer columns with gaps into floats), other floats to 4 significant digits."
+    "Whole-number floats as ints (Phoenix makes integer columns with gaps floats), others to 4 significant digits."
     if isinstance(v, float) and math.isfinite(v):
         return int(v) if v.is_integer() and abs(v) < 1e15 else float(f"{v:.4g}")
     return v
@@ -41,7 +42,7 @@ def tidy(df:pd.DataFrame, # a table to show
 def short_id(value:str, # a run id, adapter id or other long identifier
              n:int=8, # characters kept
             ) -> str:
-    "A short form of an id: the random hex suffix of `<name>_<hex>` ids, else the first `n` characters (`…` marks a cut)."
+    "A short id: the random hex suffix of `<name>_<hex>` ids, else the first `n` characters (`…` marks a cut)."
     value = str(value)
     m = re.fullmatch(r".+_([0-9a-f]{6,})", value)
     if m: return "…" + m.group(1)[:n]
@@ -94,13 +95,14 @@ def loss_gap(history:dict, # a run's `history`
     if "final_eval_loss" not in f or not f.get("final_train_loss"): return None
     a, b = f["final_train_steps"]
     steps = f"step {a}" if a == b else f"steps {a}-{b}"
-    return (f"{(f['final_eval_loss'] - f['final_train_loss']) / f['final_train_loss']:+.1%} (eval {fmt_num(f['final_eval_loss'])} "
-            f"at step {f['final_eval_step']} vs train {fmt_num(f['final_train_loss'])}, mean of {steps})")
+    ev, tr = f["final_eval_loss"], f["final_train_loss"]
+    step = f["final_eval_step"]
+    return f"{(ev - tr) / tr:+.1%} (eval {fmt_num(ev)} at step {step} vs train {fmt_num(tr)}, mean of {steps})"
 
 # %% ../nbs/35_report.ipynb #4e522e3e
 def summary_metrics(experiments:list, # from `tracking.list_experiments`
                    ) -> dict:
-    "Total runs, runs per method, the best run (as `tracking.best_run` ranks: held-out accuracy, else eval loss), the latest adapter accuracy."
+    "Total runs, runs per method, the best run (`tracking.best_run`), the latest adapter and baseline accuracy."
     from cogniverse_ft.tracking import best_run
     best, by = best_run(experiments)
     evs = [e["evaluation"] for e in experiments if e.get("evaluation") and e["evaluation"].get("adapter")]
@@ -121,9 +123,11 @@ def loss_rows(metrics:dict, # a run's `metrics`
     if isinstance(metrics.get("train_loss"), (int, float)): tr["train loss, mean over the run"] = metrics["train_loss"]
     if "final_train_loss" in f:
         a, b = f["final_train_steps"]
-        tr[f"train loss, final (mean of steps {a}-{b})" if a != b else f"train loss, final (step {a})"] = f["final_train_loss"]
+        name = f"train loss, final (mean of steps {a}-{b})" if a != b else f"train loss, final (step {a})"
+        tr[name] = f["final_train_loss"]
     if isinstance(metrics.get("eval_loss"), (int, float)):
-        va["eval loss, best step" + (f" ({display_value(metrics['best_step'])})" if metrics.get("best_step") is not None else "")] = metrics["eval_loss"]
+        best = metrics.get("best_step")
+        va["eval loss, best step" + (f" ({display_value(best)})" if best is not None else "")] = metrics["eval_loss"]
     if "final_eval_loss" in f: va[f"eval loss, final (step {f['final_eval_step']})"] = f["final_eval_loss"]
     if loss_gap(history or {}): va["eval vs train loss, final"] = loss_gap(history)
     return tr, va
@@ -132,24 +136,27 @@ def loss_rows(metrics:dict, # a run's `metrics`
 def run_details(experiment:dict, # one experiment from `list_experiments`
                ) -> dict:
     "Tables (DataFrames) of a run: hyperparameters, dataset, outputs, training and validation metrics."
-    t = lambda d: pd.DataFrame({"value": pd.Series({k: fmt_num(v) for k, v in d.items()}, dtype=object)}) if d else pd.DataFrame({"value": []})
+    t = lambda d: pd.DataFrame({"value": pd.Series({k: fmt_num(v) for k, v in d.items()}, dtype=object) if d else []})
     m = dict(experiment["metrics"])
     tr, va = loss_rows(m, experiment.get("history") or {})
-    m.pop("train_loss", None); m.pop("eval_loss", None)
+    for k in ("train_loss", "eval_loss"): m.pop(k, None)
     val = {**va, **{k: m.pop(k) for k in ("used_validation_split", "eval_samples", "val_examples", "train_examples",
                                          "eval_reward_accuracy", "eval_reward_margin") if k in m}}
     order = ["base_model", "method", "backend", "backend_provider", "epochs", "batch_size", "learning_rate", "use_lora",
-             "lora_r", "lora_alpha", "total_spans", "approved_count", "rejected_count", "preference_pairs", "dataset_size",
-             "used_synthetic", "synthetic_approved_count"]
-    srt = lambda d: dict(sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])))
-    return {"Hyperparameters": t(srt(experiment["params"])), "Dataset": t(srt(experiment["data"])), "Output": t(experiment["output"]),
-            "Training metrics": t({**tr, **m}), "Validation": t(val)}
+             "lora_r", "lora_alpha", "total_spans", "approved_count", "rejected_count", "preference_pairs",
+             "dataset_size", "used_synthetic", "synthetic_approved_count"]
+    rank = lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0])
+    srt = lambda d: dict(sorted(d.items(), key=rank))
+    return {"Hyperparameters": t(srt(experiment["params"])), "Dataset": t(srt(experiment["data"])),
+            "Output": t(experiment["output"]), "Training metrics": t({**tr, **m}), "Validation": t(val)}
 
 # %% ../nbs/35_report.ipynb #f3c54831
-BASE_VS_ADAPTER = [("accuracy", "Accuracy", True), ("top_k_accuracy", "Top-k accuracy", True), ("confidence", "Confidence", True),
+BASE_VS_ADAPTER = [("accuracy", "Accuracy", True), ("top_k_accuracy", "Top-k accuracy", True),
+                   ("confidence", "Confidence", True),
                    ("calibration_error", "Calibration error", False), ("error_rate", "Error rate", False),
                    ("hallucination_rate", "Hallucination rate", False), ("latency_ms", "Latency (ms)", False)]
 
+# %% ../nbs/35_report.ipynb #dd1bae8d
 def _models(evaluation:dict) -> list:
     "`(column, metrics)` of every model an evaluation scored, in table order (absent ones left out)."
     cols = [("base", evaluation.get("base")), ("base (no label list)", evaluation.get("base_plain")),
@@ -157,11 +164,13 @@ def _models(evaluation:dict) -> list:
     cols += [(f"{k} adapter", c.get("metrics")) for k, c in (evaluation.get("compared") or {}).items()]
     return [(n, m) for n, m in cols if m]
 
+# %% ../nbs/35_report.ipynb #3a5f0a78
 def evaluation_table(evaluation:dict, # an experiment's `evaluation` (from `list_experiments`)
                     ) -> pd.DataFrame:
-    "Every model's metrics (base, base without the label list, baseline, adapter), the adapter's deltas vs base and baseline, ↑ better / ↓ worse."
+    "Every model's metrics, and the adapter's deltas vs base and baseline (↑ better / ↓ worse)."
     models, rows = _models(evaluation), []
-    refs = [("base", evaluation.get("base") or {})] + ([("baseline", evaluation["baseline"])] if evaluation.get("baseline") else [])
+    refs = [("base", evaluation.get("base") or {})]
+    if evaluation.get("baseline"): refs.append(("baseline", evaluation["baseline"]))
     for key, name, higher_better in BASE_VS_ADAPTER:
         a = evaluation["adapter"].get(key)
         if a is None or evaluation["base"].get(key) is None: continue
@@ -176,20 +185,23 @@ def evaluation_table(evaluation:dict, # an experiment's `evaluation` (from `list
             row[f"Δ vs {ref}"] = ("+" if d >= 0 else "") + (f"{d * 100:.1f} pts" if pct else f"{d:.1f} ms")
             row[f"vs {ref}"] = "" if better is None else ("↑ better" if better else "↓ worse")
         rows.append(row)
-    return pd.DataFrame(rows, columns=["metric"] + [n for n, _ in models] + [c for r, _ in refs for c in (f"Δ vs {r}", f"vs {r}")])
+    deltas = [c for r, _ in refs for c in (f"Δ vs {r}", f"vs {r}")]
+    return pd.DataFrame(rows, columns=["metric"] + [n for n, _ in models] + deltas)
 
 # %% ../nbs/35_report.ipynb #70844ce1
 def significance_line(evaluation:dict, # an experiment's `evaluation`
-                      other:str="base", # the model the adapter is tested against: "base", "baseline", or a `compared` name
+                      other:str="base", # the model tested against: "base", "baseline", or a `compared` name
                      ) -> str:
     "✔ / ℹ with the accuracy change, its 95% CI, the exact McNemar p-value and the discordant counts."
     i = (evaluation.get("improvement") if other == "base" else evaluation.get("vs_baseline") if other == "baseline"
          else ((evaluation.get("compared") or {}).get(other) or {}).get("significance")) or {}
-    if not i: return "ℹ No significance test recorded." if other == "base" else f"ℹ No significance test vs {other} recorded."
-    if other == "base": mark = "✔ Statistically significant improvement" if i.get("significant") else "ℹ Not a significant improvement"
+    if not i:
+        return "ℹ No significance test recorded." if other == "base" else f"ℹ No significance test vs {other} recorded."
+    ok = i.get("significant")
+    if other == "base": mark = "✔ Statistically significant improvement" if ok else "ℹ Not a significant improvement"
     else:
         what = "the baseline" if other == "baseline" else f"the {other} adapter"
-        mark = f"✔ Significantly better than {what}" if i.get("significant") else f"ℹ Not significantly better than {what}"
+        mark = f"✔ Significantly better than {what}" if ok else f"ℹ Not significantly better than {what}"
     ci = (f", 95% CI {i['ci_low'] * 100:+.1f} to {i['ci_high'] * 100:+.1f} pts" if i.get("ci_low") is not None else "")
     n = (f"; n={display_value(i['n'])}, adapter-only right {display_value(i.get('adapter_only_correct'))}, "
          f"{other}-only right {display_value(i.get(f'{other}_only_correct'))}"
@@ -201,15 +213,19 @@ def significance_line(evaluation:dict, # an experiment's `evaluation`
 def baseline_sentence(evaluation:dict, # an experiment's `evaluation`
                      ) -> str|None:
     "Does the adapter beat, tie with or lose to the embedding baseline, in one sentence (None without a baseline)."
-    bl, vs, info = evaluation.get("baseline") or {}, evaluation.get("vs_baseline") or {}, evaluation.get("baseline_info") or {}
+    bl, vs = evaluation.get("baseline") or {}, evaluation.get("vs_baseline") or {}
+    info = evaluation.get("baseline_info") or {}
     if bl.get("accuracy") is None or (evaluation.get("adapter") or {}).get("accuracy") is None:
         return f"No baseline: {info['error']}" if info.get("error") else None
     a, b = evaluation["adapter"]["accuracy"], bl["accuracy"]
     v = vs.get("verdict") or ("beats" if a - b > 1e-12 else "loses" if a - b < -1e-12 else "ties")
     what = f"the baseline ({info.get('model', 'embeddings')} + logistic regression)"
-    head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}", "loses": f"The adapter loses to {what}"}[v]
-    test = (f"exact McNemar p={fmt_p(vs['p_value'])}, {display_value(vs.get('adapter_only_correct'))} adapter-only vs "
-            f"{display_value(vs.get('baseline_only_correct'))} baseline-only right") if vs.get("p_value") is not None else "no McNemar test recorded"
+    head = {"beats": f"The adapter beats {what}", "ties": f"The adapter ties with {what}",
+            "loses": f"The adapter loses to {what}"}[v]
+    test = "no McNemar test recorded"
+    if vs.get("p_value") is not None:
+        a_only, b_only = display_value(vs.get("adapter_only_correct")), display_value(vs.get("baseline_only_correct"))
+        test = f"exact McNemar p={fmt_p(vs['p_value'])}, {a_only} adapter-only vs {b_only} baseline-only right"
     if v == "ties": return f"{head}: both {a:.1%} ({test})."
     sig = "" if vs.get("p_value") is None else ("significant; " if vs["p_value"] < 0.05 else "not significant; ")
     return f"{head}: {a:.1%} vs {b:.1%} ({sig}{test})."
@@ -219,7 +235,8 @@ ACTIVATION_RULE_TEXT = {"base": "the adapter must at least match the base model"
                         "baseline": "the adapter must at least match the base model and the embedding baseline",
                         "active": "the adapter must at least match the base model and the adapter active now"}
 
-def activation_line(activation:dict|None, # the `activation` of an evaluation or experiment (rule, activate, activated, reason)
+# %% ../nbs/35_report.ipynb #4aea8a6f
+def activation_line(activation:dict|None, # an evaluation's or experiment's `activation` (rule, activated, reason)
                    ) -> str|None:
     "The rule, what it asks, activated or not, and the reason, in one line (None when no decision is recorded)."
     if not activation or not activation.get("rule"): return None
@@ -228,6 +245,7 @@ def activation_line(activation:dict|None, # the `activation` of an evaluation or
     return (f"Activation rule `{rule}` ({ACTIVATION_RULE_TEXT.get(rule, 'a custom rule')}): {state}; "
             f"{activation.get('reason') or 'no reason recorded'}.")
 
+# %% ../nbs/35_report.ipynb #7a2df8e8
 def label_prompt_line(evaluation:dict, # an experiment's `evaluation`
                      ) -> str|None:
     "The label list added to every prompt and the base's accuracy without it (None when no label list was added)."
@@ -239,19 +257,22 @@ def label_prompt_line(evaluation:dict, # an experiment's `evaluation`
         out += f" Without that list the base scores {plain['accuracy']:.1%} ({d * 100:+.1f} pts with it)."
     return out
 
+# %% ../nbs/35_report.ipynb #e11b2089
 def evaluation_lines(evaluation:dict, # an experiment's `evaluation`
                      activation:dict|None=None, # the run's activation when the evaluation carries none
                     ) -> list:
-    "The lines under the evaluation table: label list, significance vs base, vs baseline, vs other adapters, baseline verdict, activation."
+    "The lines under the evaluation table: label list, significance lines, baseline verdict, activation."
     out = [label_prompt_line(evaluation), significance_line(evaluation)]
     if evaluation.get("vs_baseline"): out.append(significance_line(evaluation, "baseline"))
     for k, c in (evaluation.get("compared") or {}).items():
-        out.append(significance_line(evaluation, k) if c.get("significance") else f"ℹ The {k} adapter was not scored: {c.get('error')}")
+        if c.get("significance"): out.append(significance_line(evaluation, k))
+        else: out.append(f"ℹ The {k} adapter was not scored: {c.get('error')}")
     out += [baseline_sentence(evaluation), activation_line(evaluation.get("activation") or activation)]
     return [x for x in out if x]
 
 # %% ../nbs/35_report.ipynb #8301362c
-HISTORY_LABELS = {"run_id": "run", "agent_type": "agent type", "base_model": "base model", "train_loss": "mean train loss",
+HISTORY_LABELS = {"run_id": "run", "agent_type": "agent type", "base_model": "base model",
+                  "train_loss": "mean train loss",
                   "eval_loss": "eval loss (best step)", "base_acc": "base acc", "adapter_acc": "adapter acc",
                   "baseline_acc": "baseline acc", "vs_baseline": "vs baseline"}
 
@@ -270,7 +291,8 @@ def history_html(frame:pd.DataFrame, # `tracking.history_frame(experiments)`
     head = "".join(f"<th>{html.escape(HISTORY_LABELS.get(c, c))}</th>" for c in frame.columns)
     rows = "".join("<tr>" + "".join(f"<td>{_history_cell(c, v)}</td>" for c, v in zip(frame.columns, r)) + "</tr>"
                    for r in frame.astype(object).itertuples(index=False))
-    return ('<style>table.cf-history td {white-space: nowrap;} table.cf-history th {white-space: normal; vertical-align: bottom;}'
+    return ('<style>table.cf-history td {white-space: nowrap;} '
+            'table.cf-history th {white-space: normal; vertical-align: bottom;}'
             '</style><div style="overflow-x: auto">'
             f'<table class="dataframe cf-history"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></div>')
 
@@ -278,15 +300,17 @@ def history_html(frame:pd.DataFrame, # `tracking.history_frame(experiments)`
 def comparison_frames(experiments:list, # the runs to compare (from `list_experiments`)
                      ) -> tuple:
     "`(hyperparameters, metrics)` DataFrames with a column per run (short ids), values as shown text."
-    cols = {short_id(e["run_id"]) if len({short_id(x["run_id"]) for x in experiments}) == len(experiments) else e["run_id"]: e
-            for e in experiments}
+    unique = len({short_id(x["run_id"]) for x in experiments}) == len(experiments)
+    cols = {short_id(e["run_id"]) if unique else e["run_id"]: e for e in experiments}
     def metrics(e):
         m, f, ev = dict(e["metrics"]), final_losses(e.get("history") or {}), e.get("evaluation") or {}
-        rows = {"train loss, mean over the run": m.pop("train_loss", None), "train loss, final": f.get("final_train_loss"),
-                "eval loss, best step": m.pop("eval_loss", None), "eval loss, final": f.get("final_eval_loss"), **m}
+        rows = {"train loss, mean over the run": m.pop("train_loss", None),
+                "train loss, final": f.get("final_train_loss"), "eval loss, best step": m.pop("eval_loss", None),
+                "eval loss, final": f.get("final_eval_loss"), **m}
         pct = lambda k, v: f"{v:.1%}" if isinstance(v, (int, float)) and k not in ("latency_ms", "n") else v
         rows.update({f"adapter {k}": pct(k, v) for k, v in (ev.get("adapter") or {}).items()})
-        if (ev.get("baseline") or {}).get("accuracy") is not None: rows["baseline accuracy"] = pct("accuracy", ev["baseline"]["accuracy"])
+        bl = (ev.get("baseline") or {}).get("accuracy")
+        if bl is not None: rows["baseline accuracy"] = pct("accuracy", bl)
         return rows
     frame = lambda d: pd.DataFrame(d).astype(object).map(fmt_num)
     return frame({c: e["params"] for c, e in cols.items()}), frame({c: metrics(e) for c, e in cols.items()})
@@ -318,38 +342,49 @@ def _points(pts) -> list:
 def loss_figure(runs:dict, # label -> a run's `history` (`{'train_loss': [[step, loss], ...], 'eval_loss': [...]}`)
                 title:str="", # chart title
                ):
-    "A matplotlib `Figure` of loss vs step: train solid (moving average), eval dashed with markers, log y axis by `log_scale`."
+    "A `Figure` of loss vs step: train solid (moving average), eval dashed with markers, y axis by `log_scale`."
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(8, 3.6), dpi=100, layout="constrained"); ax = fig.add_subplot()
+    fig = Figure(figsize=(8, 3.6), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
     ys, one = [], len(runs) == 1
     for i, (name, h) in enumerate(runs.items()):
         tr, ev = _points(h.get("train_loss")), _points(h.get("eval_loss"))
         ct, ce = (PALETTE[0], PALETTE[1]) if one else (PALETTE[i % len(PALETTE)],) * 2
         lab = lambda kind: kind if one else f"{name} {kind}"
         if tr:
-            x, y = zip(*tr); w = max(1, len(tr) // 20)
+            x, y = zip(*tr)
+            w = max(1, len(tr) // 20)
             if w > 1: ax.plot(x, y, color=ct, lw=0.8, alpha=0.3)
-            ax.plot(x, moving_average(list(y), w), color=ct, lw=1.8, label=lab("train" + (f" (moving average of {w} steps)" if w > 1 else "")))
+            what = "train" + (f" (moving average of {w} steps)" if w > 1 else "")
+            ax.plot(x, moving_average(list(y), w), color=ct, lw=1.8, label=lab(what))
         if ev: ax.plot(*zip(*ev), color=ce, lw=1.8, ls="--", marker="o", ms=5, label=lab("eval"))
         ys += [y for _, y in tr + ev]
     if not ys:
-        ax.text(0.5, 0.5, "No loss history recorded", ha="center", va="center", transform=ax.transAxes); ax.set_axis_off(); return fig
+        ax.text(0.5, 0.5, "No loss history recorded", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
     _style_axes(ax, log_scale(ys), title)
     return fig
 
 # %% ../nbs/35_report.ipynb #f1ee1c0f
 def _style_axes(ax, log:bool, title:str):
-    "Labels, grid, legend (inside, or beside for many lines) and (on a log axis) plain tick labels: 0.01, 0.1, 1 (with 2 and 5 between over 2 decades or less)."
+    "Labels, grid, legend (inside, or beside for many lines) and plain log-axis tick labels (0.01, 0.1, 1, with 2, 5)."
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     if log:
-        ax.set_yscale("log"); lo, hi = ax.get_ylim()
+        ax.set_yscale("log")
+        lo, hi = ax.get_ylim()
         ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if math.log10(hi / lo) <= 2.2 else (1.0,)))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}")); ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("step"); ax.set_ylabel("loss (log scale)" if log else "loss")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (log scale)" if log else "loss")
     if title: ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
-    ax.grid(True, which="major", alpha=0.3); ax.spines[["top", "right"]].set_visible(False)
-    if len(ax.get_legend_handles_labels()[1]) <= 6: ax.legend(loc="upper right", fontsize=9, framealpha=0.9)  # losses fall: that corner is free
-    else: ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)  # many runs: beside the plot
+    ax.grid(True, which="major", alpha=0.3)
+    ax.spines[["top", "right"]].set_visible(False)
+    if len(ax.get_legend_handles_labels()[1]) <= 6:  # losses fall: the upper right corner is free
+        ax.legend(loc="upper right", fontsize=9, framealpha=0.9)
+    else:  # many runs: beside the plot
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=9)
 
 # %% ../nbs/35_report.ipynb #b6e230b8
 def figure_html(fig, # a matplotlib Figure
@@ -362,7 +397,8 @@ def figure_html(fig, # a matplotlib Figure
         fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
     svg = svg[svg.index("<svg"):].replace("<svg ", '<svg style="max-width: 100%; height: auto" ', 1)
-    return f'<figure class="cf-figure" role="img" aria-label="{html.escape(alt)}" title="{html.escape(alt)}" style="margin: 0">{svg}</figure>'
+    a = html.escape(alt)
+    return f'<figure class="cf-figure" role="img" aria-label="{a}" title="{a}" style="margin: 0">{svg}</figure>'
 
 # %% ../nbs/35_report.ipynb #f08b6336
 def kernel_transport(folder:str|Path, # a private folder for the kernel's socket files (the render's temporary folder)
@@ -377,30 +413,38 @@ def kernel_transport(folder:str|Path, # a private folder for the kernel's socket
 def report_notebook(path:str|Path|None=None, # a report notebook (default: nbs/reports/finetuning_report.ipynb)
                    ) -> Path:
     "Path of the report notebook; raises `FileNotFoundError` naming where it looked."
-    if path is not None:
-        p = Path(path)
-        if not p.exists(): raise FileNotFoundError(f"Report notebook {p} does not exist")
-        return p
-    import cogniverse_ft
-    cands = [Path(cogniverse_ft.__file__).resolve().parent.parent/"nbs"/"reports"/"finetuning_report.ipynb",
-             Path.cwd()/"nbs"/"reports"/"finetuning_report.ipynb"]
-    for c in cands:
-        if c.exists(): return c
-    raise FileNotFoundError("Report notebook not found; looked in " + ", ".join(map(str, cands)) + " (pass notebook=...)")
+    return bundled_notebook("reports/finetuning_report.ipynb", path, "Report notebook")
 
-class ReportError(RuntimeError):
-    "The report notebook failed; the message names the cell and the error."
-
+# %% ../nbs/35_report.ipynb #d72bc911
 def notebook_to_html(nb_path:str|Path, # an executed notebook
                     ) -> str:
     "Standalone HTML of a notebook: outputs only, styles inline, no external scripts."
     import nbformat
     from nbconvert import HTMLExporter
-    body, _ = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, exclude_raw=True).from_notebook_node(
-        nbformat.read(str(nb_path), as_version=4))
+    exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True, exclude_raw=True)
+    body, _ = exporter.from_notebook_node(nbformat.read(str(nb_path), as_version=4))
     body = re.sub(r'<script[^>]*\bsrc="https?://[^"]*"[^>]*>\s*</script>', "", body)
-    return re.sub(r'<script type="module">(?:(?!</script>).)*?https?://(?:(?!</script>).)*?</script>', "", body, flags=re.S)
+    module = r'<script type="module">(?:(?!</script>).)*?https?://(?:(?!</script>).)*?</script>'
+    return re.sub(module, "", body, flags=re.S)
 
+# %% ../nbs/35_report.ipynb #9fe81933
+class ReportError(RuntimeError):
+    "The report notebook failed; the message names the cell and the error."
+
+# %% ../nbs/35_report.ipynb #ff35f6c9
+def _execute_report(nb:Path, executed:Path, params:dict, timeout:int):
+    "Execute report notebook `nb` into `executed` with `params`; a failing cell raises `ReportError`."
+    import papermill as pm
+    tmp = executed.parent
+    try:
+        pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3",
+                            progress_bar=on_terminal(), cwd=str(tmp), log_output=False, execution_timeout=timeout,
+                            **kernel_transport(tmp))
+    except pm.PapermillExecutionError as e:
+        raise ReportError(f"Report notebook {nb.name} failed in cell {e.exec_count} for tenant "
+                          f"{params['tenant_id']!r}: {e.ename}: {e.evalue}") from None
+
+# %% ../nbs/35_report.ipynb #a003ce8f
 def render_report(tenant_id:str, # tenant
                   project:str|None=None, # Phoenix project (default: cogniverse-<tenant>)
                   agent_type:str|None=None, # only this agent type or modality
@@ -409,29 +453,24 @@ def render_report(tenant_id:str, # tenant
                   base_url:str|None=None, # Phoenix URL (default: env, then the embedded server)
                   run_id:str|None=None, # run to detail (default: the newest)
                   compare_runs:list|None=None, # runs to compare (default: the three newest)
-                  projects:list|None=None, # the tenant's declared projects (the contract's), when `project` is one of them
+                  projects:list|None=None, # the tenant's declared projects (the contract's), `project` among them
                   notebook:str|Path|None=None, # report notebook (default: nbs/reports/finetuning_report.ipynb)
                   timeout:int=600, # seconds per cell
                  ) -> Path:
-    "Execute the report notebook for a tenant with papermill and write it as one standalone HTML file; returns its path."
-    import papermill as pm
+    "Execute the report notebook for a tenant with papermill and write it as one standalone HTML file; its path."
     validate_tenant_id(tenant_id)
     project = project or project_for_tenant(tenant_id)
     check_choice("method", method, ("sft", "dpo", "kto", "embedding"), optional=True)
     nb = report_notebook(notebook)
     out = Path(out) if out else home_subdir("reports")/f"finetuning_report_{tenant_id}.html"
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = {"tenant_id": tenant_id, "project": project, "agent_type": agent_type, "method": method, "base_url": base_url,
-              "run_id": run_id, "compare_runs": list(compare_runs) if compare_runs else None, "projects": list(projects or [])}
+    params = {"tenant_id": tenant_id, "project": project, "agent_type": agent_type, "method": method,
+              "base_url": base_url, "run_id": run_id, "compare_runs": list(compare_runs) if compare_runs else None,
+              "projects": list(projects or [])}
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="cf-report-") as tmp:
         executed = Path(tmp)/"finetuning_report.ipynb"
-        try:
-            pm.execute_notebook(str(nb), str(executed), parameters=params, kernel_name="python3", progress_bar=on_terminal(),
-                                cwd=tmp, log_output=False, execution_timeout=timeout, **kernel_transport(tmp))
-        except pm.PapermillExecutionError as e:
-            raise ReportError(f"Report notebook {nb.name} failed in cell {e.exec_count} for tenant {tenant_id!r}: "
-                              f"{e.ename}: {e.evalue}") from None
+        _execute_report(nb, executed, params, timeout)
         atomic_write_text(out, notebook_to_html(executed))
         atomic_write_text(out.with_suffix(".ipynb"), executed.read_text())
     log.info(f"Report for {tenant_id} ({project}) written to {out} in {time.time() - t0:.1f}s")

@@ -7,6 +7,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/tracking.html.md"""
 # %% ../nbs/34_tracking.ipynb #0595ba71
 from __future__ import annotations
 import json, math, re, sys, uuid, argparse
+from typing import Literal
 from dataclasses import asdict, is_dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,12 +15,13 @@ from typing import Any, Optional
 import pandas as pd
 from .core import get_logger, run_sync, project_for_tenant, redact_secrets
 from .telemetry import make_span, log_spans, PhoenixProvider
+from .cli import UsageError
 
 # %% auto #0
-__all__ = ['log', 'EXPERIMENT_KIND', 'EVALUATION_KIND', 'MAX_CURVE_POINTS', 'loss_curves', 'experiment_attributes',
-           'log_experiment', 'undot_columns', 'log_evaluation_dataset', 'log_evaluation', 'list_experiments',
-           'get_experiment_details', 'compare_experiments', 'best_run', 'evaluation_from_attributes',
-           'cli_experiments_args', 'history_frame', 'cli_experiments']
+__all__ = ['log', 'EXPERIMENT_KIND', 'EVALUATION_KIND', 'MAX_CURVE_POINTS', 'HISTORY_COLUMNS', 'loss_curves',
+           'experiment_attributes', 'log_experiment', 'undot_columns', 'log_evaluation_dataset', 'log_evaluation',
+           'evaluation_from_attributes', 'list_experiments', 'get_experiment_details', 'best_run',
+           'compare_experiments', 'history_frame', 'cli_experiments']
 
 # %% ../nbs/34_tracking.ipynb #08a5659b
 log = get_logger(__name__)
@@ -28,18 +30,23 @@ log = get_logger(__name__)
 EXPERIMENT_KIND, EVALUATION_KIND = "EXPERIMENT", "EVALUATION"
 MAX_CURVE_POINTS = 400  # loss-curve points kept per run (evenly thinned beyond that)
 
+# %% ../nbs/34_tracking.ipynb #e3ba091a
 def _get(obj, key, default=None):
+    "`obj[key]` of a dict, `obj.key` of an object, `default` when absent (or `obj` is None)."
     if obj is None: return default
     if isinstance(obj, dict): return obj.get(key, default)
     return getattr(obj, key, default)
 
+# %% ../nbs/34_tracking.ipynb #5e3569ca
 def _curve(points:list, key:str) -> list:
+    "`[step, value]` of the finite `key` values of `points`, evenly thinned to at most `MAX_CURVE_POINTS`."
     pts = [[p.get("step"), p[key]] for p in points if isinstance(p.get(key), (int, float)) and math.isfinite(p[key])]
     if len(pts) > MAX_CURVE_POINTS:
         idx = sorted({round(i * (len(pts) - 1) / (MAX_CURVE_POINTS - 1)) for i in range(MAX_CURVE_POINTS)})
         pts = [pts[i] for i in idx]
     return pts
 
+# %% ../nbs/34_tracking.ipynb #f182985d
 def loss_curves(adapter_path:str|None, # training run folder (holds `loss_history.json`)
                ) -> dict:
     "`{'train_loss': [[step, loss], ...], 'eval_loss': [...]}` from the run's `loss_history.json` (empty when absent)."
@@ -47,52 +54,75 @@ def loss_curves(adapter_path:str|None, # training run folder (holds `loss_histor
     if p is None or not p.exists(): return {}
     try: h = json.loads(p.read_text())
     except (OSError, ValueError) as e:
-        log.warning(f"Unreadable loss history {p}: {e}"); return {}
+        log.warning(f"Unreadable loss history {p}: {e}")
+        return {}
     return {k: v for k, v in (("train_loss", _curve(h.get("train", []), "loss")),
                               ("eval_loss", _curve(h.get("eval", []), "eval_loss"))) if v}
 
+# %% ../nbs/34_tracking.ipynb #d6709435
+def _param_attributes(config, result) -> dict:
+    "The `params.*` attributes of a run (LoRA settings from the result when it has them)."
+    lora = _get(result, "lora_config", {}) or {}
+    remote = _get(config, "backend") == "remote"
+    return {"params.base_model": _get(result, "base_model") or _get(config, "base_model"),
+            "params.method": _get(result, "training_method"), "params.backend": _get(config, "backend"),
+            "params.backend_provider": _get(config, "backend_provider") if remote else None,
+            "params.epochs": _get(config, "epochs"), "params.batch_size": _get(config, "batch_size"),
+            "params.learning_rate": _get(config, "learning_rate"),
+            "params.use_lora": lora.get("use_lora", _get(config, "use_lora")),
+            "params.lora_r": lora.get("r", _get(config, "lora_r")),
+            "params.lora_alpha": lora.get("lora_alpha", _get(config, "lora_alpha"))}
+
+# %% ../nbs/34_tracking.ipynb #f0a23937
+def _data_attributes(analysis, result, metrics:dict) -> dict:
+    "The `data.*` attributes of a run: span and annotation counts, dataset size, synthetic data."
+    synth = _get(result, "synthetic_approved_count", _get(analysis, "synthetic_approved_count"))
+    return {"data.total_spans": _get(analysis, "total_spans"), "data.approved_count": _get(analysis, "approved_count"),
+            "data.rejected_count": _get(analysis, "rejected_count"),
+            "data.preference_pairs": _get(analysis, "preference_pairs"),
+            "data.dataset_size": metrics.get("train_examples", metrics.get("train_samples")),
+            "data.used_synthetic": _get(result, "used_synthetic"), "data.synthetic_approved_count": synth}
+
+# %% ../nbs/34_tracking.ipynb #948519d3
+def _extra_attributes(analysis, result) -> dict:
+    "`data.pii_*` of a scrubbed run and the `activation.*` decision."
+    a, priv = {}, _get(analysis, "privacy") or {}
+    if priv: a["data.pii_scrubbed"] = bool(priv.get("enabled"))
+    for k, v in (priv.get("dpo" if _get(result, "training_method") == "dpo" else "sft") or {}).items():
+        a[f"data.{k}"] = v
+    for k, v in (_get(result, "activation") or {}).items():
+        a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
+    return a
+
+# %% ../nbs/34_tracking.ipynb #69cdbde0
 def experiment_attributes(config, # OrchestrationConfig (or dict)
                           result, # OrchestrationResult (or dict): training_method, metrics, adapter_path, ...
                           analysis=None, # the selector's DataAnalysis (or dict); default: `result.analysis`
                          ) -> dict:
     "The EXPERIMENT span attributes of a training run."
     analysis = analysis if analysis is not None else _get(result, "analysis", {})
-    lora = _get(result, "lora_config", {}) or {}
     metrics = dict(_get(result, "metrics", {}) or {})
-    target = _get(config, "agent_type") or _get(config, "modality")
     a = {"operation.name": "fine_tuning", "experiment.run_id": _get(result, "experiment_run_id"),
-         "experiment.agent_type": target, "experiment.tenant_id": _get(config, "tenant_id"),
-         "experiment.model_type": _get(config, "model_type"), "experiment.status": _get(result, "status", "succeeded"),
-         "params.base_model": _get(result, "base_model") or _get(config, "base_model"),
-         "params.method": _get(result, "training_method"), "params.backend": _get(config, "backend"),
-         "params.backend_provider": _get(config, "backend_provider") if _get(config, "backend") == "remote" else None,
-         "params.epochs": _get(config, "epochs"), "params.batch_size": _get(config, "batch_size"),
-         "params.learning_rate": _get(config, "learning_rate"),
-         "params.use_lora": lora.get("use_lora", _get(config, "use_lora")),
-         "params.lora_r": lora.get("r", _get(config, "lora_r")), "params.lora_alpha": lora.get("lora_alpha", _get(config, "lora_alpha")),
-         "data.total_spans": _get(analysis, "total_spans"), "data.approved_count": _get(analysis, "approved_count"),
-         "data.rejected_count": _get(analysis, "rejected_count"), "data.preference_pairs": _get(analysis, "preference_pairs"),
-         "data.dataset_size": metrics.get("train_examples", metrics.get("train_samples")),
-         "data.used_synthetic": _get(result, "used_synthetic"),
-         "data.synthetic_approved_count": _get(result, "synthetic_approved_count", _get(analysis, "synthetic_approved_count")),
+         "experiment.agent_type": _get(config, "agent_type") or _get(config, "modality"),
+         "experiment.tenant_id": _get(config, "tenant_id"), "experiment.model_type": _get(config, "model_type"),
+         "experiment.status": _get(result, "status", "succeeded"), **_param_attributes(config, result),
+         **_data_attributes(analysis, result, metrics),
          "output.adapter_path": _get(result, "adapter_path"), "output.adapter_id": _get(result, "adapter_id"),
          "output.adapter_uri": _get(result, "adapter_uri")}
     for k, v in redact_secrets(metrics).items():
         if isinstance(v, (int, float, bool, str)) and v is not None: a[f"metrics.{k}"] = v
     for k, pts in loss_curves(_get(result, "adapter_path")).items(): a[f"history.{k}"] = json.dumps(pts)
-    priv = _get(analysis, "privacy") or {}
-    if priv: a["data.pii_scrubbed"] = bool(priv.get("enabled"))
-    for k, v in (priv.get("dpo" if _get(result, "training_method") == "dpo" else "sft") or {}).items(): a[f"data.{k}"] = v  # data.pii_*
-    for k, v in (_get(result, "activation") or {}).items(): a[f"activation.{k}"] = json.dumps(v) if isinstance(v, (list, dict)) else v
-    return redact_secrets({k: v for k, v in a.items() if v is not None})  # URL passwords and secret keys never reach Phoenix
+    a.update(_extra_attributes(analysis, result))
+    return redact_secrets({k: v for k, v in a.items() if v is not None})  # no password or secret key reaches Phoenix
 
-# %% ../nbs/34_tracking.ipynb #5e3569ca
-def _provider_target(telemetry_provider, project:str|None):
+# %% ../nbs/34_tracking.ipynb #a864b590
+def _provider_target(telemetry_provider, project:str|None) -> tuple:
     "Server URL, API key and (tenant-checked) project of a provider."
     p = telemetry_provider
     proj = p.check_project(project) if hasattr(p, "check_project") else (project or p.project)
     return p.base_url, getattr(p, "api_key", None), proj
 
+# %% ../nbs/34_tracking.ipynb #10c366bc
 def log_experiment(telemetry_provider, # a `PhoenixProvider` (its tenant's project receives the span)
                    config, # the run's OrchestrationConfig (or dict)
                    result, # the run's OrchestrationResult (or dict)
@@ -103,7 +133,8 @@ def log_experiment(telemetry_provider, # a `PhoenixProvider` (its tenant's proje
     "Write one EXPERIMENT span for a training run and confirm it landed; returns its span id."
     url, key, proj = _provider_target(telemetry_provider, project)
     attrs = experiment_attributes(config, result, analysis)
-    if not attrs.get("experiment.run_id"): raise ValueError("The run has no experiment_run_id: cannot log an EXPERIMENT span")
+    if not attrs.get("experiment.run_id"):
+        raise ValueError("The run has no experiment_run_id: cannot log an EXPERIMENT span")
     runtime = float(_get(result, "metrics", {}).get("train_runtime") or 0.0)
     end = datetime.now(timezone.utc)
     span = make_span(f"fine_tuning.{attrs.get('experiment.agent_type', 'run')}", attrs, EXPERIMENT_KIND,
@@ -121,54 +152,70 @@ def undot_columns(df:pd.DataFrame, # a frame about to become a Phoenix dataset
     if len(set(new)) != len(new): raise ValueError(f"Undotting column names makes duplicates: {list(df.columns)}")
     return df.set_axis(new, axis=1)
 
-def _ts(s:str|None) -> datetime:
-    return datetime.fromisoformat(s) if s else datetime.now(timezone.utc)
+# %% ../nbs/34_tracking.ipynb #fc5cac3f
+def _dataset_rows(preds:list, examples:list) -> pd.DataFrame:
+    "One dataset row per prediction: query, expected, row, and the example's instruction and timestamp."
+    def stamp(x): return str(_get(x, "timestamp") or _get(_get(x, "metadata", {}), "timestamp") or "")
+    rows = [{"query": p["input"], "expected": p["expected"], "row": i,
+             "instruction": _get(examples[i], "instruction") if i < len(examples) else None,
+             "timestamp": stamp(examples[i]) if i < len(examples) else ""} for i, p in enumerate(preds)]
+    return undot_columns(pd.DataFrame(rows))
 
+# %% ../nbs/34_tracking.ipynb #69cc0bdf
+def _uploaded_models(evaluation, preds:list) -> list:
+    "`(name, model, metrics, how)` of each model whose predictions become an experiment."
+    how = f"{evaluation.mode} mode"
+    models = [("base", evaluation.base_model, evaluation.base_metrics, how),
+              ("adapter", evaluation.adapter_path, evaluation.adapter_metrics, how)]
+    bl = getattr(evaluation, "baseline_metrics", None)
+    if bl is not None and all("baseline_prediction" in p for p in preds):
+        info = getattr(evaluation, "baseline", None) or {}
+        kind = f"sentence embeddings + {info.get('classifier', 'logistic_regression')}"
+        models.append(("baseline", info.get("model"), bl, kind))
+    return models
+
+# %% ../nbs/34_tracking.ipynb #febfc6cc
+def _log_model_experiment(c, ds, by_row:dict, evaluation, who:str, model, m, how:str, preds:list) -> str:
+    "Create experiment `who` on dataset `ds` with one run and one `correct` evaluation per prediction; its id."
+    exp = c.experiments.create(dataset_id=ds.id, dataset_version_id=ds.version_id, experiment_name=who,
+                               experiment_description=f"{who} predictions ({how})",
+                               experiment_metadata={"model": model, "run_id": evaluation.run_id,
+                                                    "mode": evaluation.mode, "agent_type": evaluation.agent_type,
+                                                    "accuracy": m.accuracy})
+    t = datetime.now(timezone.utc)
+    for i, p in enumerate(preds):
+        end = t + timedelta(milliseconds=float(m.avg_latency_ms))
+        out = {"prediction": p[f"{who}_prediction"], "confidence": round(float(p[f"{who}_confidence"]), 6)}
+        r = c.experiments.log_run(experiment_id=exp["id"], dataset_example_id=by_row[i], start_time=t, end_time=end,
+                                  output=out)
+        ok = bool(p[f"{who}_correct"])
+        c.experiments.log_evaluation(experiment_run_id=r["id"], name="correct", score=float(ok),
+                                     label="correct" if ok else "wrong", start_time=end, end_time=end)
+    return exp["id"]
+
+# %% ../nbs/34_tracking.ipynb #243e7e9d
 def log_evaluation_dataset(base_url:str, # Phoenix URL
                            evaluation, # an `EvaluationResult` with per-example predictions
                            project:str, # the tenant's project (part of the dataset name)
                            api_key:str|None=None, # Phoenix API key
                            test_examples:list|None=None, # the test examples (adds instruction and timestamp)
                           ) -> dict:
-    "Upload the test set as a dataset and the base/adapter (and baseline) predictions as experiments; returns their ids and URLs."
+    "Upload the test set as a dataset and each model's predictions as an experiment; returns their ids and URLs."
     from phoenix.client import Client
     preds = list(evaluation.predictions or [])
     if not preds: raise ValueError("The evaluation has no per-example predictions to upload")
-    ex = list(test_examples or [])
-    rows = [{"query": p["input"], "expected": p["expected"], "row": i,
-             "instruction": _get(ex[i], "instruction") if i < len(ex) else None,
-             "timestamp": str(_get(ex[i], "timestamp") or _get(_get(ex[i], "metadata", {}), "timestamp") or "") if i < len(ex) else ""}
-            for i, p in enumerate(preds)]
-    df = undot_columns(pd.DataFrame(rows))
+    df = _dataset_rows(preds, list(test_examples or []))
     run = evaluation.run_id or datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     name = f"{project}.{evaluation.agent_type}.test.{run}.{uuid.uuid4().hex[:6]}"
     c = Client(base_url=base_url, api_key=api_key)
+    what = f"Held-out {evaluation.agent_type} test set of {project} (run {run})"
     inputs = [k for k in ("query", "instruction") if df[k].notna().all()]
     ds = c.datasets.create_dataset(name=name, dataframe=df, input_keys=inputs, output_keys=["expected"],
-                                   metadata_keys=["row", "timestamp"],
-                                   dataset_description=f"Held-out {evaluation.agent_type} test set of {project} (run {run})")
+                                   metadata_keys=["row", "timestamp"], dataset_description=what)
     by_row = {int(e["metadata"]["row"]): (e.get("node_id") or e["id"]) for e in ds.examples}
     out = {"dataset_id": ds.id, "dataset_name": name}
-    models = [("base", evaluation.base_model, evaluation.base_metrics, f"{evaluation.mode} mode"),
-              ("adapter", evaluation.adapter_path, evaluation.adapter_metrics, f"{evaluation.mode} mode")]
-    bl = getattr(evaluation, "baseline_metrics", None)
-    if bl is not None and all("baseline_prediction" in p for p in preds):
-        info = getattr(evaluation, "baseline", None) or {}
-        models.append(("baseline", info.get("model"), bl, f"sentence embeddings + {info.get('classifier', 'logistic_regression')}"))
-    for who, model, m, how in models:
-        exp = c.experiments.create(dataset_id=ds.id, dataset_version_id=ds.version_id, experiment_name=who,
-                                   experiment_description=f"{who} predictions ({how})",
-                                   experiment_metadata={"model": model, "run_id": evaluation.run_id, "agent_type": evaluation.agent_type,
-                                                        "accuracy": m.accuracy, "mode": evaluation.mode})
-        t = datetime.now(timezone.utc)
-        for i, p in enumerate(preds):
-            end = t + timedelta(milliseconds=float(m.avg_latency_ms))
-            r = c.experiments.log_run(experiment_id=exp["id"], dataset_example_id=by_row[i], start_time=t, end_time=end,
-                                      output={"prediction": p[f"{who}_prediction"], "confidence": round(float(p[f"{who}_confidence"]), 6)})
-            ok = bool(p[f"{who}_correct"])
-            c.experiments.log_evaluation(experiment_run_id=r["id"], name="correct", score=float(ok),
-                                         label="correct" if ok else "wrong", start_time=end, end_time=end)
-        out[f"{who}_experiment_id"] = exp["id"]
+    for who, model, m, how in _uploaded_models(evaluation, preds):
+        out[f"{who}_experiment_id"] = _log_model_experiment(c, ds, by_row, evaluation, who, model, m, how, preds)
     out["compare_url"] = c.experiments.get_dataset_experiments_url(ds.id)
     return out
 
@@ -191,7 +238,8 @@ def log_evaluation(telemetry_provider, # a `PhoenixProvider`
             ids = log_evaluation_dataset(url, evaluation, proj, key, test_examples)
             attrs.update({f"evaluation.{k}": v for k, v in ids.items()})
         except Exception as e:  # the span is the contract; the dataset is a view on it
-            log.error(f"Could not upload the evaluation dataset to Phoenix ({type(e).__name__}: {e}); logging the span without it")
+            log.error(f"Could not upload the evaluation dataset to Phoenix ({type(e).__name__}: {e}); "
+                      "logging the span without it")
             attrs["evaluation.dataset_error"] = f"{type(e).__name__}: {e}"[:500]
     attrs = redact_secrets(attrs)
     span = make_span(f"adapter_evaluation.{attrs.get('evaluation.agent_type')}", attrs, EVALUATION_KIND,
@@ -202,6 +250,7 @@ def log_evaluation(telemetry_provider, # a `PhoenixProvider`
 
 # %% ../nbs/34_tracking.ipynb #8713f5be
 def _unflatten(row:pd.Series) -> dict:
+    "The attributes a span row really has, without the `attributes.` prefix (numpy scalars made plain)."
     out = {}
     for col, v in row.items():
         if not str(col).startswith("attributes.") or v is None or (isinstance(v, float) and math.isnan(v)): continue
@@ -209,7 +258,9 @@ def _unflatten(row:pd.Series) -> dict:
         out[str(col)[len("attributes."):]] = v.item() if hasattr(v, "item") else v
     return out
 
+# %% ../nbs/34_tracking.ipynb #cb28d76c
 def _group(attrs:dict, prefix:str) -> dict:
+    "The attributes starting with `prefix`, the prefix cut off."
     return {k[len(prefix):]: v for k, v in attrs.items() if k.startswith(prefix)}
 
 def _decoded(d:dict) -> dict:
@@ -220,23 +271,56 @@ def _decoded(d:dict) -> dict:
         except ValueError: return v
     return {k: dec(v) for k, v in d.items()}
 
+# %% ../nbs/34_tracking.ipynb #b58759fa
+def _start(row:pd.Series) -> str|None:
+    "The span's start time (ISO), None when it has none."
+    return pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None
+
 def _experiment(row:pd.Series) -> dict:
+    "The experiment dict of one EXPERIMENT span row (its evaluation still None)."
     a = _unflatten(row)
     hist = {k: json.loads(v) if isinstance(v, str) else v for k, v in _group(a, "history.").items()}
-    return {"run_id": a.get("experiment.run_id"), "span_id": row.get("context.span_id"),
-            "start_time": pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None,
-            "agent_type": a.get("experiment.agent_type"), "method": a.get("params.method"), "tenant_id": a.get("experiment.tenant_id"),
-            "status": a.get("experiment.status", "succeeded"), "params": _group(a, "params."), "data": _group(a, "data."),
-            "metrics": _group(a, "metrics."), "output": _group(a, "output."), "history": hist,
-            "activation": _decoded(_group(a, "activation.")), "evaluation": None}
+    return {"run_id": a.get("experiment.run_id"), "span_id": row.get("context.span_id"), "start_time": _start(row),
+            "agent_type": a.get("experiment.agent_type"), "method": a.get("params.method"),
+            "tenant_id": a.get("experiment.tenant_id"), "status": a.get("experiment.status", "succeeded"),
+            "params": _group(a, "params."), "data": _group(a, "data."), "metrics": _group(a, "metrics."),
+            "output": _group(a, "output."), "history": hist, "activation": _decoded(_group(a, "activation.")),
+            "evaluation": None}
 
-def _evaluation(row:pd.Series) -> dict:
-    return evaluation_from_attributes(_unflatten(row), row.get("context.span_id"),
-                                      pd.Timestamp(row["start_time"]).isoformat() if row.get("start_time") is not None else None)
-
+# %% ../nbs/34_tracking.ipynb #4fc21991
 async def _read(telemetry_provider, project, kind) -> pd.DataFrame:
-    df = await telemetry_provider.traces.get_spans(project=project, span_kind=kind, exact_numbers=True)  # p-values of 1e-11 stay
+    "The spans of `kind` in `project`, newest first (numbers read exactly)."
+    traces = telemetry_provider.traces
+    df = await traces.get_spans(project=project, span_kind=kind, exact_numbers=True)  # p-values of 1e-11 stay
     return df.sort_values("start_time", ascending=False) if len(df) else df
+
+# %% ../nbs/34_tracking.ipynb #c92bcd3e
+def _compared_groups(a:dict) -> dict:
+    "The other adapters an evaluation scored (`improvement_vs_<name>.*`, `compared.<name>.*`), by name."
+    tested = {k.split(".")[0][len("improvement_vs_"):] for k in a if k.startswith("improvement_vs_")} - {"baseline"}
+    failed = {k.split(".")[1] for k in a if k.startswith("compared.") and k.count(".") >= 2}
+    names = sorted(tested | failed)
+    return {n: {"metrics": _group(a, f"metrics.{n}."), "significance": _group(a, f"improvement_vs_{n}."),
+                "error": a.get(f"compared.{n}.error")} for n in names}
+
+# %% ../nbs/34_tracking.ipynb #3463ad8e
+def evaluation_from_attributes(attrs:dict, # flat EVALUATION span attributes (`to_span_attributes`, or read back)
+                               span_id:str|None=None, # the span's id
+                               start_time:str|None=None, # when the span started (ISO)
+                              ) -> dict:
+    "The evaluation dict `list_experiments` returns and the report reads, from flat span attributes."
+    a, g = attrs, lambda p: _group(attrs, p)
+    return {"span_id": span_id, "run_id": a.get("experiment.run_id"), "start_time": start_time,
+            "status": a.get("evaluation.status", "ok"), "info": g("evaluation."), "base": g("metrics.base."),
+            "adapter": g("metrics.adapter."), "baseline": g("metrics.baseline."),
+            "base_plain": g("metrics.base_plain."), "improvement": g("improvement."),
+            "vs_baseline": g("improvement_vs_baseline."), "baseline_info": g("baseline."),
+            "compared": _compared_groups(a), "activation": _decoded(g("activation."))}
+
+# %% ../nbs/34_tracking.ipynb #54794bb0
+def _evaluation(row:pd.Series) -> dict:
+    "The evaluation dict of one EVALUATION span row."
+    return evaluation_from_attributes(_unflatten(row), row.get("context.span_id"), _start(row))
 
 async def _evaluations(telemetry_provider, project) -> dict:
     "Latest evaluation per run id."
@@ -247,6 +331,7 @@ async def _evaluations(telemetry_provider, project) -> dict:
         if e["run_id"] and e["run_id"] not in out: out[e["run_id"]] = e
     return out
 
+# %% ../nbs/34_tracking.ipynb #52efd269
 async def list_experiments(telemetry_provider, # a `PhoenixProvider`
                            project:str|None=None, # project (default: the provider's)
                            agent_type:str|None=None, # only this agent type or modality
@@ -254,16 +339,16 @@ async def list_experiments(telemetry_provider, # a `PhoenixProvider`
                            limit:int=50, # newest first, at most this many
                           ) -> list:
     "The fine-tuning runs logged as EXPERIMENT spans, newest first, each with its evaluation (if any)."
-    project = telemetry_provider.check_project(project) if hasattr(telemetry_provider, "check_project") else project
-    df = await _read(telemetry_provider, project, EXPERIMENT_KIND)
-    exps = [_experiment(r) for _, r in df.iterrows()]
-    exps = [e for e in exps if (agent_type is None or e["agent_type"] == agent_type) and (method is None or e["method"] == method)]
-    exps = exps[:limit]
+    p = telemetry_provider
+    project = p.check_project(project) if hasattr(p, "check_project") else project
+    exps = [_experiment(r) for _, r in (await _read(p, project, EXPERIMENT_KIND)).iterrows()]
+    exps = [e for e in exps if agent_type in (None, e["agent_type"]) and method in (None, e["method"])][:limit]
     if exps:
-        evs = await _evaluations(telemetry_provider, project)
+        evs = await _evaluations(p, project)
         for e in exps: e["evaluation"] = evs.get(e["run_id"])
     return exps
 
+# %% ../nbs/34_tracking.ipynb #e914b77c
 async def get_experiment_details(telemetry_provider, # a `PhoenixProvider`
                                  project:str|None=None, # project (default: the provider's)
                                  run_id:str|None=None, # the run's `experiment.run_id`
@@ -273,106 +358,112 @@ async def get_experiment_details(telemetry_provider, # a `PhoenixProvider`
     hits = [e for e in await list_experiments(telemetry_provider, project, limit=10**9) if e["run_id"] == run_id]
     return hits[0] if hits else None
 
-async def compare_experiments(telemetry_provider, # a `PhoenixProvider`
-                              project:str|None=None, # project (default: the provider's)
-                              run_ids:list|None=None, # runs to compare (at least one)
-                             ) -> dict:
-    "Runs side by side: `runs`, a `params` and a `metrics` table (rows: names, columns: run ids), loss `curves`, `best_run`."
-    if not run_ids: raise ValueError("compare_experiments needs at least one run id")
-    exps = {e["run_id"]: e for e in await list_experiments(telemetry_provider, project, limit=10**9)}
-    missing = [r for r in run_ids if r not in exps]
-    if missing: raise ValueError(f"No EXPERIMENT span for run id(s) {missing} in project {project or telemetry_provider.project!r}")
-    runs = [exps[r] for r in run_ids]
-    params = pd.DataFrame({e["run_id"]: e["params"] for e in runs})
-    met = {e["run_id"]: {**e["metrics"], **({f"adapter_{k}": v for k, v in e["evaluation"]["adapter"].items()}
-                                              if e["evaluation"] else {}),
-                         **({f"base_{k}": v for k, v in e["evaluation"]["base"].items()} if e["evaluation"] else {}),
-                         **({f"baseline_{k}": v for k, v in (e["evaluation"].get("baseline") or {}).items()} if e["evaluation"] else {})}
-           for e in runs}
-    metrics = pd.DataFrame(met)
-    best, by = best_run(runs)
-    return {"runs": runs, "params": params, "metrics": metrics, "curves": {e["run_id"]: e["history"] for e in runs},
-            "best_run": best, "best_by": by, "differing_params": [k for k in params.index if params.loc[k].astype(str).nunique() > 1]}
-
+# %% ../nbs/34_tracking.ipynb #91f70f6a
 def best_run(runs:list, # experiments (`list_experiments` dicts)
             ) -> tuple:
-    "`(run_id, why)`: the highest held-out adapter accuracy (ties: lower eval loss), else the lowest eval loss; never train loss."
+    "`(run_id, why)`: the highest held-out adapter accuracy (ties: lower eval loss), else the lowest eval loss."
     num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
     acc = lambda e: ((e.get("evaluation") or {}).get("adapter") or {}).get("accuracy")
     ev_loss = lambda e: e["metrics"].get("eval_loss") if num(e["metrics"].get("eval_loss")) else float("inf")
     if scored := [e for e in runs if num(acc(e))]:
-        return max(scored, key=lambda e: (acc(e), -ev_loss(e)))["run_id"], "highest adapter accuracy on the held-out set"
+        best = max(scored, key=lambda e: (acc(e), -ev_loss(e)))
+        return best["run_id"], "highest adapter accuracy on the held-out set"
     if with_loss := [e for e in runs if ev_loss(e) < float("inf")]:
         return min(with_loss, key=ev_loss)["run_id"], "lowest eval loss (no run was evaluated)"
     return None, "no run has an evaluation or an eval loss (train loss does not rank runs)"
 
-# %% ../nbs/34_tracking.ipynb #c92bcd3e
-def evaluation_from_attributes(attrs:dict, # flat EVALUATION span attributes (`to_span_attributes`, or read back from Phoenix)
-                               span_id:str|None=None, # the span's id
-                               start_time:str|None=None, # when the span started (ISO)
-                              ) -> dict:
-    "The evaluation dict `list_experiments` returns and the report reads, from flat span attributes."
-    a, g = attrs, lambda p: _group(attrs, p)
-    names = sorted(({k.split(".")[0][len("improvement_vs_"):] for k in a if k.startswith("improvement_vs_")} - {"baseline"})
-                   | {k.split(".")[1] for k in a if k.startswith("compared.") and k.count(".") >= 2})
-    compared = {n: {"metrics": g(f"metrics.{n}."), "significance": g(f"improvement_vs_{n}."), "error": a.get(f"compared.{n}.error")}
-                for n in names}
-    return {"span_id": span_id, "run_id": a.get("experiment.run_id"), "start_time": start_time,
-            "status": a.get("evaluation.status", "ok"), "info": g("evaluation."), "base": g("metrics.base."),
-            "adapter": g("metrics.adapter."), "baseline": g("metrics.baseline."), "base_plain": g("metrics.base_plain."),
-            "improvement": g("improvement."), "vs_baseline": g("improvement_vs_baseline."), "baseline_info": g("baseline."),
-            "compared": compared, "activation": _decoded(g("activation."))}
+# %% ../nbs/34_tracking.ipynb #321b1a09
+def _run_metrics(e:dict) -> dict:
+    "Training metrics of experiment `e` and its evaluation's metrics prefixed by model."
+    ev = e["evaluation"] or {}
+    out = dict(e["metrics"])
+    for who in ("adapter", "base", "baseline"):
+        out.update({f"{who}_{k}": v for k, v in (ev.get(who) or {}).items()})
+    return out
 
-# %% ../nbs/34_tracking.ipynb #e914b77c
-def cli_experiments_args(p):
-    "Declare the options of `cogniverse-ft experiments`."
-    p.add_argument("action", choices=["list", "compare"], help="list runs, or compare runs side by side")
-    p.add_argument("run_ids", nargs="*", help="run ids to compare")
-    p.add_argument("--tenant", required=True, help="tenant id")
-    p.add_argument("--project", default=None, help="Phoenix project (default: cogniverse-<tenant>)")
-    p.add_argument("--agent-type", default=None, help="only this agent type or modality (list)")
-    p.add_argument("--method", default=None, choices=["sft", "dpo", "kto", "embedding"], help="only this training method (list)")
-    p.add_argument("--limit", type=int, default=50, help="newest runs to list")
-    p.add_argument("--url", default=None, help="Phoenix URL (default: env, then the embedded server)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+# %% ../nbs/34_tracking.ipynb #5c03a12a
+async def compare_experiments(telemetry_provider, # a `PhoenixProvider`
+                              project:str|None=None, # project (default: the provider's)
+                              run_ids:list|None=None, # runs to compare (at least one)
+                             ) -> dict:
+    "Runs side by side: `runs`, `params` and `metrics` tables (a column per run), loss `curves`, `best_run`."
+    if not run_ids: raise ValueError("compare_experiments needs at least one run id")
+    exps = {e["run_id"]: e for e in await list_experiments(telemetry_provider, project, limit=10**9)}
+    missing = [r for r in run_ids if r not in exps]
+    if missing:
+        where = project or telemetry_provider.project
+        raise ValueError(f"No EXPERIMENT span for run id(s) {missing} in project {where!r}")
+    runs = [exps[r] for r in run_ids]
+    params = pd.DataFrame({e["run_id"]: e["params"] for e in runs})
+    best, by = best_run(runs)
+    return {"runs": runs, "params": params, "metrics": pd.DataFrame({e["run_id"]: _run_metrics(e) for e in runs}),
+            "curves": {e["run_id"]: e["history"] for e in runs}, "best_run": best, "best_by": by,
+            "differing_params": [k for k in params.index if params.loc[k].astype(str).nunique() > 1]}
 
+# %% ../nbs/34_tracking.ipynb #6063f1c3
+HISTORY_COLUMNS = ["run_id", "started", "agent_type", "method", "base_model", "epochs", "lr", "examples", "train_loss",
+                   "eval_loss", "base_acc", "adapter_acc", "baseline_acc", "significant", "vs_baseline", "status"]
+
+def _history_row(e:dict) -> dict:
+    "One row of the history table."
+    ev = e.get("evaluation") or {}
+    acc = lambda who: (ev.get(who) or {}).get("accuracy")
+    return {"run_id": e["run_id"], "started": (e["start_time"] or "")[:19].replace("T", " "),
+            "agent_type": e["agent_type"], "method": e["method"], "base_model": e["params"].get("base_model"),
+            "epochs": e["params"].get("epochs"), "lr": e["params"].get("learning_rate"),
+            "examples": e["data"].get("dataset_size"), "train_loss": e["metrics"].get("train_loss"),
+            "eval_loss": e["metrics"].get("eval_loss"), "base_acc": acc("base"), "adapter_acc": acc("adapter"),
+            "baseline_acc": acc("baseline"), "significant": (ev.get("improvement") or {}).get("significant"),
+            "vs_baseline": (ev.get("vs_baseline") or {}).get("verdict"), "status": e["status"]}
+
+# %% ../nbs/34_tracking.ipynb #6fb92289
 def history_frame(experiments:list, # from `list_experiments`
                  ) -> pd.DataFrame:
     "The experiment history table: one row per run with its key parameters, loss and evaluation."
-    rows = []
-    for e in experiments:
-        ev = e.get("evaluation") or {}
-        rows.append({"run_id": e["run_id"], "started": (e["start_time"] or "")[:19].replace("T", " "),
-                     "agent_type": e["agent_type"], "method": e["method"], "base_model": e["params"].get("base_model"),
-                     "epochs": e["params"].get("epochs"), "lr": e["params"].get("learning_rate"),
-                     "examples": e["data"].get("dataset_size"), "train_loss": e["metrics"].get("train_loss"),
-                     "eval_loss": e["metrics"].get("eval_loss"), "base_acc": (ev.get("base") or {}).get("accuracy"),
-                     "adapter_acc": (ev.get("adapter") or {}).get("accuracy"), "baseline_acc": (ev.get("baseline") or {}).get("accuracy"),
-                     "significant": (ev.get("improvement") or {}).get("significant"),
-                     "vs_baseline": (ev.get("vs_baseline") or {}).get("verdict"), "status": e["status"]})
-    df = pd.DataFrame(rows, columns=["run_id", "started", "agent_type", "method", "base_model", "epochs", "lr", "examples",
-                                     "train_loss", "eval_loss", "base_acc", "adapter_acc", "baseline_acc", "significant",
-                                     "vs_baseline", "status"])
-    for c in ("epochs", "examples"): df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")  # counts print as 184, not 184.0
+    df = pd.DataFrame([_history_row(e) for e in experiments], columns=HISTORY_COLUMNS)
+    for c in ("epochs", "examples"): df[c] = pd.to_numeric(df[c], errors="coerce").astype("Int64")
     return df
 
-def cli_experiments(args) -> int:
-    "Run `cogniverse-ft experiments list|compare`."
-    prov = PhoenixProvider(args.tenant, args.project, base_url=args.url)
-    if args.action == "list":
-        exps = run_sync(list_experiments(prov, agent_type=args.agent_type, method=args.method, limit=args.limit))
-        if args.json: print(json.dumps(exps, indent=2, default=str)); return 0
-        if not exps: print(f"No fine-tuning experiments in {prov.project}."); return 0
+# %% ../nbs/34_tracking.ipynb #b7853bc9
+def _print_list(prov, agent_type:str|None, method:str|None, limit:int, json_:bool) -> int:
+    "Print the runs of `prov`'s project (a table, or JSON)."
+    exps = run_sync(list_experiments(prov, agent_type=agent_type, method=method, limit=limit))
+    if json_: print(json.dumps(exps, indent=2, default=str))
+    elif not exps: print(f"No fine-tuning experiments in {prov.project}.")
+    else:
         with pd.option_context("display.width", 200, "display.max_columns", 30):
             print(history_frame(exps).to_string(index=False))
+    return 0
+
+# %% ../nbs/34_tracking.ipynb #19c45e9e
+def _print_compare(prov, run_ids:list, json_:bool) -> int:
+    "Print runs `run_ids` side by side (tables, or JSON) and the best one."
+    c = run_sync(compare_experiments(prov, run_ids=run_ids))
+    if json_:
+        keep = {"params": c["params"].to_dict(), "metrics": c["metrics"].to_dict(), "best_run": c["best_run"],
+                "best_by": c["best_by"], "differing_params": c["differing_params"]}
+        print(json.dumps(keep, indent=2, default=str))
         return 0
-    if not args.run_ids: print("cogniverse-ft experiments compare: give one or more run ids", file=sys.stderr); return 2
-    c = run_sync(compare_experiments(prov, run_ids=args.run_ids))
-    if args.json:
-        print(json.dumps({"params": c["params"].to_dict(), "metrics": c["metrics"].to_dict(), "best_run": c["best_run"], "best_by": c["best_by"],
-                          "differing_params": c["differing_params"]}, indent=2, default=str)); return 0
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print("Parameters\n" + c["params"].to_string() + "\n\nMetrics\n" + c["metrics"].to_string())
-    print(f"\nBest ({c['best_by']}): {c['best_run']}" + (f"; differing parameters: {', '.join(c['differing_params'])}"
-                                                           if c["differing_params"] else ""))
+    diff = f"; differing parameters: {', '.join(c['differing_params'])}" if c["differing_params"] else ""
+    print(f"\nBest ({c['best_by']}): {c['best_run']}{diff}")
     return 0
+
+# %% ../nbs/34_tracking.ipynb #c892db8f
+def cli_experiments(action:Literal["list", "compare"], # list runs, or compare runs side by side
+                    run_ids:list[str]|None=None, # run ids to compare
+                    *,
+                    tenant:str, # tenant id
+                    project:str|None=None, # Phoenix project (default: cogniverse-<tenant>)
+                    agent_type:str|None=None, # only this agent type or modality (list)
+                    method:Literal["sft", "dpo", "kto", "embedding"]|None=None, # only this training method (list)
+                    limit:int=50, # newest runs to list
+                    url:str|None=None, # Phoenix URL (default: env, then the embedded server)
+                    json_:bool=False, # print JSON
+                   ) -> int:
+    "List or compare fine-tuning experiments logged to Phoenix."
+    prov = PhoenixProvider(tenant, project, base_url=url)
+    if action == "list": return _print_list(prov, agent_type, method, limit, json_)
+    if not run_ids: raise UsageError("compare needs one or more run ids")
+    return _print_compare(prov, run_ids, json_)
