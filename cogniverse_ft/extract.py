@@ -28,8 +28,8 @@ __all__ = ['log', 'AGENT_TYPE_ATTR', 'INSTRUCTION_ATTR', 'CONFIDENCE_ATTR', 'INP
            'judgements', 'chat_message', 'conversation', 'field_values', 'as_task', 'task_inputs', 'decision_frame',
            'valid_labels', 'KTOExample', 'triplet_dataset', 'ConversationTurn', 'ConversationTrajectory',
            'trajectory_dataset', 'task_scrubber', 'scrub_dataset', 'read_task_frames', 'task_funnel', 'selection_hints',
-           'explain_shortfall', 'TraceToInstructionConverter', 'PreferencePairExtractor', 'KTOExampleExtractor',
-           'TripletExtractor', 'TraceToTrajectoryConverter']
+           'explain_shortfall', 'TaskExtractor', 'TraceToInstructionConverter', 'PreferencePairExtractor',
+           'KTOExampleExtractor', 'TripletExtractor', 'TraceToTrajectoryConverter']
 
 # %% ../nbs/12_extract.ipynb #5ad55a00
 log = get_logger(__name__)
@@ -1231,8 +1231,8 @@ def explain_shortfall(funnel:dict, # from `task_funnel`
     return msg + f". Run `cogniverse-ft inspect --config <contract>{where}` to see what the data holds."
 
 # %% ../nbs/12_extract.ipynb #22da8f6d
-class _TaskExtractor:
-    "Reads one task's spans and annotations through a provider and builds a dataset with `build`."
+class TaskExtractor:
+    "Reads one task's spans and annotations through a provider and builds its dataset with `build`."
     build = None  # the frame function: (spans, annotations, task, project=..., **options) -> dataset
     def __init__(self, provider, # a TelemetryProvider
                  approval_name:str|None=None, # override the task's annotation name
@@ -1242,7 +1242,7 @@ class _TaskExtractor:
 
 # %% ../nbs/12_extract.ipynb #14931216
 @patch
-async def extract(self:_TaskExtractor, project:str|None=None, # project (default: the provider's)
+async def extract(self:TaskExtractor, project:str|None=None, # project (default: the provider's)
                   agent_type:TaskSpec|str="routing", # the task: a TaskSpec or a task name
                   start_time:datetime|None=None, # only spans from here
                   end_time:datetime|None=None, # only spans before this
@@ -1253,18 +1253,18 @@ async def extract(self:_TaskExtractor, project:str|None=None, # project (default
     return self.build(spans, ann, task, project=_project(self.provider, project), **self._options())
 
 # %% ../nbs/12_extract.ipynb #5fe7db21
-class TraceToInstructionConverter(_TaskExtractor):
+class TraceToInstructionConverter(TaskExtractor):
     "Extract SFT examples from Phoenix spans with approved annotations."
     build = staticmethod(instruction_dataset)
-    convert = _TaskExtractor.extract  # read spans and annotations, return the `InstructionDataset` of the task
+    convert = TaskExtractor.extract  # read spans and annotations, return the `InstructionDataset` of the task
 
 # %% ../nbs/12_extract.ipynb #1aac8b3b
-class PreferencePairExtractor(_TaskExtractor):
+class PreferencePairExtractor(TaskExtractor):
     "Extract DPO preference pairs from spans with both approved and rejected annotations."
     build = staticmethod(preference_dataset)
 
 # %% ../nbs/12_extract.ipynb #be886ce1
-class KTOExampleExtractor(_TaskExtractor):
+class KTOExampleExtractor(TaskExtractor):
     "Extract unpaired KTO examples: approved outputs, and rejected outputs without an approved or corrected one."
     build = staticmethod(kto_dataset)
     def __init__(self, provider, # a TelemetryProvider
