@@ -73,7 +73,8 @@ KNOWN_WARNINGS = [  # (category, message regex, why it is safe to hide)
     (FutureWarning, r"`is_gradient_checkpointing` is deprecated",
      "PEFT's PeftModel reads the old transformers property while wrapping a model; nothing for the caller to change"),
     (FutureWarning, r"`gradient_checkpointing_enable` is deprecated",
-     "PEFT's prepare_model_for_kbit_training (QLoRA) calls the old transformers method; nothing for the caller to change"),
+     "PEFT's prepare_model_for_kbit_training (QLoRA) calls the old transformers method; "
+     "nothing for the caller to change"),
     (UserWarning, r"Could not find a config file in .* - will assume that the vocabulary was not modified",
      "PEFT cannot look a Hub id up offline when saving; we never resize the vocabulary, so its assumption holds"),
 ]
@@ -90,7 +91,7 @@ quiet_known_warnings()
 def number_text(v:Any, # a value to show
                 digits:int=4, # significant digits of a non-integral float
                ) -> str:
-    "A number as people read it: integers (and integral floats) without a decimal point, other floats with `digits` significant digits."
+    "A number as people read it: whole numbers without a decimal point, other floats to `digits` significant digits."
     if isinstance(v, bool) or not isinstance(v, (int, float)): return str(v)
     if isinstance(v, float) and not math.isfinite(v): return str(v)
     if float(v).is_integer() and abs(v) < 1e15: return str(int(v))
@@ -120,13 +121,15 @@ class Progress:
                  enabled:bool=True, # False: show nothing (`verbose=False`)
                  initial:int=0, # steps already done (a resumed run)
                 ):
-        self.total, self.desc, self.unit, self.every, self.stream, self.enabled = max(int(total), 0), desc, unit, every, stream, enabled
+        self.total, self.desc, self.unit, self.every = max(int(total), 0), desc, unit, every
+        self.stream, self.enabled = stream, enabled
         self.n, self.t0, self.fields, self.shown = initial, time.time(), {}, initial
         self.next_pct = (100 * initial // max(self.total, 1) // every + 1) * every
         self.bar = None
         if enabled and on_terminal(stream):
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream or sys.stderr, dynamic_ncols=True, initial=initial)
+            self.bar = tqdm(total=self.total, desc=desc, unit=unit, file=stream or sys.stderr, dynamic_ncols=True,
+                            initial=initial)
 
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
@@ -143,7 +146,7 @@ def update(self:Progress, n:int=1, # steps done since the last call
     if self.bar is not None:
         self.bar.set_postfix_str(self.fields_text(), refresh=False); self.bar.update(n); return
     pct = 100 * self.n / self.total if self.total else 100
-    if pct + 1e-9 >= self.next_pct and self.n < self.total:  # the 100% line waits for `close`: it carries the last fields
+    if pct + 1e-9 >= self.next_pct and self.n < self.total:  # the 100% line waits for `close` (the last fields)
         while self.next_pct <= pct + 1e-9: self.next_pct += self.every
         self.line()
 
@@ -162,7 +165,8 @@ def line(self:Progress):
     pct = 100 * self.n / self.total if self.total else 100
     f = self.fields_text()
     print(f"{self.desc}: {pct:3.0f}% {self.n}/{self.total} {self.unit}s" + (f" | {f}" if f else "")
-          + f" | {duration_text(el)} elapsed" + (f", {duration_text(left)} left" if left is not None and self.n < self.total else ""),
+          + f" | {duration_text(el)} elapsed"
+          + (f", {duration_text(left)} left" if left is not None and self.n < self.total else ""),
           file=self.stream or sys.stderr, flush=True)
     self.shown = self.n
 
@@ -183,9 +187,11 @@ PROJECT_PREFIX = "cogniverse-"
 def validate_slug(value:str, # the name to check
                   what:str="name", # what the name is, for the message (e.g. "agent_type")
                  ) -> str:
-    "Return `value` when it is a safe slug (letters, digits, `_`, `-`; at most 64), else raise `ValueError` naming `what`."
-    if not isinstance(value, str) or not value: raise ValueError(f"Invalid {what} {value!r}: must be a non-empty string")
-    if len(value) > 64: raise ValueError(f"Invalid {what} {value[:20]!r}... ({len(value)} chars): at most 64 characters")
+    "`value` when it is a safe slug (letters, digits, `_`, `-`; at most 64), else a `ValueError` naming `what`."
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"Invalid {what} {value!r}: must be a non-empty string")
+    if len(value) > 64:
+        raise ValueError(f"Invalid {what} {value[:20]!r}... ({len(value)} chars): at most 64 characters")
     if not SLUG_RE.fullmatch(value):
         raise ValueError(f"Invalid {what} {value!r}: use letters, digits, '_' and '-' only, "
                          "starting with a letter or digit (no '/', '.', spaces, newlines)")
@@ -199,7 +205,7 @@ def validate_tenant_id(tenant_id:str, # the tenant id to check
 
 # %% ../nbs/00_core.ipynb #b2cf2df9
 _SLUG = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
-PROJECT_RE = re.compile(rf"{re.escape(PROJECT_PREFIX)}(?P<tenant>{_SLUG})(?:\.(?P<suffix>{_SLUG}))?")  # use with fullmatch
+PROJECT_RE = re.compile(rf"{re.escape(PROJECT_PREFIX)}(?P<tenant>{_SLUG})(?:\.(?P<suffix>{_SLUG}))?")  # fullmatch
 
 # %% ../nbs/00_core.ipynb #eedca4b6
 def project_for_tenant(tenant_id:str, # tenant id
@@ -209,7 +215,8 @@ def project_for_tenant(tenant_id:str, # tenant id
     validate_tenant_id(tenant_id)
     if suffix is None: return f"{PROJECT_PREFIX}{tenant_id}"
     if not isinstance(suffix, str) or not SLUG_RE.fullmatch(suffix):
-        raise ValueError(f"Invalid project suffix {suffix!r}: 1-64 letters, digits, '_' and '-', starting with a letter or digit")
+        raise ValueError(f"Invalid project suffix {suffix!r}: 1-64 letters, digits, '_' and '-', "
+                         "starting with a letter or digit")
     return f"{PROJECT_PREFIX}{tenant_id}.{suffix}"
 
 # %% ../nbs/00_core.ipynb #0dff1df7
@@ -227,7 +234,7 @@ BACKENDS = ("local", "remote")
 BACKEND_PROVIDERS = ("modal", "sagemaker", "azure_ml")
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-LABEL_PROMPT = "Answer with exactly one of: {labels}."  # closed tasks: the sentence naming the label set, added to every instruction
+LABEL_PROMPT = "Answer with exactly one of: {labels}."  # closed tasks: names the label set in every instruction
 ACTIVATION_RULES = ("base", "baseline", "active")  # what a new adapter must match on the held-out set to be activated
 EVALUATE_ON = ("auto", "local", "remote")  # where the adapter is evaluated: "auto" is where it was trained
 MODAL_VOLUME = "cogniverse-ft-cache"  # the Modal Volume that keeps the model cache and remote run folders between runs
@@ -250,12 +257,14 @@ def check_choice(name:str, # field name, for the message
     return value
 
 # %% ../nbs/00_core.ipynb #bbf04ec5
-_SECRET_WORDS = (r"(?:token|secret|secret[_-]?key|password|passwd|pwd|passphrase|api[_-]?key|credentials?|authorization|"
+_SECRET_WORDS = (r"(?:token|secret|secret[_-]?key|password|passwd|pwd|passphrase|api[_-]?key|credentials?|"
+                 r"authorization|"
                  r"access[_-]?key|private[_-]?key|connection[_-]?string|conn[_-]?str|dsn|signature|sig)")
 SECRET_KEY_RE = re.compile(rf"{_SECRET_WORDS}\Z", re.I)  # key names whose values are secrets (use `search`)
 _NOT_SECRET_RE = re.compile(r"(pad|eos|bos|unk|sep|cls|mask)_token\Z", re.I)
 _URL_CRED_RE = re.compile(r"(?P<pre>\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:?#]*):(?P<pw>[^\s/?#]+)@")
-_KV_SECRET_RE = re.compile(rf"(?P<k>(?:^|(?<=[\s?&;,]))[\w.-]*{_SECRET_WORDS}\s*=\s*)(?P<v>'[^']*'|\"[^\"]*\"|[^\s&;,#'\"]+)", re.I)
+_KV_SECRET_RE = re.compile(rf"(?P<k>(?:^|(?<=[\s?&;,]))[\w.-]*{_SECRET_WORDS}\s*=\s*)"
+                           r"(?P<v>'[^']*'|\"[^\"]*\"|[^\s&;,#'\"]+)", re.I)
 
 # %% ../nbs/00_core.ipynb #2c49e283
 def redact_url(text:str, # a URI, connection string or message that may carry credentials
@@ -273,13 +282,15 @@ def is_secret_key(key) -> bool:
 def redact_secrets(obj:Any, # a config, metrics dict, list or string (walked recursively)
                   ) -> Any:
     "A copy of `obj` with secret-like keys' values replaced by `'***'` and every string passed through `redact_url`."
-    if isinstance(obj, dict): return {k: "***" if is_secret_key(k) and v is not None else redact_secrets(v) for k, v in obj.items()}
+    if isinstance(obj, dict):
+        return {k: "***" if is_secret_key(k) and v is not None else redact_secrets(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)): return [redact_secrets(v) for v in obj]
     return redact_url(obj) if isinstance(obj, str) else obj
 
 # %% ../nbs/00_core.ipynb #b4e3a107
 VERSION_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\Z")
-HF_URI_RE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)(?:@(?P<rev>[\w./-]+?))?(?:/(?P<sub>[\w./-]+))?/?")  # fullmatch
+HF_URI_RE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)"  # use with fullmatch
+                       r"(?:@(?P<rev>[\w./-]+?))?(?:/(?P<sub>[\w./-]+))?/?")
 
 # %% ../nbs/00_core.ipynb #c6270772
 def validate_version(version:str, # a version string, e.g. "1.0.0"
@@ -287,7 +298,8 @@ def validate_version(version:str, # a version string, e.g. "1.0.0"
                     ) -> str:
     "Return `version` when it is 1-64 letters, digits, `.`, `_`, `+`, `-` (no `..`), else raise `ValueError`."
     if not isinstance(version, str) or not VERSION_RE.fullmatch(version) or ".." in version:
-        raise ValueError(f"Invalid {what} {version!r}: 1-64 letters, digits, '.', '_', '+', '-', starting with a letter or "
+        raise ValueError(f"Invalid {what} {version!r}: 1-64 letters, digits, '.', '_', '+', '-', "
+                         "starting with a letter or "
                          "digit (e.g. '1.0.0')")
     return version
 
@@ -304,21 +316,24 @@ def check_storage_uri(uri:str|Path, # local path, hf://org/repo[@rev][/sub], or 
                      ) -> str:
     "Return the stripped `uri` when its form and scheme are known (fsspec's protocols), else raise `ValueError`."
     if isinstance(uri, PurePath): uri = str(uri)
-    if not isinstance(uri, str) or not uri.strip(): raise ValueError(f"Invalid {what} {uri!r}: must be a non-empty string")
+    if not isinstance(uri, str) or not uri.strip():
+        raise ValueError(f"Invalid {what} {uri!r}: must be a non-empty string")
     uri, scheme = uri.strip(), uri_scheme(uri.strip())
     if scheme == "hf" and (not HF_URI_RE.fullmatch(uri) or ".." in uri):
-        raise ValueError(f"Invalid Hugging Face URI {redact_url(uri)!r} ({what}): expected hf://org/repo[@revision][/subfolder]")
+        raise ValueError(f"Invalid Hugging Face URI {redact_url(uri)!r} ({what}): "
+                         "expected hf://org/repo[@revision][/subfolder]")
     if scheme not in (None, "hf"):
         import fsspec
         if scheme not in fsspec.available_protocols():
-            raise ValueError(f"Unknown storage scheme {scheme!r} in {what} {redact_url(uri)!r}; use a local path, hf://org/repo, "
+            raise ValueError(f"Unknown storage scheme {scheme!r} in {what} {redact_url(uri)!r}; "
+                             "use a local path, hf://org/repo, "
                              "or an fsspec protocol (file, memory, s3, gs, az, ...)")
     return uri
 
 # %% ../nbs/00_core.ipynb #6015c614
 DEFAULT_LEARNING_RATE = 2e-4  # peak learning rate of open tasks, DPO and embeddings
 CLOSED_TASK_LEARNING_RATE = 4e-4  # peak learning rate of SFT on a closed-label task (the measured recipe above)
-KTO_LEARNING_RATE = 2e-3  # KTO with LoRA: its saturating loss learns far less per step (demo: 2e-4 learned nothing, 2e-3 best)
+KTO_LEARNING_RATE = 2e-3  # KTO with LoRA: its saturating loss learns less per step (demo: 2e-4 learned nothing)
 
 # %% ../nbs/00_core.ipynb #f91dcc17
 def default_learning_rate(method:str, # "sft", "dpo", "kto" or "embedding"
@@ -335,7 +350,7 @@ class OrchestrationConfig:
     tenant_id: str  # tenant slug (letters, digits, '_', '-')
     project: str  # Phoenix project to read telemetry from (e.g. `cogniverse-<tenant>`)
     model_type: Literal["llm", "embedding"]  # "llm" (SFT/DPO) or "embedding"
-    agent_type: Optional[str] = None  # for llm: any task-name slug; presets routing, profile_selection, entity_extraction
+    agent_type: Optional[str] = None  # llm: a task-name slug; presets routing, profile_selection, entity_extraction
     modality: Optional[str] = None  # for embedding: any slug; presets video, image, text
     base_model: str = DEFAULT_BASE_MODEL  # HF model id or local folder
     min_sft_examples: int = 50  # approved examples needed for SFT
@@ -343,35 +358,35 @@ class OrchestrationConfig:
     min_triplets: int = 100  # triplets needed for embedding training
     epochs: int = 3  # training epochs
     batch_size: int = 4  # per-device batch size
-    learning_rate: Optional[float] = None  # peak learning rate (None: the recipe's, 4e-4 for SFT on a closed task, 2e-3 for KTO, else 2e-4)
+    learning_rate: Optional[float] = None  # peak learning rate (None: 4e-4 closed-task SFT, 2e-3 KTO, else 2e-4)
     use_lora: bool = True  # train a LoRA adapter (else full fine-tuning)
     lora_r: int = 8  # LoRA rank
     lora_alpha: int = 16  # LoRA alpha
     backend: Literal["local", "remote"] = "local"  # where training runs
     backend_provider: str = "modal"  # remote provider: modal, sagemaker, azure_ml
     gpu: str = "A10G"  # remote GPU type
-    gpu_count: int = 1  # GPUs to train on, data-parallel when > 1 (local: torchrun processes; remote: GPUs of the machine)
+    gpu_count: int = 1  # GPUs to train on, data-parallel when > 1 (local: torchrun processes; remote: one machine)
     cpu: int = 4  # remote CPU count
     memory: int = 16384  # remote memory in MB
     timeout: int = 3600  # remote timeout in seconds
     hf_secret: Optional[str] = None  # Modal Secret holding HF_TOKEN, for gated or private base models (None: no token)
-    modal_volume: Optional[str] = MODAL_VOLUME  # Modal Volume for the model cache, checkpoints and run folders (None: none, every run downloads the model)
+    modal_volume: Optional[str] = MODAL_VOLUME  # Modal Volume of model cache and run folders (None: none)
     evaluate_on: str = "auto"  # where the adapter is evaluated: "auto" (where it was trained), "local" or "remote"
     generate_synthetic: bool = True  # generate synthetic examples (human approval required) when data is short
     output_dir: Optional[str] = None  # where adapters are written (None: `<home>/adapters`)
     multi_turn: bool = False  # train on multi-turn session trajectories
     min_turns_per_session: int = 2  # shortest session kept for multi-turn
-    exclude_session_outcomes: list = field(default_factory=lambda: ["failure"])  # multi-turn: sessions with these outcomes are not learned from (comma-separated on the CLI)
+    exclude_session_outcomes: list = field(default_factory=lambda: ["failure"])  # multi-turn: outcomes not learned from
     evaluate_after_training: bool = True  # evaluate adapter vs base on a held-out time split
     test_set_size: int = 50  # held-out test examples
     enable_registry: bool = True  # register the adapter after training
     adapter_version: Optional[str] = None  # registry version (None: next free version)
     adapter_storage_uri: Optional[str] = None  # upload the adapter here (hf://, s3://, file://, ...)
     privacy: Optional[dict] = None  # PII scrubbing (`privacy.PrivacyConfig` keys); None: on, every entity type masked
-    label_prompt: Optional[str] = LABEL_PROMPT  # closed tasks: sentence naming the labels (`{labels}`), added to every instruction in training and evaluation ("" or None: none)
-    baseline_model: Optional[str] = DEFAULT_EMBEDDING_MODEL  # closed tasks: sentence encoder of the embedding + logistic-regression baseline ("" or None: no baseline)
-    activation_rule: str = "base"  # what the adapter must match on the held-out set to be activated: "base", "baseline" or "active"
-    training: Optional[dict] = None  # trainer settings beyond these fields (`training.TrainSettings` names: max_length, lr_scheduler_type, save_steps, resume, ...)
+    label_prompt: Optional[str] = LABEL_PROMPT  # closed tasks: names the `{labels}` in every prompt ("": none)
+    baseline_model: Optional[str] = DEFAULT_EMBEDDING_MODEL  # closed tasks: the embedding baseline's encoder ("": none)
+    activation_rule: str = "base"  # what the adapter must match to be activated: "base", "baseline" or "active"
+    training: Optional[dict] = None  # more trainer settings (`TrainSettings`: max_length, save_steps, ...)
 
     def __post_init__(self): self._validate()
 
@@ -392,9 +407,11 @@ def _check_names(self:OrchestrationConfig):
     check_choice("evaluate_on", self.evaluate_on, EVALUATE_ON)
     self._check_modal_names()
     if self.model_type == "llm" and self.agent_type is None:
-        raise ValueError(f"model_type='llm' needs an agent_type (a task-name slug; presets: {', '.join(map(repr, AGENT_TYPES))})")
+        presets = ", ".join(map(repr, AGENT_TYPES))
+        raise ValueError(f"model_type='llm' needs an agent_type (a task-name slug; presets: {presets})")
     if self.model_type == "embedding" and self.modality is None:
-        raise ValueError(f"model_type='embedding' needs a modality (a slug; presets: {', '.join(map(repr, MODALITIES))})")
+        presets = ", ".join(map(repr, MODALITIES))
+        raise ValueError(f"model_type='embedding' needs a modality (a slug; presets: {presets})")
 
 # %% ../nbs/00_core.ipynb #aa0ee97f
 @patch
@@ -402,7 +419,8 @@ def _check_modal_names(self:OrchestrationConfig):
     "`hf_secret` and `modal_volume` are Modal object names, or None (`'none'` and `''` read as None)."
     for k in ("hf_secret", "modal_volume"):
         v = getattr(self, k)
-        if isinstance(v, str) and v.strip().lower() in ("", "none"): setattr(self, k, v := None)  # `--modal-volume none`
+        if isinstance(v, str) and v.strip().lower() in ("", "none"):
+            setattr(self, k, v := None)  # `--modal-volume none`
         if v is not None and (not isinstance(v, str) or not re.fullmatch(r"[A-Za-z0-9._-]{1,64}", v)):
             raise ValueError(f"Invalid {k} {v!r}: a Modal object name (letters, digits, '.', '_', '-'), or None")
 
@@ -428,7 +446,8 @@ def _check_numbers(self:OrchestrationConfig):
 def _check_later_stages(self:OrchestrationConfig):
     "Validate what registration, upload and output need, before anything expensive runs."
     for k in ("use_lora", "generate_synthetic", "multi_turn", "evaluate_after_training", "enable_registry"):
-        if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
+        if not isinstance(getattr(self, k), bool):
+            raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
     if self.adapter_version is not None: validate_version(self.adapter_version, "adapter_version")
     if self.adapter_storage_uri is not None: check_storage_uri(self.adapter_storage_uri, "adapter_storage_uri")
     if self.privacy is not None:
@@ -468,10 +487,12 @@ def _check_outcomes(self:OrchestrationConfig):
 def _check_training(self:OrchestrationConfig):
     "The `training` section must name trainer settings that are not config fields, with values the trainer accepts."
     from cogniverse_ft.training import TrainSettings
-    if not isinstance(self.training, dict): raise ValueError(f"Invalid training {self.training!r}: a mapping of trainer settings")
+    if not isinstance(self.training, dict):
+        raise ValueError(f"Invalid training {self.training!r}: a mapping of trainer settings")
     own, known = {f.name for f in fields(self)}, {f.name for f in fields(TrainSettings)} - {"agent_type", "modality"}
     for k in self.training:
-        if k in own: raise ValueError(f"Invalid training key {k!r}: it is a config field, set {k}=... on the config itself")
+        if k in own:
+            raise ValueError(f"Invalid training key {k!r}: it is a config field, set {k}=... on the config itself")
         if k not in known: raise ValueError(f"Unknown training setting {k!r}; known: {sorted(known - own)}")
     TrainSettings(**self.training)  # the values: a bad one fails here, before any work
     self.training = dict(self.training)
@@ -548,7 +569,8 @@ def clean_stale_temp(folder:str|Path, # a folder holding `atomic_dir` temp folde
             with contextlib.suppress(OSError): tag = p.read_text()[:64]
         if tag and is_stale_owner(tag):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True); out.append(p)
-    if out: get_logger(__name__).info(f"Removed {len(out)} temp folder(s)/claim(s) in {folder} left by processes that died")
+    if out:
+        get_logger(__name__).info(f"Removed {len(out)} temp folder(s)/claim(s) in {folder} left by processes that died")
     return out
 
 # %% ../nbs/00_core.ipynb #4f93ce13
@@ -571,9 +593,11 @@ def atomic_dir(dest:str|Path, # final folder; must not exist yet
     try: os.rename(tmp, dest)
     except OSError as e:  # finished work is never deleted: keep it under a name no cleanup touches, and say where
         kept = tmp.with_name(tmp.name.removesuffix(".partial") + ".kept"); os.rename(tmp, kept)
-        if dest.exists(): raise FolderTakenError(f"{dest} appeared while it was being written (another process finished "
+        if dest.exists():
+            raise FolderTakenError(f"{dest} appeared while it was being written (another process finished "
                                                  f"first); this finished copy is kept in {kept}", kept) from None
-        raise OSError(e.errno, f"Could not rename the finished folder to {dest} ({e.strerror}); it is kept in {kept}") from e
+        msg = f"Could not rename the finished folder to {dest} ({e.strerror}); it is kept in {kept}"
+        raise OSError(e.errno, msg) from e
 
 # %% ../nbs/00_core.ipynb #b37880ba
 def atomic_write_text(path:str|Path, # destination file
@@ -609,7 +633,8 @@ def safe_join(root:str|Path, # the folder every file must stay inside
     if not isinstance(rel, (str, PurePath)) or not str(rel).strip() or "\x00" in str(rel):
         raise ValueError(f"Invalid {what} {rel!r}: must be a non-empty relative path")
     p = (base/rel).resolve()
-    if p == base or not p.is_relative_to(base): raise ValueError(f"Refusing {what} {str(rel)!r}: it resolves outside {base}")
+    if p == base or not p.is_relative_to(base):
+        raise ValueError(f"Refusing {what} {str(rel)!r}: it resolves outside {base}")
     return p
 
 # %% ../nbs/00_core.ipynb #c83d2e53
@@ -617,7 +642,7 @@ def bundled_notebook(rel:str, # its path under `nbs/`, e.g. "pipelines/tenant_fi
                      path:str|Path|None=None, # a notebook to use instead (must exist)
                      what:str="Notebook", # what it is, for the message
                     ) -> Path:
-    "The notebook `path`, else `nbs/<rel>` of the checkout or the current folder; raises `FileNotFoundError` naming where it looked."
+    "`path`, else `nbs/<rel>` of the checkout or of the current folder; the error names where it looked."
     if path is not None:
         p = Path(path)
         if not p.exists(): raise FileNotFoundError(f"{what} {p} does not exist")
@@ -634,8 +659,12 @@ def preflight(config:OrchestrationConfig, # the run's configuration
              ) -> dict:
     "Raise naming what is wrong unless output folder, registry and storage are usable; returns what was checked."
     try:
-        out = config.adapters_dir(); fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=out); os.close(fd); os.unlink(probe)
-    except OSError as e: raise PermissionError(f"Output folder {config.output_dir or '<home>/adapters'} is not writable: {e}") from None
+        out = config.adapters_dir()
+        fd, probe = tempfile.mkstemp(prefix=".preflight-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise PermissionError(f"Output folder {config.output_dir or '<home>/adapters'} is not writable: {e}") from None
     done = {"output_dir": str(out)}
     if config.enable_registry:
         from cogniverse_ft.registry import AdapterRegistry
@@ -648,7 +677,8 @@ def preflight(config:OrchestrationConfig, # the run's configuration
         import fsspec
         try: fsspec.get_filesystem_class(scheme)
         except (ImportError, ValueError) as e:
-            raise ImportError(f"adapter_storage_uri {redact_url(config.adapter_storage_uri)!r} needs fsspec's {scheme!r} filesystem: {e}") from None
+            uri = redact_url(config.adapter_storage_uri)
+            raise ImportError(f"adapter_storage_uri {uri!r} needs fsspec's {scheme!r} filesystem: {e}") from None
     if config.adapter_storage_uri: done["storage"] = redact_url(config.adapter_storage_uri)
     return done
 

@@ -8,12 +8,13 @@ Docs: https://cogniverse.github.io/cogniverse_ft/demo.html.md"""
 from __future__ import annotations
 import json, time
 from pathlib import Path
-from .core import (OrchestrationConfig, home_dir, home_subdir, project_for_tenant, atomic_write_json, get_logger,
+from .core import (OrchestrationConfig, home_dir, home_subdir, project_for_tenant, atomic_write_json,
+                                get_logger,
                                 validate_tenant_id, number_text, run_sync, DEFAULT_BASE_MODEL)
 
 # %% auto #0
 __all__ = ['log', 'ensure_phoenix', 'experiment_url', 'evaluation_summary', 'format_summary', 'demo_config', 'demo_summary',
-           'run_demo', 'cli_demo_args', 'cli_demo']
+           'run_demo', 'cli_demo']
 
 # %% ../nbs/43_demo.ipynb #8cf028fc
 log = get_logger(__name__)
@@ -46,7 +47,7 @@ def experiment_url(provider, # a `PhoenixProvider` of the tenant
 # %% ../nbs/43_demo.ipynb #753f20b5
 def evaluation_summary(ev, # the run's EvaluationResult, a FailedEvaluation, or None
                       ) -> dict:
-    "Accuracies (base, base without the label list, baseline, adapter), p-values and the baseline verdict of an evaluation."
+    "An evaluation's accuracies (base, base without labels, baseline, adapter), p-values and baseline verdict."
     ok = ev is not None and hasattr(ev, "base_metrics")
     bl = getattr(ev, "baseline_metrics", None) if ok else None
     plain = getattr(ev, "plain_base_metrics", None) if ok else None
@@ -56,7 +57,8 @@ def evaluation_summary(ev, # the run's EvaluationResult, a FailedEvaluation, or 
             "adapter_accuracy": ev.adapter_metrics.accuracy if ok else None, "p_value": ev.p_value if ok else None,
             "significant": ev.improvement_significant if ok else None,
             "vs_baseline": ev.baseline_verdict if bl is not None else None,
-            "p_value_vs_baseline": ev.baseline_significance.p_value if bl is not None and ev.baseline_significance else None,
+            "p_value_vs_baseline": (ev.baseline_significance.p_value
+                                    if bl is not None and ev.baseline_significance else None),
             "baseline_sentence": ev.baseline_sentence() if ok else None, "test_size": ev.test_size if ok else 0}
 
 # %% ../nbs/43_demo.ipynb #a7d5d574
@@ -66,16 +68,16 @@ _VERDICTS = {"beats": "beats it", "ties": "ties with it", "loses": "loses to it"
 # %% ../nbs/43_demo.ipynb #ae8d4cc9
 def _accuracy_lines(s:dict) -> list[str]:
     "The summary's accuracy lines: base and adapter with McNemar's p, the base without labels, the baseline."
-    lines = [f"Accuracy           : base {_pct(s['base_accuracy'])} -> adapter {_pct(s['adapter_accuracy'])} on {s['test_size']} "
-             "held-out examples" + ("" if s["p_value"] is None else
+    lines = [f"Accuracy           : base {_pct(s['base_accuracy'])} -> adapter {_pct(s['adapter_accuracy'])} "
+             f"on {s['test_size']} held-out examples" + ("" if s["p_value"] is None else
                                     f" (McNemar p={s['p_value']:.3g}{', significant' if s['significant'] else ''})")]
     if s.get("base_plain_accuracy") is not None:
         lines.append(f"Base, no label list: {_pct(s['base_plain_accuracy'])} (the prompt without the list of labels)")
     if s.get("baseline_accuracy") is not None:
         verdict = _VERDICTS.get(s.get("vs_baseline"), "was compared with it")
         pb = s.get("p_value_vs_baseline")
-        lines.append(f"Baseline           : {_pct(s['baseline_accuracy'])} (sentence embeddings + logistic regression): the adapter "
-                     f"{verdict}" + ("" if pb is None else f" (McNemar p={pb:.3g})"))
+        lines.append(f"Baseline           : {_pct(s['baseline_accuracy'])} (sentence embeddings + logistic "
+                     f"regression): the adapter {verdict}" + ("" if pb is None else f" (McNemar p={pb:.3g})"))
     elif s.get("baseline_sentence"): lines.append(f"Baseline           : {s['baseline_sentence']}")
     return lines
 
@@ -88,8 +90,8 @@ def _outcome_lines(s:dict) -> list[str]:
         final = f"final step {number_text(fin)}, " if fin is not None else ""
         lines.append(f"Train loss         : {final}mean over the run {number_text(s['train_loss'])}")
     if s.get("activation_rule"):
-        lines.append(f"Activation         : rule {s['activation_rule']!r}, {'activated' if s['adapter_active'] else 'not activated'}: "
-                     f"{s.get('activation_reason')}")
+        state = "activated" if s["adapter_active"] else "not activated"
+        lines.append(f"Activation         : rule {s['activation_rule']!r}, {state}: {s.get('activation_reason')}")
     return lines
 
 # %% ../nbs/43_demo.ipynb #24151c20
@@ -98,13 +100,16 @@ def format_summary(s:dict, # a demo summary (`demo_summary`)
     "The demo's closing message."
     rule = "=" * 72
     lines = ["", rule, f"cogniverse_ft demo: {s['status']} in {s['wall_s']:.0f}s", rule,
-             f"Method chosen      : {s['method']} (base model {s['base_model']})", *_accuracy_lines(s), *_outcome_lines(s),
+             f"Method chosen      : {s['method']} (base model {s['base_model']})",
+             *_accuracy_lines(s), *_outcome_lines(s),
              f"Adapter            : {s['adapter_path']}",
              f"Registry id        : {s['adapter_id']}" + (" (active)" if s["adapter_active"] else ""),
              f"Report             : {s.get('report_url') or s['report_path']}",
-             f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION spans)"]
+             f"Phoenix            : {s['phoenix_url']} (project {s['project']}: spans, the EXPERIMENT/EVALUATION "
+             "spans)"]
     if s.get("phoenix_experiment_url"):
-        lines.append(f"Phoenix experiment : {s['phoenix_experiment_url']} (base, adapter and baseline predictions side by side)")
+        lines.append(f"Phoenix experiment : {s['phoenix_experiment_url']} "
+                     "(base, adapter and baseline predictions side by side)")
     lines += [f"Summary JSON       : {home_dir()/'demo'/'summary.json'}", rule]
     return "\n".join(lines)
 
@@ -133,9 +138,10 @@ def demo_config(tenant_id:str, # the demo tenant
                 test_set_size:int=50, # held-out test examples
                ) -> OrchestrationConfig:
     "The demo's run configuration."
-    return OrchestrationConfig(tenant_id=tenant_id, project=project_for_tenant(tenant_id), model_type="llm", agent_type="routing",
-                               epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, test_set_size=test_set_size,
-                               evaluate_after_training=True, enable_registry=True, output_dir=str(home_subdir("adapters")))
+    return OrchestrationConfig(tenant_id=tenant_id, project=project_for_tenant(tenant_id), model_type="llm",
+                               agent_type="routing", epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                               test_set_size=test_set_size, evaluate_after_training=True, enable_registry=True,
+                               output_dir=str(home_subdir("adapters")))
 
 # %% ../nbs/43_demo.ipynb #1ff601b9
 def _final_loss(adapter_path:str|None) -> float|None:
@@ -152,7 +158,8 @@ def demo_summary(res, # the run's `OrchestrationResult`
                 ) -> dict:
     "The demo's summary: outcome, evaluation, adapter, report and Phoenix pages."
     url, act = provider.base_url, res.activation or {}
-    return {"tenant_id": provider.tenant_id, "project": provider.project, "status": res.status, "method": res.training_method,
+    return {"tenant_id": provider.tenant_id, "project": provider.project, "status": res.status,
+            "method": res.training_method,
             "base_model": res.base_model, **evaluation_summary(res.evaluation_result),
             "activation_rule": act.get("rule"), "activation_reason": act.get("reason"),
             "adapter_id": res.adapter_id, "adapter_active": res.activated, "adapter_path": res.adapter_path,
@@ -167,7 +174,8 @@ def demo_summary(res, # the run's `OrchestrationResult`
 def _demo_report(tenant_id:str, project:str, url:str) -> str:
     "Render the tenant's report into `<home>/demo/`."
     from cogniverse_ft.report import render_report
-    return str(render_report(tenant_id, project, agent_type="routing", base_url=url, out=home_subdir("demo")/f"report_{tenant_id}.html"))
+    out = home_subdir("demo")/f"report_{tenant_id}.html"
+    return str(render_report(tenant_id, project, agent_type="routing", base_url=url, out=out))
 
 # %% ../nbs/43_demo.ipynb #eb1e7dda
 def run_demo(tenant_id:str="demo", # the demo tenant
@@ -201,18 +209,13 @@ def run_demo(tenant_id:str="demo", # the demo tenant
     return summary
 
 # %% ../nbs/43_demo.ipynb #70e4ec22
-def cli_demo_args(p):
-    "Options of `cogniverse-ft demo`."
-    p.add_argument("--tenant", default="demo", help="demo tenant id")
-    p.add_argument("--epochs", type=int, default=3, help="training epochs")
-    p.add_argument("--batch-size", type=int, default=4, help="batch size")
-    p.add_argument("--learning-rate", type=float, default=None, help="peak learning rate (default: the recipe's, 4e-4 for closed-task SFT)")
-    p.add_argument("--url", default=None, help="use this Phoenix instead of the embedded one")
-    p.add_argument("--max-steps", type=int, default=None, help="cap the optimizer steps (quick runs)")
-
-# %% ../nbs/43_demo.ipynb #237fef49
-def cli_demo(args) -> int:
-    "Run `cogniverse-ft demo`; 0 when an adapter was trained."
-    s = run_demo(args.tenant, args.epochs, args.batch_size, args.learning_rate, args.url,
-                 {"max_steps": args.max_steps} if args.max_steps else None)
+def cli_demo(*, tenant:str="demo", # demo tenant id
+             epochs:int=3, # training epochs
+             batch_size:int=4, # batch size
+             learning_rate:float|None=None, # peak learning rate (default: the recipe's, 4e-4 for closed-task SFT)
+             url:str|None=None, # use this Phoenix instead of the embedded one
+             max_steps:int|None=None, # cap the optimizer steps (quick runs)
+            ) -> int:
+    "Run the end-to-end demo on the embedded defaults; 0 when an adapter was trained."
+    s = run_demo(tenant, epochs, batch_size, learning_rate, url, {"max_steps": max_steps} if max_steps else None)
     return 0 if s["status"] == "succeeded" else 1

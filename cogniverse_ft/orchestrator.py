@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 from fastcore.basics import patch
 from .tracking import list_experiments, get_experiment_details, compare_experiments
-from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project, project_for_tenant,
-                                redact_url, number_text, default_learning_rate, DEFAULT_BASE_MODEL, DEFAULT_EMBEDDING_MODEL,
-                                STAGE_LOGGER)
+from .core import (OrchestrationConfig, get_logger, run_sync, validate_tenant_id, tenant_of_project,
+                                project_for_tenant, redact_url, number_text, default_learning_rate, DEFAULT_BASE_MODEL,
+                                DEFAULT_EMBEDDING_MODEL, STAGE_LOGGER)
 
 # %% auto #0
 __all__ = ['log', 'stage_log', 'STATUSES', 'EXIT_CODES', 'OrchestrationResult', 'evaluation_lines', 'StageError', 'stage_line',
@@ -79,8 +79,8 @@ def evaluation_lines(ev, # an EvaluationResult
         lines.append(f"base, no labels : {ev.plain_base_metrics.accuracy:.1%} (the instruction without the label list)")
     if ev.baseline_metrics is not None:
         bs = ev.baseline_significance
-        lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); the adapter "
-                     f"{_VERDICTS[ev.baseline_verdict]} (p={bs.p_value:.3g}, n={bs.n})")
+        lines.append(f"baseline        : {ev.baseline_metrics.accuracy:.1%} (embeddings + logistic regression); "
+                     f"the adapter {_VERDICTS[ev.baseline_verdict]} (p={bs.p_value:.3g}, n={bs.n})")
     elif ev.baseline.get("error"):
         lines.append(f"baseline        : none ({ev.baseline['error']})")
     return lines
@@ -159,7 +159,7 @@ class RunData:
     diagnosis: dict = field(default_factory=dict)  # funnel, hints and the shortfall sentence when the data looks short
     privacy: dict = field(default_factory=dict)  # what scrubbing did, by dataset
     labels: Optional[list] = None  # the label set of a closed task (None: open answers)
-    seen_labels: list = field(default_factory=list)  # the labels approved examples carry (synthetic candidates use them)
+    seen_labels: list = field(default_factory=list)  # the labels approved examples carry (for synthetic candidates)
     analysis: Any = None  # the selector's `DataAnalysis`
     method: Optional[str] = None  # the method chosen
     synthetic: list = field(default_factory=list)  # approved synthetic items
@@ -175,17 +175,18 @@ class RunData:
 class FinetuningOrchestrator:
     "Coordinate extraction, method selection, synthetic data, training, registration, evaluation and tracking."
     def __init__(self, telemetry_provider, # a TelemetryProvider (e.g. `PhoenixProvider`) for the tenant
-                 synthetic_service=None, # makes candidates: `.generate(agent_type=, count=, labels=, examples=, known_inputs=)`
-                 approval_orchestrator=None, # human review: `.submit(items)`, `.items(agent_type, status)` (default: Phoenix)
+                 synthetic_service=None, # makes candidates: `.generate(agent_type=, count=, labels=, examples=, ...)`
+                 approval_orchestrator=None, # human review: `.submit(items)`, `.items(agent_type, status)`
                  backend=None, # a TrainingBackend (default: by `config.backend`)
                  registry=None, # an AdapterRegistry (default: SQLite in the home folder)
                  train_overrides:dict|None=None, # extra trainer settings (max_length, max_steps, ...)
                  track:bool=True, # log EXPERIMENT/EVALUATION spans to Phoenix
-                 task=None, # the contract's `TaskSpec` for the run (default: the built-in task named `config.agent_type`)
+                 task=None, # the contract's `TaskSpec` (default: the built-in task named `config.agent_type`)
                 ):
-        self.provider, self.synthetic_service, self.approval = telemetry_provider, synthetic_service, approval_orchestrator
-        self.task = task
-        self.backend, self.registry, self.train_overrides, self.track = backend, registry, dict(train_overrides or {}), track
+        self.provider, self.synthetic_service = telemetry_provider, synthetic_service
+        self.approval, self.task = approval_orchestrator, task
+        self.backend, self.registry, self.track = backend, registry, track
+        self.train_overrides = dict(train_overrides or {})
 
 # %% ../nbs/41_orchestrator.ipynb #c0290259
 @patch
@@ -193,7 +194,8 @@ def _check_tenant(self:FinetuningOrchestrator, config):
     "Refuse a config whose tenant is not the provider's; the provider checks the project is the tenant's."
     pt = getattr(self.provider, "tenant_id", None)
     if pt is not None and pt != config.tenant_id:
-        raise PermissionError(f"The telemetry provider serves tenant {pt!r}, the config is for tenant {config.tenant_id!r}")
+        raise PermissionError(f"The telemetry provider serves tenant {pt!r}, "
+                              f"the config is for tenant {config.tenant_id!r}")
     if hasattr(self.provider, "check_project"): self.provider.check_project(config.project)
 
 # %% ../nbs/41_orchestrator.ipynb #5a0fc97b
@@ -284,7 +286,8 @@ def _scrub(self:FinetuningOrchestrator, config, st, d):
         scrubber = task_scrubber(task.privacy if task.privacy is not None else config.privacy, keep)
         out = [None if x is None else scrub_dataset(x, scrubber) for x in (d.sft, d.dpo, d.trajectories, d.kto)]
         d.sft, d.dpo, d.trajectories, d.kto = out
-        d.privacy = {"enabled": scrubber is not None, **{n: x.metadata.get("pii", {}) for n, x in zip(_NAMES, out) if x is not None}}
+        counts = {n: x.metadata.get("pii", {}) for n, x in zip(_NAMES, out) if x is not None}
+        d.privacy = {"enabled": scrubber is not None, **counts}
         info.update(enabled=scrubber is not None, **{k: v for k, v in d.privacy.get("sft", {}).items() if v})
         d.seen_labels = valid_labels(d.sft) if len(d.sft) else []
         open_ = task.labels == "open"
@@ -295,8 +298,8 @@ def _scrub(self:FinetuningOrchestrator, config, st, d):
 def _analyze(self:FinetuningOrchestrator, config, d, res):
     "The selector's analysis of the extracted data, recorded in the result with the task and the privacy counts."
     from cogniverse_ft.select import TrainingMethodSelector
-    a = TrainingMethodSelector(config=config).analyze_datasets(d.sft, d.dpo, total_spans=len(d.spans), project=config.project,
-                                                                kto=d.kto)
+    select = TrainingMethodSelector(config=config)
+    a = select.analyze_datasets(d.sft, d.dpo, total_spans=len(d.spans), project=config.project, kto=d.kto)
     if a.recommended_method == "insufficient" and d.diagnosis:
         a.funnel, a.hints = d.diagnosis["funnel"], d.diagnosis["hints"]
         a.reasons.append(d.diagnosis["shortfall"])
@@ -364,8 +367,8 @@ def _short_message(config, d, status, pending) -> str:
     if status == "awaiting_approval":
         return (f"{n} approved + {len(d.synthetic)} approved synthetic examples < min_sft_examples ({k}); "
                 f"{pending} synthetic items await human review in Phoenix")
-    return (f"{n} approved examples < min_sft_examples ({k}) and synthetic generation is off or impossible: collect more "
-            "annotations. " + (d.analysis.reasons[-1] if d.analysis.funnel else ""))
+    return (f"{n} approved examples < min_sft_examples ({k}) and synthetic generation is off or impossible: "
+            "collect more annotations. " + (d.analysis.reasons[-1] if d.analysis.funnel else ""))
 
 # %% ../nbs/41_orchestrator.ipynb #1a203001
 @patch
@@ -397,12 +400,14 @@ def _without_test(d, info):
     "Training data without any held-out input: synthetic examples, pairs and (KTO) judgements."
     from cogniverse_ft.extract import InstructionExample
     test_inputs = {e.input.strip().lower() for e in d.test}
-    d.train += [InstructionExample(d.task.instruction or s.instruction, s.input, s.output, {"synthetic": True, "item_id": s.item_id})
+    meta = lambda s: {"synthetic": True, "item_id": s.item_id}
+    d.train += [InstructionExample(d.task.instruction or s.instruction, s.input, s.output, meta(s))
                 for s in d.synthetic if s.input.strip().lower() not in test_inputs]
     d.pairs = [p for p in d.dpo if p.prompt.strip().lower() not in test_inputs]
     if d.method == "kto":
         d.kto_train = [e for e in (d.kto or []) if e.input.strip().lower() not in test_inputs]
-        info.update(kto_desirable=sum(e.label for e in d.kto_train), kto_undesirable=sum(not e.label for e in d.kto_train))
+        good = sum(e.label for e in d.kto_train)
+        info.update(kto_desirable=good, kto_undesirable=len(d.kto_train) - good)
     if d.method == "dpo": info["pairs"] = len(d.pairs)
 
 # %% ../nbs/41_orchestrator.ipynb #054102bd
@@ -410,8 +415,8 @@ def _dpo_or_sft(config, method, d, res, info):
     "Switch a selected DPO run to SFT when the split left too few pairs."
     if d.method != "dpo" or method is not None: return
     if len(d.pairs) >= config.min_dpo_pairs or len(d.train) < config.min_sft_examples: return
-    why = (f"only {len(d.pairs)} preference pairs left after holding out the test set (< min_dpo_pairs {config.min_dpo_pairs}); "
-           f"{len(d.train)} approved examples qualify for SFT")
+    why = (f"only {len(d.pairs)} preference pairs left after holding out the test set "
+           f"(< min_dpo_pairs {config.min_dpo_pairs}); {len(d.train)} approved examples qualify for SFT")
     log.warning(f"Training SFT instead of DPO: {why}")
     d.method, info["switched_to_sft"] = "sft", why
     res.analysis["reasons"] = list(res.analysis.get("reasons", [])) + [f"switched to SFT: {why}"]
@@ -438,7 +443,8 @@ def _records(config, d) -> list:
     from cogniverse_ft.formatting import InstructionFormatter, with_label_list
     from cogniverse_ft.extract import InstructionDataset, PreferenceDataset
     if d.labels and config.label_prompt:
-        d.train, d.pairs = with_label_list(d.train, d.labels, config.label_prompt), with_label_list(d.pairs, d.labels, config.label_prompt)
+        d.train = with_label_list(d.train, d.labels, config.label_prompt)
+        d.pairs = with_label_list(d.pairs, d.labels, config.label_prompt)
         d.kto_train = with_label_list(d.kto_train, d.labels, config.label_prompt)
     if d.method == "dpo": return InstructionFormatter.format_dpo(PreferenceDataset(d.pairs, d.dpo.metadata))
     if d.method == "kto":
@@ -455,7 +461,8 @@ def _validate(config, d):
         validate_kto_dataset(d.records)
     else: (validate_dpo_dataset if d.method == "dpo" else validate_sft_dataset)(d.records)
     if d.method == "dpo" and len(d.records) < config.min_dpo_pairs:
-        log.warning(f"Only {len(d.records)} preference pairs left after holding out the test set (min_dpo_pairs {config.min_dpo_pairs})")
+        log.warning(f"Only {len(d.records)} preference pairs left after holding out the test set "
+                    f"(min_dpo_pairs {config.min_dpo_pairs})")
 
 # %% ../nbs/41_orchestrator.ipynb #77a78649
 @patch
@@ -494,11 +501,14 @@ async def _train(self:FinetuningOrchestrator, config, method, records, span_ids,
     "Training: the backend trains `method` on `records`; the adapter folder and metrics go to the result."
     with st.run("training") as info:
         backend = self._backend(config)
-        fn = {"sft": backend.train_sft, "dpo": backend.train_dpo, "kto": backend.train_kto, "embedding": backend.train_embedding}[method]
-        job = await fn(config, records, source_span_ids=span_ids, **self.train_overrides)
-        res.adapter_path, res.metrics, res.lora_config = job.adapter_path, dict(job.metrics), dict(job.result.lora_config)
+        fns = {"sft": backend.train_sft, "dpo": backend.train_dpo, "kto": backend.train_kto,
+               "embedding": backend.train_embedding}
+        job = await fns[method](config, records, source_span_ids=span_ids, **self.train_overrides)
+        res.adapter_path, res.metrics = job.adapter_path, dict(job.metrics)
+        res.lora_config = dict(job.result.lora_config)
         res.base_model = job.result.base_model or res.base_model
-        info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend, seconds=job.duration_s)
+        info.update(adapter=job.adapter_path, train_loss=job.metrics.get("train_loss"), backend=job.backend,
+                    seconds=job.duration_s)
 
 # %% ../nbs/41_orchestrator.ipynb #b23a39b9
 @patch
@@ -538,8 +548,8 @@ def evaluation_info(ev, # an EvaluationResult, or a FailedEvaluation
                    ) -> dict:
     "The evaluation stage's counts: accuracies and p-values, or the error."
     if not hasattr(ev, "base_metrics"): return {"error": getattr(ev, "error", str(ev))}
-    info = dict(base_accuracy=round(ev.base_metrics.accuracy, 4), adapter_accuracy=round(ev.adapter_metrics.accuracy, 4),
-                p_value=float(f"{ev.p_value:.3g}"))
+    info = dict(base_accuracy=round(ev.base_metrics.accuracy, 4),
+                adapter_accuracy=round(ev.adapter_metrics.accuracy, 4), p_value=float(f"{ev.p_value:.3g}"))
     if ev.baseline_metrics is not None:
         info.update(baseline_accuracy=round(ev.baseline_metrics.accuracy, 4), vs_baseline=ev.baseline_verdict,
                     p_value_vs_baseline=float(f"{ev.baseline_significance.p_value:.3g}"))
@@ -552,12 +562,14 @@ async def _evaluate(self:FinetuningOrchestrator, config, res, st, d, label_mode=
     if not (config.evaluate_after_training and config.model_type == "llm"): return
     with st.run("evaluation") as info:
         from cogniverse_ft.evaluate import evaluate_adapter
-        kw = dict(run_id=res.experiment_run_id, base_model=config.base_model, valid_labels=d.labels or None, labels=label_mode,
-                  train_examples=train, label_prompt=config.label_prompt, baseline_model=config.baseline_model, compare=d.compare)
+        kw = dict(run_id=res.experiment_run_id, base_model=config.base_model, valid_labels=d.labels or None,
+                  labels=label_mode, train_examples=train, label_prompt=config.label_prompt,
+                  baseline_model=config.baseline_model, compare=d.compare)
         info["where"] = evaluation_place(config)
         if info["where"] == "remote":
             from cogniverse_ft.remote_eval import evaluate_on_modal  # Modal's blocking API, off the event loop
-            res.evaluation_result = await asyncio.to_thread(evaluate_on_modal, config, res.adapter_path, config.agent_type, d.test, **kw)
+            res.evaluation_result = await asyncio.to_thread(evaluate_on_modal, config, res.adapter_path,
+                                                            config.agent_type, d.test, **kw)
         else: res.evaluation_result = evaluate_adapter(res.adapter_path, config.agent_type, d.test, **kw)
         info.update(evaluation_info(res.evaluation_result))
 
@@ -589,7 +601,8 @@ def _track(self:FinetuningOrchestrator, config, res, st, test):
             from cogniverse_ft.tracking import log_experiment, log_evaluation
             info["experiment_span"] = log_experiment(self.provider, config, res, res.analysis)
             if res.evaluation_result is not None:
-                info["evaluation_span"] = log_evaluation(self.provider, config, res.evaluation_result, test_examples=test)
+                ev = res.evaluation_result
+                info["evaluation_span"] = log_evaluation(self.provider, config, ev, test_examples=test)
     except StageError as e:
         log.error(f"Tracking failed; the adapter and its registration are kept: {e}")
 
@@ -610,7 +623,8 @@ async def _run_llm(self:FinetuningOrchestrator, config:OrchestrationConfig, st:S
     "Extraction to tracking for an LLM task."
     from cogniverse_ft.extract import as_task
     task = self.task if self.task is not None else as_task(config.agent_type)
-    if task.name != config.agent_type: raise ValueError(f"The task is {task.name!r} but config.agent_type is {config.agent_type!r}")
+    if task.name != config.agent_type:
+        raise ValueError(f"The task is {task.name!r} but config.agent_type is {config.agent_type!r}")
     res, d = OrchestrationResult("llm", None, None, {}, config.base_model, {}, False), RunData(task=task)
     await self._extract(config, st, d)
     self._scrub(config, st, d)
@@ -637,15 +651,15 @@ def _keep_sessions(self:FinetuningOrchestrator, config, st, d, res) -> list:
                     by_outcome=counts["by_outcome"])
     if len(kept) < 2:
         res.status = "insufficient_data"
-        res.message = (f"{len(kept)} usable sessions of {counts['sessions']} ({counts['excluded']} with an excluded outcome "
-                       f"{list(config.exclude_session_outcomes)}; sessions under {config.min_turns_per_session} turns are not "
-                       "counted): need 2")
+        res.message = (f"{len(kept)} usable sessions of {counts['sessions']} ({counts['excluded']} with an excluded "
+                       f"outcome {list(config.exclude_session_outcomes)}; sessions under "
+                       f"{config.min_turns_per_session} turns are not counted): need 2")
     return kept
 
 # %% ../nbs/41_orchestrator.ipynb #a07b453b
 @patch
 def _split_sessions(self:FinetuningOrchestrator, config, st, d, kept) -> list:
-    "Split (multi-turn): sessions held out in time (at most a fifth), their turns as test examples; the training sessions."
+    "Split (multi-turn): held-out sessions (at most a fifth, latest first), their turns as test examples."
     from cogniverse_ft.extract import TrajectoryDataset
     from cogniverse_ft.formatting import session_turn_examples, time_split
     with st.run("split") as info:
@@ -662,9 +676,10 @@ def _split_sessions(self:FinetuningOrchestrator, config, st, d, kept) -> list:
 # %% ../nbs/41_orchestrator.ipynb #2dd49ebe
 @patch
 async def _run_multi_turn(self:FinetuningOrchestrator, config, st, method, d, res):
-    "Multi-turn SFT: sessions kept by outcome, split in time by session, trained as whole sessions, tested turn by turn."
+    "Multi-turn SFT: sessions kept by outcome, split in time, trained as whole sessions, tested turn by turn."
     from cogniverse_ft.formatting import InstructionFormatter, validate_sft_dataset
-    if method not in (None, "sft"): raise ValueError(f"multi_turn trains SFT on whole sessions; method {method!r} is not available for it")
+    if method not in (None, "sft"):
+        raise ValueError(f"multi_turn trains SFT on whole sessions; method {method!r} is not available for it")
     kept = self._keep_sessions(config, st, d, res)
     if len(kept) < 2: return res
     train_tr = self._split_sessions(config, st, d, kept)
@@ -678,8 +693,8 @@ async def _run_multi_turn(self:FinetuningOrchestrator, config, st, method, d, re
     with st.run("validation") as info:
         validate_sft_dataset(d.records)
         info["valid"] = len(d.records)
-    d.lineage = {"train": lineage_rows([{"span_id": t.span_id, "session_id": tr.session_id} for tr in train_tr for t in tr.turns]),
-                 "test": lineage_rows(d.test), "synthetic": []}
+    turns = [{"span_id": t.span_id, "session_id": tr.session_id} for tr in train_tr for t in tr.turns]
+    d.lineage = {"train": lineage_rows(turns), "test": lineage_rows(d.test), "synthetic": []}
     await self._train(config, "sft", d.records, [r["span_id"] for r in d.lineage["train"]], st, res)
     await self._finish(config, res, st, d, "closed" if d.labels else "open", None)
     return res
@@ -699,33 +714,41 @@ async def _extract_triplets(self:FinetuningOrchestrator, config, st, d):
         info["enabled"] = scrubber is not None
 
 # %% ../nbs/41_orchestrator.ipynb #a019c43e
-@patch
-async def _run_embedding(self:FinetuningOrchestrator, config:OrchestrationConfig, st:Stages, method:str|None):
-    "Extraction to tracking for an embedding modality."
-    from cogniverse_ft.select import TrainingMethodSelector
+def _format_triplets(st, d):
+    "Formatting and validation (embedding): the triplets as the trainer's records, checked."
     from cogniverse_ft.formatting import InstructionFormatter, validate_embedding_dataset
-    if method not in (None, "embedding"):
-        raise ValueError(f"Unknown training method {method!r} for model_type='embedding'; allowed: 'embedding'")
-    base = config.base_model if config.base_model != DEFAULT_BASE_MODEL else DEFAULT_EMBEDDING_MODEL
-    config = replace(config, base_model=base, learning_rate=config.learning_rate or default_learning_rate("embedding", False))
-    res, d = OrchestrationResult("embedding", None, None, {}, base, {}, False), RunData()
-    await self._extract_triplets(config, st, d)
-    with st.run("selection") as info:
-        total = d.triplets.metadata.get("total_spans", 0)
-        a = TrainingMethodSelector(config=config).analyze_datasets(triplets=d.triplets, total_spans=total, project=config.project)
-        res.analysis = {**a.to_dict(), "privacy": d.privacy}
-        info.update(method=a.recommended_method, reasons="; ".join(a.reasons))
-    if a.recommended_method != "embedding":
-        res.status, res.message = "insufficient_data", "; ".join(a.reasons)
-        return res
-    res.training_method = "embedding"
     with st.run("formatting") as info:
         d.records = InstructionFormatter.format_triplets(d.triplets)
         info["records"] = len(d.records)
     with st.run("validation") as info:
         validate_embedding_dataset(d.records)
         info["valid"] = len(d.records)
-    d.lineage = {"train": lineage_rows([{"span_id": t.metadata.get("span_id") or t.metadata.get("search_id")} for t in d.triplets])}
+
+# %% ../nbs/41_orchestrator.ipynb #e1bbefdd
+@patch
+async def _run_embedding(self:FinetuningOrchestrator, config:OrchestrationConfig, st:Stages, method:str|None):
+    "Extraction to tracking for an embedding modality."
+    from cogniverse_ft.select import TrainingMethodSelector
+    if method not in (None, "embedding"):
+        raise ValueError(f"Unknown training method {method!r} for model_type='embedding'; allowed: 'embedding'")
+    base = config.base_model if config.base_model != DEFAULT_BASE_MODEL else DEFAULT_EMBEDDING_MODEL
+    lr = config.learning_rate or default_learning_rate("embedding", False)
+    config = replace(config, base_model=base, learning_rate=lr)
+    res, d = OrchestrationResult("embedding", None, None, {}, base, {}, False), RunData()
+    await self._extract_triplets(config, st, d)
+    with st.run("selection") as info:
+        total = d.triplets.metadata.get("total_spans", 0)
+        select = TrainingMethodSelector(config=config)
+        a = select.analyze_datasets(triplets=d.triplets, total_spans=total, project=config.project)
+        res.analysis = {**a.to_dict(), "privacy": d.privacy}
+        info.update(method=a.recommended_method, reasons="; ".join(a.reasons))
+    if a.recommended_method != "embedding":
+        res.status, res.message = "insufficient_data", "; ".join(a.reasons)
+        return res
+    res.training_method = "embedding"
+    _format_triplets(st, d)
+    searches = [{"span_id": t.metadata.get("span_id") or t.metadata.get("search_id")} for t in d.triplets]
+    d.lineage = {"train": lineage_rows(searches)}
     await self._train(config, "embedding", d.records, [r["span_id"] for r in d.lineage["train"]], st, res)
     await self._finish(config, res, st, d)
     return res
@@ -772,15 +795,26 @@ def train_embedding(self:FinetuningOrchestrator, config:OrchestrationConfig) -> 
     "Run the embedding pipeline (synchronous)."
     return self.run_sync(config, "embedding")
 
+# %% ../nbs/41_orchestrator.ipynb #4572a81c
+def _orchestrator(provider, contract, spec, project:str, opts:dict) -> FinetuningOrchestrator:
+    "The orchestrator `finetune` runs: over `provider`, else the contract's Phoenix, with the options given."
+    if provider is None:
+        if contract is None: raise ValueError("Pass a telemetry_provider (e.g. PhoenixProvider(tenant_id))")
+        from cogniverse_ft.telemetry import PhoenixProvider
+        provider = PhoenixProvider(contract.tenant, project, base_url=contract.phoenix_url, projects=contract.projects)
+    return FinetuningOrchestrator(provider, opts.get("synthetic_service"), opts.get("approval_orchestrator"),
+                                  opts.get("backend_impl"), opts.get("registry"), opts.get("train_overrides"),
+                                  opts.get("track", True), spec)
+
 # %% ../nbs/41_orchestrator.ipynb #b0847df3
 _ORCH_KW = ("synthetic_service", "approval_orchestrator", "backend_impl", "registry", "train_overrides", "track")
 
 # %% ../nbs/41_orchestrator.ipynb #7c784f73
-async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant (default: a PhoenixProvider for the contract)
+async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant (default: the contract's Phoenix)
                    tenant_id:Optional[str]=None, # tenant slug (default: the contract's)
                    project:Optional[str]=None, # Phoenix project (default: the task's, else `cogniverse-<tenant>`)
                    model_type:Literal["llm", "embedding"]="llm", # what to fine-tune
-                   agent_type:Optional[str]=None, # llm: the task name (routing, profile_selection, entity_extraction, or a contract's task)
+                   agent_type:Optional[str]=None, # llm: the task name (a built-in task, or a contract's task)
                    modality:Optional[str]=None, # embedding: video, image, text, ...
                    backend:Literal["local", "remote"]="local", # where training runs
                    method:Optional[str]=None, # force "sft", "dpo" or "embedding" (default: auto-select)
@@ -795,16 +829,11 @@ async def finetune(telemetry_provider=None, # a TelemetryProvider for the tenant
     if model_type == "llm":
         contract, spec = resolve_task(tenant_id, task or agent_type, config)
         tenant_id, agent_type, project = contract.tenant, spec.name, project or spec.project
-    project = project or getattr(telemetry_provider, "project", None) or project_for_tenant(validate_tenant_id(tenant_id))
+    project = project or getattr(telemetry_provider, "project", None)
+    project = project or project_for_tenant(validate_tenant_id(tenant_id))
     config = OrchestrationConfig.from_dict(dict(tenant_id=tenant_id, project=project, model_type=model_type,
                                                 agent_type=agent_type, modality=modality, backend=backend, **kwargs))
-    if telemetry_provider is None:
-        if contract is None: raise ValueError("Pass a telemetry_provider (e.g. PhoenixProvider(tenant_id))")
-        from cogniverse_ft.telemetry import PhoenixProvider
-        telemetry_provider = PhoenixProvider(contract.tenant, project, base_url=contract.phoenix_url, projects=contract.projects)
-    orch = FinetuningOrchestrator(telemetry_provider, opts.get("synthetic_service"), opts.get("approval_orchestrator"),
-                                  opts.get("backend_impl"), opts.get("registry"), opts.get("train_overrides"), opts.get("track", True), spec)
-    return await orch.run(config, method)
+    return await _orchestrator(telemetry_provider, contract, spec, project, opts).run(config, method)
 
 # %% ../nbs/41_orchestrator.ipynb #5456a58b
 def finetune_sync(*args, **kwargs) -> OrchestrationResult:
@@ -822,7 +851,8 @@ def _field_type(f):
     a = str(f.type)
     if "dict" in a: return json.loads
     if a == "list": return lambda v: [x.strip() for x in v.split(",") if x.strip()]
-    if f.name == "target_modules": return lambda v: v if v == "all-linear" else [m.strip() for m in v.split(",") if m.strip()]
+    if f.name == "target_modules":
+        return lambda v: v if v == "all-linear" else [m.strip() for m in v.split(",") if m.strip()]
     if "float" in a: return float
     if "int" in a: return int
     return str
@@ -846,11 +876,15 @@ def cli_finetune_args(p):
     from fastcore.docments import docments
     from cogniverse_ft.core import ACTIVATION_RULES, MODEL_TYPES, BACKENDS, BACKEND_PROVIDERS, EVALUATE_ON
     from cogniverse_ft.training import TrainSettings, SETTING_CHOICES
-    p.add_argument("--tenant", dest="tenant_id", default=None, help="tenant id (default: the contract's; required without --config)")
-    p.add_argument("--config", default=None, help="data contract / recipe file (default: ./cogniverse-ft.yaml when it exists); "
+    p.add_argument("--tenant", dest="tenant_id", default=None,
+                   help="tenant id (default: the contract's; required without --config)")
+    p.add_argument("--config", default=None,
+                   help="data contract / recipe file (default: ./cogniverse-ft.yaml when it exists); "
                    "its training: section sets any option below, and flags given here win")
-    p.add_argument("--task", default=None, help="the contract's task to train (default: its only task, else --agent-type)")
-    choices = {"model_type": MODEL_TYPES, "activation_rule": ACTIVATION_RULES, "backend": BACKENDS, "evaluate_on": EVALUATE_ON,
+    p.add_argument("--task", default=None,
+                   help="the contract's task to train (default: its only task, else --agent-type)")
+    choices = {"model_type": MODEL_TYPES, "activation_rule": ACTIVATION_RULES, "backend": BACKENDS,
+               "evaluate_on": EVALUATE_ON,
                "backend_provider": BACKEND_PROVIDERS, **SETTING_CHOICES}
     conf = p.add_argument_group("run", "what to train and how the run goes (OrchestrationConfig)")
     docs = docments(OrchestrationConfig)
@@ -860,7 +894,8 @@ def cli_finetune_args(p):
     docs, own = docments(TrainSettings), {f.name for f in dataclasses.fields(OrchestrationConfig)}
     for f in dataclasses.fields(TrainSettings):
         if f.name not in own and f.name not in _TRAIN_ONLY: _add_field(train, f, docs[f.name], choices.get(f.name))
-    p.add_argument("--method", choices=["sft", "dpo", "kto", "embedding"], default=None, help="force a method (default: auto-select)")
+    p.add_argument("--method", choices=["sft", "dpo", "kto", "embedding"], default=None,
+                   help="force a method (default: auto-select)")
     p.add_argument("--url", default=None, help="Phoenix URL (default: env, then the embedded server)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -868,7 +903,7 @@ def cli_finetune_args(p):
 def finetune_config(args, # parsed `cogniverse-ft finetune` options (absent: not given)
                     spec=None, # the contract task (its `training` section is the file's recipe)
                    ) -> dict:
-    "The config fields: defaults, then the recipe file's `training:` section, then the flags given; the rest goes to `training`."
+    "Config fields: defaults, then the recipe's `training:` section, then the flags given; the rest go to `training`."
     from cogniverse_ft.training import TrainSettings
     own = {f.name for f in dataclasses.fields(OrchestrationConfig)}
     knobs = own | {f.name for f in dataclasses.fields(TrainSettings) if f.name not in _TRAIN_ONLY}
@@ -879,16 +914,15 @@ def finetune_config(args, # parsed `cogniverse-ft finetune` options (absent: not
     training = {k: v for k, v in merged.items() if k not in own}
     return cfg | ({"training": training} if training else {})
 
-# %% ../nbs/41_orchestrator.ipynb #dc9f5bed
-def cli_finetune(args) -> int:
-    "Run `cogniverse-ft finetune`; returns the exit code."
-    from cogniverse_ft.core import project_for_tenant
-    from cogniverse_ft.telemetry import PhoenixProvider
+# %% ../nbs/41_orchestrator.ipynb #17096786
+def _cli_config(args) -> tuple:
+    "The config, contract task, tenant projects and Phoenix URL that `cogniverse-ft finetune`'s options name."
     from cogniverse_ft.contract import resolve_task, CONTRACT_FILE
     path = args.config or (CONTRACT_FILE if Path(CONTRACT_FILE).is_file() else None)
     model_type, spec, projects, url = getattr(args, "model_type", "llm"), None, [], args.url
     if model_type == "llm":
-        if path is None and args.tenant_id is None: raise ValueError("Give --tenant, or --config with a contract file")
+        if path is None and args.tenant_id is None:
+            raise ValueError("Give --tenant, or --config with a contract file")
         contract, spec = resolve_task(args.tenant_id, args.task or getattr(args, "agent_type", None), path)
         cfg = finetune_config(args, spec) | {"tenant_id": contract.tenant, "agent_type": spec.name}
         cfg["project"] = cfg.get("project") or spec.project
@@ -897,10 +931,18 @@ def cli_finetune(args) -> int:
     else: cfg = {"base_model": DEFAULT_EMBEDDING_MODEL} | finetune_config(args) | {"tenant_id": args.tenant_id}
     cfg = {"model_type": model_type} | cfg
     cfg["project"] = cfg.get("project") or project_for_tenant(cfg["tenant_id"])
-    config = OrchestrationConfig.from_dict(cfg)
+    return OrchestrationConfig.from_dict(cfg), spec, projects, url
+
+# %% ../nbs/41_orchestrator.ipynb #495eb519
+def cli_finetune(args) -> int:
+    "Run `cogniverse-ft finetune`; returns the exit code."
+    import sys
+    from cogniverse_ft.telemetry import PhoenixProvider
+    config, spec, projects, url = _cli_config(args)
     provider = PhoenixProvider(config.tenant_id, config.project, base_url=url, projects=projects)
-    import contextlib, sys
-    with contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext():  # --json: stdout holds only the JSON
+    # with --json, stdout holds the JSON document alone
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    with quiet:
         res = FinetuningOrchestrator(provider, task=spec).run_sync(config, args.method)
     print(json.dumps(res.to_dict(), indent=2, default=str) if args.json else res.summary())
     return EXIT_CODES[res.status]

@@ -14,8 +14,7 @@ from .core import home_subdir, validate_tenant_id, get_logger, atomic_write_json
 from .report import kernel_transport
 
 # %% auto #0
-__all__ = ['log', 'pipeline_notebook', 'notebook_parameters', 'TenantRun', 'run_tenant', 'format_runs', 'run_tenants',
-           'cli_run_args', 'cli_run']
+__all__ = ['log', 'pipeline_notebook', 'notebook_parameters', 'TenantRun', 'run_tenant', 'format_runs', 'run_tenants', 'cli_run']
 
 # %% ../nbs/42_pipelines.ipynb #79a895af
 log = get_logger(__name__)
@@ -61,9 +60,9 @@ def _execute(nb:Path, run:TenantRun, params:dict, progress:bool):
     "Run the notebook with papermill over IPC sockets; a failure is recorded in `run`, never raised."
     import papermill as pm
     try:
-        with tempfile.TemporaryDirectory(prefix="cogniverse_ft-kernel-") as sock:  # IPC sockets: no "TCP without encryption" warning
-            pm.execute_notebook(str(nb), run.executed_notebook, parameters=params, kernel_name="python3", progress_bar=progress,
-                                cwd=run.run_dir, log_output=False, **kernel_transport(sock))
+        with tempfile.TemporaryDirectory(prefix="cogniverse_ft-kernel-") as sock:  # IPC: no "TCP without encryption"
+            pm.execute_notebook(str(nb), run.executed_notebook, parameters=params, kernel_name="python3",
+                                progress_bar=progress, cwd=run.run_dir, log_output=False, **kernel_transport(sock))
     except pm.PapermillExecutionError as e:
         run.error, run.failing_cell = f"{e.ename}: {e.evalue}", e.cell_index
     except Exception as e:
@@ -104,7 +103,8 @@ def run_tenant(tenant_id:str, # tenant to run
     validate_tenant_id(tenant_id)
     nb = pipeline_notebook(notebook)
     run_dir = _run_dir(Path(out_root) if out_root else home_subdir("runs"), tenant_id)
-    params = {**(parameters or {}), "tenant_id": tenant_id, "result_path": str(run_dir/"result.json"), "report_dir": str(run_dir)}
+    params = {**(parameters or {}), "tenant_id": tenant_id, "result_path": str(run_dir/"result.json"),
+              "report_dir": str(run_dir)}
     t0 = time.time()
     run = TenantRun(tenant_id, "failed", str(run_dir), str(run_dir/"tenant_finetune.ipynb"))
     _execute(nb, run, params, progress)
@@ -116,7 +116,8 @@ def run_tenant(tenant_id:str, # tenant to run
 # %% ../nbs/42_pipelines.ipynb #05234a37
 def _details(r:TenantRun) -> str:
     "The last column of a run's row: the failing cell and error, the items pending review, or the report."
-    if r.status == "failed": return f"cell {r.failing_cell}: {r.error}" if r.failing_cell is not None else (r.error or "")
+    if r.status == "failed":
+        return f"cell {r.failing_cell}: {r.error}" if r.failing_cell is not None else (r.error or "")
     if r.status == "awaiting_approval": return f"{r.result.get('pending_approval', 0)} items pending review"
     return r.report_path or ""
 
@@ -145,13 +146,15 @@ def run_tenants(tenants:list, # tenant ids
     for i, t in enumerate(tenants, 1):
         print(f"[{i}/{len(tenants)}] tenant {t}: running {pipeline_notebook(notebook).name}", flush=True)
         r = run_tenant(t, {**(parameters or {}), **((per_tenant or {}).get(t, {}))}, notebook, out_root)
-        print(f"[{i}/{len(tenants)}] tenant {t}: {r.status} in {r.wall_s:.0f}s" + (f" ({r.error})" if r.error else ""), flush=True)
+        why = f" ({r.error})" if r.error else ""
+        print(f"[{i}/{len(tenants)}] tenant {t}: {r.status} in {r.wall_s:.0f}s{why}", flush=True)
         runs.append(r)
     print("\n" + format_runs(runs))
     return runs
 
 # %% ../nbs/42_pipelines.ipynb #1943aae2
-def _parse_params(items:list) -> dict:
+def _parse_params(items:list|None) -> dict:
+    "`KEY=VALUE` items as a dict, each value read as JSON when it parses, else kept as text."
     out = {}
     for it in items or []:
         if "=" not in it: raise ValueError(f"--param {it!r}: expected KEY=VALUE")
@@ -160,29 +163,40 @@ def _parse_params(items:list) -> dict:
         except json.JSONDecodeError: out[k.strip()] = v
     return out
 
-# %% ../nbs/42_pipelines.ipynb #88785f6f
-def cli_run_args(p):
-    "Options of `cogniverse-ft run`."
-    p.add_argument("--tenants", required=True, help="comma-separated tenant ids")
-    for name, typ in (("model_type", str), ("agent_type", str), ("modality", str), ("base_model", str), ("backend", str),
-                      ("epochs", int), ("batch_size", int), ("learning_rate", float), ("test_set_size", int), ("url", str)):
-        p.add_argument("--" + name.replace("_", "-"), type=typ, default=None, help="pipeline parameter (default: the notebook's)")
-    p.add_argument("--config", default=None, help="data contract file (the notebook's config_path parameter)")
-    p.add_argument("--seed-demo", action="store_true", help="seed demo telemetry into tenants whose project is empty")
-    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any other notebook parameter (JSON value)")
-    p.add_argument("--notebook", default=None, help="pipeline notebook (default: nbs/pipelines/tenant_finetune.ipynb)")
-    p.add_argument("--out", default=None, help="where runs go (default: <home>/runs)")
-
 # %% ../nbs/42_pipelines.ipynb #df7f5f7e
-def cli_run(args) -> int:
-    "Run `cogniverse-ft run`; exit code 0 when no tenant failed, else 1."
-    tenants = [t.strip() for t in args.tenants.split(",") if t.strip()]
-    if not tenants: raise ValueError("--tenants: give at least one tenant id")
-    params = {k: getattr(args, k) for k in ("model_type", "agent_type", "modality", "base_model", "backend", "epochs", "batch_size",
-                                            "learning_rate", "test_set_size") if getattr(args, k) is not None}
-    if args.url: params["phoenix_url"] = args.url
-    if args.seed_demo: params["seed_demo"] = True
-    if args.config: params["config_path"] = str(Path(args.config).absolute())
-    params.update(_parse_params(args.param))
-    runs = run_tenants(tenants, params, notebook=args.notebook, out_root=args.out)
+_RUN_PARAMS = ("model_type", "agent_type", "modality", "base_model", "backend", "epochs", "batch_size", "learning_rate",
+               "test_set_size")  # `cogniverse-ft run` options that are notebook parameters of the same name
+
+def _pipeline_params(opts:dict) -> dict:
+    "The notebook parameters of `cogniverse-ft run`'s options (those not given keep the notebook's defaults)."
+    params = {k: opts[k] for k in _RUN_PARAMS if opts[k] is not None}
+    if opts["url"]: params["phoenix_url"] = opts["url"]
+    if opts["seed_demo"]: params["seed_demo"] = True
+    if opts["config"]: params["config_path"] = str(Path(opts["config"]).absolute())
+    return params | _parse_params(opts["param"])
+
+# %% ../nbs/42_pipelines.ipynb #d8e150b7
+def cli_run(*, tenants:str, # comma-separated tenant ids
+            model_type:str|None=None, # pipeline parameter: "llm" or "embedding" (default: the notebook's)
+            agent_type:str|None=None, # pipeline parameter: the task (default: the notebook's)
+            modality:str|None=None, # pipeline parameter: the embedding modality (default: the notebook's)
+            base_model:str|None=None, # pipeline parameter: the base model (default: the notebook's)
+            backend:str|None=None, # pipeline parameter: "local" or "remote" (default: the notebook's)
+            epochs:int|None=None, # pipeline parameter: training epochs (default: the notebook's)
+            batch_size:int|None=None, # pipeline parameter: batch size (default: the notebook's)
+            learning_rate:float|None=None, # pipeline parameter: peak learning rate (default: the notebook's)
+            test_set_size:int|None=None, # pipeline parameter: held-out examples (default: the notebook's)
+            url:str|None=None, # Phoenix URL (default: env, then the embedded server)
+            config:str|None=None, # data contract file (the notebook's config_path parameter)
+            seed_demo:bool=False, # seed demo telemetry into tenants whose project is empty
+            param:list[str]|None=None, # KEY=VALUE: any other notebook parameter (JSON value)
+            notebook:str|None=None, # pipeline notebook (default: nbs/pipelines/tenant_finetune.ipynb)
+            out:str|None=None, # where runs go (default: <home>/runs)
+           ) -> int:
+    "Run the papermill pipeline for one or more tenants; exit code 0 when no tenant failed, else 1."
+    from cogniverse_ft.cli import UsageError
+    opts = dict(locals())
+    ids = [t.strip() for t in tenants.split(",") if t.strip()]
+    if not ids: raise UsageError("--tenants: give at least one tenant id")
+    runs = run_tenants(ids, _pipeline_params(opts), notebook=notebook, out_root=out)
     return 1 if any(r.status == "failed" for r in runs) else 0
