@@ -120,6 +120,7 @@ def _col(df:pd.DataFrame, name:str) -> pd.Series:
 
 # %% ../nbs/12_extract.ipynb #c511069b
 def _is_str(s:pd.Series) -> pd.Series:
+    "Where `s` holds a string (fast for arrow string columns)."
     if pd.api.types.is_string_dtype(s.dtype) and s.dtype != object: return s.notna()
     return s.map(lambda v: isinstance(v, str)).astype(bool)
 
@@ -178,6 +179,7 @@ def _L(s) -> list:
 
 # %% ../nbs/12_extract.ipynb #6633d873
 def _timestamps(df:pd.DataFrame) -> pd.Series:
+    "The spans' start times as UTC timestamps."
     t = _col(df, "start_time")
     return pd.to_datetime(t, utc=True) if len(t) else t
 
@@ -197,6 +199,7 @@ def _first_valid(primary:pd.Series, df:pd.DataFrame, col:str, roles:tuple) -> pd
 
 # %% ../nbs/12_extract.ipynb #15ae03c0
 def _feedback(feedback) -> FeedbackSpec:
+    "`feedback` as a `FeedbackSpec` (an annotation name, or None for `approval`)."
     return feedback if isinstance(feedback, FeedbackSpec) else FeedbackSpec(name=feedback or APPROVAL_ANNOTATION)
 
 # %% ../nbs/12_extract.ipynb #e0eb5283
@@ -326,6 +329,7 @@ def judgements(annotations_df:pd.DataFrame, # annotations (`get_annotations` sha
 
 # %% ../nbs/12_extract.ipynb #3a8e437b
 def _tool_calls(calls) -> list[dict]:
+    "The `{name, arguments}` of each OpenInference tool call (flat or nested keys; JSON arguments parsed)."
     out = []
     for c in calls if isinstance(calls, (list, tuple, np.ndarray)) else []:
         if not isinstance(c, dict): continue
