@@ -6,13 +6,11 @@ Docs: https://cogniverse.github.io/cogniverse_ft/dpo.html.md"""
 
 # %% ../nbs/22_dpo.ipynb #d2f1dc58
 from __future__ import annotations
-from pathlib import Path
 from typing import Any
+from fastcore.basics import patch
 from .core import get_logger
 from .formatting import validate_dpo_dataset
-from .models import load_causal_lm
-from .training import (Finetuner, as_records, apply_lora, make_lora_config, add_fast_fused_forward,
-                                    train_device, EMPTY_DATASET_ERROR)
+from .training import Finetuner, as_records, apply_lora, make_lora_config, EMPTY_DATASET_ERROR
 
 # %% auto #0
 __all__ = ['log', 'drop_identical_pairs', 'DPOFinetuner']
@@ -32,50 +30,48 @@ def drop_identical_pairs(records:list[dict], # DPO records
 class DPOFinetuner(Finetuner):
     "Direct Preference Optimization with TRL's `DPOTrainer`; one model copy (reference = base with the adapter disabled)."
     method = "dpo"
+    trl_trainer = "DPO"  # trl.DPOConfig, trl.DPOTrainer
     groups_by_length = False  # preference records carry no single `input_ids` column to group by
 
     def __init__(self, beta:float=0.1, # DPO β: higher keeps the policy closer to the reference
                  **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, batch_size, learning_rate, use_lora, lora_r, lora_alpha, ...
                 ):
         super().__init__(**settings)
-        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta <= 0: raise ValueError(f"Invalid beta {beta!r}: must be a positive number")
-        self.beta, self.tokenizer, self.peft_config = float(beta), None, None
+        if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta <= 0:
+            raise ValueError(f"Invalid beta {beta!r}: must be a positive number")
+        self.beta, self.peft_config = float(beta), None
 
-    def check(self, data) -> list[dict]:
-        "Preference pairs without identical pairs, checked by `formatting.validate_dpo_dataset`."
-        recs = drop_identical_pairs(as_records(data))
-        if not recs: raise ValueError(EMPTY_DATASET_ERROR)
-        validate_dpo_dataset(recs)
-        return recs
+# %% ../nbs/22_dpo.ipynb #0bd54631
+@patch
+def check(self:DPOFinetuner, data) -> list[dict]:
+    "Preference pairs without identical pairs, checked by `formatting.validate_dpo_dataset`."
+    recs = drop_identical_pairs(as_records(data))
+    if not recs: raise ValueError(EMPTY_DATASET_ERROR)
+    validate_dpo_dataset(recs)
+    return recs
 
-    def load(self) -> tuple[Any, dict]:
-        "The base model and tokenizer; the LoRA config TRL applies, once checked to fit the model."
-        s = self.settings
-        model, self.tokenizer = self.load_base()  # the run's dtype (bf16 on GPUs), 4 bits for QLoRA, this process's device
-        self.peft_config = None
-        if not s.use_lora: return model, {"use_lora": False}
-        cfg = make_lora_config(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules)
-        pm, info = apply_lora(model, cfg)
-        if info["use_lora"]: model, self.peft_config = pm.unload(), cfg
-        return model, info
+# %% ../nbs/22_dpo.ipynb #0f1b5254
+@patch
+def load(self:DPOFinetuner) -> tuple[Any, dict]:
+    "The base model and tokenizer; the LoRA config TRL applies, once checked to fit the model."
+    s = self.settings
+    model, self.tokenizer = self.load_base()  # the run's dtype (bf16 on GPUs), 4 bits for QLoRA, this process's device
+    self.peft_config = None
+    if not s.use_lora: return model, {"use_lora": False}
+    cfg = make_lora_config(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules)
+    pm, info = apply_lora(model, cfg)
+    if info["use_lora"]: model, self.peft_config = pm.unload(), cfg
+    return model, info
 
-    def prepare(self, records:list[dict], name:str):
-        "A `datasets.Dataset` of the pairs (TRL tokenizes them)."
-        from datasets import Dataset
-        return Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records])
+# %% ../nbs/22_dpo.ipynb #e06f19c3
+@patch
+def prepare(self:DPOFinetuner, records:list[dict], name:str):
+    "A `datasets.Dataset` of the pairs (TRL tokenizes them)."
+    from datasets import Dataset
+    return Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in records])
 
-    def make_trainer(self, model, args:dict, train_ds, eval_ds):
-        "TRL's `DPOTrainer` with no reference copy, and the faster fused forward."
-        from trl import DPOConfig, DPOTrainer
-        from accelerate.utils import is_peft_model
-        cfg = DPOConfig(**args, beta=self.beta, max_length=self.settings.max_length, precompute_ref_log_probs=self.peft_config is None)
-        trainer = DPOTrainer(model=model, ref_model=None, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=self.tokenizer, peft_config=self.peft_config)
-        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model,
-                               share_prefix=self.settings.share_prefix)
-        return trainer
-
-    def save(self, trainer, folder:Path):
-        "Adapter (or full model) and tokenizer."
-        trainer.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+@patch
+def trainer_options(self:DPOFinetuner, train_ds) -> tuple[dict, dict]:
+    "β and the length cut; no reference copy (the adapter disabled, or log-probabilities precomputed without LoRA)."
+    return ({"beta": self.beta, "max_length": self.settings.max_length, "precompute_ref_log_probs": self.peft_config is None},
+            {"ref_model": None, "peft_config": self.peft_config})

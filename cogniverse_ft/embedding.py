@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from fastcore.basics import patch
 from .core import get_logger, DEFAULT_EMBEDDING_MODEL
 from .formatting import validate_embedding_dataset
 from .models import load_embedding_model
@@ -23,15 +24,21 @@ log = get_logger(__name__)
 # %% ../nbs/23_embedding.ipynb #2eddbe9e
 EMBEDDING_LOSSES = ("triplet", "mnrl")
 
+def _check_loss(loss:str) -> str:
+    "`loss` when it is one of `EMBEDDING_LOSSES`, else a `ValueError` listing them."
+    if loss not in EMBEDDING_LOSSES: raise ValueError(f"Unknown embedding loss {loss!r}; allowed: {', '.join(map(repr, EMBEDDING_LOSSES))}")
+    return loss
+
+# %% ../nbs/23_embedding.ipynb #4feb9a3e
 def make_loss(model, # the SentenceTransformer being trained
-              loss:str="triplet", # "triplet" (the spec's) or "mnrl" (multiple negatives ranking)
+              loss:str="triplet", # "triplet" (the default) or "mnrl" (multiple negatives ranking)
               triplet_margin:float=0.3, # margin of the triplet loss (cosine distance)
              ):
     "The sentence-transformers loss for `loss`."
     from sentence_transformers.sentence_transformer import losses
-    if loss == "triplet": return losses.TripletLoss(model, distance_metric=losses.TripletDistanceMetric.COSINE, triplet_margin=triplet_margin)
-    if loss == "mnrl": return losses.MultipleNegativesRankingLoss(model)
-    raise ValueError(f"Unknown embedding loss {loss!r}; allowed: {', '.join(map(repr, EMBEDDING_LOSSES))}")
+    if _check_loss(loss) == "triplet":
+        return losses.TripletLoss(model, distance_metric=losses.TripletDistanceMetric.COSINE, triplet_margin=triplet_margin)
+    return losses.MultipleNegativesRankingLoss(model)
 
 # %% ../nbs/23_embedding.ipynb #46e4b4af
 def load_embedding_adapter(path:str|Path, # a run folder from `EmbeddingFinetuner` (adapter, or full model after a fallback)
@@ -56,51 +63,61 @@ class EmbeddingFinetuner(Finetuner):
     default_model = DEFAULT_EMBEDDING_MODEL
     groups_by_length = False  # sentence-transformers picks its own batch sampler
 
-    def __init__(self, loss:str="triplet", # "triplet" (the spec's TripletLoss) or "mnrl" (MultipleNegativesRankingLoss)
+    def __init__(self, loss:str="triplet", # "triplet" (TripletLoss) or "mnrl" (MultipleNegativesRankingLoss)
                  triplet_margin:float=0.3, # margin of the triplet loss (cosine distance)
                  **settings, # `TrainSettings` fields: base_model, output_dir, modality, epochs, batch_size, learning_rate, use_lora, lora_r, lora_alpha, ...
                 ):
         settings.setdefault("learning_rate", 2e-5 if settings.get("use_lora") is False else 2e-4)
         settings.setdefault("batch_size", 16)
         super().__init__(**settings)
-        if loss not in EMBEDDING_LOSSES: raise ValueError(f"Unknown embedding loss {loss!r}; allowed: {', '.join(map(repr, EMBEDDING_LOSSES))}")
-        self.loss, self.triplet_margin, self.model, self.peft = loss, triplet_margin, None, None
+        self.loss, self.triplet_margin, self.model, self.peft = _check_loss(loss), triplet_margin, None, None
 
-    def check(self, data) -> list[dict]:
-        "Triplets checked by `formatting.validate_embedding_dataset`."
-        recs = as_records(data)
-        validate_embedding_dataset(recs)
-        return recs
+# %% ../nbs/23_embedding.ipynb #5076d7fb
+@patch
+def check(self:EmbeddingFinetuner, data) -> list[dict]:
+    "Triplets checked by `formatting.validate_embedding_dataset`."
+    recs = as_records(data)
+    validate_embedding_dataset(recs)
+    return recs
 
-    def load(self) -> tuple[Any, dict]:
-        "The SentenceTransformer, with LoRA on its transformers model (or the fallback)."
-        s = self.settings
-        self.model, self.peft = load_embedding_model(self.base_model, device=train_device()), None
-        self.model.max_seq_length = min(self.model.max_seq_length or s.max_length, s.max_length)
-        if not s.use_lora: return self.model, {"use_lora": False}
-        inner = self.model.transformers_model
-        pm, info = apply_lora(inner, make_lora_config(inner, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules, task_type=None))
-        if info["use_lora"]:
-            self.peft = pm
-            pm.peft_config["default"].base_model_name_or_path = self.base_model
-        return self.model, info
+@patch
+def prepare(self:EmbeddingFinetuner, records:list[dict], name:str):
+    "A `datasets.Dataset` with the columns anchor, positive, negative (in that order)."
+    from datasets import Dataset
+    return Dataset.from_dict({k: [r[k] for r in records] for k in ("anchor", "positive", "negative")})
 
-    def prepare(self, records:list[dict], name:str):
-        "A `datasets.Dataset` with the columns anchor, positive, negative (in that order)."
-        from datasets import Dataset
-        return Dataset.from_dict({k: [r[k] for r in records] for k in ("anchor", "positive", "negative")})
+# %% ../nbs/23_embedding.ipynb #9f3b2e90
+@patch
+def load(self:EmbeddingFinetuner) -> tuple[Any, dict]:
+    "The SentenceTransformer, with LoRA on its transformers model (or the fallback)."
+    s = self.settings
+    self.model, self.peft = load_embedding_model(self.base_model, device=train_device()), None
+    self.model.max_seq_length = min(self.model.max_seq_length or s.max_length, s.max_length)
+    if not s.use_lora: return self.model, {"use_lora": False}
+    inner = self.model.transformers_model
+    pm, info = apply_lora(inner, make_lora_config(inner, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules, task_type=None))
+    if info["use_lora"]:
+        self.peft = pm
+        pm.peft_config["default"].base_model_name_or_path = self.base_model
+    return self.model, info
 
-    def make_trainer(self, model, args:dict, train_ds, eval_ds):
-        "sentence-transformers' trainer with the chosen loss."
-        from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-        from sentence_transformers.base.sampler import BatchSamplers
-        args = dict(args, batch_sampler=BatchSamplers.NO_DUPLICATES if self.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER)
-        args.pop("train_sampling_strategy", None)
-        return SentenceTransformerTrainer(model=model, args=SentenceTransformerTrainingArguments(**args), train_dataset=train_ds,
-                                          eval_dataset=eval_ds, loss=make_loss(model, self.loss, self.triplet_margin))
+# %% ../nbs/23_embedding.ipynb #e8827441
+@patch
+def make_trainer(self:EmbeddingFinetuner, model, args:dict, train_ds, eval_ds):
+    "sentence-transformers' trainer with the chosen loss."
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    args = dict(args, batch_sampler=BatchSamplers.NO_DUPLICATES if self.loss == "mnrl" else BatchSamplers.BATCH_SAMPLER)
+    args.pop("train_sampling_strategy", None)
+    return SentenceTransformerTrainer(model=model, args=SentenceTransformerTrainingArguments(**args), train_dataset=train_ds,
+                                      eval_dataset=eval_ds, loss=make_loss(model, self.loss, self.triplet_margin))
 
-    def save(self, trainer, folder:Path):
-        "Adapter and tokenizer (or the whole SentenceTransformer after a fallback)."
-        if self.peft is None: self.model.save(str(folder)); return
-        self.peft.save_pretrained(folder)
-        self.model.tokenizer.save_pretrained(folder)
+# %% ../nbs/23_embedding.ipynb #41ad0a40
+@patch
+def save(self:EmbeddingFinetuner, trainer, folder:Path):
+    "Adapter and tokenizer (or the whole SentenceTransformer after a fallback)."
+    if self.peft is None:
+        self.model.save(str(folder))
+        return
+    self.peft.save_pretrained(folder)
+    self.model.tokenizer.save_pretrained(folder)

@@ -6,15 +6,13 @@ Docs: https://cogniverse.github.io/cogniverse_ft/kto.html.md"""
 
 # %% ../nbs/22a_kto.ipynb #082210d4
 from __future__ import annotations
-import json, random
+import random
 from pathlib import Path
-from typing import Any
+from fastcore.basics import patch
 from .core import get_logger, atomic_write_json
 from .formatting import build_messages, assistant
-from .models import load_causal_lm
 from .dpo import DPOFinetuner
-from .training import (Finetuner, as_records, apply_lora, make_lora_config, add_fast_fused_forward,
-                                    train_device, EMPTY_DATASET_ERROR)
+from .training import Finetuner, as_records, EMPTY_DATASET_ERROR
 
 # %% auto #0
 __all__ = ['log', 'KTO_FIELDS', 'KTO_WEIGHT_RATIO', 'kto_records', 'validate_kto_dataset', 'kto_weights', 'KTOFinetuner']
@@ -24,6 +22,7 @@ log = get_logger(__name__)
 
 # %% ../nbs/22a_kto.ipynb #61a234b1
 def _field(x, k:str):
+    "Field `k` of a dict or an object."
     return x.get(k) if isinstance(x, dict) else getattr(x, k, None)
 
 def kto_records(examples, # a KTODataset, KTOExamples, or dicts (instruction, input, output, label[, conversation])
@@ -43,6 +42,7 @@ def kto_records(examples, # a KTODataset, KTOExamples, or dicts (instruction, in
 KTO_FIELDS = ["prompt", "completion", "label"]
 
 def _check_side(v, i:int, f:str, roles:tuple):
+    "Refuse a prompt or completion `v` (field `f` of record `i`) that is empty or has messages of other `roles`."
     if isinstance(v, str):
         if not v.strip(): raise ValueError(f"Invalid KTO dataset at index {i}: field {f!r} is empty")
         return
@@ -86,9 +86,19 @@ def kto_weights(n_desirable:int, # desirable (approved) training examples
     return round(ratio * n / ((1 + ratio) * n_desirable), 4), round(und, 4)
 
 # %% ../nbs/22a_kto.ipynb #c60aee72
+def _check_kto_options(beta, desirable_weight, undesirable_weight, batch_size:int):
+    "Refuse a β or weight that is not a positive number, and batches of one."
+    for k, v in (("beta", beta), ("desirable_weight", desirable_weight), ("undesirable_weight", undesirable_weight)):
+        if (v is not None or k == "beta") and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
+            raise ValueError(f"Invalid {k} {v!r}: must be a positive number")
+    if batch_size < 2:
+        raise ValueError(f"Invalid batch_size {batch_size}: KTO needs at least 2 (its KL estimate pairs examples within a batch)")
+
+# %% ../nbs/22a_kto.ipynb #73596074
 class KTOFinetuner(Finetuner):
     "Kahneman-Tversky Optimization with TRL's `KTOTrainer` on unpaired approved/rejected outputs; reference = base with the adapter disabled."
     method = "kto"
+    trl_trainer = "KTO"  # trl.KTOConfig, trl.KTOTrainer
     groups_by_length = False  # KTO needs a fixed batch order (its KL estimate pairs the completions of a batch)
 
     def __init__(self, beta:float=0.1, # KTO β: higher keeps the policy closer to the reference
@@ -97,50 +107,48 @@ class KTOFinetuner(Finetuner):
                  **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, batch_size, learning_rate, use_lora, ...
                 ):
         super().__init__(**settings)
-        for k, v in (("beta", beta), ("desirable_weight", desirable_weight), ("undesirable_weight", undesirable_weight)):
-            if (v is not None or k == "beta") and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
-                raise ValueError(f"Invalid {k} {v!r}: must be a positive number")
-        if self.settings.batch_size < 2: raise ValueError(f"Invalid batch_size {self.settings.batch_size}: KTO needs at least 2 (its KL estimate pairs examples within a batch)")
+        _check_kto_options(beta, desirable_weight, undesirable_weight, self.settings.batch_size)
         self.beta, self.weights = float(beta), (desirable_weight, undesirable_weight)
-        self.tokenizer, self.peft_config, self.kto_settings = None, None, {}
+        self.peft_config, self.kto_settings = None, {}
 
-    def check(self, data) -> list[dict]:
-        "KTO records, checked by `validate_kto_dataset`."
-        recs = as_records(data)
-        counts = validate_kto_dataset(recs)
-        if not counts["desirable"] or not counts["undesirable"]:
-            log.warning(f"KTO data has {counts['desirable']} desirable and {counts['undesirable']} undesirable examples: only one side to learn from")
-        return recs
+# %% ../nbs/22a_kto.ipynb #82996bfc
+@patch
+def check(self:KTOFinetuner, data) -> list[dict]:
+    "KTO records, checked by `validate_kto_dataset`."
+    recs = as_records(data)
+    counts = validate_kto_dataset(recs)
+    if not counts["desirable"] or not counts["undesirable"]:
+        log.warning(f"KTO data has {counts['desirable']} desirable and {counts['undesirable']} undesirable examples: only one side to learn from")
+    return recs
 
-    load = DPOFinetuner.load  # the same as DPO's: the base model, and the LoRA config TRL applies (reference = adapter off)
+KTOFinetuner.load = DPOFinetuner.load  # the base model, and the LoRA config TRL applies (reference = adapter off)
 
-    def prepare(self, records:list[dict], name:str):
-        "A `datasets.Dataset` of the records (TRL tokenizes them); training records shuffled once with the run's seed."
-        from datasets import Dataset
-        rows = [{k: r[k] for k in KTO_FIELDS} for r in records]
-        if name == "train": random.Random(self.settings.seed).shuffle(rows)
-        return Dataset.from_list(rows)
+# %% ../nbs/22a_kto.ipynb #b5e61c9b
+@patch
+def prepare(self:KTOFinetuner, records:list[dict], name:str):
+    "A `datasets.Dataset` of the records (TRL tokenizes them); training records shuffled once with the run's seed."
+    from datasets import Dataset
+    rows = [{k: r[k] for k in KTO_FIELDS} for r in records]
+    if name == "train": random.Random(self.settings.seed).shuffle(rows)
+    return Dataset.from_list(rows)
 
-    def make_trainer(self, model, args:dict, train_ds, eval_ds):
-        "TRL's `KTOTrainer` with no reference copy, balanced weights, a fixed batch order and the faster fused forward."
-        from trl import KTOConfig, KTOTrainer
-        from accelerate.utils import is_peft_model
-        n_des = sum(train_ds["label"]); n_und = len(train_ds) - n_des
-        if not n_des or not n_und: log.warning(f"The KTO training split has {n_des} desirable and {n_und} undesirable examples")
-        auto = kto_weights(n_des, n_und)
-        dw, uw = (w if w is not None else a for w, a in zip(self.weights, auto))
-        self.kto_settings = {"beta": self.beta, "desirable_weight": dw, "undesirable_weight": uw, "loss_type": "kto",
-                             "train_desirable": n_des, "train_undesirable": n_und}
-        cfg = KTOConfig(**{**args, "train_sampling_strategy": "sequential"}, beta=self.beta, desirable_weight=dw, undesirable_weight=uw,
-                        max_length=self.settings.max_length, precompute_ref_log_probs=self.peft_config is None)
-        trainer = KTOTrainer(model=model, ref_model=None, args=cfg, train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=self.tokenizer, peft_config=self.peft_config)
-        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model,
-                               share_prefix=self.settings.share_prefix)
-        return trainer
+# %% ../nbs/22a_kto.ipynb #a1be3e54
+@patch
+def trainer_options(self:KTOFinetuner, train_ds) -> tuple[dict, dict]:
+    "β, balanced weights, a fixed batch order and the length cut; no reference copy."
+    n_des = sum(train_ds["label"])
+    n_und = len(train_ds) - n_des
+    if not n_des or not n_und: log.warning(f"The KTO training split has {n_des} desirable and {n_und} undesirable examples")
+    dw, uw = (w if w is not None else a for w, a in zip(self.weights, kto_weights(n_des, n_und)))
+    self.kto_settings = {"beta": self.beta, "desirable_weight": dw, "undesirable_weight": uw, "loss_type": "kto",
+                         "train_desirable": n_des, "train_undesirable": n_und}
+    return ({"train_sampling_strategy": "sequential", "beta": self.beta, "desirable_weight": dw, "undesirable_weight": uw,
+             "max_length": self.settings.max_length, "precompute_ref_log_probs": self.peft_config is None},
+            {"ref_model": None, "peft_config": self.peft_config})
 
-    def save(self, trainer, folder:Path):
-        "Adapter (or full model), tokenizer, and `kto_settings.json` (β, weights, label counts)."
-        trainer.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
-        atomic_write_json(Path(folder)/"kto_settings.json", self.kto_settings)
+# %% ../nbs/22a_kto.ipynb #f7242b57
+@patch
+def save(self:KTOFinetuner, trainer, folder:Path):
+    "Adapter (or full model), tokenizer, and `kto_settings.json` (β, weights, label counts)."
+    Finetuner.save(self, trainer, folder)
+    atomic_write_json(Path(folder)/"kto_settings.json", self.kto_settings)

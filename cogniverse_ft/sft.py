@@ -7,12 +7,10 @@ Docs: https://cogniverse.github.io/cogniverse_ft/sft.html.md"""
 # %% ../nbs/21_sft.ipynb #a2df975b
 from __future__ import annotations
 from pathlib import Path
-from typing import Any
+from fastcore.basics import patch
 from .core import get_logger
 from .formatting import validate_sft_dataset
-from .models import load_causal_lm
-from .training import (Finetuner, as_records, apply_lora, make_lora_config, add_fast_fused_forward,
-                                    train_device, EMPTY_DATASET_ERROR)
+from .training import Finetuner, as_records, EMPTY_DATASET_ERROR
 
 # %% auto #0
 __all__ = ['log', 'RESPONSE_TEMPLATE', 'end_of_turn_id', 'tokenize_sft_record', 'tokenize_sft', 'SFTFinetuner']
@@ -32,21 +30,51 @@ def end_of_turn_id(tokenizer, # a tokenizer with a chat template
     ids = [i for i in tokenizer(tail, add_special_tokens=False).input_ids if i in special]
     return ids[0] if ids else tokenizer.eos_token_id
 
+# %% ../nbs/21_sft.ipynb #ef08d53a
 def _render(tok, msgs, gen:bool) -> list[int]:
     "Token ids of chat messages as the template renders them (the evaluator's tokenization)."
     return tok(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen), add_special_tokens=False).input_ids
 
+# %% ../nbs/21_sft.ipynb #0852f082
 def _prefix_len(a:list, b:list) -> int:
+    "How many leading tokens `a` and `b` share."
     n = 0
     while n < min(len(a), len(b)) and a[n] == b[n]: n += 1
     return n
 
+# %% ../nbs/21_sft.ipynb #55345137
 def _answer(ids:list, start:int, end_id:int) -> list:
     "The answer tokens `ids[start:]`, cut right after its last end-of-turn token, or with one appended."
     ans = list(ids[start:])
     if end_id in ans: return ans[:len(ans) - ans[::-1].index(end_id)]
     return ans + [end_id]
 
+# %% ../nbs/21_sft.ipynb #7e5e1daf
+def _messages_labels(tok, msgs:list, i:int) -> tuple[list, list]:
+    "`(input_ids, labels)` of a multi-turn conversation: every assistant turn labelled up to its end-of-turn token."
+    eot, full = end_of_turn_id(tok), _render(tok, msgs, False)
+    labels = [-100] * len(full)
+    for j, m in enumerate(msgs):
+        if m["role"] != "assistant": continue
+        pre, upto = _render(tok, msgs[:j], True), _render(tok, msgs[:j + 1], False)
+        if upto[:len(pre)] != pre or full[:len(upto)] != upto:
+            raise ValueError(f"Invalid SFT dataset at index {i}: the chat template renders turn {j} differently once later "
+                             "turns follow, so the assistant turns cannot be masked; train on single turns instead")
+        ans = _answer(upto, len(pre), eot)
+        labels[len(pre):len(pre) + len(ans)] = full[len(pre):len(pre) + len(ans)]
+    last = max(k for k, l in enumerate(labels) if l != -100)
+    return full[:last + 1], labels[:last + 1]
+
+# %% ../nbs/21_sft.ipynb #cb4a0f1d
+def _prompt_and_completion(rec:dict, fmt:str, response_template:str, i:int) -> tuple:
+    "The `(prompt, completion)` of a prompt-completion or Alpaca record."
+    if fmt != "alpaca": return rec["prompt"], rec["completion"]
+    text = rec["text"]
+    k = text.find(response_template)
+    if k < 0: raise ValueError(f"Invalid SFT dataset at index {i}: 'text' has no {response_template!r} section to learn from")
+    return text[:k + len(response_template)], text[k + len(response_template):]
+
+# %% ../nbs/21_sft.ipynb #5ce2f60f
 def tokenize_sft_record(tokenizer, # the model's tokenizer (with a chat template for chat records)
                         rec:dict, # one SFT record
                         fmt:str, # "prompt_completion", "messages" or "alpaca"
@@ -55,25 +83,8 @@ def tokenize_sft_record(tokenizer, # the model's tokenizer (with a chat template
                        ) -> tuple[list, list]:
     "`(input_ids, labels)` of one record: labels are -100 except on the answer tokens."
     tok = tokenizer
-    if fmt == "messages":
-        msgs, eot = rec["messages"], end_of_turn_id(tok)
-        full, labels = _render(tok, msgs, False), None
-        labels = [-100] * len(full)
-        for j, m in enumerate(msgs):
-            if m["role"] != "assistant": continue
-            pre, upto = _render(tok, msgs[:j], True), _render(tok, msgs[:j + 1], False)
-            if upto[:len(pre)] != pre or full[:len(upto)] != upto:
-                raise ValueError(f"Invalid SFT dataset at index {i}: the chat template renders turn {j} differently once later "
-                                 "turns follow, so the assistant turns cannot be masked; train on single turns instead")
-            ans = _answer(upto, len(pre), eot)
-            labels[len(pre):len(pre) + len(ans)] = full[len(pre):len(pre) + len(ans)]
-        last = max(k for k, l in enumerate(labels) if l != -100)
-        return full[:last + 1], labels[:last + 1]
-    if fmt == "alpaca":
-        text = rec["text"]; k = text.find(response_template)
-        if k < 0: raise ValueError(f"Invalid SFT dataset at index {i}: 'text' has no {response_template!r} section to learn from")
-        prompt, completion = text[:k + len(response_template)], text[k + len(response_template):]
-    else: prompt, completion = rec["prompt"], rec["completion"]
+    if fmt == "messages": return _messages_labels(tok, rec["messages"], i)
+    prompt, completion = _prompt_and_completion(rec, fmt, response_template, i)
     if isinstance(prompt, list):
         p, full, end = _render(tok, prompt, True), _render(tok, prompt + completion, False), end_of_turn_id(tok)
     else:
@@ -84,6 +95,16 @@ def tokenize_sft_record(tokenizer, # the model's tokenizer (with a chat template
     ans = _answer(full, n, end)
     return full[:n] + ans, [-100] * n + ans
 
+# %% ../nbs/21_sft.ipynb #9884de63
+def _report_cuts(n:int, cut:list, dropped:list, max_length:int):
+    "Warn about the examples that were cut or dropped at `max_length`."
+    if cut:
+        log.warning(f"{len(cut)} of {n} SFT examples are longer than max_length={max_length} tokens and were cut "
+                    f"(longest {max(k for _, k in cut)} tokens, first at index {cut[0][0]}); raise max_length to keep them whole")
+    if dropped:
+        log.warning(f"Dropped {len(dropped)} SFT examples whose answer starts after max_length={max_length} tokens (first: index {dropped[0]})")
+
+# %% ../nbs/21_sft.ipynb #6e039e6a
 def tokenize_sft(tokenizer, # the model's tokenizer
                  records:list[dict], # SFT records of one format
                  fmt:str, # "prompt_completion", "messages" or "alpaca"
@@ -96,59 +117,46 @@ def tokenize_sft(tokenizer, # the model's tokenizer
         a, b = tokenize_sft_record(tokenizer, r, fmt, response_template, i)
         if len(a) > max_length: cut.append((i, len(a)))
         a, b = a[:max_length], b[:max_length]
-        if all(x == -100 for x in b): dropped.append(i); continue
-        ids.append(a); labels.append(b)
-    if cut:
-        log.warning(f"{len(cut)} of {len(records)} SFT examples are longer than max_length={max_length} tokens and were cut "
-                    f"(longest {max(n for _, n in cut)} tokens, first at index {cut[0][0]}); raise max_length to keep them whole")
-    if dropped:
-        log.warning(f"Dropped {len(dropped)} SFT examples whose answer starts after max_length={max_length} tokens (first: index {dropped[0]})")
+        if all(x == -100 for x in b):
+            dropped.append(i)
+            continue
+        ids.append(a)
+        labels.append(b)
+    _report_cuts(len(records), cut, dropped, max_length)
     if not ids: raise ValueError(EMPTY_DATASET_ERROR)
     return {"input_ids": ids, "labels": labels}
 
-# %% ../nbs/21_sft.ipynb #9884de63
+# %% ../nbs/21_sft.ipynb #72e704bc
 class SFTFinetuner(Finetuner):
     "Supervised fine-tuning with TRL's `SFTTrainer`; loss on the completion (or the assistant turns) only."
     method = "sft"
+    trl_trainer = "SFT"  # trl.SFTConfig, trl.SFTTrainer
 
     def __init__(self, response_template:str=RESPONSE_TEMPLATE, # where the answer starts in Alpaca `text` records
                  **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, batch_size, learning_rate, use_lora, lora_r, lora_alpha, ...
                 ):
         super().__init__(**settings)
-        self.response_template, self.tokenizer, self.format = response_template, None, None
+        self.response_template, self.format = response_template, None
 
-    def check(self, data) -> list[dict]:
-        "SFT records checked by `formatting.validate_sft_dataset` (one format per run)."
-        recs = as_records(data)
-        fmt = validate_sft_dataset(recs)
-        if self.format is not None and fmt != self.format:
-            raise ValueError(f"Invalid SFT validation data: {fmt} records, but the training records are {self.format}")
-        self.format = fmt
-        return recs
+# %% ../nbs/21_sft.ipynb #e6fbc2d5
+@patch
+def check(self:SFTFinetuner, data) -> list[dict]:
+    "SFT records checked by `formatting.validate_sft_dataset` (one format per run)."
+    recs = as_records(data)
+    fmt = validate_sft_dataset(recs)
+    if self.format is not None and fmt != self.format:
+        raise ValueError(f"Invalid SFT validation data: {fmt} records, but the training records are {self.format}")
+    self.format = fmt
+    return recs
 
-    def load(self) -> tuple[Any, dict]:
-        "The base model and tokenizer, with LoRA applied (or the fallback)."
-        s = self.settings
-        model, self.tokenizer = self.load_base()  # the run's dtype (bf16 on GPUs), 4 bits for QLoRA, this process's device
-        if not s.use_lora: return model, {"use_lora": False}
-        return apply_lora(model, make_lora_config(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules))
+# %% ../nbs/21_sft.ipynb #edb96978
+@patch
+def prepare(self:SFTFinetuner, records:list[dict], name:str):
+    "A tokenized `datasets.Dataset` (`input_ids`, `labels`) of `records`."
+    from datasets import Dataset
+    return Dataset.from_dict(tokenize_sft(self.tokenizer, records, self.format, self.settings.max_length, self.response_template))
 
-    def prepare(self, records:list[dict], name:str):
-        "A tokenized `datasets.Dataset` (`input_ids`, `labels`) of `records`."
-        from datasets import Dataset
-        return Dataset.from_dict(tokenize_sft(self.tokenizer, records, self.format, self.settings.max_length, self.response_template))
-
-    def make_trainer(self, model, args:dict, train_ds, eval_ds):
-        "TRL's `SFTTrainer` on the pre-tokenized data, with the faster fused forward."
-        from trl import SFTConfig, SFTTrainer
-        from accelerate.utils import is_peft_model
-        trainer = SFTTrainer(model=model, args=SFTConfig(**args, max_length=None), train_dataset=train_ds, eval_dataset=eval_ds,
-                             processing_class=self.tokenizer)
-        add_fast_fused_forward(trainer.model.get_base_model() if is_peft_model(trainer.model) else trainer.model,
-                               share_prefix=self.settings.share_prefix)
-        return trainer
-
-    def save(self, trainer, folder:Path):
-        "Adapter (`adapter_config.json`, `adapter_model.safetensors`) or full model, and the tokenizer."
-        trainer.model.save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
+@patch
+def trainer_options(self:SFTFinetuner, train_ds) -> tuple[dict, dict]:
+    "No second cut of the pre-tokenized data (`max_length=None`)."
+    return {"max_length": None}, {}

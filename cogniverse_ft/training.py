@@ -1,4 +1,4 @@
-"""Shared training pieces: the validation split, LoRA per architecture with the graceful fallback, a faster fused forward, CPU threads, atomic run folders, progress and loss history, checkpoints and resume, early stopping, the recipe's settings, metrics, `TrainingResult` and `Finetuner`.
+"""The base of every trainer: the validation split, LoRA per architecture with the graceful fallback, CPU threads, atomic run folders, resume, the recipe's settings, metrics, `TrainingResult` and `Finetuner`.
 
 Docs: https://cogniverse.github.io/cogniverse_ft/training.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://cogniverse.github.io/cogniverse_ft/training.html.md"""
 
 # %% ../nbs/20_training.ipynb #ad1a164a
 from __future__ import annotations
-import os, sys, json, time, math, shutil, tempfile, contextlib, hashlib, importlib.metadata, importlib.util, platform, types, functools, inspect
+import os, sys, json, time, math, shutil, tempfile, contextlib, hashlib, importlib.metadata, importlib.util, platform, types
 from fastcore.basics import patch
 from dataclasses import dataclass, field, asdict, fields
 from datetime import datetime, timezone
@@ -14,18 +14,21 @@ from pathlib import Path
 from typing import Any, Optional
 from transformers import TrainerCallback
 from .core import (OrchestrationConfig, home_subdir, atomic_dir, atomic_write_json, get_logger, DEFAULT_BASE_MODEL,
-                                clean_stale_temp, owner_tag, is_stale_owner, Progress, number_text, duration_text)
+                                clean_stale_temp, owner_tag, is_stale_owner)
 from .models import PRECISIONS, QUANTIZATIONS, PRECISION_DTYPES, resolve_precision, check_quantization
 
 # %% auto #0
-__all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'CHECKPOINTS', 'COMPLETE', 'RESUME_FREE',
-           'SAMPLINGS', 'SCHEDULERS', 'REPORTERS', 'SETTING_CHOICES', 'METRIC_NAMES', 'as_records', 'train_val_split',
-           'lora_target_modules', 'make_lora_config', 'lora_info', 'apply_lora', 'cpu_threads', 'shared_prefix_len',
-           'add_fast_fused_forward', 'utc_stamp', 'run_name', 'claim_run_dir', 'run_dir', 'LossHistoryCallback',
-           'complete_checkpoints', 'CheckpointCallback', 'drop_checkpoints', 'run_fingerprint', 'fingerprint_diff',
-           'interrupted_runs', 'resume_point', 'TrainSettings', 'check_reporter', 'TrainingResult', 'library_versions',
-           'training_metrics', 'dist_info', 'train_device', 'training_numerics', 'weights_dtype', 'prepare_quantized',
-           'Finetuner', 'kept_global_rng']
+__all__ = ['log', 'EMPTY_DATASET_ERROR', 'LORA_TARGET_MODULES', 'LORA_FALLBACK_WARNING', 'RESUME_FREE', 'SAMPLINGS', 'SCHEDULERS',
+           'REPORTERS', 'SETTING_CHOICES', 'METRIC_NAMES', 'as_records', 'train_val_split', 'lora_target_modules',
+           'make_lora_config', 'lora_info', 'apply_lora', 'cpu_threads', 'run_name', 'claim_run_dir', 'run_dir',
+           'run_fingerprint', 'fingerprint_diff', 'interrupted_runs', 'resume_point', 'TrainSettings', 'check_reporter',
+           'TrainingResult', 'library_versions', 'training_metrics', 'dist_info', 'train_device', 'training_numerics',
+           'weights_dtype', 'prepare_quantized', 'Finetuner', 'kept_global_rng']
+
+# %% ../nbs/20_training.ipynb #f36268a8
+from .callbacks import (utc_stamp, LossHistoryCallback, CheckpointCallback, CHECKPOINTS, COMPLETE,
+                                     complete_checkpoints, drop_checkpoints, loss_table)
+from .fused import shared_prefix_len, add_fast_fused_forward, fast_fused_forward
 
 # %% ../nbs/20_training.ipynb #6325bd19
 log = get_logger(__name__)
@@ -35,7 +38,7 @@ EMPTY_DATASET_ERROR = "Cannot train with empty dataset. No training examples ava
 
 def as_records(data, # a list of dicts, a `datasets.Dataset`, or any iterable of dicts
               ) -> list[dict]:
-    "The examples as a list of plain dicts; `ValueError` with the spec's message when there are none."
+    "The examples as a list of plain dicts; `ValueError(EMPTY_DATASET_ERROR)` when there are none."
     if data is None: raise ValueError(EMPTY_DATASET_ERROR)
     if hasattr(data, "to_list"): data = data.to_list()
     if isinstance(data, (str, bytes, dict)): raise ValueError(f"Invalid dataset: expected a list of dicts, got {type(data).__name__}")
@@ -45,6 +48,7 @@ def as_records(data, # a list of dicts, a `datasets.Dataset`, or any iterable of
         if not isinstance(r, dict): raise ValueError(f"Invalid dataset at index {i}: expected a dict, got {type(r).__name__}")
     return recs
 
+# %% ../nbs/20_training.ipynb #68cb2db4
 def train_val_split(records:list, # examples in time order
                     threshold:int=100, # split only when there are more examples than this
                     val_fraction:float=0.1, # share held out for validation
@@ -54,7 +58,7 @@ def train_val_split(records:list, # examples in time order
     k = int(len(records) * (1 - val_fraction))
     return list(records[:k]), list(records[k:])
 
-# %% ../nbs/20_training.ipynb #68cb2db4
+# %% ../nbs/20_training.ipynb #c809c622
 _PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_TARGET_MODULES = {  # config.model_type -> modules to adapt
     **{t: _PROJ for t in ("llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "smollm3",
@@ -70,14 +74,15 @@ LORA_TARGET_MODULES = {  # config.model_type -> modules to adapt
     "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"],
     "modernbert": ["Wqkv", "Wo", "Wi"],
 }
-LORA_FALLBACK_WARNING = "Failed to apply LoRA: {error}. Training will proceed with full model fine-tuning."
 
+# %% ../nbs/20_training.ipynb #e76f6bbb
 def lora_target_modules(model, # a transformers model (anything with `.config.model_type`)
                        ) -> list[str]|str:
     "The modules to adapt for `model`'s architecture; `'all-linear'` when the architecture is not listed."
     mt = getattr(getattr(model, "config", None), "model_type", None)
     return list(LORA_TARGET_MODULES[mt]) if mt in LORA_TARGET_MODULES else "all-linear"
 
+# %% ../nbs/20_training.ipynb #a01954da
 def make_lora_config(model, # the model to adapt (picks the target modules)
                      r:int=8, # LoRA rank
                      alpha:int=16, # LoRA alpha (scale = alpha / r)
@@ -85,11 +90,12 @@ def make_lora_config(model, # the model to adapt (picks the target modules)
                      target_modules:list|str|None=None, # override the per-architecture choice
                      task_type:str|None="CAUSAL_LM", # PEFT task type (None for encoders)
                     ):
-    "A PEFT `LoraConfig` for `model` with the spec's defaults (r=8, alpha=16)."
+    "A PEFT `LoraConfig` for `model` (r=8, alpha=16 unless given)."
     from peft import LoraConfig
     return LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, bias="none", task_type=task_type,
                       target_modules=target_modules if target_modules is not None else lora_target_modules(model))
 
+# %% ../nbs/20_training.ipynb #59c1b26d
 def lora_info(cfg, # a `LoraConfig`, or None when LoRA is off
              ) -> dict:
     "The JSON-friendly description of a LoRA setup kept in results and summaries."
@@ -98,22 +104,30 @@ def lora_info(cfg, # a `LoraConfig`, or None when LoRA is off
     return {"use_lora": True, "r": cfg.r, "lora_alpha": cfg.lora_alpha, "lora_dropout": cfg.lora_dropout,
             "target_modules": sorted(tm) if isinstance(tm, (set, list, tuple)) else tm}
 
+# %% ../nbs/20_training.ipynb #b46c5280
+LORA_FALLBACK_WARNING = "Failed to apply LoRA: {error}. Training will proceed with full model fine-tuning."
+
+def _full_finetuning(model, why:str):
+    "`model` made fully trainable after LoRA failed with `why` (refused for 4-bit weights)."
+    if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_loaded_in_4bit", False):
+        raise ValueError(f"Failed to apply LoRA to the 4-bit model ({why}): 4-bit weights cannot be fine-tuned in full")
+    log.warning(LORA_FALLBACK_WARNING.format(error=why))
+    if any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters()):
+        model.float()
+        log.info("Full fine-tuning: the half-precision weights were upcast to fp32 master weights (mixed precision computes in bf16/fp16)")
+    for p in model.parameters(): p.requires_grad_(True)
+    return model
+
+# %% ../nbs/20_training.ipynb #63f69ecb
 def apply_lora(model, # the model to adapt
                cfg, # a `LoraConfig` (see `make_lora_config`)
               ) -> tuple[Any, dict]:
-    "Wrap `model` in a LoRA adapter; if that fails, log the spec's warning and return `model` for full fine-tuning."
+    "Wrap `model` in a LoRA adapter; if that fails, log the fallback warning and return `model` for full fine-tuning."
     from peft import get_peft_model
     try: pm = get_peft_model(model, cfg)
     except Exception as e:
         why = f"{type(e).__name__}: {str(e).strip().rstrip('.')}"
-        if getattr(model, "hf_quantizer", None) is not None or getattr(model, "is_loaded_in_4bit", False):
-            raise ValueError(f"Failed to apply LoRA to the 4-bit model ({why}): 4-bit weights cannot be fine-tuned in full") from e
-        log.warning(LORA_FALLBACK_WARNING.format(error=why))
-        if any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters()):
-            model.float()  # full fine-tuning keeps fp32 master weights; bf16/fp16 stay the autocast precision
-            log.info("Full fine-tuning: the half-precision weights were upcast to fp32 master weights (mixed precision computes in bf16/fp16)")
-        for p in model.parameters(): p.requires_grad_(True)
-        return model, {"use_lora": False, "fallback_reason": why}
+        return _full_finetuning(model, why), {"use_lora": False, "fallback_reason": why}
     n_train, n_all = pm.get_nb_trainable_parameters()
     log.info(f"LoRA applied successfully: {n_train:,} of {n_all:,} parameters trainable ({100*n_train/n_all:.2f}%)")
     return pm, lora_info(cfg) | {"trainable_params": n_train, "all_params": n_all}
@@ -134,91 +148,24 @@ def cpu_threads(samples:int=20, # readings of /proc/loadavg, 10 ms apart
     return max(1, min(cores, cores - others))
 
 # %% ../nbs/20_training.ipynb #e0c69628
-def shared_prefix_len(input_ids, # (batch, length) token ids
-                      attention_mask=None, # (batch, length) mask, 1 on real tokens
-                     ) -> int:
-    "Length of the token prefix every row shares (attended in all rows), leaving at least one token per row."
-    same = (input_ids == input_ids[:1]).all(0)
-    if attention_mask is not None: same &= attention_mask.bool().all(0)
-    bad = (~same).nonzero()
-    return min(int(bad[0]) if len(bad) else input_ids.shape[1], input_ids.shape[1] - 1)
-
-def add_fast_fused_forward(model, # causal LM after TRL's `add_fused_lm_head` (for PEFT: `peft_model.get_base_model()`)
-                           share_prefix:bool=True, # compute a prefix shared by all rows once per batch
-                           min_prefix:int=8, # shorter shared prefixes are not worth the second pass
-                          ) -> bool:
-    "Make the fused forward project only labelled positions and compute a shared prefix once; returns whether it was installed."
-    import torch
-    from trl.kernels import ChunkedLogProbFunction
-    from trl.trainer.utils import FusedCausalLMOutput, _CHUNKED_LOGPROB_CHUNK_SIZE
-    cfg = model.config.get_text_config()
-    scaled = any(getattr(cfg, a, None) is not None for a in ("final_logit_softcapping", "logit_scale", "output_multiplier",
-                                                               "lm_head_multiplier", "logits_scaling"))
-    if scaled or cfg is not model.config or hasattr(cfg, "output_router_logits"): return False
-    prev = model.forward
-    params = inspect.signature(type(model.base_model).forward).parameters
-    cache_kw = "cache" if "cache" in params else "past_key_values"
-    window = getattr(cfg, "sliding_window", None) if getattr(cfg, "use_sliding_window", True) else None
-    outputs = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")
-
-    def backbone(bb, kw):
-        "Hidden states of all positions, the shared prefix computed once when worthwhile."
-        ids, am = kw.get("input_ids"), kw.get("attention_mask")
-        ok = (share_prefix and ids is not None and ids.shape[0] > 1 and set(kw) <= {"input_ids", "attention_mask", "use_cache"}
-              and not getattr(bb, "gradient_checkpointing", False) and (window is None or ids.shape[1] <= window))
-        P = shared_prefix_len(ids, am) if ok else 0
-        if P < min_prefix: return bb(**kw).last_hidden_state
-        B, T = ids.shape
-        pre = bb(input_ids=ids[:1, :P], use_cache=True)
-        cache = getattr(pre, "cache", None)
-        if cache is None: cache = pre.past_key_values
-        cache.batch_repeat_interleave(B)
-        pos = torch.arange(P, T, device=ids.device).unsqueeze(0).expand(B, -1)
-        suf = bb(input_ids=ids[:, P:], attention_mask=am if am is not None else torch.ones_like(ids), position_ids=pos,
-                 use_cache=True, **{cache_kw: cache})
-        return torch.cat([pre.last_hidden_state.expand(B, -1, -1), suf.last_hidden_state], 1)
-
-    @functools.wraps(type(model).forward)
-    def forward(self, *args, fused_lm_head=False, labels=None, shift_labels=None, num_items_in_batch=None, **kwargs):
-        if not fused_lm_head or shift_labels is not None or args:
-            return prev(*args, fused_lm_head=fused_lm_head, labels=labels, shift_labels=shift_labels,
-                        num_items_in_batch=num_items_in_batch, **kwargs)
-        kw = {k: v for k, v in kwargs.items() if v is not None} | {"use_cache": False}
-        head = self.get_output_embeddings()
-        hidden = backbone(self.base_model, kw)[:, :-1].to(head.weight.device)
-        labels = labels[:, 1:].to(head.weight.device)
-        mask = labels != -100
-        per = ChunkedLogProbFunction.apply(hidden[mask], head.weight, head.bias, labels[mask], 1.0, _CHUNKED_LOGPROB_CHUNK_SIZE,
-                                           None, 1.0, outputs)
-        log_probs, entropy, lssp, mean_logits, is_top1 = (x.new_zeros(mask.shape).masked_scatter(mask, x) for x in per)
-        loss = -log_probs.sum() / (mask.sum().clamp(min=1) if num_items_in_batch is None else num_items_in_batch)
-        return FusedCausalLMOutput(loss=loss, log_probs=log_probs, entropy=entropy, log_sum_sq_probs=lssp,
-                                   mean_logits=mean_logits, is_top1=is_top1, label_mask=mask, aux_loss=None)
-    model.forward = types.MethodType(forward, model)
-    return True
-
-# %% ../nbs/20_training.ipynb #bced9950
-def utc_stamp(now:datetime|None=None, # a time (default: now)
-             ) -> str:
-    "UTC timestamp used in run folder names, e.g. `20251124_143052`."
-    return (now or datetime.now(timezone.utc)).astimezone(timezone.utc).strftime("%Y%m%d_%H%M%S")
-
-def run_name(method:str, # "sft", "dpo" or "embedding"
+def run_name(method:str, # "sft", "dpo", "kto" or "embedding"
              target:str|None, # agent type or modality
              now:datetime|None=None, # a time (default: now)
             ) -> str:
-    "`{method}_{target}_{UTC stamp}`: the spec's run folder name."
+    "`{method}_{target}_{UTC stamp}`: the run folder's name."
     for what, v in (("method", method), ("target", target)):
         if v is not None and (not isinstance(v, str) or not v or any(c in v for c in "/\\") or v.startswith(".")):
             raise ValueError(f"Invalid {what} {v!r} for a folder name")
     return "_".join(p for p in (method, target, utc_stamp(now)) if p)
 
+# %% ../nbs/20_training.ipynb #2459068e
 def claim_run_dir(output_dir:str|Path, # parent folder of the run folders
                   name:str, # wanted folder name (see `run_name`)
                   exact:bool=False, # take exactly `name` (a resumed run) or fail, instead of the next free `_2`, `_3`, ...
                  ) -> tuple[Path, Path]:
     "Reserve a free run folder name (adding `_2`, `_3`, ... when taken); returns `(folder, claim_file)`."
-    out = Path(output_dir).expanduser().absolute(); out.mkdir(parents=True, exist_ok=True)
+    out = Path(output_dir).expanduser().absolute()
+    out.mkdir(parents=True, exist_ok=True)
     clean_stale_temp(out)  # claims and temp folders of runs that were killed (SIGKILL) go now
     for k in range(1, 2 if exact else 10_000):
         cand = name if k == 1 else f"{name}_{k}"
@@ -226,12 +173,14 @@ def claim_run_dir(output_dir:str|Path, # parent folder of the run folders
         claim = out/f".{cand}.claim"
         try: fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError: continue
-        os.write(fd, owner_tag().encode()); os.close(fd)  # the owner, so a later run can tell a dead claim
+        os.write(fd, owner_tag().encode())
+        os.close(fd)
         if (out/cand).exists(): claim.unlink(); continue
         return out/cand, claim
     if exact: raise RuntimeError(f"Run {name!r} in {out} is finished or being written by another process")
     raise RuntimeError(f"No free run folder name for {name!r} in {out}")
 
+# %% ../nbs/20_training.ipynb #bced9950
 @contextlib.contextmanager
 def run_dir(output_dir:str|Path, # parent folder of the run folders
             name:str, # wanted folder name (see `run_name`)
@@ -244,105 +193,6 @@ def run_dir(output_dir:str|Path, # parent folder of the run folders
     finally: claim.unlink(missing_ok=True)
 
 # %% ../nbs/20_training.ipynb #30b0cae0
-class LossHistoryCallback(TrainerCallback):
-    "Show the run's progress (`Progress`) and keep every logged train/eval value for `loss_history.json`."
-    def __init__(self, method:str, # label in front of the progress
-                 verbose:bool=True, # show the progress and the closing line
-                ):
-        self.method, self.verbose, self.train, self.eval, self.t0, self.bar, self.mean_loss = method, verbose, [], [], None, None, None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.t0 = time.time()
-        if state.log_history and not (self.train or self.eval):  # a resumed run: the history so far comes from its checkpoint
-            self.train = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "loss" in e]
-            self.eval = [{"step": e.get("step"), "epoch": e.get("epoch")} | e for e in state.log_history if "eval_loss" in e]
-        self.bar = Progress(state.max_steps, f"[{self.method}] training", unit="step", initial=state.global_step,  # a resumed run: where it stopped
-                            enabled=self.verbose and state.is_world_process_zero)
-
-# %% ../nbs/20_training.ipynb #1309d0c5
-@patch
-def on_log(self:LossHistoryCallback, args, state, control, logs=None, **kwargs):
-    "Record a train or eval log and move the progress on."
-    logs = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    e = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4), "time_s": round(time.time() - (self.t0 or time.time()), 2)}
-    if "train_loss" in logs: self.mean_loss = logs["train_loss"]  # Trainer's closing log: the mean over the run
-    if "loss" in logs:
-        self.train.append(e | logs)
-        if self.bar: self.bar.update(state.global_step - self.bar.n, epoch=round(state.epoch or 0, 2), loss=logs["loss"],
-                                     eval_loss=self.eval[-1]["eval_loss"] if self.eval else None)
-    elif "eval_loss" in logs:
-        self.eval.append(e | logs)
-        if self.bar: self.bar.fields["eval_loss"] = logs["eval_loss"]
-
-@patch
-def on_train_end(self:LossHistoryCallback, args, state, control, **kwargs):
-    "Close the progress and say how the run went: steps, time, final-step and mean loss, best eval loss."
-    if self.bar is None: return
-    self.bar.close()
-    if not (self.verbose and state.is_world_process_zero): return
-    parts = [f"{state.global_step} steps in {duration_text(time.time() - (self.t0 or time.time()))}"]
-    if self.train: parts.append(f"final-step loss {number_text(self.train[-1]['loss'])}")
-    if self.mean_loss is not None: parts.append(f"mean loss over the run {number_text(self.mean_loss)}")
-    if self.eval:
-        best = min(self.eval, key=lambda x: x["eval_loss"])
-        parts.append(f"eval loss {number_text(self.eval[-1]['eval_loss'])} (best {number_text(best['eval_loss'])} at step {best['step']})")
-    print(f"[{self.method}] " + ", ".join(parts), file=sys.stderr, flush=True)
-
-# %% ../nbs/20_training.ipynb #9676716a
-@patch
-def to_dict(self:LossHistoryCallback) -> dict:
-    "The history: `{'method', 'train': [...], 'eval': [...]}`."
-    return {"method": self.method, "train": self.train, "eval": self.eval}
-
-@patch
-def save(self:LossHistoryCallback, path:str|Path, # file to write (usually `<run>/loss_history.json`)
-        ) -> Path:
-    "Write the history as JSON (atomically)."
-    return atomic_write_json(path, self.to_dict())
-
-# %% ../nbs/20_training.ipynb #639b5b8b
-CHECKPOINTS = ".checkpoints"  # hidden folder under output_dir holding the checkpoints of unfinished runs
-COMPLETE = "COMPLETE"  # marker file written into a checkpoint once Trainer has finished writing it
-
-def complete_checkpoints(folder:str|Path, # a run's checkpoint folder (`{output_dir}/.checkpoints/{name}`)
-                        ) -> list[Path]:
-    "The run's `checkpoint-{step}` folders that were written completely, oldest first."
-    folder = Path(folder)
-    if not folder.is_dir(): return []
-    cks = [p for p in folder.glob("checkpoint-*") if p.name.split("-")[-1].isdigit() and (p/COMPLETE).is_file()]
-    return sorted(cks, key=lambda p: int(p.name.split("-")[-1]))
-
-# %% ../nbs/20_training.ipynb #3d20b25a
-class CheckpointCallback(TrainerCallback):
-    "Mark each checkpoint complete once saved; say when early stopping fired and which weights were restored."
-    def __init__(self, verbose:bool=True, # print checkpoint and early-stopping lines
-                ):
-        self.verbose, self.saved = verbose, []
-
-    def _say(self, state, msg):
-        if self.verbose and state.is_world_process_zero: print(msg, flush=True)
-
-    def on_save(self, args, state, control, **kwargs):
-        ck = Path(args.output_dir)/f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and ck.is_dir():
-            atomic_write_json(ck/COMPLETE, {"step": state.global_step, "epoch": state.epoch, "saved_at": utc_stamp()})
-            self.saved.append(ck)
-
-    def on_train_end(self, args, state, control, **kwargs):
-        if state.best_global_step is None or not args.load_best_model_at_end: return
-        if state.global_step < state.max_steps:
-            self._say(state, f"Early stopping triggered at epoch {state.epoch:.2f} (step {state.global_step})")
-        if state.best_global_step != state.global_step:
-            self._say(state, f"Loaded best model ({args.metric_for_best_model}={state.best_metric:.4f} from step {state.best_global_step})")
-
-# %% ../nbs/20_training.ipynb #bc8c0460
-def drop_checkpoints(folder:Path, # a run's checkpoint folder
-                    ):
-    "Delete a run's checkpoint folder, and `.checkpoints` itself when no other run has one."
-    shutil.rmtree(folder, ignore_errors=True)
-    with contextlib.suppress(OSError): folder.parent.rmdir()
-
-# %% ../nbs/20_training.ipynb #4eb40325
 RESUME_FREE = ("resume", "verbose", "num_threads", "output_dir", "save_steps", "save_total_limit", "report_to")
 
 def run_fingerprint(train:list[dict], # training records, in order
@@ -354,6 +204,7 @@ def run_fingerprint(train:list[dict], # training records, in order
     return {"data": data, "examples": [len(train), len(val)],
             "settings": {k: v for k, v in settings.items() if k not in RESUME_FREE}}
 
+# %% ../nbs/20_training.ipynb #1309d0c5
 def fingerprint_diff(old:dict, # the interrupted run's fingerprint
                      new:dict, # this run's
                     ) -> list[str]:
@@ -383,6 +234,20 @@ def interrupted_runs(output_dir:str|Path, # parent of the run folders
     return sorted(out, key=lambda r: r["meta"].get("started_at", ""), reverse=True)
 
 # %% ../nbs/20_training.ipynb #a348515f
+def _named_run(runs:list, output_dir, name:str, method:str, target:str|None, fingerprint:dict) -> dict:
+    "The interrupted run called `name`, or a `ValueError` saying why it cannot be resumed."
+    named = [r for r in interrupted_runs(output_dir) if name in (r["name"], str(r["folder"]))]
+    if not named:
+        raise ValueError(f"No interrupted run {name!r} to resume in {Path(output_dir)/CHECKPOINTS}; interrupted runs "
+                         f"of {method}/{target}: {', '.join(r['name'] for r in runs) or 'none'}")
+    r = named[0]
+    diff = fingerprint_diff(r["meta"]["fingerprint"], fingerprint) + (
+        [f"method/target: {r['meta'].get('method')}/{r['meta'].get('target')} then, {method}/{target} now"]
+        if r not in runs else [])
+    if diff: raise ValueError(f"Cannot resume {r['name']}: this run differs from it in " + "; ".join(diff))
+    return r
+
+# %% ../nbs/20_training.ipynb #cdd068ca
 def resume_point(output_dir:str|Path, # parent of the run folders
                  method:str, # this run's method
                  target:str|None, # this run's agent type or modality
@@ -391,17 +256,7 @@ def resume_point(output_dir:str|Path, # parent of the run folders
                 ) -> dict|None:
     "The interrupted run to continue (see `interrupted_runs`), None when `resume=True` finds none that matches."
     runs = [r for r in interrupted_runs(output_dir) if (r["meta"].get("method"), r["meta"].get("target")) == (method, target)]
-    if isinstance(resume, str):
-        named = [r for r in interrupted_runs(output_dir) if resume in (r["name"], str(r["folder"]))]
-        if not named:
-            raise ValueError(f"No interrupted run {resume!r} to resume in {Path(output_dir)/CHECKPOINTS}; interrupted runs "
-                             f"of {method}/{target}: {', '.join(r['name'] for r in runs) or 'none'}")
-        r = named[0]
-        diff = fingerprint_diff(r["meta"]["fingerprint"], fingerprint) + (
-            [f"method/target: {r['meta'].get('method')}/{r['meta'].get('target')} then, {method}/{target} now"]
-            if r not in runs else [])
-        if diff: raise ValueError(f"Cannot resume {r['name']}: this run differs from it in " + "; ".join(diff))
-        return r
+    if isinstance(resume, str): return _named_run(runs, output_dir, resume, method, target, fingerprint)
     return next((r for r in runs if not fingerprint_diff(r["meta"]["fingerprint"], fingerprint)), None)
 
 # %% ../nbs/20_training.ipynb #173b51a0
@@ -465,8 +320,9 @@ SETTING_CHOICES = {"sampling": SAMPLINGS, "lr_scheduler_type": SCHEDULERS, "prec
 
 def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
 
-def _check_settings(self:TrainSettings):
-    "Refuse settings a trainer would reject or misread, naming the setting and what it accepts."
+# %% ../nbs/20_training.ipynb #e8ae3cdb
+def _check_numbers(self:TrainSettings):
+    "Refuse counts that are not positive integers and numbers out of their range."
     for k in _POSITIVE + _POSITIVE_OR_NONE:
         v = getattr(self, k)
         if not (v is None and k in _POSITIVE_OR_NONE) and not (_is_int(v) and v >= 1):
@@ -477,6 +333,11 @@ def _check_settings(self:TrainSettings):
         v = getattr(self, k)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (v < lo if closed else v <= lo) or (hi is not None and v >= hi):
             raise ValueError(f"Invalid {k} {v!r}: must be a number {'>=' if closed else '>'} {lo}" + (f" and < {hi}" if hi else ""))
+
+# %% ../nbs/20_training.ipynb #d796f400
+def _check_settings(self:TrainSettings):
+    "Refuse settings a trainer would reject or misread, naming the setting and what it accepts."
+    _check_numbers(self)
     for k, allowed in SETTING_CHOICES.items():
         if getattr(self, k) not in allowed: raise ValueError(f"Invalid {k} {getattr(self, k)!r}; allowed: {', '.join(map(repr, allowed))}")
     for k in ("use_lora", "gradient_checkpointing", "share_prefix", "verbose"):
@@ -491,7 +352,7 @@ def _check_settings(self:TrainSettings):
                          "QLoRA trains a LoRA adapter on them (use_lora=True)")
     if isinstance(self.target_modules, str) and self.target_modules != "all-linear": self.target_modules = [self.target_modules]
 
-# %% ../nbs/20_training.ipynb #e8ae3cdb
+# %% ../nbs/20_training.ipynb #bc4e8739
 @patch(cls_method=True)
 def from_config(cls:TrainSettings, config:OrchestrationConfig, # the run's configuration
                 **overrides, # settings that win over the config
@@ -501,21 +362,22 @@ def from_config(cls:TrainSettings, config:OrchestrationConfig, # the run's confi
     own = {k: v for k, v in asdict(config).items() if k in names and not (k == "learning_rate" and v is None)}
     return cls(**(own | dict(config.training or {}) | overrides))
 
+# %% ../nbs/20_training.ipynb #fb8f4e86
 @patch
 def to_dict(self:TrainSettings) -> dict:
     "The settings as a plain dict."
     return asdict(self)
 
+# %% ../nbs/20_training.ipynb #a62599d7
 def check_reporter(report_to:str, # a `report_to` value
                   ) -> str:
     "`report_to` when its package is installed, else a `ValueError` saying what to install."
-    import importlib.util
     pkgs = REPORTERS[report_to]
     if pkgs and not any(importlib.util.find_spec(p) for p in pkgs):
         raise ValueError(f"report_to={report_to!r} needs the {pkgs[0]} package: pip install {pkgs[0]}")
     return report_to
 
-# %% ../nbs/20_training.ipynb #bc4e8739
+# %% ../nbs/20_training.ipynb #b6b019bb
 METRIC_NAMES = ("train_loss", "train_samples", "epochs_completed", "eval_loss", "eval_reward_accuracy", "eval_reward_margin",
                 "used_validation_split", "train_examples", "val_examples")
 
@@ -523,25 +385,28 @@ METRIC_NAMES = ("train_loss", "train_samples", "epochs_completed", "eval_loss", 
 class TrainingResult:
     "What a training run produced: where the adapter is, how it was trained, and how it went."
     adapter_path: str  # run folder with the adapter (or the full model when LoRA fell back)
-    method: str  # "sft", "dpo" or "embedding"
+    method: str  # "sft", "dpo", "kto" or "embedding"
     base_model: str  # model the adapter applies to
-    metrics: dict  # spec metrics (see `METRIC_NAMES`) plus train_runtime, train_steps, best_step, stopped_early
+    metrics: dict  # the metrics of `METRIC_NAMES` plus train_runtime, train_steps, best_step, stopped_early
     lora_config: dict  # {"use_lora", "r", "lora_alpha", "target_modules", ...} or {"use_lora": False[, "fallback_reason"]}
     loss_history_path: str  # `loss_history.json` in the run folder
     summary_path: str  # `training_summary.json` in the run folder
     target: str|None = None  # agent type or modality
     world_size: int = 1  # processes that trained it (data parallel)
 
-    def to_dict(self) -> dict:
-        "The result as a plain dict (JSON-serialisable)."
-        return asdict(self)
+# %% ../nbs/20_training.ipynb #27c4524e
+@patch
+def to_dict(self:TrainingResult) -> dict:
+    "The result as a plain dict (JSON-serialisable)."
+    return asdict(self)
 
-    @classmethod
-    def from_dict(cls, d:dict, # a dict from `to_dict`
-                 ) -> "TrainingResult":
-        "Rebuild a result from `to_dict` output."
-        return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
+@patch(cls_method=True)
+def from_dict(cls:TrainingResult, d:dict, # a dict from `to_dict`
+             ) -> TrainingResult:
+    "Rebuild a result from `to_dict` output (unknown keys are ignored)."
+    return cls(**{k: v for k, v in d.items() if k in {f.name for f in fields(cls)}})
 
+# %% ../nbs/20_training.ipynb #9c5b057e
 def library_versions() -> dict:
     "Versions of Python and of the libraries that shape a trained adapter."
     out = {"python": platform.python_version()}
@@ -550,12 +415,13 @@ def library_versions() -> dict:
         except importlib.metadata.PackageNotFoundError: pass
     return out
 
+# %% ../nbs/20_training.ipynb #8d8237dc
 def training_metrics(state, # the trainer's `TrainerState` after training
                      train_output, # what `trainer.train()` returned
                      n_train:int, # training examples
                      n_val:int, # validation examples
                     ) -> dict:
-    "The spec's metrics of a finished run, plus `train_runtime`, `train_steps`, `best_step` and `stopped_early`."
+    "The metrics of `METRIC_NAMES` for a finished run, plus `train_runtime`, `train_steps`, `best_step` and `stopped_early`."
     best = state.best_global_step if n_val else None
     bm = next((e for e in state.log_history if "eval_loss" in e and e.get("step") == best), {})
     num = lambda v: None if v is None else float(v)
@@ -567,29 +433,25 @@ def training_metrics(state, # the trainer's `TrainerState` after training
             "train_runtime": num(train_output.metrics.get("train_runtime")), "train_steps": int(state.global_step),
             "best_step": best, "stopped_early": bool(n_val and state.global_step < state.max_steps)}
 
-# %% ../nbs/20_training.ipynb #a62599d7
+# %% ../nbs/20_training.ipynb #f4e790e3
 def dist_info() -> tuple[int, int, int]:
     "`(rank, local_rank, world_size)` of this process under `torchrun`/`accelerate launch` (`(0, 0, 1)` otherwise)."
     return int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
+# %% ../nbs/20_training.ipynb #6e2dbf21
 def _broadcast(obj):
     "Rank 0's `obj` on every rank (unchanged when not distributed)."
     import torch.distributed as dist
     if not (dist.is_available() and dist.is_initialized()): return obj
-    box = [obj]; dist.broadcast_object_list(box, src=0)
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
     return box[0]
 
+# %% ../nbs/20_training.ipynb #8e488830
 def train_device() -> str:
     "The device this process trains on: its CUDA GPU (`cuda:LOCAL_RANK`) when there is one, else `cpu`."
     import torch
     return f"cuda:{dist_info()[1]}" if torch.cuda.is_available() else "cpu"
-
-def _quiet_printer(trainer):
-    "Drop transformers' raw log printer and progress bar: `LossHistoryCallback` prints readable progress lines."
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-    trainer.remove_callback(PrinterCallback); trainer.remove_callback(ProgressCallback)
-
-
 
 # %% ../nbs/20_training.ipynb #c8319ed7
 def training_numerics(settings:TrainSettings, # the run's settings
@@ -602,6 +464,7 @@ def training_numerics(settings:TrainSettings, # the run's settings
     weights = p if settings.use_lora or q == "4bit" else "fp32"  # full fine-tuning: fp32 master weights, autocast only
     return {"device": device, "precision": p, "weights": PRECISION_DTYPES[weights], "quantization": q}
 
+# %% ../nbs/20_training.ipynb #1297f44f
 def weights_dtype(model, # a model (plain, PEFT or sentence-transformers)
                  ) -> str:
     "The dtype holding most of `model`'s parameters ('uint8' for 4-bit weights)."
@@ -619,10 +482,11 @@ def prepare_quantized(model, # a causal LM loaded in 4 bits
     from peft import prepare_model_for_kbit_training
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
 
-# %% ../nbs/20_training.ipynb #f179e182
+# %% ../nbs/20_training.ipynb #c60fdfdd
 class Finetuner:
-    "Base of `SFTFinetuner`, `DPOFinetuner` and `EmbeddingFinetuner`: the run logic they share."
+    "Base of `SFTFinetuner`, `DPOFinetuner`, `KTOFinetuner` and `EmbeddingFinetuner`: the run logic they share."
     method: str = ""
+    trl_trainer: str = ""  # the TRL trainer: "SFT" means `trl.SFTConfig` and `trl.SFTTrainer`
     default_model: str = DEFAULT_BASE_MODEL
     groups_by_length: bool = True  # whether its datasets can be batched by length (an `input_ids` column)
 
@@ -631,66 +495,68 @@ class Finetuner:
         self.settings = TrainSettings(**settings)
         self.callbacks: list = []  # extra `TrainerCallback`s added to every run
         self.trainer = None  # the Hugging Face trainer of the last run
+        self.tokenizer = None  # the model's tokenizer, once loaded
 
-    @classmethod
-    def from_config(cls, config:OrchestrationConfig, # the run's configuration
-                    **overrides, # settings (and method options) that win over the config
-                   ):
-        "A finetuner with the training settings of `config`."
-        names = {f.name for f in fields(TrainSettings)}
-        own = {k: v for k, v in overrides.items() if k not in names}
-        return cls(**own, **TrainSettings.from_config(config, **{k: v for k, v in overrides.items() if k in names}).to_dict())
+# %% ../nbs/20_training.ipynb #7f2a0deb
+@patch(cls_method=True)
+def from_config(cls:Finetuner, config:OrchestrationConfig, # the run's configuration
+                **overrides, # settings (and method options) that win over the config
+               ):
+    "A finetuner with the training settings of `config`."
+    names = {f.name for f in fields(TrainSettings)}
+    own = {k: v for k, v in overrides.items() if k not in names}
+    return cls(**own, **TrainSettings.from_config(config, **{k: v for k, v in overrides.items() if k in names}).to_dict())
 
-    @property
-    def base_model(self) -> str:
-        "The model this run adapts."
-        return self.settings.base_model or self.default_model
+# %% ../nbs/20_training.ipynb #9782e045
+@patch(as_prop=True)
+def base_model(self:Finetuner) -> str:
+    "The model this run adapts."
+    return self.settings.base_model or self.default_model
 
-    @property
-    def target(self) -> str|None:
-        "Agent type or modality, for the folder name."
-        return self.settings.agent_type or self.settings.modality
+@patch(as_prop=True)
+def target(self:Finetuner) -> str|None:
+    "Agent type or modality, for the folder name."
+    return self.settings.agent_type or self.settings.modality
 
-    def check(self, data) -> list[dict]:
-        "Checked records of this method (raises `ValueError` naming the first bad one)."
-        raise NotImplementedError
-    def load(self) -> tuple[Any, dict]:
-        "Load the model (with LoRA applied or set up); returns `(model, lora_info)`."
-        raise NotImplementedError
-    def prepare(self, records:list[dict], name:str):
-        "The trainer's dataset for `records`."
-        raise NotImplementedError
-    def make_trainer(self, model, args:dict, train_ds, eval_ds):
-        "The Hugging Face trainer for this run."
-        raise NotImplementedError
-    def save(self, trainer, folder:Path):
-        "Write the adapter (or full model) and tokenizer into `folder`."
-        raise NotImplementedError
+# %% ../nbs/20_training.ipynb #3d549952
+@patch
+def check(self:Finetuner, data) -> list[dict]:
+    "Checked records of this method (raises `ValueError` naming the first bad one)."
+    raise NotImplementedError
 
-    def training_args(self, output_dir:str, # the run's checkpoint folder
-                      has_eval:bool, # whether there is a validation set
-                     ) -> dict:
-        "Keyword arguments for the trainer's `TrainingArguments` class."
-        import torch
-        s, (rank, local, world) = self.settings, dist_info()
-        n = training_numerics(s)  # one mapping for the weights' dtype and the trainer's mixed precision
-        cuda = n["device"].startswith("cuda")
-        a = dict(output_dir=output_dir, num_train_epochs=s.epochs, max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
-                 per_device_eval_batch_size=s.batch_size, gradient_accumulation_steps=s.gradient_accumulation_steps,
-                 learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type, warmup_steps=float(s.warmup_ratio),
-                 weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, optim=s.optim, logging_steps=1, report_to=s.report_to,
-                 disable_tqdm=True, seed=s.seed, data_seed=s.seed, activation_checkpointing=s.gradient_checkpointing,
-                 use_cpu=not cuda, dataloader_num_workers=0, fp16=n["precision"] == "fp16", bf16=n["precision"] == "bf16",
-                 save_strategy="steps" if s.save_steps else "epoch", save_steps=s.save_steps, save_total_limit=s.save_total_limit,
-                 restore_callback_states_from_checkpoint=True,
-                 train_sampling_strategy="random" if s.sampling == "group_by_length" and not self.groups_by_length else s.sampling)
-        if world > 1 and not cuda: a["ddp_backend"] = "gloo"
-        if has_eval:
-            every = s.eval_steps or s.save_steps
-            a |= dict(eval_strategy="steps" if every else "epoch", eval_steps=every, save_strategy="steps" if every else "epoch",
-                      save_steps=s.save_steps or every, load_best_model_at_end=True, metric_for_best_model="eval_loss",
-                      greater_is_better=False)
-        return a
+@patch
+def prepare(self:Finetuner, records:list[dict], name:str):
+    "The trainer's dataset for `records` (`name`: 'train' or 'eval')."
+    raise NotImplementedError
+
+# %% ../nbs/20_training.ipynb #3338d17a
+def _eval_args(s:TrainSettings) -> dict:
+    "The arguments of a run with a validation set: evaluate and checkpoint together, keep the best `eval_loss`."
+    every = s.eval_steps or s.save_steps
+    return dict(eval_strategy="steps" if every else "epoch", eval_steps=every, save_strategy="steps" if every else "epoch",
+                save_steps=s.save_steps or every, load_best_model_at_end=True, metric_for_best_model="eval_loss",
+                greater_is_better=False)
+
+# %% ../nbs/20_training.ipynb #0312a366
+@patch
+def training_args(self:Finetuner, output_dir:str, # the run's checkpoint folder
+                  has_eval:bool, # whether there is a validation set
+                 ) -> dict:
+    "Keyword arguments for the trainer's `TrainingArguments` class."
+    s, (rank, local, world) = self.settings, dist_info()
+    n = training_numerics(s)  # one mapping for the weights' dtype and the trainer's mixed precision
+    cuda = n["device"].startswith("cuda")
+    a = dict(output_dir=output_dir, num_train_epochs=s.epochs, max_steps=s.max_steps, per_device_train_batch_size=s.batch_size,
+             per_device_eval_batch_size=s.batch_size, gradient_accumulation_steps=s.gradient_accumulation_steps,
+             learning_rate=s.learning_rate, lr_scheduler_type=s.lr_scheduler_type, warmup_steps=float(s.warmup_ratio),
+             weight_decay=s.weight_decay, max_grad_norm=s.max_grad_norm, optim=s.optim, logging_steps=1, report_to=s.report_to,
+             disable_tqdm=True, seed=s.seed, data_seed=s.seed, activation_checkpointing=s.gradient_checkpointing,
+             use_cpu=not cuda, dataloader_num_workers=0, fp16=n["precision"] == "fp16", bf16=n["precision"] == "bf16",
+             save_strategy="steps" if s.save_steps else "epoch", save_steps=s.save_steps, save_total_limit=s.save_total_limit,
+             restore_callback_states_from_checkpoint=True,
+             train_sampling_strategy="random" if s.sampling == "group_by_length" and not self.groups_by_length else s.sampling)
+    if world > 1 and not cuda: a["ddp_backend"] = "gloo"
+    return a | (_eval_args(s) if has_eval else {})
 
 # %% ../nbs/20_training.ipynb #b87c41d9
 @patch
@@ -704,6 +570,46 @@ def load_base(self:Finetuner):
                                 quantization=None if n["quantization"] == "none" else n["quantization"])
     model.config.use_cache = False
     return prepare_quantized(model, s.gradient_checkpointing), tok
+
+# %% ../nbs/20_training.ipynb #855f5464
+@patch
+def load(self:Finetuner) -> tuple[Any, dict]:
+    "Load the model and tokenizer, with LoRA applied (or the fallback); returns `(model, lora_info)`."
+    s = self.settings
+    model, self.tokenizer = self.load_base()
+    if not s.use_lora: return model, {"use_lora": False}
+    return apply_lora(model, make_lora_config(model, s.lora_r, s.lora_alpha, s.lora_dropout, s.target_modules))
+
+# %% ../nbs/20_training.ipynb #31f2dba7
+@patch
+def trainer_classes(self:Finetuner) -> tuple:
+    "`(config class, trainer class)` of the method's TRL trainer (`trl_trainer`)."
+    import trl
+    return getattr(trl, f"{self.trl_trainer}Config"), getattr(trl, f"{self.trl_trainer}Trainer")
+
+# %% ../nbs/20_training.ipynb #1a935dac
+@patch
+def trainer_options(self:Finetuner, train_ds) -> tuple[dict, dict]:
+    "The method's own `(config options, trainer options)` for a run on `train_ds` (none by default)."
+    return {}, {}
+
+# %% ../nbs/20_training.ipynb #7644b1d5
+@patch
+def make_trainer(self:Finetuner, model, args:dict, train_ds, eval_ds):
+    "The method's TRL trainer for this run, with the faster fused forward."
+    config_cls, trainer_cls = self.trainer_classes()
+    config_opts, trainer_opts = self.trainer_options(train_ds)
+    trainer = trainer_cls(model=model, args=config_cls(**(args | config_opts)), train_dataset=train_ds, eval_dataset=eval_ds,
+                          processing_class=self.tokenizer, **trainer_opts)
+    fast_fused_forward(trainer, share_prefix=self.settings.share_prefix)
+    return trainer
+
+# %% ../nbs/20_training.ipynb #be81fd00
+@patch
+def save(self:Finetuner, trainer, folder:Path):
+    "Write the adapter (or the full model after a fallback) and the tokenizer into `folder`."
+    trainer.model.save_pretrained(folder)
+    self.tokenizer.save_pretrained(folder)
 
 # %% ../nbs/20_training.ipynb #183f83dd
 @patch
@@ -719,7 +625,7 @@ def split(self:Finetuner, data, # training records
 def _say(self:Finetuner, msg:str):
     if self.settings.verbose and dist_info()[0] == 0: print(msg, flush=True)
 
-# %% ../nbs/20_training.ipynb #1a33c07a
+# %% ../nbs/20_training.ipynb #5f7a3c02
 @patch
 def _resume_point(self:Finetuner, parent:Path, fp:dict) -> dict|None:
     "The interrupted run this one continues (None: a new run), announced."
@@ -731,22 +637,33 @@ def _resume_point(self:Finetuner, parent:Path, fp:dict) -> dict|None:
     else: self._say(f"Resuming {point['name']} from {point['checkpoint'].name}")
     return point
 
+# %% ../nbs/20_training.ipynb #31f0df2e
 @patch
 def _stopped(self:Finetuner, ck:Path, name:str):
     "After a failed or interrupted run: keep its checkpoints for a resume when there are any, else remove the folder."
     cks = complete_checkpoints(ck)
-    if not cks: drop_checkpoints(ck); return
+    if not cks:
+        drop_checkpoints(ck)
+        return
     self._say(f"Training stopped; {len(cks)} checkpoint(s) kept in {ck} (latest {cks[-1].name}). "
               f"Continue with resume=True (CLI: --resume {name})")
 
-# %% ../nbs/20_training.ipynb #1e9c69ac
+# %% ../nbs/20_training.ipynb #54be0714
+def _quiet_printer(trainer):
+    "Drop transformers' raw log printer and progress bar: `LossHistoryCallback` prints readable progress lines."
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+# %% ../nbs/20_training.ipynb #0fd34a6a
 @patch
 def _trainer(self:Finetuner, model, ck:Path, train_ds, eval_ds):
     "The run's trainer with our callbacks, writing checkpoints into `ck`."
     from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
     from transformers import EarlyStoppingCallback
     s = self.settings
-    bars = is_progress_bar_enabled(); disable_progress_bar()  # TRL's dataset preparation bars: our progress lines say enough
+    bars = is_progress_bar_enabled()
+    disable_progress_bar()  # TRL's dataset preparation bars: our progress lines say enough
     try: trainer = self.trainer = self.make_trainer(model, self.training_args(str(ck), eval_ds is not None), train_ds, eval_ds)
     finally:
         if bars: enable_progress_bar()
@@ -757,7 +674,7 @@ def _trainer(self:Finetuner, model, ck:Path, train_ds, eval_ds):
         if cb is not None: trainer.add_callback(cb)
     return trainer
 
-# %% ../nbs/20_training.ipynb #5f7a3c02
+# %% ../nbs/20_training.ipynb #b9667429
 @contextlib.contextmanager
 def kept_global_rng():
     "Give Python's, numpy's and torch's global random generators (CUDA too) back as they were: training seeds them."
@@ -766,9 +683,12 @@ def kept_global_rng():
     state = random.getstate(), np.random.get_state(), torch.get_rng_state(), torch.cuda.get_rng_state_all() if cuda else None
     try: yield
     finally:
-        random.setstate(state[0]); np.random.set_state(state[1]); torch.set_rng_state(state[2])
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.set_rng_state(state[2])
         if cuda: torch.cuda.set_rng_state_all(state[3])
 
+# %% ../nbs/20_training.ipynb #ea9aadcb
 @patch
 def train(self:Finetuner, data, # training records (list of dicts or `datasets.Dataset`)
           eval_data=None, # validation records (None: split automatically when there are more than 100)
@@ -777,65 +697,94 @@ def train(self:Finetuner, data, # training records (list of dicts or `datasets.D
     "Train on `data` (or continue the interrupted run `resume` names) and write the run folder; returns a `TrainingResult`."
     with kept_global_rng(): return self._run(data, eval_data, source_span_ids)
 
-# %% ../nbs/20_training.ipynb #54be0714
+# %% ../nbs/20_training.ipynb #c15e6562
+@patch
+def _plan(self:Finetuner, data, eval_data, source_span_ids) -> types.SimpleNamespace:
+    "What the run decides before loading a model: records, span ids, parent folder, fingerprint, resume point."
+    s = self.settings
+    check_reporter(s.report_to)
+    self.numerics = training_numerics(s)  # precision and quantization this machine can run: refused before any loading
+    train, val = self.split(data, eval_data)
+    if source_span_ids is None: source_span_ids = [r[k] for r in train + val for k in ("span_id", "source_span_id") if r.get(k)]
+    parent = Path(s.output_dir).expanduser() if s.output_dir else home_subdir("adapters")
+    fp = run_fingerprint(train, val, s.to_dict() | {"precision": self.numerics["precision"]})  # "auto" as resolved here
+    return types.SimpleNamespace(train=train, val=val, spans=list(source_span_ids), parent=parent, fp=fp,
+                                 point=self._resume_point(parent, fp))
+
+# %% ../nbs/20_training.ipynb #f5aeaa4b
+@patch
+def _prepared(self:Finetuner, plan) -> tuple:
+    "Announce the run, load the model and build its datasets: `(model, lora_info, train_ds, eval_ds)`."
+    from transformers import set_seed
+    s = self.settings
+    held = f", {len(plan.val)} held out for validation (early stopping, patience {s.early_stopping_patience})" if plan.val else ""
+    self._say(f"Training {self.base_model} ({self.method}) on {len(plan.train)} examples{held}")
+    set_seed(s.seed)
+    model, lora = self.load()
+    self.numerics |= {"weights": weights_dtype(model), "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
+    eval_ds = self.prepare(plan.val, "eval") if plan.val else None
+    return model, lora, self.prepare(plan.train, "train"), eval_ds
+
+# %% ../nbs/20_training.ipynb #29728c2f
+@patch
+def _open_run(self:Finetuner, stack:contextlib.ExitStack, plan, name:str, ck:Path) -> tuple[Path, Path|None]:
+    "`(tmp, final)` of the run folder (rank 0), or a scratch folder and None (other ranks)."
+    if dist_info()[0] != 0: return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cogniverse_ft-rank"))), None
+    tmp, final = stack.enter_context(run_dir(plan.parent, name, exact=plan.point is not None))
+    ck.mkdir(parents=True, exist_ok=True)
+    if plan.point is None:
+        atomic_write_json(ck/"run.json", {"method": self.method, "target": self.target, "base_model": self.base_model,
+                                          "started_at": utc_stamp(), "fingerprint": plan.fp})
+    return tmp, final
+
+# %% ../nbs/20_training.ipynb #2c5e1d04
+@patch
+def _fit(self:Finetuner, trainer, point:dict|None, ck:Path, name:str):
+    "`trainer.train()` with this run's CPU threads (and resume checkpoint); on failure keep the checkpoints."
+    import torch
+    threads = torch.get_num_threads()
+    if not torch.cuda.is_available(): torch.set_num_threads(self.settings.num_threads or cpu_threads())
+    try: return trainer.train(resume_from_checkpoint=str(point["checkpoint"]) if point and point["checkpoint"] else None)
+    except BaseException:
+        if dist_info()[0] == 0: self._stopped(ck, name)
+        raise
+    finally: torch.set_num_threads(threads)
+
+# %% ../nbs/20_training.ipynb #826f45da
+@patch
+def _write_run(self:Finetuner, trainer, tmp:Path, final:Path, ck:Path, lora:dict, metrics:dict, world:int, plan):
+    "Write the adapter, tokenizer, loss history, logs and `training_summary.json` into the run's temporary folder."
+    self.save(trainer, tmp)
+    self.history.save(tmp/"loss_history.json")
+    if (ck/"runs").is_dir(): shutil.move(str(ck/"runs"), str(tmp/"logs"))  # TensorBoard event files (report_to="tensorboard")
+    n_train, n_val = len(plan.train), len(plan.val)
+    atomic_write_json(tmp/"training_summary.json", {
+        "method": self.method, "target": self.target, "base_model": self.base_model, "created_at": utc_stamp(),
+        "run_folder": final.name, "settings": self.settings.to_dict(), "lora_config": lora,
+        "data": {"examples": n_train + n_val, "train_examples": n_train, "val_examples": n_val},
+        "metrics": metrics, "numerics": getattr(self, "numerics", {}), "world_size": world, "library_versions": library_versions(),
+        "source_span_ids": plan.spans, "files": sorted(p.name for p in tmp.iterdir()) + ["training_summary.json"]})
+
+# %% ../nbs/20_training.ipynb #d303bb56
 @patch
 def _run(self:Finetuner, data, eval_data, source_span_ids) -> TrainingResult:
     "The run itself (see `train`)."
-    import torch
-    from transformers import set_seed
-    s, (rank, local, world) = self.settings, dist_info()
-    check_reporter(s.report_to)
-    self.numerics = training_numerics(s)  # precision and quantization this machine can run: refused before any loading
-    train_recs, val_recs = self.split(data, eval_data)
-    if source_span_ids is None: source_span_ids = [r[k] for r in train_recs + val_recs for k in ("span_id", "source_span_id") if r.get(k)]
-    parent = Path(s.output_dir).expanduser() if s.output_dir else home_subdir("adapters")
-    fp = run_fingerprint(train_recs, val_recs, s.to_dict() | {"precision": self.numerics["precision"]})  # "auto" as resolved here
-    point = self._resume_point(parent, fp)
-    held = f", {len(val_recs)} held out for validation (early stopping, patience {s.early_stopping_patience})" if val_recs else ""
-    self._say(f"Training {self.base_model} ({self.method}) on {len(train_recs)} examples{held}")
-    set_seed(s.seed)  # LoRA initializes its A matrices at random: same seed, same adapter start on every rank and run
-    model, lora = self.load()
-    self.numerics |= {"weights": weights_dtype(model), "attention": getattr(getattr(model, "config", None), "_attn_implementation", None)}
-    train_ds, eval_ds = self.prepare(train_recs, "train"), (self.prepare(val_recs, "eval") if val_recs else None)
-    name = point["name"] if point else run_name(self.method, self.target)
+    plan = self._plan(data, eval_data, source_span_ids)
+    model, lora, train_ds, eval_ds = self._prepared(plan)
+    rank, name = dist_info()[0], plan.point["name"] if plan.point else run_name(self.method, self.target)
     with contextlib.ExitStack() as stack:
-        trainer = self._trainer(model, parent/CHECKPOINTS/name, train_ds, eval_ds)
-        name = _broadcast(name); ck = parent/CHECKPOINTS/name  # every rank writes into rank 0's checkpoint folder
+        trainer = self._trainer(model, plan.parent/CHECKPOINTS/name, train_ds, eval_ds)
+        name = _broadcast(name)
+        ck = plan.parent/CHECKPOINTS/name
         trainer.args.output_dir = str(ck)
-        if rank == 0:
-            tmp, final = stack.enter_context(run_dir(parent, name, exact=point is not None))
-            ck.mkdir(parents=True, exist_ok=True)
-            if point is None: atomic_write_json(ck/"run.json", {"method": self.method, "target": self.target, "base_model": self.base_model,
-                                                                "started_at": utc_stamp(), "fingerprint": fp})
-        else: tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cogniverse_ft-rank")))
+        tmp, final = self._open_run(stack, plan, name, ck)
         world = trainer.args.world_size  # processes the trainer actually trains with (DDP)
-        threads = torch.get_num_threads()
-        if not torch.cuda.is_available(): torch.set_num_threads(s.num_threads or cpu_threads())
-        try: out = trainer.train(resume_from_checkpoint=str(point["checkpoint"]) if point and point["checkpoint"] else None)
-        except BaseException:
-            if rank == 0: self._stopped(ck, name)
-            raise
-        finally: torch.set_num_threads(threads)
-        metrics = training_metrics(trainer.state, out, len(train_recs), len(val_recs))
-        if rank == 0: self._write_run(trainer, tmp, final, ck, lora, metrics, world, len(train_recs), len(val_recs), source_span_ids)
+        out = self._fit(trainer, plan.point, ck, name)
+        metrics = training_metrics(trainer.state, out, len(plan.train), len(plan.val))
+        if rank == 0: self._write_run(trainer, tmp, final, ck, lora, metrics, world, plan)
     if rank == 0: drop_checkpoints(ck)  # the run is complete: its checkpoints are no longer needed
     final = _broadcast(str(final) if rank == 0 else None)
     self._say(f"Adapter saved to {final}")
     return TrainingResult(adapter_path=final, method=self.method, base_model=self.base_model, metrics=metrics, lora_config=lora,
                           loss_history_path=str(Path(final)/"loss_history.json"), summary_path=str(Path(final)/"training_summary.json"),
                           target=self.target, world_size=world)
-
-# %% ../nbs/20_training.ipynb #0fd34a6a
-@patch
-def _write_run(self:Finetuner, trainer, tmp:Path, final:Path, ck:Path, lora:dict, metrics:dict, world:int, n_train:int, n_val:int,
-               source_span_ids:list):
-    "Write the adapter, tokenizer, loss history, logs and `training_summary.json` into the run's temporary folder."
-    self.save(trainer, tmp)
-    self.history.save(tmp/"loss_history.json")
-    if (ck/"runs").is_dir(): shutil.move(str(ck/"runs"), str(tmp/"logs"))  # TensorBoard event files (report_to="tensorboard")
-    atomic_write_json(tmp/"training_summary.json", {
-        "method": self.method, "target": self.target, "base_model": self.base_model, "created_at": utc_stamp(),
-        "run_folder": final.name, "settings": self.settings.to_dict(), "lora_config": lora,
-        "data": {"examples": n_train + n_val, "train_examples": n_train, "val_examples": n_val},
-        "metrics": metrics, "numerics": getattr(self, "numerics", {}), "world_size": world, "library_versions": library_versions(),
-        "source_span_ids": list(source_span_ids), "files": sorted(p.name for p in tmp.iterdir()) + ["training_summary.json"]})
