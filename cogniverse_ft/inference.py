@@ -10,6 +10,7 @@ import json, hashlib, shlex
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
+from fastcore.basics import patch
 from .core import get_logger, validate_tenant_id, redact_url
 from .registry import AdapterRegistry, AdapterMetadata
 from .storage import download_adapter, verify_folder, parse_storage_uri, AdapterIntegrityError
@@ -35,20 +36,23 @@ class AdapterInferenceInfo:
     agent_type: str  # agent type or modality it serves
     file_hashes: dict = field(default_factory=dict)  # sha256 manifest recorded at registration
 
-    @property
-    def served_name(self) -> str:
-        "A name for the adapter in a server: `<name>-<version>`, unique per tenant."
-        return f"{self.name}-{self.version}"
+# %% ../nbs/32_inference.ipynb #ff92a8da
+@patch(as_prop=True)
+def served_name(self:AdapterInferenceInfo) -> str:
+    "A name for the adapter in a server: `<name>-<version>`, unique per tenant."
+    return f"{self.name}-{self.version}"
 
-    @classmethod
-    def from_metadata(cls, m:AdapterMetadata # a registry record
-                     ) -> "AdapterInferenceInfo":
-        "Build from a registry record."
-        return cls(m.adapter_id, m.tenant_id, m.name, m.version, m.base_model, m.location, m.target, dict(m.file_hashes))
+# %% ../nbs/32_inference.ipynb #bc9f48fe
+@patch(cls_method=True)
+def from_metadata(cls:AdapterInferenceInfo, m:AdapterMetadata # a registry record
+                 ) -> AdapterInferenceInfo:
+    "Build from a registry record."
+    return cls(m.adapter_id, m.tenant_id, m.name, m.version, m.base_model, m.location, m.target, dict(m.file_hashes))
 
+# %% ../nbs/32_inference.ipynb #568b11ec
 def get_active_adapter_for_inference(tenant_id:str, # tenant
                                      agent_type:str, # agent type (or modality for embedding models)
-                                     registry:AdapterRegistry|None=None, # registry to ask (default: the default registry)
+                                     registry:AdapterRegistry|None=None, # registry to ask (default: the default one)
                                     ) -> AdapterInferenceInfo|None:
     "The tenant's active adapter for `agent_type` as inference info, or None when none is active."
     validate_tenant_id(tenant_id)
@@ -56,38 +60,49 @@ def get_active_adapter_for_inference(tenant_id:str, # tenant
     m = reg.get_active_adapter(tenant_id, agent_type)
     return AdapterInferenceInfo.from_metadata(m) if m else None
 
-# %% ../nbs/32_inference.ipynb #ff92a8da
+# %% ../nbs/32_inference.ipynb #d5f2fcc5
+def _record_location(info, expected_hashes:dict|None=None) -> tuple:
+    "`(uri, manifest)` of an `AdapterInferenceInfo` or `AdapterMetadata`; refused when there is no manifest at all."
+    uri = info.adapter_uri if isinstance(info, AdapterInferenceInfo) else info.location
+    expected_hashes = expected_hashes or info.file_hashes
+    if not expected_hashes:
+        raise AdapterIntegrityError(f"Registry record of adapter {info.name} {info.version} ({info.adapter_id}) has "
+                                    "no sha256 manifest: nothing to verify its files against; register it again")
+    return uri, expected_hashes
+
+# %% ../nbs/32_inference.ipynb #0a335501
+def _local_adapter_folder(path:str) -> str:
+    "`path` when it is a folder holding `adapter_config.json` or `modules.json`; else `FileNotFoundError`."
+    if not Path(path).is_dir(): raise FileNotFoundError(f"Adapter folder {path!r} does not exist")
+    if not (Path(path)/"adapter_config.json").exists() and not (Path(path)/"modules.json").exists():
+        raise FileNotFoundError(f"{path!r} is not an adapter folder: no adapter_config.json")
+    return path
+
+# %% ../nbs/32_inference.ipynb #79f86bf5
 def resolve_adapter_path(adapter_uri:str|Path|AdapterInferenceInfo, # URI, local folder, or inference info
-                         expected_hashes:dict|None=None, # sha256 manifest to verify (taken from the info when given one)
+                         expected_hashes:dict|None=None, # sha256 manifest to verify (default: the info's)
                          local_dir:str|Path|None=None, # download folder for remote adapters
                          hf_token:str|None=None, # Hugging Face token (never stored or logged)
                          storage_options:dict|None=None, # fsspec options for remote storage
                         ) -> str:
     "A verified local folder holding the adapter."
     if isinstance(adapter_uri, (AdapterInferenceInfo, AdapterMetadata)):
-        info = adapter_uri
-        adapter_uri = info.adapter_uri if isinstance(info, AdapterInferenceInfo) else info.location
-        expected_hashes = expected_hashes or info.file_hashes
-        if not expected_hashes:  # a record without a manifest would let a tampered folder through unverified
-            raise AdapterIntegrityError(f"Registry record of adapter {info.name} {info.version} ({info.adapter_id}) has no sha256 "
-                                        "manifest: nothing to verify its files against; register it again")
+        adapter_uri, expected_hashes = _record_location(adapter_uri, expected_hashes)
     s = parse_storage_uri(adapter_uri)
-    if s.kind == "local" and not expected_hashes:
-        if not Path(s.path).is_dir(): raise FileNotFoundError(f"Adapter folder {s.path!r} does not exist")
-        if not (Path(s.path)/"adapter_config.json").exists() and not (Path(s.path)/"modules.json").exists():
-            raise FileNotFoundError(f"{s.path!r} is not an adapter folder: no adapter_config.json")
-        return s.path
+    if s.kind == "local" and not expected_hashes: return _local_adapter_folder(s.path)
     return str(download_adapter(s.uri, local_dir=local_dir, hf_token=hf_token, expected_hashes=expected_hashes,
                                 storage_options=storage_options))
 
 # %% ../nbs/32_inference.ipynb #652a4326
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # values vLLM accepts for --max-lora-rank
 
+# %% ../nbs/32_inference.ipynb #d12a4a68
 def lora_int_id(adapter_id:str, # registry adapter id
                ) -> int:
     "A stable positive 31-bit integer id for vLLM, derived from the adapter id."
     return int(hashlib.sha256(str(adapter_id).encode()).hexdigest()[:8], 16) % (2**31 - 1) + 1
 
+# %% ../nbs/32_inference.ipynb #5dd72169
 def vllm_lora_request_args(info:AdapterInferenceInfo, # the adapter
                            local_path:str|None=None, # verified local folder (default: `resolve_adapter_path(info)`)
                           ) -> dict:
@@ -95,6 +110,7 @@ def vllm_lora_request_args(info:AdapterInferenceInfo, # the adapter
     return {"lora_name": info.served_name, "lora_int_id": lora_int_id(info.adapter_id),
             "lora_path": local_path or resolve_adapter_path(info), "base_model_name": info.base_model}
 
+# %% ../nbs/32_inference.ipynb #5b88becf
 def vllm_lora_request(info:AdapterInferenceInfo, # the adapter
                       local_path:str|None=None, # verified local folder (default: `resolve_adapter_path(info)`)
                      ):
@@ -105,7 +121,7 @@ def vllm_lora_request(info:AdapterInferenceInfo, # the adapter
                           "`vllm_lora_request_args` / `load_model_with_adapter`") from e
     return LoRARequest(**vllm_lora_request_args(info, local_path))
 
-# %% ../nbs/32_inference.ipynb #d12a4a68
+# %% ../nbs/32_inference.ipynb #dab931cf
 def adapter_rank(path:str|Path, # local adapter folder
                 ) -> int|None:
     "The LoRA rank `r` in the folder's `adapter_config.json` (None when not a LoRA adapter)."
@@ -116,16 +132,12 @@ def adapter_rank(path:str|Path, # local adapter folder
         ranks = [cfg.get("r") or 0, *((cfg.get("rank_pattern") or {}).values())]
         return max(int(r) for r in ranks) or None
     except (ValueError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise ValueError(f"Malformed {p}: expected a JSON object with an integer 'r' (and optional 'rank_pattern'): {e}") from None
+        raise ValueError(f"Malformed {p}: expected a JSON object with an integer 'r' (and optional 'rank_pattern'): "
+                         f"{e}") from None
 
-def vllm_serve_command(base_model:str, # base model id or folder
-                       adapters:list, # `AdapterInferenceInfo`s, `(name, path)` pairs, or `{name: path}`
-                       port:int=8000, # HTTP port
-                       host:str|None=None, # bind address (vLLM's default when None)
-                       max_lora_rank:int|None=None, # default: the smallest vLLM value >= every adapter's rank
-                       extra_args:list|tuple=(), # more `vllm serve` arguments, appended as given
-                      ) -> list:
-    "The `vllm serve ... --enable-lora --lora-modules name=path ...` command line as an argument list."
+# %% ../nbs/32_inference.ipynb #2684fa43
+def _lora_modules(adapters) -> list:
+    "`(name, path)` pairs of the adapters to serve, infos resolved to verified folders; bad or duplicate names refused."
     if isinstance(adapters, dict): adapters = list(adapters.items())
     mods = []
     for a in adapters:
@@ -134,17 +146,46 @@ def vllm_serve_command(base_model:str, # base model id or folder
         mods.append((name, str(path)))
     if not mods: raise ValueError("vllm_serve_command needs at least one adapter")
     if len({n for n, _ in mods}) != len(mods): raise ValueError(f"Duplicate adapter names: {[n for n, _ in mods]}")
-    if max_lora_rank is None:
-        r = max([adapter_rank(p) or 0 for _, p in mods if Path(p).exists()] or [0])
-        max_lora_rank = next((v for v in VLLM_LORA_RANKS if v >= r), None) if r > 16 else None
-        if r > VLLM_LORA_RANKS[-1]: raise ValueError(f"LoRA rank {r} exceeds vLLM's maximum {VLLM_LORA_RANKS[-1]}")
+    return mods
+
+# %% ../nbs/32_inference.ipynb #9babc1cb
+def _rank_limit(mods:list) -> int|None:
+    "The `--max-lora-rank` the adapters need (None when vLLM's default 16 is enough)."
+    r = max([adapter_rank(p) or 0 for _, p in mods if Path(p).exists()] or [0])
+    if r > VLLM_LORA_RANKS[-1]: raise ValueError(f"LoRA rank {r} exceeds vLLM's maximum {VLLM_LORA_RANKS[-1]}")
+    return next((v for v in VLLM_LORA_RANKS if v >= r), None) if r > 16 else None
+
+# %% ../nbs/32_inference.ipynb #c8d54b1d
+def vllm_serve_command(base_model:str, # base model id or folder
+                       adapters:list, # `AdapterInferenceInfo`s, `(name, path)` pairs, or `{name: path}`
+                       port:int=8000, # HTTP port
+                       host:str|None=None, # bind address (vLLM's default when None)
+                       max_lora_rank:int|None=None, # default: the smallest vLLM value >= every adapter's rank
+                       extra_args:list|tuple=(), # more `vllm serve` arguments, appended as given
+                      ) -> list:
+    "The `vllm serve ... --enable-lora --lora-modules name=path ...` command line as an argument list."
+    mods = _lora_modules(adapters)
+    if max_lora_rank is None: max_lora_rank = _rank_limit(mods)
     cmd = ["vllm", "serve", base_model, "--enable-lora", "--lora-modules", *[f"{n}={p}" for n, p in mods],
            "--max-loras", str(len(mods)), "--port", str(port)]
     if host: cmd += ["--host", host]
     if max_lora_rank: cmd += ["--max-lora-rank", str(max_lora_rank)]
     return cmd + list(extra_args)
 
-# %% ../nbs/32_inference.ipynb #dab931cf
+# %% ../nbs/32_inference.ipynb #c8ae8a86
+def _adapter_base(p:Path, base_model:str|None) -> str:
+    "The base model to load the adapter in folder `p` on: `base_model`, else the one its config names."
+    cfg_file = p/"adapter_config.json"
+    if not cfg_file.exists():
+        raise FileNotFoundError(f"{str(p)!r} is not a PEFT adapter folder: no adapter_config.json")
+    recorded = json.loads(cfg_file.read_text()).get("base_model_name_or_path")
+    base = base_model or recorded
+    if not base: raise ValueError(f"No base model given and none recorded in {cfg_file}")
+    if base_model and recorded and base_model != recorded:
+        log.warning(f"Loading adapter trained on {recorded!r} onto {base_model!r}")
+    return base
+
+# %% ../nbs/32_inference.ipynb #cc2ef632
 def load_model_with_adapter(adapter_path:str|Path, # local adapter folder (see `resolve_adapter_path`)
                             base_model:str|None=None, # base model (default: the adapter config's base model)
                             merge:bool=False, # merge the LoRA weights into the base model
@@ -155,14 +196,7 @@ def load_model_with_adapter(adapter_path:str|Path, # local adapter folder (see `
     from peft import PeftModel
     from cogniverse_ft.models import load_causal_lm
     p = Path(adapter_path)
-    cfg_file = p/"adapter_config.json"
-    if not cfg_file.exists(): raise FileNotFoundError(f"{str(p)!r} is not a PEFT adapter folder: no adapter_config.json")
-    cfg = json.loads(cfg_file.read_text())
-    base = base_model or cfg.get("base_model_name_or_path")
-    if not base: raise ValueError(f"No base model given and none recorded in {cfg_file}")
-    if base_model and cfg.get("base_model_name_or_path") and base_model != cfg["base_model_name_or_path"]:
-        log.warning(f"Loading adapter trained on {cfg['base_model_name_or_path']!r} onto {base_model!r}")
-    model, tok = load_causal_lm(base, dtype=dtype, device=device)
+    model, tok = load_causal_lm(_adapter_base(p, base_model), dtype=dtype, device=device)
     model = PeftModel.from_pretrained(model, str(p))
     if merge: model = model.merge_and_unload()
     model.eval()
@@ -178,30 +212,36 @@ def get_active_adapter_path(tenant_id:str, # tenant
     info = get_active_adapter_for_inference(tenant_id, agent_type, registry)
     return resolve_adapter_path(info, **kwargs) if info else None
 
+# %% ../nbs/32_inference.ipynb #83a7e251
 class AdapterAwareMixin:
     "Mixin for agents (with a `tenant_id` attribute) that use their tenant's active fine-tuned adapter."
     adapter_registry: AdapterRegistry|None = None  # registry to ask (default: the default registry)
     active_adapter: AdapterInferenceInfo|None = None  # the adapter found by the last `load_adapter_if_available`
 
-    def load_adapter_if_available(self, agent_type:str, # agent type to look up
-                                  **kwargs, # passed to `resolve_adapter_path`
-                                 ) -> str|None:
-        "Local path of the tenant's active adapter for `agent_type` (downloaded and verified), or None."
-        tenant = getattr(self, "tenant_id", None)
-        if tenant is None: raise AttributeError(f"{type(self).__name__} needs a tenant_id attribute to look up adapters")
-        reg = self.adapter_registry or AdapterRegistry(tenant_id=tenant)
-        self.active_adapter = get_active_adapter_for_inference(tenant, agent_type, reg)
-        if self.active_adapter is None:
-            log.info(f"No active {agent_type} adapter for tenant {tenant}; using the base model")
-            return None
-        path = resolve_adapter_path(self.active_adapter, **kwargs)
-        log.info(f"Using adapter {self.active_adapter.served_name} for tenant {tenant}, {agent_type}: {path}")
-        return path
+# %% ../nbs/32_inference.ipynb #c3ac24bd
+@patch
+def load_adapter_if_available(self:AdapterAwareMixin, agent_type:str, # agent type to look up
+                              **kwargs, # passed to `resolve_adapter_path`
+                             ) -> str|None:
+    "Local path of the tenant's active adapter for `agent_type` (downloaded and verified), or None."
+    tenant = getattr(self, "tenant_id", None)
+    if tenant is None:
+        raise AttributeError(f"{type(self).__name__} needs a tenant_id attribute to look up adapters")
+    reg = self.adapter_registry or AdapterRegistry(tenant_id=tenant)
+    self.active_adapter = get_active_adapter_for_inference(tenant, agent_type, reg)
+    if self.active_adapter is None:
+        log.info(f"No active {agent_type} adapter for tenant {tenant}; using the base model")
+        return None
+    path = resolve_adapter_path(self.active_adapter, **kwargs)
+    log.info(f"Using adapter {self.active_adapter.served_name} for tenant {tenant}, {agent_type}: {path}")
+    return path
 
-    def _load_with_adapter(self, adapter_path:str, # local adapter folder
-                           merge:bool=False, # merge LoRA weights into the base model
-                          ):
-        "Load the active adapter's base model with the adapter; sets `self.tokenizer`, returns the model."
-        base = self.active_adapter.base_model if self.active_adapter else None
-        model, self.tokenizer = load_model_with_adapter(adapter_path, base_model=base, merge=merge)
-        return model
+# %% ../nbs/32_inference.ipynb #1d3504af
+@patch
+def _load_with_adapter(self:AdapterAwareMixin, adapter_path:str, # local adapter folder
+                       merge:bool=False, # merge LoRA weights into the base model
+                      ):
+    "Load the active adapter's base model with the adapter; sets `self.tokenizer`, returns the model."
+    base = self.active_adapter.base_model if self.active_adapter else None
+    model, self.tokenizer = load_model_with_adapter(adapter_path, base_model=base, merge=merge)
+    return model
