@@ -45,8 +45,14 @@ def entity_type(name:str, # a Presidio entity name (`EMAIL_ADDRESS`) or an alias
                      f"{', '.join(map(repr, ENTITY_ALIASES))} or {', '.join(map(repr, ENTITY_TYPES))}")
 
 # %% ../nbs/15_privacy.ipynb #40463059
-def _default_entities() -> dict: return {e: "mask" for e in ENTITY_TYPES}
-def _default_allow() -> dict: return {"values": [], "patterns": []}
+def _default_entities() -> dict:
+    "Every entity type in `mask` mode: the default of `privacy.entities`."
+    return {e: "mask" for e in ENTITY_TYPES}
+
+# %% ../nbs/15_privacy.ipynb #4b423e34
+def _default_allow() -> dict:
+    "An empty allow-list: the default of `privacy.allow`."
+    return {"values": [], "patterns": []}
 
 # %% ../nbs/15_privacy.ipynb #366a1c39
 def _check_entities(entities) -> dict:
