@@ -20,65 +20,87 @@ from .core import (validate_tenant_id, project_for_tenant, tenant_of_project,
 __all__ = ['APPROVED_SYNONYMS', 'REJECTED_SYNONYMS', 'SLUG_RE', 'ATTR_RE', 'MESSAGE_FIELDS', 'SPAN_FIELDS', 'ANNOTATOR_KINDS',
            'CONTESTED_POLICIES', 'LABEL_MODES', 'GENERIC_INSTRUCTION', 'CONTRACT_FILE', 'normalize_label',
            'label_verdict', 'ContractError', 'check_slug', 'FieldPath', 'parse_field', 'SpanFilter', 'FeedbackSpec',
-           'check_privacy', 'check_training', 'TaskSpec', 'feedback_from_dict', 'Contract', 'task_from_dict',
+           'feedback_from_dict', 'check_privacy', 'check_training', 'TaskSpec', 'task_from_dict', 'Contract',
            'contract_from_dict', 'load_contract', 'resolve_task']
 
 # %% ../nbs/05_contract.ipynb #c8ed1f62
-_LABEL_NOISE = re.compile(r"[\s_\-.,:;!?'\"`()\[\]{}/\\|*~]+")
+_LABEL_NOISE = re.compile(r"[\s_\-.,:;!?'\"`()\[\]{}/\\|*~]+")  # spaces and punctuation: not part of a label
 
+# %% ../nbs/05_contract.ipynb #fced5bef
+def _invisible(c:str) -> bool:
+    "An emoji skin tone, a variation selector or the zero-width joiner: a label reads the same without it."
+    return 0x1F3FB <= ord(c) <= 0x1F3FF or ord(c) in (0xFE0E, 0xFE0F, 0x200D)
+
+# %% ../nbs/05_contract.ipynb #42cfa696
 def normalize_label(label, # an annotation label (str, number or bool)
                    ) -> str:
     "The label in comparable form: NFKC, lower case, no spaces, punctuation, skin tones or variation selectors."
-    if label is None or (isinstance(label, float) and label != label): return ""
-    if isinstance(label, bool): return "true" if label else "false"
-    if isinstance(label, (int, float, np.integer, np.floating)): label = f"{float(label):g}"
+    if label is None or (isinstance(label, float) and label != label):
+        return ""
+    if isinstance(label, bool):
+        return "true" if label else "false"
+    if isinstance(label, (int, float, np.integer, np.floating)):
+        label = f"{float(label):g}"
     s = unicodedata.normalize("NFKC", str(label)).lower()
-    s = "".join(c for c in s if not (0x1F3FB <= ord(c) <= 0x1F3FF or ord(c) in (0xFE0E, 0xFE0F, 0x200D)))
-    return _LABEL_NOISE.sub("", s)
+    return _LABEL_NOISE.sub("", "".join(c for c in s if not _invisible(c)))
 
 # %% ../nbs/05_contract.ipynb #de148f4e
 APPROVED_SYNONYMS = frozenset(map(normalize_label, (
-    "approved", "approve", "accepted", "accept", "correct", "good", "positive", "yes", "y", "up", "thumbs up", "thumbsup",
-    "👍", "✅", "✔", "☑", "1", "true", "pass", "passed", "like", "liked", "ok", "right", "helpful")))
+    "approved", "approve", "accepted", "accept", "correct", "good", "positive", "yes", "y", "up", "thumbs up",
+    "thumbsup", "👍", "✅", "✔", "☑", "1", "true", "pass", "passed", "like", "liked", "ok", "right", "helpful")))
 REJECTED_SYNONYMS = frozenset(map(normalize_label, (
     "rejected", "reject", "incorrect", "wrong", "bad", "negative", "no", "n", "down", "thumbs down", "thumbsdown",
     "👎", "❌", "✖", "✗", "0", "false", "fail", "failed", "dislike", "disliked", "unhelpful")))
 
+# %% ../nbs/05_contract.ipynb #c65918ef
 def label_verdict(label, # an annotation label
                   approved=(), # extra labels meaning approved (the contract's `feedback.approved`)
                   rejected=(), # extra labels meaning rejected (`feedback.rejected`)
                  ) -> Optional[bool]:
     "True for an approving label, False for a rejecting one, None when the label is neither (or empty)."
     n = normalize_label(label)
-    if not n: return None
-    if n in {normalize_label(x) for x in approved}: return True
-    if n in {normalize_label(x) for x in rejected}: return False
-    if n in APPROVED_SYNONYMS: return True
-    if n in REJECTED_SYNONYMS: return False
-    return None
+    if not n:
+        return None
+    if n in {normalize_label(x) for x in approved}:
+        return True
+    if n in {normalize_label(x) for x in rejected}:
+        return False
+    if n in APPROVED_SYNONYMS:
+        return True
+    return False if n in REJECTED_SYNONYMS else None
 
 # %% ../nbs/05_contract.ipynb #46d0199c
 class ContractError(ValueError):
     "A data contract is invalid; the message names the file and key."
 
+# %% ../nbs/05_contract.ipynb #016b1eed
 def _fail(where:str, msg:str):
+    "Raise a `ContractError` for the key `where`."
     raise ContractError(f"{where}: {msg}")
 
+# %% ../nbs/05_contract.ipynb #7c9964dd
 def _check_keys(d, known, where:str):
     "Refuse a non-mapping or unknown keys, listing the known ones."
-    if not isinstance(d, dict): _fail(where, f"expected a mapping, got {type(d).__name__}")
-    unknown = sorted(set(d) - set(known))
-    if unknown: _fail(where, f"unknown key(s) {unknown}; known: {sorted(known)}")
+    if not isinstance(d, dict):
+        _fail(where, f"expected a mapping, got {type(d).__name__}")
+    if unknown := sorted(set(d) - set(known)):
+        _fail(where, f"unknown key(s) {unknown}; known: {sorted(known)}")
 
+# %% ../nbs/05_contract.ipynb #8e056aff
 def _str_list(v, where:str) -> list[str]:
-    if isinstance(v, str): v = [v]
+    "`v` (a label or a list of labels) as a list of strings."
+    if isinstance(v, str):
+        v = [v]
     if not isinstance(v, (list, tuple)) or not all(isinstance(x, (str, int, float, bool)) for x in v):
         _fail(where, f"expected a list of labels, got {v!r}")
     return [str(x) if not isinstance(x, str) else x for x in v]
 
+# %% ../nbs/05_contract.ipynb #670430aa
 SLUG_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
-def check_slug(name, where:str) -> str:
+def check_slug(name, # a task name
+               where:str, # key path, for errors
+              ) -> str:
     "Return `name` when it is a slug (letters, digits, `_`, `-`, at most 64), else raise `ContractError`."
     if not isinstance(name, str) or not SLUG_RE.fullmatch(name):
         _fail(where, f"{name!r} is not a valid name: use letters, digits, '_' and '-', starting with a letter or digit")
@@ -88,141 +110,229 @@ def check_slug(name, where:str) -> str:
 ATTR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 MESSAGE_FIELDS = ("llm.input_messages", "llm.output_messages")
 
+# %% ../nbs/05_contract.ipynb #99a923ad
 @dataclass(frozen=True)
 class FieldPath:
     "A span attribute, optionally with a JSON path into its (JSON) value."
     attribute: str  # dotted attribute name, e.g. `input.value`
     json_path: Optional[str] = None  # e.g. `$.query`
 
-    @property
-    def column(self) -> str: return f"attributes.{self.attribute}"
-    @property
-    def is_messages(self) -> bool: return self.attribute in MESSAGE_FIELDS and self.json_path is None
-    def __str__(self): return self.attribute + (f":{self.json_path}" if self.json_path else "")
+# %% ../nbs/05_contract.ipynb #7ce79d64
+@patch(as_prop=True)
+def column(self:FieldPath) -> str:
+    "The span frame column of the attribute."
+    return f"attributes.{self.attribute}"
 
+# %% ../nbs/05_contract.ipynb #eb95a97f
+@patch(as_prop=True)
+def is_messages(self:FieldPath) -> bool:
+    "True for a whole message list, read as a conversation."
+    return self.attribute in MESSAGE_FIELDS and self.json_path is None
+
+# %% ../nbs/05_contract.ipynb #f1659cc8
+@patch
+def __str__(self:FieldPath):
+    return self.attribute + (f":{self.json_path}" if self.json_path else "")
+
+# %% ../nbs/05_contract.ipynb #f065296a
+def _check_json_path(jp:str, where:str):
+    "Refuse a JSON path `jsonpath-ng` cannot compile."
+    from jsonpath_ng import parse as jparse
+    try:
+        jparse(jp)
+    except Exception as e:
+        _fail(where, f"invalid JSON path {jp!r} ({e}); write e.g. 'input.value:$.query'")
+
+# %% ../nbs/05_contract.ipynb #37af90fa
 def parse_field(spec, # `attribute` or `attribute:$.json.path`
                 where:str="field", # key path, for errors
                ) -> FieldPath:
     "Parse a field spec, checking the attribute name and compiling the JSON path."
-    if not isinstance(spec, str) or not spec.strip(): _fail(where, f"expected an attribute name such as 'input.value', got {spec!r}")
+    if not isinstance(spec, str) or not spec.strip():
+        _fail(where, f"expected an attribute name such as 'input.value', got {spec!r}")
     attr, _, jp = spec.strip().partition(":")
-    if not ATTR_RE.fullmatch(attr): _fail(where, f"{attr!r} is not an attribute name (dotted, e.g. 'input.value' or 'llm.input_messages')")
+    if not ATTR_RE.fullmatch(attr):
+        _fail(where, f"{attr!r} is not an attribute name (dotted, e.g. 'input.value' or 'llm.input_messages')")
     if jp:
-        from jsonpath_ng import parse as jparse
-        try: jparse(jp)
-        except Exception as e: _fail(where, f"invalid JSON path {jp!r} ({e}); write e.g. 'input.value:$.query'")
+        _check_json_path(jp, where)
     return FieldPath(attr, jp or None)
 
-# %% ../nbs/05_contract.ipynb #bf435796
+# %% ../nbs/05_contract.ipynb #4f728f47
 SPAN_FIELDS = {"name": "name", "span_kind": "span_kind", "status_code": "status_code", "status_message": "status_message",
                "parent_id": "parent_id", "span_id": "context.span_id", "trace_id": "context.trace_id",
-               "start_time": "start_time", "end_time": "end_time"}
+               "start_time": "start_time", "end_time": "end_time"}  # filter name -> span frame column
 _CMP = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">="}
 
+# %% ../nbs/05_contract.ipynb #12b67d95
 def _dotted(node) -> str|None:
     "`a.b.c` for a chain of names, else None."
     parts = []
-    while isinstance(node, ast.Attribute): parts.append(node.attr); node = node.value
-    if isinstance(node, ast.Name): return ".".join([node.id] + parts[::-1])
-    return None
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    return ".".join([node.id] + parts[::-1]) if isinstance(node, ast.Name) else None
 
+# %% ../nbs/05_contract.ipynb #4901b740
 def _check_select(node, expr:str):
     "Refuse constructs a span filter cannot have, naming the first one found."
-    ok = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Name, ast.Load, ast.Attribute,
-          ast.Subscript, ast.Constant, ast.List, ast.Tuple, ast.In, ast.NotIn, ast.Is, ast.IsNot, *_CMP)
+    ok = (ast.Expression, ast.BoolOp, ast.And, ast.Or, ast.UnaryOp, ast.Not, ast.Compare, ast.Name, ast.Load,
+          ast.Attribute, ast.Subscript, ast.Constant, ast.List, ast.Tuple, ast.In, ast.NotIn, ast.Is, ast.IsNot, *_CMP)
     for n in ast.walk(node):
-        if not isinstance(n, ok): raise ValueError(f"unsupported {type(n).__name__} in span filter {expr!r}")
+        if not isinstance(n, ok):
+            raise ValueError(f"unsupported {type(n).__name__} in span filter {expr!r}")
 
-# %% ../nbs/05_contract.ipynb #4f728f47
+# %% ../nbs/05_contract.ipynb #3a09770f
+def _missing(df:pd.DataFrame) -> pd.Series:
+    "A column of None, one per span."
+    return pd.Series(None, index=df.index, dtype=object)
+
+# %% ../nbs/05_contract.ipynb #5bf6a4a7
+def _subscript_series(df:pd.DataFrame, node:ast.Subscript) -> pd.Series:
+    "The values `metadata['key']` or `attributes['a.b']` refers to, one per span."
+    key = node.slice.value if isinstance(node.slice, ast.Constant) else None
+    base = _dotted(node.value)
+    if base is None or not isinstance(key, str):
+        raise ValueError("subscripts must look like metadata['key'] or attributes['a.b']")
+    if base == "attributes":
+        return df[f"attributes.{key}"] if f"attributes.{key}" in df else _missing(df)
+    if (flat := f"attributes.{base}.{key}") in df:
+        return df[flat]
+    col = df[f"attributes.{base}"] if f"attributes.{base}" in df else _missing(df)
+    return col.map(lambda d: d.get(key) if isinstance(d, dict) else None)
+
+# %% ../nbs/05_contract.ipynb #ac2a1c81
 def _series(df:pd.DataFrame, node) -> pd.Series:
     "The values a name, attribute chain or subscript refers to, one per span (missing: None)."
-    none = lambda: pd.Series(None, index=df.index, dtype=object)
     if isinstance(node, ast.Subscript):
-        key = node.slice.value if isinstance(node.slice, ast.Constant) else None
-        base = _dotted(node.value)
-        if base is None or not isinstance(key, str): raise ValueError("subscripts must look like metadata['key'] or attributes['a.b']")
-        if base == "attributes": return df[f"attributes.{key}"] if f"attributes.{key}" in df else none()
-        flat = f"attributes.{base}.{key}"
-        if flat in df: return df[flat]
-        col = df[f"attributes.{base}"] if f"attributes.{base}" in df else none()
-        return col.map(lambda d: d.get(key) if isinstance(d, dict) else None)
+        return _subscript_series(df, node)
     name = _dotted(node)
-    if name is None: raise ValueError(f"cannot read {ast.unparse(node)!r} from a span")
+    if name is None:
+        raise ValueError(f"cannot read {ast.unparse(node)!r} from a span")
     if name == "latency_ms" and "start_time" in df and "end_time" in df:
-        return (pd.to_datetime(df["end_time"], utc=True) - pd.to_datetime(df["start_time"], utc=True)).dt.total_seconds() * 1000
+        latency = pd.to_datetime(df["end_time"], utc=True) - pd.to_datetime(df["start_time"], utc=True)
+        return latency.dt.total_seconds() * 1000
     col = SPAN_FIELDS.get(name, f"attributes.{name}")
-    if col == "context.span_id" and col not in df: return pd.Series(df.index.astype(str), index=df.index)
-    return df[col] if col in df else none()
+    if col == "context.span_id" and col not in df:
+        return pd.Series(df.index.astype(str), index=df.index)
+    return df[col] if col in df else _missing(df)
 
+# %% ../nbs/05_contract.ipynb #f4fbf60a
 def _value(df, node):
-    if isinstance(node, ast.Constant): return node.value
+    "A constant, a list of constants, or the span values `node` names."
+    if isinstance(node, ast.Constant):
+        return node.value
     if isinstance(node, (ast.List, ast.Tuple)):
-        if not all(isinstance(e, ast.Constant) for e in node.elts): raise ValueError("lists in a span filter hold constants only")
+        if not all(isinstance(e, ast.Constant) for e in node.elts):
+            raise ValueError("lists in a span filter hold constants only")
         return [e.value for e in node.elts]
     return _series(df, node)
 
-# %% ../nbs/05_contract.ipynb #12b67d95
-def _compare(l, op, r) -> np.ndarray:
-    "One comparison between a span column and a constant (either side), False where the value is missing."
-    if isinstance(op, (ast.Is, ast.IsNot)):
-        s = l if isinstance(l, pd.Series) else r
-        m = s.isna().to_numpy()
-        return m if isinstance(op, ast.Is) else ~m
-    if isinstance(op, (ast.In, ast.NotIn)):
-        if isinstance(r, list): m = pd.Series(np.asarray(l, dtype=object)).isin(r).to_numpy()
-        elif isinstance(r, pd.Series) and isinstance(l, str):
-            m = r.map(lambda v: isinstance(v, str) and l in v).to_numpy(dtype=bool)
-        else: raise ValueError("'in' needs a string in a text field ('x' in input.value) or a field in a list (name in ['a', 'b'])")
-        return m if isinstance(op, ast.In) else ~m
+# %% ../nbs/05_contract.ipynb #77b25cc0
+def _is_mask(l, op, r) -> np.ndarray:
+    "`field is None` / `field is not None`."
+    s = l if isinstance(l, pd.Series) else r
+    m = s.isna().to_numpy()
+    return m if isinstance(op, ast.Is) else ~m
+
+# %% ../nbs/05_contract.ipynb #0da7f3aa
+def _in_mask(l, op, r) -> np.ndarray:
+    "`field in [constants]`, or `'text' in field`, negated for `not in`."
+    if isinstance(r, list):
+        m = pd.Series(np.asarray(l, dtype=object)).isin(r).to_numpy()
+    elif isinstance(r, pd.Series) and isinstance(l, str):
+        m = r.map(lambda v: isinstance(v, str) and l in v).to_numpy(dtype=bool)
+    else:
+        raise ValueError("'in' needs a string in a text field ('x' in input.value) "
+                         "or a field in a list (name in ['a', 'b'])")
+    return m if isinstance(op, ast.In) else ~m
+
+# %% ../nbs/05_contract.ipynb #71f9b8c5
+_OPS = {"==": lambda a, c: a == c, "!=": lambda a, c: a != c, "<": lambda a, c: a < c, "<=": lambda a, c: a <= c,
+        ">": lambda a, c: a > c, ">=": lambda a, c: a >= c}
+_FLIP = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}  # `3 < x` is `x > 3`
+
+# %% ../nbs/05_contract.ipynb #83f64a80
+def _ordered_mask(l, op, r) -> np.ndarray:
+    "`field <op> constant` (either side) for ==, !=, <, <=, >, >=; False where missing or not comparable."
     s, c, flip = (l, r, False) if isinstance(l, pd.Series) else (r, l, True)
-    if not isinstance(s, pd.Series) or isinstance(c, pd.Series): raise ValueError("compare a span field with a constant")
-    sym = _CMP[type(op)]
-    if flip: sym = {"<": ">", ">": "<", "<=": ">=", ">=": "<="}.get(sym, sym)
-    if isinstance(c, (int, float)) and not isinstance(c, bool): s = pd.to_numeric(s, errors="coerce")
-    ops = {"==": lambda a: a == c, "!=": lambda a: a != c, "<": lambda a: a < c, "<=": lambda a: a <= c,
-           ">": lambda a: a > c, ">=": lambda a: a >= c}
+    if not isinstance(s, pd.Series) or isinstance(c, pd.Series):
+        raise ValueError("compare a span field with a constant")
+    sym = _FLIP.get(_CMP[type(op)], _CMP[type(op)]) if flip else _CMP[type(op)]
+    numeric = isinstance(c, (int, float))
+    if numeric and not isinstance(c, bool):
+        s = pd.to_numeric(s, errors="coerce")
     valid = s.notna().to_numpy()
     out = np.zeros(len(s), dtype=bool)
     if valid.any():
-        try: out[valid] = np.asarray(ops[sym](s[valid].astype(object) if not isinstance(c, (int, float)) else s[valid]), dtype=bool)
-        except TypeError: pass
+        with_values = s[valid] if numeric else s[valid].astype(object)
+        try:
+            out[valid] = np.asarray(_OPS[sym](with_values, c), dtype=bool)
+        except TypeError:
+            pass
     return out if sym != "!=" else out | ~valid
 
-# %% ../nbs/05_contract.ipynb #cdad7da4
+# %% ../nbs/05_contract.ipynb #9f0ce62d
+def _compare(l, op, r) -> np.ndarray:
+    "One comparison between a span column and a constant (either side), False where the value is missing."
+    if isinstance(op, (ast.Is, ast.IsNot)):
+        return _is_mask(l, op, r)
+    if isinstance(op, (ast.In, ast.NotIn)):
+        return _in_mask(l, op, r)
+    return _ordered_mask(l, op, r)
+
+# %% ../nbs/05_contract.ipynb #1b3abcab
+def _compare_chain(df, node:ast.Compare) -> np.ndarray:
+    "The spans a (possibly chained) comparison selects."
+    out, left = np.ones(len(df), dtype=bool), _value(df, node.left)
+    for op, comp in zip(node.ops, node.comparators):
+        right = _value(df, comp)
+        out &= _compare(left, op, right)
+        left = right
+    return out
+
+# %% ../nbs/05_contract.ipynb #7bb2537f
 def _eval(df, node) -> np.ndarray:
-    if isinstance(node, ast.Expression): return _eval(df, node.body)
+    "The boolean mask of the spans of `df` the expression tree `node` selects."
+    if isinstance(node, ast.Expression):
+        return _eval(df, node.body)
     if isinstance(node, ast.BoolOp):
         ms = [_eval(df, v) for v in node.values]
         return np.logical_and.reduce(ms) if isinstance(node.op, ast.And) else np.logical_or.reduce(ms)
-    if isinstance(node, ast.UnaryOp): return ~_eval(df, node.operand)
+    if isinstance(node, ast.UnaryOp):
+        return ~_eval(df, node.operand)
     if isinstance(node, ast.Compare):
-        out, left = np.ones(len(df), dtype=bool), _value(df, node.left)
-        for op, comp in zip(node.ops, node.comparators):
-            right = _value(df, comp)
-            out &= _compare(left, op, right)
-            left = right
-        return out
+        return _compare_chain(df, node)
     s = _series(df, node)  # a bare field: truthy values
     return s.map(lambda v: bool(v) if v is not None and v == v else False).to_numpy(dtype=bool)
 
+# %% ../nbs/05_contract.ipynb #f7b76285
 @dataclass(frozen=True)
 class SpanFilter:
     "A compiled Phoenix-style span filter expression, evaluated on a span frame."
-    expression: str
+    expression: str  # e.g. "name == 'router.route' and span_kind == 'LLM'"
     def __post_init__(self):
-        try: tree = ast.parse(self.expression.strip(), mode="eval")
-        except SyntaxError as e: raise ValueError(f"span filter {self.expression!r} is not an expression: {e.msg}") from None
+        try:
+            tree = ast.parse(self.expression.strip(), mode="eval")
+        except SyntaxError as e:
+            raise ValueError(f"span filter {self.expression!r} is not an expression: {e.msg}") from None
         _check_select(tree, self.expression)
         object.__setattr__(self, "_tree", tree)
-    def mask(self, df:pd.DataFrame) -> np.ndarray:
-        "Boolean mask of the spans of `df` the expression selects."
-        if len(df) == 0: return np.zeros(0, dtype=bool)
-        return np.asarray(_eval(df, self._tree), dtype=bool)
+
+# %% ../nbs/05_contract.ipynb #9146b5f6
+@patch
+def mask(self:SpanFilter,
+         df:pd.DataFrame, # a span frame
+        ) -> np.ndarray:
+    "Boolean mask of the spans of `df` the expression selects."
+    if len(df) == 0:
+        return np.zeros(0, dtype=bool)
+    return np.asarray(_eval(df, self._tree), dtype=bool)
 
 # %% ../nbs/05_contract.ipynb #ec240516
 ANNOTATOR_KINDS = ("HUMAN", "LLM", "CODE")
 CONTESTED_POLICIES = ("skip", "latest")
 
+# %% ../nbs/05_contract.ipynb #fbd9dc55
 @dataclass
 class FeedbackSpec:
     "Which span annotations are judgements, and what their labels and scores mean."
@@ -231,139 +341,242 @@ class FeedbackSpec:
     rejected: list = field(default_factory=list)  # labels meaning rejected, on top of the built-in synonyms
     min_score: float = 0.5  # a score-only annotation >= this is approved, below it rejected
     annotators: list = field(default_factory=lambda: ["HUMAN"])  # annotator kinds that count: HUMAN, LLM, CODE
-    correction: Optional[str] = "metadata.corrected_output"  # where a reviewer's correction lives (`metadata.<key>`, `explanation`)
-    contested: str = "skip"  # an output both approved and rejected: `skip` (counted) or `latest` (the latest judgement wins)
+    correction: Optional[str] = "metadata.corrected_output"  # where a correction lives (`metadata.<key>`, `explanation`)
+    contested: str = "skip"  # an output both approved and rejected: `skip` (counted) or `latest` (latest judgement wins)
 
     def __post_init__(self): self.validate()
 
-# %% ../nbs/05_contract.ipynb #fbd9dc55
+# %% ../nbs/05_contract.ipynb #8c6c6f0b
+def _check_feedback_labels(fb:FeedbackSpec, where:str):
+    "The name, the label lists (as strings, none in both) and the score threshold."
+    if not isinstance(fb.name, str) or not fb.name.strip():
+        _fail(f"{where}.name", f"expected an annotation name, got {fb.name!r}")
+    fb.approved, fb.rejected = _str_list(fb.approved, f"{where}.approved"), _str_list(fb.rejected, f"{where}.rejected")
+    if both := {normalize_label(x) for x in fb.approved} & {normalize_label(x) for x in fb.rejected}:
+        _fail(where, f"label(s) {sorted(both)} are listed as both approved and rejected")
+    if isinstance(fb.min_score, bool) or not isinstance(fb.min_score, (int, float)):
+        _fail(f"{where}.min_score", f"expected a number, got {fb.min_score!r}")
+
+# %% ../nbs/05_contract.ipynb #9b9173ad
+def _check_annotators(fb:FeedbackSpec, where:str):
+    "The annotator kinds, as a list of known kinds."
+    fb.annotators = _str_list(fb.annotators, f"{where}.annotators")
+    for i, k in enumerate(fb.annotators):
+        if k not in ANNOTATOR_KINDS:
+            _fail(f"{where}.annotators[{i}]", f"{k!r} is not one of {', '.join(map(repr, ANNOTATOR_KINDS))}")
+
+# %% ../nbs/05_contract.ipynb #2936ba8e
+def _check_correction(fb:FeedbackSpec, where:str):
+    "Where corrections live, and the contested policy."
+    metadata_key = re.fullmatch(r"metadata\.[A-Za-z0-9_.-]+", str(fb.correction))
+    ok = fb.correction in ("explanation", "result.explanation") or metadata_key
+    if fb.correction is not None and not ok:
+        _fail(f"{where}.correction", f"{fb.correction!r}: use 'metadata.<key>' or 'explanation'")
+    if fb.contested not in CONTESTED_POLICIES:
+        _fail(f"{where}.contested", f"{fb.contested!r} is not one of {', '.join(map(repr, CONTESTED_POLICIES))}")
+
+# %% ../nbs/05_contract.ipynb #c0cb1b4c
 @patch
-def validate(self:FeedbackSpec, where:str="feedback") -> FeedbackSpec:
+def validate(self:FeedbackSpec,
+             where:str="feedback", # key path, for errors
+            ) -> FeedbackSpec:
     "Check every field, naming the key under `where`; returns self."
-    if not isinstance(self.name, str) or not self.name.strip(): _fail(f"{where}.name", f"expected an annotation name, got {self.name!r}")
-    self.approved, self.rejected = _str_list(self.approved, f"{where}.approved"), _str_list(self.rejected, f"{where}.rejected")
-    both = {normalize_label(x) for x in self.approved} & {normalize_label(x) for x in self.rejected}
-    if both: _fail(where, f"label(s) {sorted(both)} are listed as both approved and rejected")
-    if isinstance(self.min_score, bool) or not isinstance(self.min_score, (int, float)):
-        _fail(f"{where}.min_score", f"expected a number, got {self.min_score!r}")
-    self.annotators = _str_list(self.annotators, f"{where}.annotators")
-    for i, k in enumerate(self.annotators):
-        if k not in ANNOTATOR_KINDS: _fail(f"{where}.annotators[{i}]", f"{k!r} is not one of {', '.join(map(repr, ANNOTATOR_KINDS))}")
-    if self.correction is not None and not (self.correction in ("explanation", "result.explanation") or
-                                            re.fullmatch(r"metadata\.[A-Za-z0-9_.-]+", str(self.correction))):
-        _fail(f"{where}.correction", f"{self.correction!r}: use 'metadata.<key>' or 'explanation'")
-    if self.contested not in CONTESTED_POLICIES:
-        _fail(f"{where}.contested", f"{self.contested!r} is not one of {', '.join(map(repr, CONTESTED_POLICIES))}")
+    _check_feedback_labels(self, where)
+    _check_annotators(self, where)
+    _check_correction(self, where)
     return self
 
+# %% ../nbs/05_contract.ipynb #e1ffbd73
+def _default(f):
+    "The default value of dataclass field `f` (a fresh one for a default factory)."
+    return f.default if f.default_factory is _MISSING else f.default_factory()
+
+# %% ../nbs/05_contract.ipynb #41f288b6
+def _filled(cls, d:dict, skip:tuple=()):
+    "An unvalidated `cls` whose fields (but `skip`) come from `d`, else their defaults."
+    obj = cls.__new__(cls)
+    for f in fields(cls):
+        if f.name not in skip:
+            setattr(obj, f.name, d.get(f.name, _default(f)))
+    return obj
+
+# %% ../nbs/05_contract.ipynb #e24299a6
+def feedback_from_dict(d:dict, # the `feedback:` mapping
+                       where:str="feedback", # key path, for errors
+                      ) -> FeedbackSpec:
+    "A `FeedbackSpec` from a mapping, refusing unknown keys."
+    _check_keys(d, [f.name for f in fields(FeedbackSpec)], where)
+    return _filled(FeedbackSpec, d).validate(where)
+
 # %% ../nbs/05_contract.ipynb #2285affb
-def check_privacy(d, where:str="privacy") -> dict|None:
-    "The `privacy:` section as a plain dict, validated by `PrivacyConfig`; errors name the key."
-    if d is None: return None
+def _checked(where:str, fn, *args):
+    "`fn(*args)`, a `ValueError` or `TypeError` becoming a `ContractError` for the key `where`."
+    try:
+        return fn(*args)
+    except (ValueError, TypeError) as e:
+        _fail(where, str(e))
+
+# %% ../nbs/05_contract.ipynb #3ddde919
+def _privacy_dict(d:dict) -> dict:
+    "The `privacy:` section read by `PrivacyConfig` and written back as a plain dict."
     from cogniverse_ft.privacy import PrivacyConfig
-    try: return PrivacyConfig.from_dict(d).to_dict()
-    except (ValueError, TypeError) as e: _fail(where, str(e))
+    return PrivacyConfig.from_dict(d).to_dict()
+
+# %% ../nbs/05_contract.ipynb #addec46c
+def check_privacy(d, # the `privacy:` section (None: none)
+                  where:str="privacy", # key path, for errors
+                 ) -> dict|None:
+    "The `privacy:` section as a plain dict, validated by `PrivacyConfig`; errors name the key."
+    return None if d is None else _checked(where, _privacy_dict, d)
 
 # %% ../nbs/05_contract.ipynb #86aae402
 def check_training(d, # the `training:` section (None: none)
                    where:str="training", # key path, for errors
                   ) -> dict|None:
-    "The `training:` section as a plain dict, each key a trainer setting and each value one it accepts; errors name the key."
-    if d is None: return None
+    "The `training:` section as a plain dict, each key a trainer setting and each value one it accepts."
+    if d is None:
+        return None
     from cogniverse_ft.training import TrainSettings
-    known = [f.name for f in fields(TrainSettings) if f.name not in ("agent_type", "modality")]
-    _check_keys(d, known, where)
-    try: TrainSettings(**d)
-    except (ValueError, TypeError) as e: _fail(where, str(e))
+    _check_keys(d, [f.name for f in fields(TrainSettings) if f.name not in ("agent_type", "modality")], where)
+    _checked(where, lambda: TrainSettings(**d))
     return dict(d)
 
 # %% ../nbs/05_contract.ipynb #06df1152
 LABEL_MODES = ("closed", "open")
 GENERIC_INSTRUCTION = "Answer the following request"
 
+# %% ../nbs/05_contract.ipynb #c2ff4b61
 @dataclass
 class TaskSpec:
     "One task of a tenant: which spans, where input and output live, and which feedback marks them."
-    name: str  # task name (slug), e.g. `router`; the built-in ones are `routing`, `profile_selection`, `entity_extraction`
+    name: str  # task name (slug), e.g. `router`; built-in: `routing`, `profile_selection`, `entity_extraction`
     project: Optional[str] = None  # Phoenix project (default: the contract's first project)
     select: Optional[str] = None  # a Phoenix span filter expression, e.g. "name == 'router.route'"
     span_kind: Optional[str] = None  # only spans of this kind (LLM, CHAIN, ...)
-    attributes: dict = field(default_factory=dict)  # attribute -> required value (default: {'agent.type': name} when nothing else selects)
+    attributes: dict = field(default_factory=dict)  # attribute -> required value (default: {'agent.type': name})
     input: str = "input.value"  # where the input lives: an attribute, `attr:$.json.path`, or `llm.input_messages`
     output: str = "output.value"  # where the output lives: an attribute, `attr:$.json.path`, or `llm.output_messages`
     instruction: Optional[str] = None  # the system message (default: the span's system message, else the preset's)
-    labels: Optional[str] = None  # `closed` (a label set) or `open` (free text); default closed, open for entity_extraction
+    labels: Optional[str] = None  # `closed` (a label set) or `open` (free text); default closed (open: entity_extraction)
     label_set: Optional[list] = None  # the labels of a closed task (default: inferred from approved outputs)
     feedback: FeedbackSpec = field(default_factory=FeedbackSpec)  # which annotations are judgements
-    privacy: Optional[dict] = None  # PII scrubbing for this task (`privacy.PrivacyConfig` keys; default: the contract's, else on)
-    training: Optional[dict] = None  # the training recipe for this task (`training.TrainSettings` keys), over the contract's
+    privacy: Optional[dict] = None  # PII scrubbing (`privacy.PrivacyConfig` keys; default: the contract's, else on)
+    training: Optional[dict] = None  # the training recipe (`training.TrainSettings` keys), over the contract's
 
     def __post_init__(self): self.validate()
 
-# %% ../nbs/05_contract.ipynb #c2ff4b61
+# %% ../nbs/05_contract.ipynb #455c4cd4
+def _check_selection(t:TaskSpec, where:str):
+    "The project, `select` (compiled), `span_kind` and `attributes`; the `agent.type` preset when nothing selects."
+    if t.project is not None and (not isinstance(t.project, str) or not t.project.strip()):
+        _fail(f"{where}.project", f"expected a Phoenix project name, got {t.project!r}")
+    if t.select is not None:
+        try:
+            object.__setattr__(t, "_filter", SpanFilter(t.select))
+        except (ValueError, TypeError) as e:
+            _fail(f"{where}.select", str(e))
+    if t.span_kind is not None and (not isinstance(t.span_kind, str) or not re.fullmatch(r"[A-Z_]+", t.span_kind)):
+        _fail(f"{where}.span_kind", f"{t.span_kind!r}: use an upper-case span kind such as 'LLM', 'CHAIN', 'TOOL'")
+    if not isinstance(t.attributes, dict) or not all(isinstance(k, str) and ATTR_RE.fullmatch(k) for k in t.attributes):
+        _fail(f"{where}.attributes", f"expected a mapping of attribute name -> value, got {t.attributes!r}")
+    if not (t.select or t.span_kind or t.attributes):
+        t.attributes = {"agent.type": t.name}
+
+# %% ../nbs/05_contract.ipynb #c633bb2b
+def _check_io(t:TaskSpec, where:str):
+    "The input and output field paths (parsed), and the instruction."
+    t._input, t._output = parse_field(t.input, f"{where}.input"), parse_field(t.output, f"{where}.output")
+    if t._output.attribute == "llm.input_messages":
+        _fail(f"{where}.output", "the output cannot be the input messages")
+    if t.instruction is not None and not isinstance(t.instruction, str):
+        _fail(f"{where}.instruction", "expected text")
+
+# %% ../nbs/05_contract.ipynb #2cae4249
+def _check_label_mode(t:TaskSpec, where:str):
+    "The label mode (default closed, open for entity extraction) and the label set of a closed task."
+    if t.labels is None:
+        t.labels = "open" if t.name == "entity_extraction" else "closed"
+    if t.labels not in LABEL_MODES:
+        _fail(f"{where}.labels", f"{t.labels!r} is not one of 'closed', 'open'")
+    if t.label_set is not None:
+        t.label_set = _str_list(t.label_set, f"{where}.label_set")
+        if t.labels == "open":
+            _fail(f"{where}.label_set", "an open task has no label set (set labels: closed)")
+
+# %% ../nbs/05_contract.ipynb #31172d3e
+def _check_task_feedback(t:TaskSpec, where:str):
+    "The feedback, from a mapping or a `FeedbackSpec`."
+    if isinstance(t.feedback, dict):
+        t.feedback = feedback_from_dict(t.feedback, f"{where}.feedback")
+    elif isinstance(t.feedback, FeedbackSpec):
+        t.feedback.validate(f"{where}.feedback")
+    else:
+        _fail(f"{where}.feedback", f"expected a mapping, got {type(t.feedback).__name__}")
+
+# %% ../nbs/05_contract.ipynb #2423dd1f
 @patch
-def validate(self:TaskSpec, where:str|None=None) -> TaskSpec:
+def validate(self:TaskSpec,
+             where:str|None=None, # key path, for errors (default `tasks.<name>`)
+            ) -> TaskSpec:
     "Check every field (compiling `select` and the field paths), naming the key; returns self."
     where = where or f"tasks.{self.name}"
     check_slug(self.name, "tasks")
-    if self.project is not None and (not isinstance(self.project, str) or not self.project.strip()):
-        _fail(f"{where}.project", f"expected a Phoenix project name, got {self.project!r}")
-    if self.select is not None:
-        try: object.__setattr__(self, "_filter", SpanFilter(self.select))
-        except (ValueError, TypeError) as e: _fail(f"{where}.select", str(e))
-    if self.span_kind is not None and (not isinstance(self.span_kind, str) or not re.fullmatch(r"[A-Z_]+", self.span_kind)):
-        _fail(f"{where}.span_kind", f"{self.span_kind!r}: use an upper-case span kind such as 'LLM', 'CHAIN', 'TOOL'")
-    if not isinstance(self.attributes, dict) or not all(isinstance(k, str) and ATTR_RE.fullmatch(k) for k in self.attributes):
-        _fail(f"{where}.attributes", f"expected a mapping of attribute name -> value, got {self.attributes!r}")
-    if not (self.select or self.span_kind or self.attributes): self.attributes = {"agent.type": self.name}
-    self._input, self._output = parse_field(self.input, f"{where}.input"), parse_field(self.output, f"{where}.output")
-    if self._output.attribute == "llm.input_messages": _fail(f"{where}.output", "the output cannot be the input messages")
-    if self.instruction is not None and not isinstance(self.instruction, str): _fail(f"{where}.instruction", "expected text")
-    if self.labels is None: self.labels = "open" if self.name == "entity_extraction" else "closed"
-    if self.labels not in LABEL_MODES: _fail(f"{where}.labels", f"{self.labels!r} is not one of 'closed', 'open'")
-    if self.label_set is not None:
-        self.label_set = _str_list(self.label_set, f"{where}.label_set")
-        if self.labels == "open": _fail(f"{where}.label_set", "an open task has no label set (set labels: closed)")
+    _check_selection(self, where)
+    _check_io(self, where)
+    _check_label_mode(self, where)
     self.privacy = check_privacy(self.privacy, f"{where}.privacy")
     self.training = check_training(self.training, f"{where}.training")
-    if isinstance(self.feedback, dict): self.feedback = feedback_from_dict(self.feedback, f"{where}.feedback")
-    elif isinstance(self.feedback, FeedbackSpec): self.feedback.validate(f"{where}.feedback")
-    else: _fail(f"{where}.feedback", f"expected a mapping, got {type(self.feedback).__name__}")
+    _check_task_feedback(self, where)
     return self
 
-def feedback_from_dict(d:dict, where:str="feedback") -> FeedbackSpec:
-    "A `FeedbackSpec` from a mapping, refusing unknown keys."
-    _check_keys(d, [f.name for f in fields(FeedbackSpec)], where)
-    fb = FeedbackSpec.__new__(FeedbackSpec)
-    for f in fields(FeedbackSpec): setattr(fb, f.name, d.get(f.name, f.default if f.default_factory is _MISSING else f.default_factory()))
-    return fb.validate(where)
-
-# %% ../nbs/05_contract.ipynb #455c4cd4
+# %% ../nbs/05_contract.ipynb #710d4803
 @patch(as_prop=True)
 def default_instruction(self:TaskSpec) -> str:
     "The instruction used when neither the contract nor the span gives one."
     return self.instruction or AGENT_INSTRUCTIONS.get(self.name, GENERIC_INSTRUCTION)
 
+# %% ../nbs/05_contract.ipynb #28fe1130
 @patch
-def mask(self:TaskSpec, spans_df:pd.DataFrame) -> np.ndarray:
+def mask(self:TaskSpec,
+         spans_df:pd.DataFrame, # a span frame
+        ) -> np.ndarray:
     "The spans of `spans_df` this task selects."
     m = np.ones(len(spans_df), dtype=bool)
-    if len(spans_df) == 0: return m
-    if self.select: m &= self._filter.mask(spans_df)
-    if self.span_kind: m &= (spans_df["span_kind"] == self.span_kind).to_numpy() if "span_kind" in spans_df else False
+    if len(spans_df) == 0:
+        return m
+    if self.select:
+        m &= self._filter.mask(spans_df)
+    if self.span_kind:
+        m &= (spans_df["span_kind"] == self.span_kind).to_numpy() if "span_kind" in spans_df else False
     for k, v in self.attributes.items():
         col = f"attributes.{k}"
         m &= (spans_df[col].astype(object) == v).fillna(False).to_numpy(dtype=bool) if col in spans_df else False
     return m
 
+# %% ../nbs/05_contract.ipynb #43051e12
 @patch
 def to_dict(self:TaskSpec) -> dict:
     "The task as plain data (the YAML shape)."
     return {f.name: (asdict(self.feedback) if f.name == "feedback" else getattr(self, f.name)) for f in fields(TaskSpec)}
 
+# %% ../nbs/05_contract.ipynb #f154ffa0
+def task_from_dict(name:str, # the task's name (its key under `tasks:`)
+                   d:dict|None, # its mapping (None: all defaults)
+                   where:str|None=None, # key path, for errors (default `tasks.<name>`)
+                  ) -> TaskSpec:
+    "A `TaskSpec` named `name` from a mapping, refusing unknown keys."
+    where = where or f"tasks.{name}"
+    d = dict(d or {})
+    _check_keys(d, [f.name for f in fields(TaskSpec) if f.name != "name"], where)
+    check_slug(name, where)
+    t = _filled(TaskSpec, d, skip=("name",))
+    t.name = name
+    return t.validate(where)
+
 # %% ../nbs/05_contract.ipynb #b6575afb
 CONTRACT_FILE = "cogniverse-ft.yaml"
 
+# %% ../nbs/05_contract.ipynb #84fb9c2c
 @dataclass
 class Contract:
     "A tenant's data contract: its projects and tasks."
@@ -371,97 +584,125 @@ class Contract:
     projects: list = field(default_factory=list)  # Phoenix projects this tenant owns (default: `cogniverse-<tenant>`)
     tasks: dict = field(default_factory=dict)  # task name -> TaskSpec (default: the built-in agent types)
     phoenix_url: Optional[str] = None  # Phoenix server URL (default: PHOENIX_BASE_URL, then the embedded server)
-    privacy: Optional[dict] = None  # PII scrubbing for every task (`privacy.PrivacyConfig` keys; default on: mask every type)
-    training: Optional[dict] = None  # the training recipe of every task (`training.TrainSettings` keys: epochs, lora_r, save_steps, ...)
+    privacy: Optional[dict] = None  # PII scrubbing for every task (`privacy.PrivacyConfig` keys; default: mask every type)
+    training: Optional[dict] = None  # the training recipe of every task (`training.TrainSettings` keys)
     source: Optional[str] = field(default=None, compare=False)  # the file it was read from
 
     def __post_init__(self): self.validate()
 
-# %% ../nbs/05_contract.ipynb #84fb9c2c
+# %% ../nbs/05_contract.ipynb #1ab1e52e
+@patch
+def owns(self:Contract,
+         project:str, # a Phoenix project name
+        ) -> bool:
+    "Whether `project` belongs to this contract's tenant."
+    return project in self.projects or tenant_of_project(project) == self.tenant
+
+# %% ../nbs/05_contract.ipynb #4ed393eb
+def _check_projects(c:Contract, w:str):
+    "The projects (default `cogniverse-<tenant>`): none named for another tenant, every name safe."
+    c.projects = _str_list(c.projects or [project_for_tenant(c.tenant)], f"{w}: projects")
+    for i, p in enumerate(c.projects):
+        owner = tenant_of_project(p)
+        if p.startswith("cogniverse-") and owner != c.tenant:
+            who = "tenant " + repr(owner) if owner else "no valid tenant"
+            _fail(f"{w}: projects[{i}]", f"{p!r} is named for {who}, not {c.tenant!r}")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@ -]{0,127}", p) or ".." in p:
+            _fail(f"{w}: projects[{i}]",
+                  f"{p!r} is not a safe project name (letters, digits, '_', '-', '.', '@', spaces; no '..' or '/')")
+
+# %% ../nbs/05_contract.ipynb #dca85807
+def _attach_task(c:Contract, n:str, t, w:str) -> TaskSpec:
+    "Task `n` of the contract as a `TaskSpec` with the contract's defaults filled in."
+    if isinstance(t, dict):
+        t = task_from_dict(n, t, f"{w}: tasks.{n}")
+    if not isinstance(t, TaskSpec):
+        _fail(f"{w}: tasks.{n}", f"expected a mapping, got {type(t).__name__}")
+    if t.name != n:
+        _fail(f"{w}: tasks.{n}", f"the task is named {t.name!r}")
+    if t.project is None:
+        t.project = c.projects[0]
+    if t.privacy is None:
+        t.privacy = c.privacy
+    if c.training:
+        t.training = check_training(c.training | (t.training or {}), f"{w}: tasks.{n}.training")
+    if not c.owns(t.project):
+        _fail(f"{w}: tasks.{n}.project",
+              f"{t.project!r} is not one of this tenant's projects {c.projects}; add it under projects")
+    return t
+
+# %% ../nbs/05_contract.ipynb #ad0ae432
 @patch
 def validate(self:Contract) -> Contract:
     "Check the tenant, projects and tasks; fill in defaults; returns self."
     w = self.source or "contract"
-    try: validate_tenant_id(self.tenant)
-    except ValueError as e: _fail(f"{w}: tenant", str(e))
-    self.projects = _str_list(self.projects or [project_for_tenant(self.tenant)], f"{w}: projects")
-    for i, p in enumerate(self.projects):
-        owner = tenant_of_project(p)
-        if p.startswith("cogniverse-") and owner != self.tenant:
-            _fail(f"{w}: projects[{i}]", f"{p!r} is named for {'tenant ' + repr(owner) if owner else 'no valid tenant'}, not {self.tenant!r}")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@ -]{0,127}", p) or ".." in p:
-            _fail(f"{w}: projects[{i}]", f"{p!r} is not a safe project name (letters, digits, '_', '-', '.', '@', spaces; no '..' or '/')")
+    try:
+        validate_tenant_id(self.tenant)
+    except ValueError as e:
+        _fail(f"{w}: tenant", str(e))
+    _check_projects(self, w)
     self.privacy = check_privacy(self.privacy, f"{w}: privacy")
     self.training = check_training(self.training, f"{w}: training")
-    if not self.tasks: self.tasks = {n: TaskSpec(n) for n in AGENT_TYPES}
-    if not isinstance(self.tasks, dict): _fail(f"{w}: tasks", "expected a mapping of task name -> task")
+    if not self.tasks:
+        self.tasks = {n: TaskSpec(n) for n in AGENT_TYPES}
+    if not isinstance(self.tasks, dict):
+        _fail(f"{w}: tasks", "expected a mapping of task name -> task")
     for n, t in list(self.tasks.items()):
-        if isinstance(t, dict): t = self.tasks[n] = task_from_dict(n, t, f"{w}: tasks.{n}")
-        if not isinstance(t, TaskSpec): _fail(f"{w}: tasks.{n}", f"expected a mapping, got {type(t).__name__}")
-        if t.name != n: _fail(f"{w}: tasks.{n}", f"the task is named {t.name!r}")
-        if t.project is None: t.project = self.projects[0]
-        if t.privacy is None: t.privacy = self.privacy
-        if self.training: t.training = check_training(self.training | (t.training or {}), f"{w}: tasks.{n}.training")
-        if not self.owns(t.project):
-            _fail(f"{w}: tasks.{n}.project", f"{t.project!r} is not one of this tenant's projects {self.projects}; add it under projects")
+        self.tasks[n] = _attach_task(self, n, t, w)
     return self
 
-@patch
-def owns(self:Contract, project:str) -> bool:
-    "Whether `project` belongs to this contract's tenant."
-    return project in self.projects or tenant_of_project(project) == self.tenant
-
-def task_from_dict(name:str, d:dict|None, where:str|None=None) -> TaskSpec:
-    "A `TaskSpec` named `name` from a mapping, refusing unknown keys."
-    where = where or f"tasks.{name}"
-    d = dict(d or {})
-    _check_keys(d, [f.name for f in fields(TaskSpec) if f.name != "name"], where)
-    check_slug(name, where)
-    t = TaskSpec.__new__(TaskSpec)
-    t.name = name
-    for f in fields(TaskSpec)[1:]: setattr(t, f.name, d.get(f.name, f.default if f.default_factory is _MISSING else f.default_factory()))
-    return t.validate(where)
-
-# %% ../nbs/05_contract.ipynb #1ab1e52e
+# %% ../nbs/05_contract.ipynb #3cc6a66d
 def contract_from_dict(d:dict, # the parsed YAML (or a dict of the same shape)
                        source:str|None=None, # where it came from, for errors
                       ) -> Contract:
     "A validated `Contract` from a mapping; every error names the key."
     w = source or "contract"
     _check_keys(d, ["tenant", "projects", "tasks", "phoenix_url", "privacy", "training"], w)
-    if "tenant" not in d: _fail(w, "missing key 'tenant'")
+    if "tenant" not in d:
+        _fail(w, "missing key 'tenant'")
     tasks = d.get("tasks") or {}
-    if not isinstance(tasks, dict): _fail(f"{w}: tasks", f"expected a mapping of task name -> task, got {type(tasks).__name__}")
-    for n in tasks: check_slug(n, f"{w}: tasks")
-    c = Contract.__new__(Contract)
-    c.tenant, c.projects, c.phoenix_url, c.source = d["tenant"], d.get("projects") or [], d.get("phoenix_url"), source
-    c.privacy, c.training = d.get("privacy"), d.get("training")
+    if not isinstance(tasks, dict):
+        _fail(f"{w}: tasks", f"expected a mapping of task name -> task, got {type(tasks).__name__}")
+    for n in tasks:
+        check_slug(n, f"{w}: tasks")
+    c = _filled(Contract, {**d, "projects": d.get("projects") or [], "source": source}, skip=("tasks",))
     c.tasks = {n: task_from_dict(n, t, f"{w}: tasks.{n}") for n, t in tasks.items()}
     return c.validate()
 
+# %% ../nbs/05_contract.ipynb #03635598
 def load_contract(path:str|Path|None=None, # a YAML file (default: `./cogniverse-ft.yaml`)
                  ) -> Contract:
     "Read and validate a contract file."
     import yaml
     p = Path(path or CONTRACT_FILE)
-    if not p.is_file(): raise FileNotFoundError(f"No contract file at {p.absolute()}" + ("" if path else f" (the default {CONTRACT_FILE!r})"))
-    try: d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e: raise ContractError(f"{p}: not valid YAML: {e}") from None
-    if not isinstance(d, dict): raise ContractError(f"{p}: expected a mapping at the top (tenant, projects, tasks), got {type(d).__name__}")
+    if not p.is_file():
+        default = "" if path else f" (the default {CONTRACT_FILE!r})"
+        raise FileNotFoundError(f"No contract file at {p.absolute()}{default}")
+    try:
+        d = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ContractError(f"{p}: not valid YAML: {e}") from None
+    if not isinstance(d, dict):
+        raise ContractError(f"{p}: expected a mapping at the top (tenant, projects, tasks), got {type(d).__name__}")
     return contract_from_dict(d, str(p))
 
-# %% ../nbs/05_contract.ipynb #680d4fe1
+# %% ../nbs/05_contract.ipynb #85e8e2bc
 def resolve_task(tenant_id:str|None, # the tenant (default: the contract's)
                  task:str|None, # task name (default: the contract's only task, else `routing`)
                  contract:Contract|str|Path|None=None, # a contract, a path to one, or None for the built-in contract
                 ) -> tuple[Contract, TaskSpec]:
     "The contract and task to run; a tenant that differs from the contract's is refused."
-    if isinstance(contract, (str, Path)): contract = load_contract(contract)
-    if contract is None: contract = Contract(validate_tenant_id(tenant_id))
+    if isinstance(contract, (str, Path)):
+        contract = load_contract(contract)
+    if contract is None:
+        contract = Contract(validate_tenant_id(tenant_id))
     if tenant_id is not None and tenant_id != contract.tenant:
-        raise PermissionError(f"The contract {contract.source or ''} is for tenant {contract.tenant!r}, not {tenant_id!r}".replace("  ", " "))
-    if task is None: task = next(iter(contract.tasks)) if len(contract.tasks) == 1 else "routing"
+        msg = f"The contract {contract.source or ''} is for tenant {contract.tenant!r}, not {tenant_id!r}"
+        raise PermissionError(msg.replace("  ", " "))
+    if task is None:
+        task = next(iter(contract.tasks)) if len(contract.tasks) == 1 else "routing"
+    if task not in contract.tasks and contract.source is not None:
+        raise ContractError(f"{contract.source or 'contract'}: no task {task!r}; tasks: {sorted(contract.tasks)}")
     if task not in contract.tasks:
-        if contract.source is None: contract.tasks[task] = TaskSpec(check_slug(task, "agent_type"), project=contract.projects[0])
-        else: raise ContractError(f"{contract.source or 'contract'}: no task {task!r}; tasks: {sorted(contract.tasks)}")
+        contract.tasks[task] = TaskSpec(check_slug(task, "agent_type"), project=contract.projects[0])
     return contract, contract.tasks[task]

@@ -15,60 +15,62 @@ from .contract import Contract, TaskSpec, load_contract, CONTRACT_FILE
 from .extract import (task_funnel, selection_hints, triplet_dataset, trajectory_dataset, instruction_dataset,
                                    preference_dataset, task_scrubber, scrub_dataset, valid_labels, RELEVANCE_ANNOTATION)
 from .select import select_method
+from .telemetry import annotations_frame
 
 # %% auto #0
-__all__ = ['log', 'EXIT_NO_DATA', 'span_summary', 'annotation_summary', 'task_report', 'pii_preview', 'InspectReport',
-           'inspect_project', 'cli_inspect_args', 'cli_inspect']
+__all__ = ['log', 'EXIT_NO_DATA', 'span_summary', 'annotation_summary', 'pii_preview', 'task_report', 'InspectReport',
+           'inspect_project', 'cli_inspect']
 
 # %% ../nbs/16_inspection.ipynb #381c276c
 log = get_logger(__name__)
 
-# %% ../nbs/16_inspection.ipynb #d045bd3a
+# %% ../nbs/16_inspection.ipynb #9466e26c
+def _name_kind_counts(spans_df:pd.DataFrame) -> pd.Series:
+    "Span counts per (name, kind), most frequent first ('?' where a column is missing)."
+    missing = pd.Series("?", index=spans_df.index)
+    keys = [spans_df.get("name", missing), spans_df.get("span_kind", missing)]
+    return spans_df.groupby(keys).size().sort_values(ascending=False)
+
+# %% ../nbs/16_inspection.ipynb #94a4c5b7
 def span_summary(spans_df:pd.DataFrame, # spans (provider shape)
                  top:int=20, # most frequent names and attributes shown
                 ) -> dict:
     "Spans total, (name, kind) counts, and the attribute keys present with how many spans carry each."
-    if len(spans_df) == 0: return {"spans": 0, "names": [], "attributes": {}}
-    names = spans_df.groupby([spans_df.get("name", pd.Series("?", index=spans_df.index)),
-                              spans_df.get("span_kind", pd.Series("?", index=spans_df.index))]).size().sort_values(ascending=False)
-    attrs = {c[len("attributes."):]: int(spans_df[c].notna().sum()) for c in spans_df.columns if c.startswith("attributes.")}
+    if len(spans_df) == 0:
+        return {"spans": 0, "names": [], "attributes": {}}
+    names = _name_kind_counts(spans_df).head(top)
+    cols = [c for c in spans_df.columns if c.startswith("attributes.")]
+    attrs = {c[len("attributes."):]: int(spans_df[c].notna().sum()) for c in cols}
     attrs = dict(sorted(((k, v) for k, v in attrs.items() if v), key=lambda kv: -kv[1])[:top * 2])
-    return {"spans": len(spans_df), "names": [{"name": n, "kind": k, "count": int(c)} for (n, k), c in names.head(top).items()],
+    return {"spans": len(spans_df), "names": [{"name": n, "kind": k, "count": int(c)} for (n, k), c in names.items()],
             "attributes": attrs}
 
+# %% ../nbs/16_inspection.ipynb #419e2c59
+def _score_stats(g:pd.DataFrame) -> dict|None:
+    "Count, min, mean and max of the numeric scores of annotations `g`; None without any."
+    sc = pd.to_numeric(g["result.score"], errors="coerce") if "result.score" in g else pd.Series(dtype=float)
+    if sc.notna().sum() == 0:
+        return None
+    n, mean = int(sc.notna().sum()), round(float(sc.mean()), 3)
+    return {"count": n, "min": float(sc.min()), "mean": mean, "max": float(sc.max())}
+
+# %% ../nbs/16_inspection.ipynb #43aaebce
+def _annotation_stats(g:pd.DataFrame) -> dict:
+    "Count, top labels, scores and annotator kinds of the annotations `g` of one name."
+    labels = g["result.label"] if "result.label" in g else pd.Series(dtype=str)
+    labels = labels.dropna().astype(str).value_counts().head(8)
+    kinds = g.get("annotator_kind", pd.Series(dtype=str)).fillna("?").value_counts()
+    return {"count": len(g), "labels": {k: int(v) for k, v in labels.items()}, "scores": _score_stats(g),
+            "annotator_kinds": {str(k): int(v) for k, v in kinds.items()}}
+
+# %% ../nbs/16_inspection.ipynb #9b52d0c1
 def annotation_summary(annotations_df:pd.DataFrame, # annotations (`get_annotations` shape)
                       ) -> dict:
     "Per annotation name: count, label distribution, score range, annotator kinds."
     a = annotations_df
-    if a is None or len(a) == 0 or "annotation_name" not in a: return {}
-    out = {}
-    for name, g in a.groupby("annotation_name"):
-        sc = pd.to_numeric(g.get("result.score"), errors="coerce") if "result.score" in g else pd.Series(dtype=float)
-        labels = g["result.label"].dropna().astype(str).value_counts().head(8) if "result.label" in g else pd.Series(dtype=int)
-        out[str(name)] = {"count": len(g), "labels": {k: int(v) for k, v in labels.items()},
-                          "scores": None if sc.notna().sum() == 0 else {"count": int(sc.notna().sum()), "min": float(sc.min()),
-                                                                       "mean": round(float(sc.mean()), 3), "max": float(sc.max())},
-                          "annotator_kinds": {str(k): int(v) for k, v in g.get("annotator_kind", pd.Series(dtype=str)).fillna("?").value_counts().items()}}
-    return out
-
-# %% ../nbs/16_inspection.ipynb #419e2c59
-def task_report(spans_df:pd.DataFrame, # spans of the project
-                annotations_df:pd.DataFrame, # every annotation of those spans
-                task:TaskSpec, # the task
-                thresholds:dict|None=None, # min_dpo_pairs / min_sft_examples / min_triplets for the method
-               ) -> dict:
-    "The task's funnel, dataset counts, method, skip reasons with example span ids, and hints."
-    f = task_funnel(spans_df, annotations_df, task)
-    spans_df = spans_df[~spans_df.index.duplicated()]  # two reads concatenated: each span once
-    matched = spans_df[task.mask(spans_df)] if len(spans_df) else spans_df
-    sft = instruction_dataset(spans_df, annotations_df, task)
-    dpo = preference_dataset(spans_df, annotations_df, task)
-    trip = triplet_dataset(matched, annotations_df, feedback_name=RELEVANCE_ANNOTATION) if len(matched) else []
-    traj = trajectory_dataset(matched) if len(matched) else []
-    method = select_method(len(dpo), len(sft), 0, "llm", **{k: v for k, v in (thresholds or {}).items() if k != "min_triplets"})[0]
-    return {**f, "triplets": len(trip), "trajectories": len(traj), "method": method, "pii": pii_preview(sft, task),
-            "skip_examples": {**dpo.metadata.get("skip_examples", {}), **sft.metadata.get("skip_examples", {})},
-            "hints": selection_hints(spans_df, annotations_df, f), "usable": len(sft) + len(dpo) > 0}
+    if a is None or len(a) == 0 or "annotation_name" not in a:
+        return {}
+    return {str(name): _annotation_stats(g) for name, g in a.groupby("annotation_name")}
 
 # %% ../nbs/16_inspection.ipynb #fb8726f1
 def pii_preview(sft, # the task's InstructionDataset
@@ -77,12 +79,39 @@ def pii_preview(sft, # the task's InstructionDataset
                ) -> dict:
     "PII counts per entity type in the task's examples and `n` scrubbed inputs that had some."
     sc = task_scrubber(task.privacy, valid_labels(sft) if task.labels == "closed" and len(sft) else [])
-    if sc is None or not len(sft): return {"enabled": sc is not None, "counts": {}, "examples": []}
+    if sc is None or not len(sft):
+        return {"enabled": sc is not None, "counts": {}, "examples": []}
     clean = scrub_dataset(sft, sc)
     changed = [c.input for o, c in zip(sft, clean) if c.input != o.input][:n] if len(clean) == len(sft) else []
     return {"enabled": True, "counts": {k: v for k, v in clean.metadata["pii"].items() if v}, "examples": changed}
 
-# %% ../nbs/16_inspection.ipynb #5f3644cc
+# %% ../nbs/16_inspection.ipynb #2ef45e82
+def _datasets(spans_df:pd.DataFrame, annotations_df:pd.DataFrame, task:TaskSpec) -> tuple:
+    "(SFT dataset, DPO dataset, triplets, trajectories) that `task` extracts."
+    matched = spans_df[task.mask(spans_df)] if len(spans_df) else spans_df
+    sft = instruction_dataset(spans_df, annotations_df, task)
+    dpo = preference_dataset(spans_df, annotations_df, task)
+    trip = triplet_dataset(matched, annotations_df, feedback_name=RELEVANCE_ANNOTATION) if len(matched) else []
+    traj = trajectory_dataset(matched) if len(matched) else []
+    return sft, dpo, trip, traj
+
+# %% ../nbs/16_inspection.ipynb #0c4d9589
+def task_report(spans_df:pd.DataFrame, # spans of the project
+                annotations_df:pd.DataFrame, # every annotation of those spans
+                task:TaskSpec, # the task
+                thresholds:dict|None=None, # min_dpo_pairs / min_sft_examples / min_triplets for the method
+               ) -> dict:
+    "The task's funnel, dataset counts, method, skip reasons with example span ids, and hints."
+    f = task_funnel(spans_df, annotations_df, task)
+    spans_df = spans_df[~spans_df.index.duplicated()]  # two reads concatenated: each span once
+    sft, dpo, trip, traj = _datasets(spans_df, annotations_df, task)
+    limits = {k: v for k, v in (thresholds or {}).items() if k != "min_triplets"}
+    method = select_method(len(dpo), len(sft), 0, "llm", **limits)[0]
+    return {**f, "triplets": len(trip), "trajectories": len(traj), "method": method, "pii": pii_preview(sft, task),
+            "skip_examples": {**dpo.metadata.get("skip_examples", {}), **sft.metadata.get("skip_examples", {})},
+            "hints": selection_hints(spans_df, annotations_df, f), "usable": len(sft) + len(dpo) > 0}
+
+# %% ../nbs/16_inspection.ipynb #bad4f769
 @dataclass
 class InspectReport:
     "What a project holds and what each task of the contract gets from it."
@@ -91,10 +120,27 @@ class InspectReport:
     annotations: dict  # `annotation_summary`
     tasks: dict  # task name -> `task_report`
     suggestions: list = field(default_factory=list)  # every task's hints, deduplicated
-    @property
-    def usable(self) -> bool: return any(t["usable"] for t in self.tasks.values())
-    def to_dict(self) -> dict: return {**asdict(self), "usable": self.usable}
 
+# %% ../nbs/16_inspection.ipynb #f97e91cb
+@patch(as_prop=True)
+def usable(self:InspectReport) -> bool:
+    "True when some task has usable data."
+    return any(t["usable"] for t in self.tasks.values())
+
+# %% ../nbs/16_inspection.ipynb #71558350
+@patch
+def to_dict(self:InspectReport) -> dict:
+    "The report as plain data (what `--json` prints)."
+    return {**asdict(self), "usable": self.usable}
+
+# %% ../nbs/16_inspection.ipynb #5228ab77
+def _task_specs(contract:Contract, project:str, tasks:list|None) -> list[TaskSpec]:
+    "The tasks to report on for `project`."
+    if tasks is not None:
+        return [t for n, t in contract.tasks.items() if n in tasks]
+    return [t for t in contract.tasks.values() if t.project == project or contract.source is None]
+
+# %% ../nbs/16_inspection.ipynb #6a551fd9
 async def inspect_project(provider, # a TelemetryProvider (e.g. `PhoenixProvider`)
                           project:str|None=None, # project (default: the provider's)
                           contract:Contract|str|None=None, # the data contract, or its path (default: the built-in one)
@@ -103,68 +149,95 @@ async def inspect_project(provider, # a TelemetryProvider (e.g. `PhoenixProvider
                          ) -> InspectReport:
     "Read the project once and report its spans, annotations and what each task can extract."
     project = provider.check_project(project) if hasattr(provider, "check_project") else project
-    if isinstance(contract, str): contract = load_contract(contract)
+    if isinstance(contract, str):
+        contract = load_contract(contract)
     contract = contract or Contract(provider.tenant_id, projects=[project])
-    specs = [t for n, t in contract.tasks.items() if (tasks is None or n in tasks) and (t.project == project or tasks is not None
-                                                                                      or contract.source is None)]
     spans = await provider.traces.get_spans(project)
     ann = await provider.annotations.get_annotations(spans, project) if len(spans) else annotations_frame([])
-    reps = {t.name: task_report(spans, ann, t, thresholds) for t in specs}
+    reps = {t.name: task_report(spans, ann, t, thresholds) for t in _task_specs(contract, project, tasks)}
     sugg = list(dict.fromkeys(h for r in reps.values() for h in r["hints"]))
     return InspectReport(project, span_summary(spans), annotation_summary(ann), reps, sugg)
 
-# %% ../nbs/16_inspection.ipynb #6f66ff9a
+# %% ../nbs/16_inspection.ipynb #3b9523b9
 def _counts(d:dict, n:int=6) -> str:
+    "The first `n` items of `d` as `key (count)` text."
     return ", ".join(f"{k} ({v:,})" for k, v in list(d.items())[:n]) or "-"
 
+# %% ../nbs/16_inspection.ipynb #538f2f54
+def _annotation_lines(annotations:dict) -> list[str]:
+    "One line per annotation name of an `annotation_summary`."
+    lines = []
+    for name, a in annotations.items():
+        s = a["scores"]
+        sc = f"; scores {s['min']:g}..{s['max']:g} (n={s['count']})" if s else ""
+        lines.append(f"annotations {name!r}: {a['count']:,}; labels {_counts(a['labels'])}{sc}; "
+                     f"annotators {_counts(a['annotator_kinds'])}")
+    return lines or ["annotations: none"]
+
+# %% ../nbs/16_inspection.ipynb #53d641a9
+def _task_lines(name:str, t:dict) -> list[str]:
+    "The lines of one task's report: counts and method, labels, skip reasons, PII."
+    lines = [f"task {name!r} [{t['selection']}; feedback {t['feedback_name']!r}]: {t['matched']:,} spans matched, "
+             f"{t['judgements']:,} judged, {t['sft_examples']:,} SFT examples, {t['dpo_pairs']:,} DPO pairs, "
+             f"{t['triplets']:,} triplets, {t['trajectories']:,} trajectories -> {t['method']}"]
+    if t["label_space"]:
+        lines.append(f"  labels: {', '.join(t['label_space'][:12])}")
+    ex = t["skip_examples"]
+    lines += [f"  skipped {k}: {v} (e.g. span {ex.get(k, '?')})" for k, v in sorted(t["skipped"].items())]
+    p = t.get("pii") or {}
+    if p.get("counts"):
+        eg = "".join(f"; e.g. {x[:80]!r}" for x in p["examples"][:1])
+        lines.append("  pii scrubbed: " + _counts(p["counts"], 9) + eg)
+    elif p and not p.get("enabled"):
+        lines.append("  pii scrubbing: off")
+    return lines
+
+# %% ../nbs/16_inspection.ipynb #e7e35654
 @patch
 def text(self:InspectReport) -> str:
     "The report as the command prints it."
-    s, L = self.spans, [f"project {self.project!r}: {self.spans['spans']:,} spans"]
-    L += ["span names (kind): " + ", ".join(f"{x['name']} ({x['kind']}) {x['count']:,}" for x in s["names"][:8])]
-    L += ["attributes: " + _counts(s["attributes"], 12)]
-    for name, a in self.annotations.items():
-        sc = f"; scores {a['scores']['min']:g}..{a['scores']['max']:g} (n={a['scores']['count']})" if a["scores"] else ""
-        L.append(f"annotations {name!r}: {a['count']:,}; labels {_counts(a['labels'])}{sc}; annotators {_counts(a['annotator_kinds'])}")
-    if not self.annotations: L.append("annotations: none")
-    for name, t in self.tasks.items():
-        L.append(f"task {name!r} [{t['selection']}; feedback {t['feedback_name']!r}]: {t['matched']:,} spans matched, "
-                 f"{t['judgements']:,} judged, {t['sft_examples']:,} SFT examples, {t['dpo_pairs']:,} DPO pairs, "
-                 f"{t['triplets']:,} triplets, {t['trajectories']:,} trajectories -> {t['method']}")
-        if t["label_space"]: L.append(f"  labels: {', '.join(t['label_space'][:12])}")
-        for k, v in sorted(t["skipped"].items()): L.append(f"  skipped {k}: {v} (e.g. span {t['skip_examples'].get(k, '?')})")
-        p = t.get("pii") or {}
-        if p.get("counts"): L.append("  pii scrubbed: " + _counts(p["counts"], 9) + "".join(f"; e.g. {x[:80]!r}" for x in p["examples"][:1]))
-        elif p and not p.get("enabled"): L.append("  pii scrubbing: off")
-    L += [f"suggestion: {h}" for h in self.suggestions]
-    L.append("usable data: " + (", ".join(n for n, t in self.tasks.items() if t["usable"]) if self.usable else "none"))
-    return "\n".join(L)
+    s = self.spans
+    lines = [f"project {self.project!r}: {s['spans']:,} spans",
+             "span names (kind): " + ", ".join(f"{x['name']} ({x['kind']}) {x['count']:,}" for x in s["names"][:8]),
+             "attributes: " + _counts(s["attributes"], 12)]
+    lines += _annotation_lines(self.annotations)
+    lines += [line for name, t in self.tasks.items() for line in _task_lines(name, t)]
+    lines += [f"suggestion: {h}" for h in self.suggestions]
+    usable = ", ".join(n for n, t in self.tasks.items() if t["usable"]) if self.usable else "none"
+    return "\n".join(lines + ["usable data: " + usable])
 
 # %% ../nbs/16_inspection.ipynb #4369a216
 EXIT_NO_DATA = 5
 
-def cli_inspect_args(p):
-    "Options of `cogniverse-ft inspect`."
-    p.add_argument("--config", default=None, help=f"data contract file (default: ./{CONTRACT_FILE} when it exists)")
-    p.add_argument("--tenant", dest="tenant_id", default=None, help="tenant id (default: the contract's)")
-    p.add_argument("--project", default=None, help="Phoenix project (default: the contract's first, else cogniverse-<tenant>)")
-    p.add_argument("--task", action="append", default=None, help="only this task (repeatable)")
-    p.add_argument("--url", default=None, help="Phoenix URL (default: the contract's, env, then the embedded server)")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-
-def cli_inspect(args) -> int:
-    "Run `cogniverse-ft inspect`; 0 when some task has usable data, `EXIT_NO_DATA` when none has."
+# %% ../nbs/16_inspection.ipynb #9b358254
+def _contract_and_tenant(config:str|None, tenant:str|None) -> tuple:
+    "(contract or None, its path, tenant) for the command line's `--config` and `--tenant`."
     from pathlib import Path
+    path = config or (CONTRACT_FILE if Path(CONTRACT_FILE).is_file() else None)
+    contract = load_contract(path) if path else None
+    tenant = tenant or (contract.tenant if contract else None)
+    if tenant is None:
+        raise ValueError("Give --tenant, or --config with a contract file")
+    if contract and tenant != contract.tenant:
+        raise PermissionError(f"{path} is for tenant {contract.tenant!r}, not {tenant!r}")
+    return contract, path, tenant
+
+# %% ../nbs/16_inspection.ipynb #edaa0190
+def cli_inspect(*,
+                config:str|None=None, # data contract file (default: ./cogniverse-ft.yaml when it exists)
+                tenant:str|None=None, # tenant id (default: the contract's)
+                project:str|None=None, # Phoenix project (default: the contract's first, else cogniverse-<tenant>)
+                task:list[str]|None=None, # only this task (repeatable)
+                url:str|None=None, # Phoenix URL (default: the contract's, env, then the embedded server)
+                json_:bool=False, # print one JSON object
+               ) -> int:
+    "What a Phoenix project holds and what each task of the contract can extract; exit 5 when nothing is usable."
     from cogniverse_ft.core import run_sync
     from cogniverse_ft.telemetry import PhoenixProvider
-    path = args.config or (CONTRACT_FILE if Path(CONTRACT_FILE).is_file() else None)
-    contract = load_contract(path) if path else None
-    tenant = args.tenant_id or (contract.tenant if contract else None)
-    if tenant is None: raise ValueError("Give --tenant, or --config with a contract file")
-    if contract and tenant != contract.tenant: raise PermissionError(f"{path} is for tenant {contract.tenant!r}, not {tenant!r}")
-    project = args.project or (contract.projects[0] if contract else project_for_tenant(tenant))
-    prov = PhoenixProvider(tenant, project, base_url=args.url or (contract.phoenix_url if contract else None),
+    contract, path, tenant = _contract_and_tenant(config, tenant)
+    project = project or (contract.projects[0] if contract else project_for_tenant(tenant))
+    prov = PhoenixProvider(tenant, project, base_url=url or (contract.phoenix_url if contract else None),
                            projects=contract.projects if contract else [])
-    rep = run_sync(inspect_project(prov, project, contract, args.task))
-    print(json.dumps(rep.to_dict(), indent=2, default=str) if args.json else rep.text())
+    rep = run_sync(inspect_project(prov, project, contract, task))
+    print(json.dumps(rep.to_dict(), indent=2, default=str) if json_ else rep.text())
     return 0 if rep.usable else EXIT_NO_DATA
