@@ -282,7 +282,8 @@ def _scrub(self:FinetuningOrchestrator, config, st, d):
     from cogniverse_ft.extract import task_scrubber, scrub_dataset, valid_labels
     task, sft = d.task, d.sft
     with st.run("privacy") as info:
-        keep = task.label_set or (valid_labels(sft) if len(sft) else []) if task.labels == "closed" else []
+        closed = task.labels == "closed"
+        keep = (task.label_set or (valid_labels(sft) if len(sft) else [])) if closed else []  # kept as they are
         scrubber = task_scrubber(task.privacy if task.privacy is not None else config.privacy, keep)
         out = [None if x is None else scrub_dataset(x, scrubber) for x in (d.sft, d.dpo, d.trajectories, d.kto)]
         d.sft, d.dpo, d.trajectories, d.kto = out
