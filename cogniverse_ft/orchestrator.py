@@ -121,12 +121,14 @@ def stage_line(entry:dict, # a stage log entry: {stage, seconds, ok, info}
 
 # %% ../nbs/41_orchestrator.ipynb #c9d73ee2
 class Stages:
-    "Run and record pipeline stages."
+    "Run and record pipeline stages: `log` holds one {stage, seconds, ok, info} entry a stage."
     def __init__(self): self.log = []
 
-    def text(self) -> str:
-        "The stage log, one `stage_line` a stage."
-        return "\n".join(stage_line(e) for e in self.log)
+# %% ../nbs/41_orchestrator.ipynb #e6e90519
+@patch
+def text(self:Stages) -> str:
+    "The stage log, one `stage_line` a stage."
+    return "\n".join(stage_line(e) for e in self.log)
 
 # %% ../nbs/41_orchestrator.ipynb #3db53e4a
 @patch
