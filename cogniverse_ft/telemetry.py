@@ -6,404 +6,62 @@ Docs: https://cogniverse.github.io/cogniverse_ft/telemetry.html.md"""
 
 # %% ../nbs/10_telemetry.ipynb #212333a9
 from __future__ import annotations
-import os, sys, json, time, math, signal, socket, asyncio, atexit, contextlib, subprocess, tempfile, uuid
-from dataclasses import dataclass, field
+import json, time, math, asyncio, contextlib, uuid
 from datetime import datetime, timezone, timedelta
-from pathlib import Path
-from typing import Any, Iterable, Protocol, runtime_checkable
+from typing import Iterable, Protocol, runtime_checkable
 import httpx
 import pandas as pd
-from urllib.parse import quote
-from .core import (home_subdir, get_logger, validate_tenant_id, project_for_tenant, tenant_of_project,
-                                atomic_write_json, redact_url, Progress)
+from fastcore.basics import patch
+from .core import get_logger, validate_tenant_id, project_for_tenant, tenant_of_project, redact_url, Progress
+from .phoenix_client import (quote_project, json_body, phoenix_request, auth_headers, iso_utc, READ_TIMEOUT,
+                                          resolve_phoenix_url, resolve_api_key, awith_retries, with_retries,
+                                          count_spans, PhoenixReadError, PhoenixWriteError)
 
 # %% auto #0
-__all__ = ['log', 'RETRY_STATUS', 'FAST_FAIL', 'TIMEOUT', 'READ_TIMEOUT', 'PHOENIX_ENV', 'PID_FILE', 'ANNOTATOR_KINDS',
-           'SPAN_KINDS', 'SPAN_COLUMNS', 'KEEP_NESTED', 'ANNOTATION_COLUMNS', 'PhoenixUnavailableError',
-           'PhoenixWriteError', 'PhoenixReadError', 'server_record_path', 'pid_alive', 'read_server_record',
-           'resolve_phoenix_url', 'resolve_api_key', 'with_retries', 'awith_retries', 'phoenix_healthy', 'graphql',
-           'list_projects', 'count_spans', 'free_port', 'wait_settled', 'PhoenixServer', 'start_phoenix',
-           'stop_phoenix', 'phoenix_status', 'make_span', 'wait_for_spans', 'log_spans', 'log_annotations',
-           'log_session_annotations', 'ensure_annotation_config', 'normalize_spans_frame', 'spans_frame', 'TraceStore',
-           'AnnotationStore', 'TelemetryProvider', 'annotations_frame', 'plain_value', 'PhoenixTraceStore',
-           'PhoenixAnnotationStore', 'PhoenixProvider', 'cli_phoenix_args', 'cli_phoenix']
+__all__ = ['log', 'ANNOTATOR_KINDS', 'SPAN_KINDS', 'SPAN_COLUMNS', 'KEEP_NESTED', 'ANNOTATION_COLUMNS', 'make_span',
+           'wait_for_spans', 'log_spans', 'log_annotations', 'log_session_annotations', 'ensure_annotation_config',
+           'normalize_spans_frame', 'spans_frame', 'TraceStore', 'AnnotationStore', 'TelemetryProvider',
+           'annotations_frame', 'plain_value', 'PhoenixTraceStore', 'PhoenixAnnotationStore', 'PhoenixProvider']
+
+# %% ../nbs/10_telemetry.ipynb #f7388441
+from .phoenix_client import (PhoenixUnavailableError, RETRY_STATUS, FAST_FAIL, TIMEOUT, server_record_path,
+                                          pid_alive, read_server_record, phoenix_healthy, graphql, list_projects)
+from .phoenix_server import (PHOENIX_ENV, PID_FILE, free_port, wait_settled, PhoenixServer, start_phoenix,
+                                          stop_phoenix, phoenix_status, cli_phoenix)
 
 # %% ../nbs/10_telemetry.ipynb #dce7e5a0
 log = get_logger(__name__)
 
-# %% ../nbs/10_telemetry.ipynb #7c21be6d
-class PhoenixUnavailableError(ConnectionError):
-    "No Phoenix server answered at the URL (after retries), or none is configured."
-
-class PhoenixWriteError(RuntimeError):
-    "Phoenix accepted a write but it did not land (or was refused)."
-
-class PhoenixReadError(RuntimeError):
-    "A read from Phoenix came back incomplete."
-
 # %% ../nbs/10_telemetry.ipynb #b1050e1c
-def server_record_path() -> Path:
-    "Where `cogniverse-ft phoenix up` records the detached server: `<home>/phoenix/server.json`."
-    return home_subdir("phoenix")/"server.json"
+def _rand_hex(n:int) -> str:
+    "`n` random hex characters."
+    return (uuid.uuid4().hex + uuid.uuid4().hex)[:n]
 
-def pid_alive(pid:int|None, # a process id
-             ) -> bool:
-    "True when a process with this id exists (and is not a zombie)."
-    if not pid: return False
-    try: os.kill(int(pid), 0)
-    except (ProcessLookupError, PermissionError, ValueError, OverflowError): return False
-    try:  # a zombie (exited, not yet reaped) does not count
-        with open(f"/proc/{int(pid)}/stat") as f: return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError: return True
-
-def read_server_record() -> dict|None:
-    "The recorded detached server (`url`, `pid`, `working_dir`, ...) when its process is alive, else None."
-    p = server_record_path()
-    try: rec = json.loads(p.read_text())
-    except (OSError, ValueError): return None
-    return rec if isinstance(rec, dict) and rec.get("url") and pid_alive(rec.get("pid")) else None
-
-def _clean_url(url:str) -> str:
-    url = str(url).strip().rstrip("/")
-    for suffix in ("/v1/traces", "/v1"):
-        if url.endswith(suffix): url = url[:-len(suffix)]
-    if not url.startswith(("http://", "https://")): url = "http://" + url
-    return url
-
-def resolve_phoenix_url(base_url:str|None=None, # explicit URL; wins over everything else
-                       ) -> str:
-    "The Phoenix base URL to use: explicit, `PHOENIX_BASE_URL`, `PHOENIX_COLLECTOR_ENDPOINT`, or the recorded embedded server."
-    if base_url: return _clean_url(base_url)
-    for env in ("PHOENIX_BASE_URL", "PHOENIX_COLLECTOR_ENDPOINT"):
-        if os.environ.get(env, "").strip(): return _clean_url(os.environ[env])
-    if rec := read_server_record(): return _clean_url(rec["url"])
-    raise PhoenixUnavailableError(
-        "No Phoenix server configured: pass base_url, set PHOENIX_BASE_URL (or PHOENIX_COLLECTOR_ENDPOINT), "
-        f"or start the embedded one with `cogniverse-ft phoenix up` (recorded in {server_record_path()})")
-
-def resolve_api_key(api_key:str|None=None, # explicit key; default `PHOENIX_API_KEY`
-                   ) -> str|None:
-    "The Phoenix API key to send, if any."
-    return api_key or os.environ.get("PHOENIX_API_KEY") or None
-
-def _headers(api_key:str|None) -> dict:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-# %% ../nbs/10_telemetry.ipynb #ae47c0c2
-RETRY_STATUS = {429, 500, 502, 503, 504}
-FAST_FAIL = (httpx.ConnectError, httpx.TimeoutException)  # a server that is down or never answers: 2 tries, not 5
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)  # one request: 5 s to connect, 30 s to answer
-READ_TIMEOUT = httpx.Timeout(120.0, connect=5.0)  # large reads and writes: 120 s to answer
-
-def _classify(e:Exception, url:str, what:str) -> Exception|None:
-    "The exception to raise for `e` right away, or None when `e` is worth retrying."
-    if isinstance(e, httpx.HTTPStatusError):
-        code = e.response.status_code
-        if code in RETRY_STATUS: return None
-        if code in (401, 403):
-            return PermissionError(f"Phoenix at {url} refused {what} ({code}): set PHOENIX_API_KEY or pass api_key")
-        return e
-    if isinstance(e, httpx.TransportError): return None
-    return e
-
-def _final(e:Exception, url:str, what:str, attempts:int) -> Exception:
-    if isinstance(e, httpx.HTTPStatusError):
-        return PhoenixUnavailableError(f"Phoenix at {url} kept failing {what} ({e.response.status_code}) after {attempts} attempts")
-    return PhoenixUnavailableError(f"Phoenix at {url} is not reachable ({type(e).__name__}: {e}) after {attempts} attempts "
-                                   f"while {what}; is the server running? (`cogniverse-ft phoenix up` starts one)")
-
-def with_retries(fn, # a function of no arguments doing one HTTP exchange
-                 url:str, # the server, for error messages
-                 what:str="talking to Phoenix", # what we were doing, for error messages
-                 attempts:int=5, # tries before giving up
-                 backoff:float=0.25, # first wait in seconds, doubled each retry
-                ):
-    "Call `fn`, retrying transient HTTP failures with exponential backoff."
-    for i in range(attempts):
-        try: return fn()
-        except Exception as e:
-            if (err := _classify(e, url, what)) is not None:
-                if err is e: raise
-                raise err from e
-            if i == attempts - 1 or (isinstance(e, FAST_FAIL) and i >= 1): raise _final(e, url, what, i + 1) from e
-            log.debug(f"retrying {what} at {url} after {type(e).__name__}")
-            time.sleep(backoff * 2**i)
-
-async def awith_retries(fn, # an async function of no arguments doing one HTTP exchange
-                        url:str, # the server, for error messages
-                        what:str="talking to Phoenix", # what we were doing, for error messages
-                        attempts:int=5, # tries before giving up
-                        backoff:float=0.25, # first wait in seconds, doubled each retry
-                       ):
-    "Await `fn()`, retrying transient HTTP failures with exponential backoff."
-    for i in range(attempts):
-        try: return await fn()
-        except Exception as e:
-            if (err := _classify(e, url, what)) is not None:
-                if err is e: raise
-                raise err from e
-            if i == attempts - 1 or (isinstance(e, FAST_FAIL) and i >= 1): raise _final(e, url, what, i + 1) from e
-            await asyncio.sleep(backoff * 2**i)
-
-# %% ../nbs/10_telemetry.ipynb #91161745
-def _q(project:str) -> str:
-    "A project name as one quoted URL path segment."
-    return quote(str(project), safe="")
-
-def _json(r:httpx.Response, url:str, what:str):
-    "The JSON body of an answer; a clear error when the server at `url` does not answer like Phoenix."
-    try: return r.json()
-    except ValueError:
-        raise PhoenixReadError(f"{redact_url(url)} does not answer like Phoenix while {what}: expected JSON, got "
-                               f"{r.headers.get('content-type', 'no content type')} ({r.text[:60]!r}); check PHOENIX_BASE_URL or --url") from None
-
-def _request(method:str, url:str, path:str, api_key:str|None=None, what:str="talking to Phoenix", timeout=TIMEOUT,
-             attempts:int=5, **kw) -> httpx.Response:
-    def go():
-        r = httpx.request(method, f"{url}/{path.lstrip('/')}", headers=_headers(api_key), timeout=timeout, **kw)
-        r.raise_for_status()
-        return r
-    return with_retries(go, url, what, attempts=attempts)
-
-def phoenix_healthy(base_url:str, # server URL
-                    timeout:float=2.0, # seconds for the probe
-                   ) -> bool:
-    "True when `GET /healthz` answers 200 (one probe, no retries)."
-    try: return httpx.get(f"{_clean_url(base_url)}/healthz", timeout=timeout).status_code == 200
-    except httpx.HTTPError: return False
-
-def graphql(base_url:str|None, # server URL (None: resolve)
-            query:str, # GraphQL query text
-            variables:dict|None=None, # query variables
-            api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
-           ) -> dict:
-    "Run a GraphQL query against Phoenix and return its `data` (errors raise)."
-    url, key = resolve_phoenix_url(base_url), resolve_api_key(api_key)
-    r = _request("POST", url, "graphql", key, "running a GraphQL query", json={"query": query, "variables": variables or {}})
-    body = _json(r, url, "running a GraphQL query")
-    if not isinstance(body, dict) or "data" not in body and "errors" not in body:
-        raise PhoenixReadError(f"{redact_url(url)} does not answer like Phoenix: its /graphql returned no 'data'")
-    if body.get("errors"): raise RuntimeError(f"Phoenix at {url} GraphQL error: {body['errors'][0].get('message')}")
-    return body["data"]
-
-def _iso(t) -> str|None:
-    if t is None: return None
-    t = pd.Timestamp(t)
-    if t.tzinfo is None: t = t.tz_localize("UTC")
-    return t.tz_convert("UTC").isoformat()
-
-def list_projects(base_url:str|None=None, # server URL (None: resolve)
-                  api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
-                 ) -> list[str]:
-    "Names of all projects on the server."
-    data = graphql(base_url, "{ projects { edges { node { name } } } }", api_key=api_key)
-    return [e["node"]["name"] for e in data["projects"]["edges"]]
-
-def count_spans(project:str|None=None, # project name; None: every project
-                start_time:datetime|None=None, # inclusive lower bound on span start time
-                end_time:datetime|None=None, # exclusive upper bound
-                filter_condition:str|None=None, # Phoenix span filter expression
-                base_url:str|None=None, # server URL (None: resolve)
-                api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
-               ) -> dict[str, int]|int:
-    "Spans Phoenix holds: an int for one project (0 when it does not exist), else a `{project: count}` dict."
-    tr = {"start": _iso(start_time), "end": _iso(end_time)} if (start_time or end_time) else None
-    q = ("query($t: TimeRange, $f: String) { projects { edges { node { name "
-         "recordCount(timeRange: $t, filterCondition: $f) } } } }")
-    data = graphql(base_url, q, {"t": tr, "f": filter_condition}, api_key)
-    counts = {e["node"]["name"]: e["node"]["recordCount"] for e in data["projects"]["edges"]}
-    return counts.get(project, 0) if project is not None else counts
-
-# %% ../nbs/10_telemetry.ipynb #c0d4c359
-PHOENIX_ENV = {  # the environment of the embedded server
-    "PHOENIX_HOST": "127.0.0.1",
-    "PHOENIX_GRPC_PORT": "0",
-    "PHOENIX_TELEMETRY_ENABLED": "false",
-    "PHOENIX_DISABLE_AGENT_ASSISTANT": "true",
-    "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
-    "PHOENIX_LOG_MIGRATIONS": "false",
-    "PHOENIX_AGENTS_DISABLE_BASH": "true",
-}
-PID_FILE = "cogniverse_ft_phoenix.json"
-
-def free_port(host:str="127.0.0.1", # interface to probe
-             ) -> int:
-    "A TCP port that is free right now."
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-def wait_settled(base_url:str, # server URL
-                 api_key:str|None=None, # API key
-                 quiet:float=2.0, # seconds the counts must stay unchanged
-                 timeout:float=120.0, # give up after this many seconds
-                ) -> bool:
-    "Wait until the server's span counts stop changing (its write queue is empty); False on timeout."
-    deadline, last, since = time.time() + timeout, None, time.time()
-    while time.time() < deadline:
-        try: cur = count_spans(base_url=base_url, api_key=api_key)
-        except Exception: return False
-        if cur != last: last, since = cur, time.time()
-        elif time.time() - since >= quiet: return True
-        time.sleep(0.25)
-    return False
-
-def _stop_pid(pid:int, url:str|None, api_key:str|None=None, timeout:float=30.0, drain:bool=True) -> bool:
-    "Drain, SIGTERM, then SIGKILL the server process `pid`; True when it is gone."
-    if not pid_alive(pid): return True
-    if drain and url and phoenix_healthy(url): wait_settled(url, api_key)
-    with contextlib.suppress(ProcessLookupError): os.kill(pid, signal.SIGTERM)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if not pid_alive(pid): return True
-        time.sleep(0.1)
-    log.warning(f"Phoenix (pid {pid}) ignored SIGTERM for {timeout:.0f}s; killing it")
-    with contextlib.suppress(ProcessLookupError): os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
-    return not pid_alive(pid)
-
-# %% ../nbs/10_telemetry.ipynb #957287ce
-@dataclass
-class PhoenixServer:
-    "A Phoenix server started by `start_phoenix` (or found running); use `.url`, `.stop()`, or `with`."
-    url: str  # base URL, e.g. http://127.0.0.1:6006
-    port: int  # HTTP port
-    working_dir: Path  # where its SQLite database lives
-    pid: int  # server process id
-    log_path: Path|None = None  # server output
-    detached: bool = False  # outlives this Python process (recorded in server.json)
-    process: subprocess.Popen|None = field(default=None, repr=False)
-    api_key: str|None = field(default=None, repr=False)  # bearer token when started with auth (PHOENIX_ADMIN_SECRET)
-
-    @property
-    def alive(self) -> bool:
-        "True while the server process runs."
-        if self.process is not None: return self.process.poll() is None
-        return pid_alive(self.pid)
-
-    def stop(self, timeout:float=30.0, # seconds to wait for a clean exit after SIGTERM
-             drain:bool=True, # first wait until every accepted span has been written
-            ) -> bool:
-        "Stop the server after its pending writes land; True when it is gone."
-        if self.process is not None and self.process.poll() is None:
-            if drain and phoenix_healthy(self.url): wait_settled(self.url, self.api_key)
-            self.process.terminate()
-            try: self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                log.warning(f"Phoenix (pid {self.pid}) ignored SIGTERM for {timeout:.0f}s; killing it")
-                self.process.kill(); self.process.wait(10)
-            ok = True
-        else: ok = _stop_pid(self.pid, self.url, self.api_key, timeout=timeout, drain=drain)
-        with contextlib.suppress(OSError): (Path(self.working_dir)/PID_FILE).unlink()
-        if self.detached:
-            rec = read_server_record()
-            if rec is None or rec.get("pid") == self.pid:
-                with contextlib.suppress(OSError): server_record_path().unlink()
-        return ok
-
-    def __enter__(self): return self
-    def __exit__(self, *exc): self.stop()
-
-# %% ../nbs/10_telemetry.ipynb #375cea38
-_OWNED: list[PhoenixServer] = []
-
-@atexit.register
-def _stop_owned():
-    "Never leave a non-detached server behind when the Python process exits."
-    for s in list(_OWNED):
-        with contextlib.suppress(Exception):
-            if s.alive: s.stop(timeout=10)
-
-def start_phoenix(working_dir:str|Path|None=None, # folder of the SQLite database (default `<home>/phoenix`)
-                  port:int|None=None, # HTTP port (default: a free one)
-                  detached:bool=False, # keep running after this process exits; recorded in `<home>/phoenix/server.json`
-                  timeout:float=120.0, # seconds to wait for /healthz
-                  database_url:str|None=None, # use this database (e.g. postgresql://...) instead of SQLite
-                  extra_env:dict|None=None, # more PHOENIX_* settings for the server
-                 ) -> PhoenixServer:
-    "Start a local Phoenix server and wait until it is healthy."
-    wd = Path(working_dir).expanduser().absolute() if working_dir else home_subdir("phoenix")
-    wd.mkdir(parents=True, exist_ok=True)
-    pidf = wd/PID_FILE
-    with contextlib.suppress(OSError, ValueError):
-        other = json.loads(pidf.read_text())
-        if pid_alive(other.get("pid")):
-            raise RuntimeError(f"A Phoenix server (pid {other['pid']}, {other.get('url')}) already uses {wd}; "
-                               "stop it first (`cogniverse-ft phoenix down`) or pass another working_dir")
-    port = int(port) if port else free_port()
-    url = f"http://127.0.0.1:{port}"
-    if phoenix_healthy(url, timeout=0.5): raise RuntimeError(f"Port {port} is already serving Phoenix at {url}")
-    env = {k: v for k, v in os.environ.items() if k not in ("PHOENIX_SQL_DATABASE_URL", "PHOENIX_POSTGRES_HOST")}
-    env.update(PHOENIX_ENV, PHOENIX_WORKING_DIR=str(wd), PHOENIX_PORT=str(port), **(extra_env or {}))
-    if database_url: env["PHOENIX_SQL_DATABASE_URL"] = database_url
-    log_path = wd/"phoenix-server.log"
-    with open(log_path, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "phoenix.server.main", "serve"], env=env, cwd=str(wd),
-                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=detached)
-    srv = PhoenixServer(url=url, port=port, working_dir=wd, pid=proc.pid, log_path=log_path, detached=detached,
-                        process=proc, api_key=(extra_env or {}).get("PHOENIX_ADMIN_SECRET"))
-    deadline = time.time() + timeout
-    while not phoenix_healthy(url, timeout=1.0):
-        if proc.poll() is not None or time.time() > deadline:
-            tail = log_path.read_text(errors="replace")[-2000:] if log_path.exists() else ""
-            if proc.poll() is None: proc.kill(); proc.wait(10)
-            raise RuntimeError(f"Phoenix did not become healthy at {url} within {timeout:.0f}s "
-                               f"(exit code {proc.poll()}); server log {log_path}:\n{tail}")
-        time.sleep(0.2)
-    rec = {"pid": proc.pid, "url": url, "port": port, "working_dir": str(wd), "log": str(log_path),
-           "started_at": datetime.now(timezone.utc).isoformat(), "detached": detached}
-    atomic_write_json(pidf, rec)
-    if detached: atomic_write_json(server_record_path(), rec)
-    else: _OWNED.append(srv)
-    log.info(f"Phoenix is up at {url} (pid {proc.pid}, data in {wd})")
-    return srv
-
-def stop_phoenix(server:PhoenixServer|None=None, # a server from `start_phoenix`; None: the detached one in server.json
-                 timeout:float=30.0, # seconds to wait after SIGTERM
-                ) -> bool:
-    "Stop a server after its pending writes land; False when there was nothing to stop."
-    if server is not None: return server.stop(timeout=timeout)
-    rec = read_server_record()
-    if rec is None:
-        with contextlib.suppress(OSError): server_record_path().unlink()
-        return False
-    srv = PhoenixServer(url=rec["url"], port=rec.get("port", 0), working_dir=Path(rec.get("working_dir", ".")),
-                        pid=rec["pid"], detached=True)
-    return srv.stop(timeout=timeout)
-
-# %% ../nbs/10_telemetry.ipynb #e2053689
-def phoenix_status(base_url:str|None=None, # server URL (None: resolve)
-                   api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
-                  ) -> dict:
-    "URL, health, version, and spans per project of a Phoenix server."
-    try: url = resolve_phoenix_url(base_url)
-    except PhoenixUnavailableError as e: return {"url": None, "reachable": False, "error": str(e)}
-    st = {"url": url, "reachable": phoenix_healthy(url)}
-    rec = read_server_record()
-    if rec and _clean_url(rec["url"]) == url: st.update(embedded=True, pid=rec["pid"], working_dir=rec["working_dir"])
-    if not st["reachable"]: return st
-    with contextlib.suppress(httpx.HTTPError):
-        st["version"] = httpx.get(f"{url}/arize_phoenix_version", headers=_headers(resolve_api_key(api_key)), timeout=5).text.strip()
-    st["projects"] = count_spans(base_url=url, api_key=api_key)
-    st["total_spans"] = sum(st["projects"].values())
-    return st
-
-# %% ../nbs/10_telemetry.ipynb #d88dc050
-def _rand_hex(n:int) -> str: return uuid.uuid4().hex[:n] if n <= 32 else (uuid.uuid4().hex + uuid.uuid4().hex)[:n]
-
+# %% ../nbs/10_telemetry.ipynb #2daf555c
 def _jsonable(v):
     "Attribute values Phoenix accepts: None dropped, non-finite floats as strings, datetimes as ISO text."
-    if isinstance(v, float) and not math.isfinite(v): return str(v)
-    if isinstance(v, (datetime, pd.Timestamp)): return _iso(v)
-    if isinstance(v, dict): return {k: _jsonable(x) for k, x in v.items() if x is not None}
-    if isinstance(v, (list, tuple)): return [_jsonable(x) for x in v]
-    if hasattr(v, "item") and not isinstance(v, (str, bytes)): return _jsonable(v.item())  # numpy scalars
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)
+    if isinstance(v, (datetime, pd.Timestamp)):
+        return iso_utc(v)
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items() if x is not None}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if hasattr(v, "item") and not isinstance(v, (str, bytes)):
+        return _jsonable(v.item())  # numpy scalars
     return v
 
+# %% ../nbs/10_telemetry.ipynb #db1fdf92
+def _utc(t) -> pd.Timestamp:
+    "`t` as a UTC timestamp (a naive one is taken as UTC)."
+    t = pd.Timestamp(t)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+# %% ../nbs/10_telemetry.ipynb #ae47c0c2
 def make_span(name:str, # span name
               attributes:dict|None=None, # dotted attribute keys -> values (str, number, bool, lists, dicts)
-              span_kind:str="CHAIN", # OpenInference kind (LLM, CHAIN, RETRIEVER, AGENT, ...) or a custom one (EXPERIMENT)
+              span_kind:str="CHAIN", # OpenInference kind (LLM, CHAIN, RETRIEVER, AGENT, ...) or a custom one
               start_time:datetime|None=None, # default: now (UTC)
               end_time:datetime|None=None, # default: start_time + duration_ms
               duration_ms:float=50.0, # used when end_time is None
@@ -413,42 +71,45 @@ def make_span(name:str, # span name
               status_code:str="OK", # OK, ERROR or UNSET
               status_message:str="", # error text
              ) -> dict:
-    "One span in the shape Phoenix's `POST /v1/projects/{_q(project)}/spans` takes."
-    st = pd.Timestamp(start_time or datetime.now(timezone.utc))
-    st = st.tz_localize("UTC") if st.tzinfo is None else st.tz_convert("UTC")
-    et = pd.Timestamp(end_time) if end_time is not None else st + pd.Timedelta(milliseconds=duration_ms)
-    et = et.tz_localize("UTC") if et.tzinfo is None else et.tz_convert("UTC")
+    "One span in the shape Phoenix's `POST /v1/projects/{project}/spans` takes."
+    st = _utc(start_time or datetime.now(timezone.utc))
+    et = _utc(end_time) if end_time is not None else st + pd.Timedelta(milliseconds=duration_ms)
     attrs = {k: _jsonable(v) for k, v in (attributes or {}).items() if v is not None}
     attrs["openinference.span.kind"] = span_kind
-    span = {"name": name, "context": {"trace_id": trace_id or _rand_hex(32), "span_id": span_id or _rand_hex(16)},
-            "span_kind": span_kind, "parent_id": parent_id, "start_time": st.isoformat(), "end_time": et.isoformat(),
-            "status_code": status_code, "status_message": status_message, "attributes": attrs, "events": []}
-    return span
+    ctx = {"trace_id": trace_id or _rand_hex(32), "span_id": span_id or _rand_hex(16)}
+    return {"name": name, "context": ctx, "span_kind": span_kind, "parent_id": parent_id, "start_time": st.isoformat(),
+            "end_time": et.isoformat(), "status_code": status_code, "status_message": status_message,
+            "attributes": attrs, "events": []}
 
+# %% ../nbs/10_telemetry.ipynb #91161745
 def _normalize_span(s:dict, i:int) -> dict:
     "Accept `make_span` output or a loose dict (`span_id`/`trace_id` at top level); complain with the index."
-    if not isinstance(s, dict): raise TypeError(f"span {i}: expected a dict, got {type(s).__name__}")
-    if "context" in s and "attributes" in s and "start_time" in s: return s
-    if not s.get("name"): raise ValueError(f"span {i}: missing 'name'")
-    return make_span(s["name"], s.get("attributes"), s.get("span_kind", "CHAIN"), s.get("start_time"), s.get("end_time"),
-                     trace_id=s.get("trace_id"), span_id=s.get("span_id"), parent_id=s.get("parent_id"),
+    if not isinstance(s, dict):
+        raise TypeError(f"span {i}: expected a dict, got {type(s).__name__}")
+    if "context" in s and "attributes" in s and "start_time" in s:
+        return s
+    if not s.get("name"):
+        raise ValueError(f"span {i}: missing 'name'")
+    return make_span(s["name"], s.get("attributes"), s.get("span_kind", "CHAIN"), s.get("start_time"),
+                     s.get("end_time"), trace_id=s.get("trace_id"), span_id=s.get("span_id"), parent_id=s.get("parent_id"),
                      status_code=s.get("status_code", "OK"), status_message=s.get("status_message", ""))
 
-# %% ../nbs/10_telemetry.ipynb #66c0ba04
+# %% ../nbs/10_telemetry.ipynb #c0d4c359
 def _present_span_ids(url:str, project:str, span_ids:list[str], api_key:str|None) -> set[str]:
     "Which of `span_ids` Phoenix has written (read back 100 ids per request)."
-    found = set()
+    found, path = set(), f"v1/projects/{quote_project(project)}/spans"
     for i in range(0, len(span_ids), 100):
-        chunk = span_ids[i:i+100]
+        params = {"span_id": span_ids[i:i+100], "limit": 1000}
         try:
-            r = _request("GET", url, f"v1/projects/{_q(project)}/spans", api_key, "reading spans back",
-                         params={"span_id": chunk, "limit": 1000})
+            r = phoenix_request("GET", url, path, api_key, "reading spans back", params=params)
         except httpx.HTTPStatusError as e:
-            if e.response.status_code == 404: return found  # the project appears with its first span
+            if e.response.status_code == 404:
+                return found  # the project appears with its first span
             raise
-        found.update(s["context"]["span_id"] for s in _json(r, url, "reading spans back")["data"])
+        found.update(s["context"]["span_id"] for s in json_body(r, url, "reading spans back")["data"])
     return found
 
+# %% ../nbs/10_telemetry.ipynb #957287ce
 def wait_for_spans(url:str|None, # server URL (None: resolve)
                    project:str, # project name
                    span_ids:Iterable[str], # the spans that must be readable
@@ -460,12 +121,14 @@ def wait_for_spans(url:str|None, # server URL (None: resolve)
     url, key = resolve_phoenix_url(url), resolve_api_key(api_key)
     missing, deadline, t0 = list(dict.fromkeys(span_ids)), time.time() + timeout, time.time()
     n = len(missing)
-    if expected_total is not None:  # cheap count polling while the server's queue drains
-        while count_spans(project, base_url=url, api_key=key) < expected_total and time.time() < deadline: time.sleep(0.25)
+    if expected_total is not None:
+        while count_spans(project, base_url=url, api_key=key) < expected_total and time.time() < deadline:
+            time.sleep(0.25)
     while missing:
         present = _present_span_ids(url, project, missing, key)
         missing = [s for s in missing if s not in present]
-        if not missing: break
+        if not missing:
+            break
         if time.time() > deadline:
             raise PhoenixWriteError(f"{len(missing)} of {n} spans never landed in project {project!r} at {url} "
                                     f"within {timeout:.0f}s (first missing: {missing[:3]})")
@@ -473,6 +136,50 @@ def wait_for_spans(url:str|None, # server URL (None: resolve)
     log.debug(f"{n} spans confirmed in {project!r} after {time.time()-t0:.1f}s")
     return n
 
+# %% ../nbs/10_telemetry.ipynb #e2053689
+def _checked_spans(project:str, spans:list) -> list[dict]:
+    "The spans in `make_span` shape, after refusing a bad project name, a bad span or a repeated span id."
+    if not isinstance(project, str) or not project or any(c in project for c in "/?#"):
+        raise ValueError(f"Invalid project name {project!r}: must be non-empty without '/', '?' or '#'")
+    spans = [_normalize_span(s, i) for i, s in enumerate(spans)]
+    ids = [s["context"]["span_id"] for s in spans]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"log_spans: {len(ids)-len(set(ids))} duplicate span ids in the input")
+    return spans
+
+# %% ../nbs/10_telemetry.ipynb #6f4a2678
+def _duplicate_ids(r:httpx.Response, url:str, project:str) -> set[str]:
+    "The span ids a 400 answer names as already stored; any other refusal raises `PhoenixWriteError`."
+    body = json_body(r, url, f"writing spans to {project!r}")
+    detail = body.get("detail", body) if isinstance(body, dict) else body
+    with contextlib.suppress(TypeError, ValueError):
+        detail = json.loads(detail)
+    refused = r.status_code == 422 or not isinstance(detail, dict) or detail.get("invalid_spans")
+    dup = set() if refused else {d["span_id"] for d in detail.get("duplicate_spans", [])}
+    if not dup:
+        raise PhoenixWriteError(f"Phoenix at {url} refused spans for {project!r}: {str(detail)[:1000]}")
+    return dup
+
+# %% ../nbs/10_telemetry.ipynb #8cf2d280
+def _post_spans(url:str, project:str, batch:list[dict], api_key:str|None) -> int:
+    "Send one batch, dropping spans Phoenix already has and sending the rest again; returns how many it had."
+    skipped = 0
+    while batch:
+        def post():
+            r = httpx.post(f"{url}/v1/projects/{quote_project(project)}/spans", json={"data": batch},
+                           headers=auth_headers(api_key), timeout=READ_TIMEOUT)
+            if r.status_code not in (400, 422):
+                r.raise_for_status()
+            return r
+        r = with_retries(post, url, f"writing spans to {project!r}")
+        if r.status_code < 300:
+            break
+        dup = _duplicate_ids(r, url, project)
+        skipped += len(dup)
+        batch = [s for s in batch if s["context"]["span_id"] not in dup]
+    return skipped
+
+# %% ../nbs/10_telemetry.ipynb #d88dc050
 def log_spans(url:str|None, # server URL (None: resolve)
               project:str, # project name (created on first write)
               spans:list[dict], # from `make_span`, or dicts with name/attributes/span_kind/start_time/span_id/...
@@ -484,76 +191,90 @@ def log_spans(url:str|None, # server URL (None: resolve)
              ) -> list[str]:
     "Write spans to a project and (by default) confirm they landed; returns their span ids."
     url, key = resolve_phoenix_url(url), resolve_api_key(api_key)
-    if not isinstance(project, str) or not project or any(c in project for c in "/?#"):
-        raise ValueError(f"Invalid project name {project!r}: must be non-empty without '/', '?' or '#'")
-    spans = [_normalize_span(s, i) for i, s in enumerate(spans)]
+    spans = _checked_spans(project, spans)
     ids = [s["context"]["span_id"] for s in spans]
-    if len(set(ids)) != len(ids): raise ValueError(f"log_spans: {len(ids)-len(set(ids))} duplicate span ids in the input")
     before = count_spans(project, base_url=url, api_key=key) if wait else 0
     skipped = 0
     bar = Progress(len(spans), f"writing spans to {project}", unit="span", enabled=progress)
     for i in range(0, len(spans), batch_size):
-        batch = spans[i:i+batch_size]
-        while batch:
-            def post():
-                r = httpx.post(f"{url}/v1/projects/{_q(project)}/spans", json={"data": batch}, headers=_headers(key), timeout=READ_TIMEOUT)
-                if r.status_code not in (400, 422): r.raise_for_status()
-                return r
-            r = with_retries(post, url, f"writing spans to {project!r}")
-            if r.status_code < 300: break
-            body = _json(r, url, f"writing spans to {project!r}")
-            detail = body.get("detail", body) if isinstance(body, dict) else body
-            with contextlib.suppress(TypeError, ValueError): detail = json.loads(detail)
-            if r.status_code == 422 or not isinstance(detail, dict) or detail.get("invalid_spans"):
-                raise PhoenixWriteError(f"Phoenix at {url} refused spans for {project!r}: {str(detail)[:1000]}")
-            dup = {d["span_id"] for d in detail.get("duplicate_spans", [])}
-            if not dup: raise PhoenixWriteError(f"Phoenix at {url} refused spans for {project!r}: {str(detail)[:1000]}")
-            skipped += len(dup)
-            batch = [s for s in batch if s["context"]["span_id"] not in dup]
+        skipped += _post_spans(url, project, spans[i:i+batch_size], key)
         bar.update(len(spans[i:i+batch_size]))
     bar.close()
-    if skipped: log.info(f"{skipped} spans were already in Phoenix; skipped them")
+    if skipped:
+        log.info(f"{skipped} spans were already in Phoenix; skipped them")
     if wait and spans:
         wait_for_spans(url, project, ids, key, timeout=timeout, expected_total=before + len(spans) - skipped)
     return ids
 
-# %% ../nbs/10_telemetry.ipynb #ca69e947
+# %% ../nbs/10_telemetry.ipynb #a74e71d0
 ANNOTATOR_KINDS = ("HUMAN", "LLM", "CODE")
 
+# %% ../nbs/10_telemetry.ipynb #b11cc5ae
 def _annotation_payload(a:dict, i:int) -> dict:
-    if not isinstance(a, dict): raise TypeError(f"annotation {i}: expected a dict, got {type(a).__name__}")
+    "Annotation `a` (number `i` of the input) in the shape Phoenix takes; a clear error when it is incomplete."
+    if not isinstance(a, dict):
+        raise TypeError(f"annotation {i}: expected a dict, got {type(a).__name__}")
     for k in ("span_id", "name"):
-        if not a.get(k): raise ValueError(f"annotation {i}: missing {k!r}")
+        if not a.get(k):
+            raise ValueError(f"annotation {i}: missing {k!r}")
     kind = a.get("annotator_kind", "HUMAN")
-    if kind not in ANNOTATOR_KINDS: raise ValueError(f"annotation {i}: annotator_kind {kind!r} not in {ANNOTATOR_KINDS}")
+    if kind not in ANNOTATOR_KINDS:
+        raise ValueError(f"annotation {i}: annotator_kind {kind!r} not in {ANNOTATOR_KINDS}")
     res = {k: _jsonable(a[k]) for k in ("label", "score", "explanation") if a.get(k) is not None}
-    if not res: raise ValueError(f"annotation {i}: needs at least one of label, score, explanation")
-    out = {"span_id": a["span_id"], "name": a["name"], "annotator_kind": kind, "result": res,
-           "metadata": _jsonable(a.get("metadata") or {}), "identifier": a.get("identifier") or ""}
-    return out
+    if not res:
+        raise ValueError(f"annotation {i}: needs at least one of label, score, explanation")
+    return {"span_id": a["span_id"], "name": a["name"], "annotator_kind": kind, "result": res,
+            "metadata": _jsonable(a.get("metadata") or {}), "identifier": a.get("identifier") or ""}
 
+# %% ../nbs/10_telemetry.ipynb #ca69e947
+def _annotation_params(key:str, ids:list[str], names, page:int, cursor:str|None) -> dict:
+    "Query parameters of one annotations page: `key` (`span_ids` or `session_ids`) = ids, names, limit, cursor."
+    params = {key: ids, "limit": page}
+    if names:
+        params["include_annotation_names"] = list(names)
+    if cursor:
+        params["cursor"] = cursor
+    return params
+
+# %% ../nbs/10_telemetry.ipynb #1f09b071
 def _annotation_rows(url:str, project:str, span_ids:list[str], api_key:str|None, names:list[str]|None=None,
                      page:int=1000) -> list[dict]:
     "Every span annotation of `span_ids` (100 ids per request, cursor-paged)."
-    rows = []
+    rows, path, what = [], f"v1/projects/{quote_project(project)}/span_annotations", "reading annotations"
     for i in range(0, len(span_ids), 100):
         cursor = None
         while True:
-            params = {"span_ids": span_ids[i:i+100], "limit": page}
-            if names: params["include_annotation_names"] = names
-            if cursor: params["cursor"] = cursor
-            try: body = _json(_request("GET", url, f"v1/projects/{_q(project)}/span_annotations", api_key,
-                                       "reading annotations", params=params), url, "reading annotations")
+            params = _annotation_params("span_ids", span_ids[i:i+100], names, page, cursor)
+            try:
+                body = json_body(phoenix_request("GET", url, path, api_key, what, params=params), url, what)
             except httpx.HTTPStatusError as e:
-                if e.response.status_code == 404: return rows
+                if e.response.status_code == 404:
+                    return rows
                 raise
             rows.extend(body.get("data", []))
-            if not (cursor := body.get("next_cursor")): break
+            if not (cursor := body.get("next_cursor")):
+                break
     return rows
 
+# %% ../nbs/10_telemetry.ipynb #02203ef9
+def _wait_annotations(url:str, project:str, data:list[dict], api_key:str|None, timeout:float):
+    "Block until every annotation in `data` reads back by `(span_id, name, identifier)`."
+    want = {(d["span_id"], d["name"], d["identifier"]) for d in data}
+    span_ids, names = sorted({d["span_id"] for d in data}), sorted({d["name"] for d in data})
+    deadline = time.time() + timeout
+    while True:
+        rows = _annotation_rows(url, project, span_ids, api_key, names)
+        if not (missing := want - {(r["span_id"], r["name"], r.get("identifier") or "") for r in rows}):
+            return
+        if time.time() > deadline:
+            raise PhoenixWriteError(f"{len(missing)} of {len(want)} annotations never landed in {project!r} at {url} "
+                                    f"(first missing: {sorted(missing)[:3]})")
+        time.sleep(0.5)
+
+# %% ../nbs/10_telemetry.ipynb #bf18e480
 def log_annotations(url:str|None, # server URL (None: resolve)
                     project:str, # project holding the spans
-                    annotations:list[dict], # dicts: span_id, name, label/score/explanation, metadata, identifier, annotator_kind
+                    annotations:list[dict], # dicts: span_id, name, label/score/explanation, metadata, identifier, ...
                     api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
                     batch_size:int=200, # annotations per request
                     wait:bool=True, # read every annotation back before returning
@@ -563,23 +284,15 @@ def log_annotations(url:str|None, # server URL (None: resolve)
     url, key = resolve_phoenix_url(url), resolve_api_key(api_key)
     data = [_annotation_payload(a, i) for i, a in enumerate(annotations)]
     for i in range(0, len(data), batch_size):
-        _request("POST", url, "v1/span_annotations", key, "writing annotations", params={"sync": "true"},
-                 json={"data": data[i:i+batch_size]}, timeout=60)
+        phoenix_request("POST", url, "v1/span_annotations", key, "writing annotations", params={"sync": "true"},
+                        json={"data": data[i:i+batch_size]}, timeout=60)
     if wait and data:
-        want = {(d["span_id"], d["name"], d["identifier"]) for d in data}
-        deadline = time.time() + timeout
-        while True:
-            got = {(r["span_id"], r["name"], r.get("identifier") or "") for r in
-                   _annotation_rows(url, project, sorted({d["span_id"] for d in data}), key, sorted({d["name"] for d in data}))}
-            if not (missing := want - got): break
-            if time.time() > deadline:
-                raise PhoenixWriteError(f"{len(missing)} of {len(want)} annotations never landed in {project!r} at {url} "
-                                        f"(first missing: {sorted(missing)[:3]})")
-            time.sleep(0.5)
+        _wait_annotations(url, project, data, key, timeout)
     return len(data)
 
+# %% ../nbs/10_telemetry.ipynb #d3b1e3f3
 def log_session_annotations(url:str|None, # server URL (None: resolve)
-                            annotations:list[dict], # dicts: session_id, name, label/score/explanation, metadata, identifier
+                            annotations:list[dict], # dicts: session_id, name, label/score/explanation, ...
                             api_key:str|None=None, # API key (default `PHOENIX_API_KEY`)
                            ) -> int:
     "Write session annotations synchronously (the session must exist, i.e. its spans have landed)."
@@ -590,11 +303,24 @@ def log_session_annotations(url:str|None, # server URL (None: resolve)
         p["session_id"] = p.pop("span_id")
         data.append(p)
     for i in range(0, len(data), 200):
-        _request("POST", url, "v1/session_annotations", key, "writing session annotations", params={"sync": "true"},
-                 json={"data": data[i:i+200]})
+        phoenix_request("POST", url, "v1/session_annotations", key, "writing session annotations",
+                        params={"sync": "true"}, json={"data": data[i:i+200]})
     return len(data)
 
-# %% ../nbs/10_telemetry.ipynb #bf18e480
+# %% ../nbs/10_telemetry.ipynb #f91e79ca
+def _annotation_config_id(url:str, api_key:str|None, body:dict) -> str:
+    "Create the annotation config `body`, or find the one of that name (409: it exists); its id."
+    try:
+        r = phoenix_request("POST", url, "v1/annotation_configs", api_key, "creating an annotation config", json=body)
+        return json_body(r, url, "creating an annotation config")["data"]["id"]
+    except httpx.HTTPStatusError as e:
+        if e.response.status_code != 409:
+            raise
+    what = "reading an annotation config"
+    r = phoenix_request("GET", url, f"v1/annotation_configs/{quote_project(body['name'])}", api_key, what)
+    return json_body(r, url, what)["data"]["id"]
+
+# %% ../nbs/10_telemetry.ipynb #827e923e
 def ensure_annotation_config(url:str|None, # server URL (None: resolve)
                              project:str, # project to assign the config to
                              name:str, # annotation name, e.g. "approval"
@@ -604,84 +330,110 @@ def ensure_annotation_config(url:str|None, # server URL (None: resolve)
                             ) -> str:
     "Create (once) a categorical annotation config and assign it to `project`; returns the config id."
     url, key = resolve_phoenix_url(url), resolve_api_key(api_key)
-    body = {"name": name, "type": "CATEGORICAL", "description": description or None, "optimization_direction": "MAXIMIZE",
-            "values": [{"label": k, "score": v} for k, v in values.items()]}
-    try: cid = _json(_request("POST", url, "v1/annotation_configs", key, "creating an annotation config", json=body), url, "creating an annotation config")["data"]["id"]
+    body = {"name": name, "type": "CATEGORICAL", "description": description or None,
+            "optimization_direction": "MAXIMIZE", "values": [{"label": k, "score": v} for k, v in values.items()]}
+    cid = _annotation_config_id(url, key, body)
+    path = f"v1/projects/{quote_project(project)}/annotation_configs/{cid}"
+    try:
+        phoenix_request("PUT", url, path, key, "assigning an annotation config")
     except httpx.HTTPStatusError as e:
-        if e.response.status_code != 409: raise
-        cid = _json(_request("GET", url, f"v1/annotation_configs/{_q(name)}", key, "reading an annotation config"), url, "reading an annotation config")["data"]["id"]
-    try: _request("PUT", url, f"v1/projects/{_q(project)}/annotation_configs/{cid}", key, "assigning an annotation config")
-    except httpx.HTTPStatusError as e:
-        if e.response.status_code != 404: raise
+        if e.response.status_code != 404:
+            raise
         log.warning(f"Project {project!r} does not exist yet at {url}: annotation config {name!r} not assigned")
     return cid
 
-# %% ../nbs/10_telemetry.ipynb #d3b1e3f3
+# %% ../nbs/10_telemetry.ipynb #ac9eaecb
 SPAN_KINDS = ("LLM", "CHAIN", "TOOL", "RETRIEVER", "EMBEDDING", "AGENT", "RERANKER", "GUARDRAIL", "EVALUATOR",
               "PROMPT", "DECISION", "UNKNOWN")  # kinds Phoenix stores as such; others become UNKNOWN
 SPAN_COLUMNS = ["name", "span_kind", "parent_id", "start_time", "end_time", "status_code", "status_message", "events",
                 "context.span_id", "context.trace_id"]
 KEEP_NESTED = ("attributes.metadata",)  # dict-valued attributes kept as one column
 
+# %% ../nbs/10_telemetry.ipynb #a80c5dcc
 def _flatten_dict_column(s:pd.Series) -> pd.DataFrame:
+    "A column of dicts as dotted columns `<name>.<key>...`, aligned with the column's index."
     vals = s.dropna()
     vals = vals[vals.map(lambda v: isinstance(v, dict))]
-    if vals.empty: return pd.DataFrame(index=s.index)
+    if vals.empty:
+        return pd.DataFrame(index=s.index)
     flat = pd.json_normalize(vals.tolist(), sep=".").set_axis(vals.index)
     return flat.add_prefix(s.name + ".").reindex(s.index)
 
+# %% ../nbs/10_telemetry.ipynb #1b2b1695
+def _nested_columns(df:pd.DataFrame) -> list[str]:
+    "The attribute columns holding dicts that `normalize_spans_frame` flattens."
+    out = []
+    for c in df.columns:
+        if not c.startswith("attributes.") or c in KEEP_NESTED or df[c].dtype != object:
+            continue
+        sample = df[c].dropna()
+        if not sample.empty and sample.map(lambda v: isinstance(v, dict)).any():
+            out.append(c)
+    return out
+
+# %% ../nbs/10_telemetry.ipynb #a6e5a9ec
 def normalize_spans_frame(df:pd.DataFrame, # a span DataFrame as Phoenix returns it
                          ) -> pd.DataFrame:
     "Flatten nested custom attributes into dotted columns and restore custom span kinds."
-    if df.empty: return df
-    parts, drop = [], []
-    for c in df.columns:
-        if not c.startswith("attributes.") or c in KEEP_NESTED or df[c].dtype != object: continue
-        sample = df[c].dropna()
-        if sample.empty or not sample.map(lambda v: isinstance(v, dict)).any(): continue
-        parts.append(_flatten_dict_column(df[c])); drop.append(c)
-    if parts:
-        df = pd.concat([df.drop(columns=drop)] + parts, axis=1)
+    if df.empty:
+        return df
+    if nested := _nested_columns(df):
+        df = pd.concat([df.drop(columns=nested)] + [_flatten_dict_column(df[c]) for c in nested], axis=1)
         df = df.loc[:, ~df.columns.duplicated()]
     k = "attributes.openinference.span.kind"
     if k in df and "span_kind" in df:
         df = df.assign(span_kind=df[k].where(df[k].notna() & (df["span_kind"] == "UNKNOWN"), df["span_kind"]))
     return df
 
+# %% ../nbs/10_telemetry.ipynb #9d06df63
 def _load_json_if_text(v):
+    "Parse `v` when it is JSON text; anything else as it is."
     if isinstance(v, str):
-        try: return json.loads(v)
-        except ValueError: return v
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
     return v
 
+# %% ../nbs/10_telemetry.ipynb #9119cbc0
+def _span_columns(spans:list[dict]) -> dict:
+    "The fixed span columns (name, kind, times, status, ids) of normalized spans."
+    col = lambda f: [f(s) for s in spans]
+    times = lambda k: pd.to_datetime(col(lambda s: s[k]), utc=True, format="ISO8601")
+    return {"name": col(lambda s: s["name"]), "span_kind": col(lambda s: s["span_kind"]),
+            "parent_id": col(lambda s: s.get("parent_id")), "start_time": times("start_time"),
+            "end_time": times("end_time"), "status_code": col(lambda s: s.get("status_code", "OK")),
+            "status_message": col(lambda s: s.get("status_message", "")), "events": col(lambda s: s.get("events", [])),
+            "context.span_id": col(lambda s: s["context"]["span_id"]),
+            "context.trace_id": col(lambda s: s["context"]["trace_id"])}
+
+# %% ../nbs/10_telemetry.ipynb #a228be4d
 def spans_frame(spans:list[dict], # span dicts (`make_span` shape, or loose dicts)
                ) -> pd.DataFrame:
     "The normalized DataFrame `PhoenixProvider` would return for these spans, built without a server."
     spans = [_normalize_span(s, i) for i, s in enumerate(spans)]
-    if not spans: return pd.DataFrame(columns=SPAN_COLUMNS).set_index("context.span_id", drop=False)
-    base = pd.DataFrame({"name": [s["name"] for s in spans], "span_kind": [s["span_kind"] for s in spans],
-                         "parent_id": [s.get("parent_id") for s in spans],
-                         "start_time": pd.to_datetime([s["start_time"] for s in spans], utc=True, format="ISO8601"),
-                         "end_time": pd.to_datetime([s["end_time"] for s in spans], utc=True, format="ISO8601"),
-                         "status_code": [s.get("status_code", "OK") for s in spans],
-                         "status_message": [s.get("status_message", "") for s in spans],
-                         "events": [s.get("events", []) for s in spans],
-                         "context.span_id": [s["context"]["span_id"] for s in spans],
-                         "context.trace_id": [s["context"]["trace_id"] for s in spans]})
+    if not spans:
+        return pd.DataFrame(columns=SPAN_COLUMNS).set_index("context.span_id", drop=False)
     attrs = pd.json_normalize([s["attributes"] for s in spans], sep=".", max_level=None)
-    if "metadata" in attrs: attrs["metadata"] = attrs["metadata"].map(_load_json_if_text)
-    df = pd.concat([base, attrs.add_prefix("attributes.")], axis=1)
+    if "metadata" in attrs:
+        attrs["metadata"] = attrs["metadata"].map(_load_json_if_text)
+    df = pd.concat([pd.DataFrame(_span_columns(spans)), attrs.add_prefix("attributes.")], axis=1)
     return normalize_spans_frame(df.set_index(pd.Index(df["context.span_id"], name="context.span_id")))
 
-# %% ../nbs/10_telemetry.ipynb #f91e79ca
+# %% ../nbs/10_telemetry.ipynb #e5ef1f44
 @runtime_checkable
 class TraceStore(Protocol):
-    async def get_spans(self, project:str, start_time:datetime|None=None, end_time:datetime|None=None, **kw) -> pd.DataFrame: ...
+    "Reads spans as a DataFrame."
+    async def get_spans(self, project:str, start_time:datetime|None=None, end_time:datetime|None=None,
+                        **kw) -> pd.DataFrame: ...
 
+# %% ../nbs/10_telemetry.ipynb #00446995
 @runtime_checkable
 class AnnotationStore(Protocol):
+    "Reads the annotations of spans as a DataFrame."
     async def get_annotations(self, spans_df:pd.DataFrame, project:str, **kw) -> pd.DataFrame: ...
 
+# %% ../nbs/10_telemetry.ipynb #c24630c9
 @runtime_checkable
 class TelemetryProvider(Protocol):
     "What the fine-tuning pipeline needs from a telemetry backend."
@@ -689,30 +441,35 @@ class TelemetryProvider(Protocol):
     traces: TraceStore
     annotations: AnnotationStore
 
+# %% ../nbs/10_telemetry.ipynb #89f0e406
 ANNOTATION_COLUMNS = ["span_id", "annotation_name", "result.label", "result.score", "result.explanation", "metadata",
                       "identifier", "annotator_kind", "source", "created_at", "updated_at", "id", "user_id"]
 
+# %% ../nbs/10_telemetry.ipynb #9804503b
 def annotations_frame(rows:list[dict], # annotation dicts as Phoenix's REST API returns them
                       id_col:str="span_id", # "span_id" or "session_id"
                      ) -> pd.DataFrame:
     "Annotation rows as a DataFrame with flat `result.*` columns."
     cols = [id_col if c == "span_id" else c for c in ANNOTATION_COLUMNS]
-    if not rows: return pd.DataFrame(columns=cols)
-    df = pd.DataFrame(rows)
-    res = pd.json_normalize(df.pop("result").map(lambda r: r or {}).tolist()).add_prefix("result.") if "result" in df else None
-    df = df.rename(columns={"name": "annotation_name"})
-    if res is not None: df = pd.concat([df.reset_index(drop=True), res], axis=1)
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows).rename(columns={"name": "annotation_name"})
+    if "result" in df:
+        res = pd.json_normalize(df.pop("result").map(lambda r: r or {}).tolist()).add_prefix("result.")
+        df = pd.concat([df.reset_index(drop=True), res], axis=1)
     for c in cols:
-        if c not in df: df[c] = None
+        if c not in df:
+            df[c] = None
     df["identifier"] = df["identifier"].fillna("")
     return df[cols + [c for c in df.columns if c not in cols]]
 
-# %% ../nbs/10_telemetry.ipynb #827e923e
+# %% ../nbs/10_telemetry.ipynb #8e90d10c
 def _decode_spans_response(r:httpx.Response) -> pd.DataFrame:
     "The DataFrame in a `POST /v1/spans` multipart JSON answer (Phoenix's table-schema encoding)."
     from pandas.io.json._table_schema import parse_table_schema
     ctype = r.headers.get("content-type", "")
-    if "multipart/mixed" not in ctype or "boundary=" not in ctype: return pd.DataFrame()
+    if "multipart/mixed" not in ctype or "boundary=" not in ctype:
+        return pd.DataFrame()
     boundary = "--" + ctype.split("boundary=")[1].split(";", 1)[0]
     for part in r.text.split(boundary):
         if "Content-Type: application/json" in part:
@@ -721,142 +478,212 @@ def _decode_spans_response(r:httpx.Response) -> pd.DataFrame:
             return df.set_axis([x.split("_", 1)[1] for x in df.columns], axis=1)
     return pd.DataFrame()
 
+# %% ../nbs/10_telemetry.ipynb #aa31cb24
 def plain_value(v):
     "An Arrow-decoded cell as the JSON answer gives it: arrays become lists, struct keys Arrow filled with None go."
     import numpy as np
-    if isinstance(v, np.ndarray): v = v.tolist()
-    if isinstance(v, dict): return {k: plain_value(x) for k, x in v.items() if x is not None}  # OTel attributes are never None
-    if isinstance(v, list): return [plain_value(x) for x in v]
+    if isinstance(v, np.ndarray):
+        v = v.tolist()
+    if isinstance(v, dict):
+        return {k: plain_value(x) for k, x in v.items() if x is not None}  # OTel attributes are never None
+    if isinstance(v, list):
+        return [plain_value(x) for x in v]
     return v.item() if isinstance(v, np.generic) else v
 
+# %% ../nbs/10_telemetry.ipynb #3d1dd9cb
 def _decode_arrow_spans(r:httpx.Response) -> pd.DataFrame:
-    "The DataFrame in a `POST /v1/spans` Arrow answer, every number at full precision (the JSON answer keeps 10 decimals)."
+    "The DataFrame in a `POST /v1/spans` Arrow answer, every number at full precision."
     import pyarrow as pa
-    if not r.content: return pd.DataFrame()
+    if not r.content:
+        return pd.DataFrame()
     df = pa.ipc.open_stream(r.content).read_pandas()
-    for c in df.columns[df.dtypes == object]: df[c] = df[c].map(plain_value)
+    for c in df.columns[df.dtypes == object]:
+        df[c] = df[c].map(plain_value)
     return df
 
+# %% ../nbs/10_telemetry.ipynb #56fbc36e
 class PhoenixTraceStore:
     "Span reads for a `PhoenixProvider` (paged, never truncated)."
     def __init__(self, provider, # the `PhoenixProvider` this store reads for
-                ): self.p = provider
+                ):
+        self.p = provider
 
-    async def _page(self, http, project, start, end, limit, cond, exact=False):
-        body = {"queries": [{"filter": {"condition": cond}} if cond else {}], "start_time": _iso(start), "end_time": _iso(end),
-                "limit": limit}
-        accept = "application/x-pandas-arrow" if exact else "application/json"
-        async def go():
-            r = await http.post("v1/spans", params={"project_name": project}, json=body, headers={"accept": accept})
-            r.raise_for_status()
-            return r
-        r = await awith_retries(go, self.p.base_url, f"reading spans of {project!r}")
-        return _decode_arrow_spans(r) if exact else _decode_spans_response(r)
+# %% ../nbs/10_telemetry.ipynb #4dfd7226
+def _client(provider) -> httpx.AsyncClient:
+    "An async HTTP client for the provider's server."
+    return httpx.AsyncClient(base_url=provider.base_url, headers=auth_headers(provider.api_key), timeout=READ_TIMEOUT)
 
-    async def get_spans(self, project:str|None=None, # project name (default: the provider's)
-                        start_time:datetime|None=None, # inclusive lower bound on span start time
-                        end_time:datetime|None=None, # exclusive upper bound
-                        filter_condition:str|None=None, # Phoenix filter expression, e.g. "span_kind == 'LLM'"
-                        span_kind:str|None=None, # shortcut for a span-kind filter (custom kinds too)
-                        page_size:int=5000, # rows per request
-                        check_count:bool=True, # compare with Phoenix's own count and raise when short
-                        exact_numbers:bool=False, # read through Arrow: numbers at full precision (JSON rounds to 10 decimals, a p-value of 1e-11 reads 0.0)
-                       ) -> pd.DataFrame:
-        "Every span of `project` in the time range, newest first, normalized (see `normalize_spans_frame`)."
-        project = self.p.check_project(project)
-        post_kind = None
-        cond = filter_condition
-        if span_kind:  # custom kinds (EXPERIMENT, ...) are stored as UNKNOWN: select those, then filter here
-            stored = span_kind if span_kind in SPAN_KINDS else "UNKNOWN"
-            post_kind = None if stored == span_kind else span_kind
-            cond = (f"({cond}) and " if cond else "") + f"span_kind == {stored!r}"
-        expected = count_spans(project, start_time, end_time, cond, self.p.base_url, self.p.api_key) if check_count else None
-        frames, seen, end, limit = [], set(), end_time, page_size
-        bar = Progress(expected or 0, f"reading spans of {project}", unit="span", enabled=(expected or 0) > page_size)  # several pages
-        async with httpx.AsyncClient(base_url=self.p.base_url, headers=_headers(self.p.api_key), timeout=READ_TIMEOUT) as http:
-            while True:
-                df = await self._page(http, project, start_time, end, limit, cond, exact_numbers)
-                if df.empty: break
-                new = df[~df.index.isin(seen)]
-                if len(new): frames.append(new); seen.update(new.index); bar.update(len(new))
-                if len(df) < limit: break
-                if new.empty: limit *= 2; continue  # a full page of one timestamp: widen it
-                limit = page_size
-                end = (df["start_time"].min() + pd.Timedelta(microseconds=1)).to_pydatetime()  # the oldest instant again
-        bar.close()
-        out = pd.concat(frames) if frames else pd.DataFrame(columns=SPAN_COLUMNS).set_index("context.span_id", drop=False)
-        if expected is not None and len(out) < expected:
-            raise PhoenixReadError(f"Read {len(out)} spans of project {project!r} from {self.p.base_url} but Phoenix counts "
-                                   f"{expected} in that range: the read was truncated")
-        out = normalize_spans_frame(out)
-        if post_kind: out = out[out["span_kind"] == post_kind]
-        log.info(f"read {len(out)} spans of {project!r}")
-        return out
+# %% ../nbs/10_telemetry.ipynb #d8b2e524
+def _kind_condition(span_kind:str|None, cond:str|None) -> tuple[str|None, str|None]:
+    "(Phoenix filter for `span_kind` within `cond`, kind to keep after reading or None)."
+    if not span_kind:
+        return cond, None
+    stored = span_kind if span_kind in SPAN_KINDS else "UNKNOWN"
+    cond = (f"({cond}) and " if cond else "") + f"span_kind == {stored!r}"
+    return cond, None if stored == span_kind else span_kind
 
-# %% ../nbs/10_telemetry.ipynb #b71666be
+# %% ../nbs/10_telemetry.ipynb #a8d591e8
+@patch
+async def _page(self:PhoenixTraceStore, http, project, start, end, limit, cond, exact=False) -> pd.DataFrame:
+    "One page of the span query (newest first), decoded."
+    body = {"queries": [{"filter": {"condition": cond}} if cond else {}], "start_time": iso_utc(start),
+            "end_time": iso_utc(end), "limit": limit}
+    accept = "application/x-pandas-arrow" if exact else "application/json"
+    async def go():
+        r = await http.post("v1/spans", params={"project_name": project}, json=body, headers={"accept": accept})
+        r.raise_for_status()
+        return r
+    r = await awith_retries(go, self.p.base_url, f"reading spans of {project!r}")
+    return _decode_arrow_spans(r) if exact else _decode_spans_response(r)
+
+# %% ../nbs/10_telemetry.ipynb #1a2a690d
+@patch
+async def _read_pages(self:PhoenixTraceStore, project, start_time, end_time, cond, page_size, exact, bar) -> list:
+    "Every page of spans, newest first, each span once."
+    frames, seen, end, limit = [], set(), end_time, page_size
+    async with _client(self.p) as http:
+        while True:
+            df = await self._page(http, project, start_time, end, limit, cond, exact)
+            if df.empty:
+                break
+            new = df[~df.index.isin(seen)]
+            if len(new):
+                frames.append(new)
+                seen.update(new.index)
+                bar.update(len(new))
+            if len(df) < limit:
+                break
+            if new.empty:  # a full page of one timestamp: widen it
+                limit *= 2
+                continue
+            limit = page_size
+            end = (df["start_time"].min() + pd.Timedelta(microseconds=1)).to_pydatetime()  # the oldest instant again
+    return frames
+
+# %% ../nbs/10_telemetry.ipynb #421cf9c4
+@patch
+async def get_spans(self:PhoenixTraceStore,
+                    project:str|None=None, # project name (default: the provider's)
+                    start_time:datetime|None=None, # inclusive lower bound on span start time
+                    end_time:datetime|None=None, # exclusive upper bound
+                    filter_condition:str|None=None, # Phoenix filter expression, e.g. "span_kind == 'LLM'"
+                    span_kind:str|None=None, # shortcut for a span-kind filter (custom kinds too)
+                    page_size:int=5000, # rows per request
+                    check_count:bool=True, # compare with Phoenix's own count and raise when short
+                    exact_numbers:bool=False, # read through Arrow: full precision (JSON rounds to 10 decimals)
+                   ) -> pd.DataFrame:
+    "Every span of `project` in the time range, newest first, normalized (see `normalize_spans_frame`)."
+    project = self.p.check_project(project)
+    cond, post_kind = _kind_condition(span_kind, filter_condition)
+    url, key = self.p.base_url, self.p.api_key
+    expected = count_spans(project, start_time, end_time, cond, url, key) if check_count else None
+    bar = Progress(expected or 0, f"reading spans of {project}", unit="span", enabled=(expected or 0) > page_size)
+    frames = await self._read_pages(project, start_time, end_time, cond, page_size, exact_numbers, bar)
+    bar.close()
+    out = pd.concat(frames) if frames else pd.DataFrame(columns=SPAN_COLUMNS).set_index("context.span_id", drop=False)
+    if expected is not None and len(out) < expected:
+        raise PhoenixReadError(f"Read {len(out)} spans of project {project!r} from {url} but Phoenix counts "
+                               f"{expected} in that range: the read was truncated")
+    out = normalize_spans_frame(out)
+    if post_kind:
+        out = out[out["span_kind"] == post_kind]
+    log.info(f"read {len(out)} spans of {project!r}")
+    return out
+
+# %% ../nbs/10_telemetry.ipynb #b69638a1
 class PhoenixAnnotationStore:
     "Annotation reads for a `PhoenixProvider` (all pages, a few requests in flight)."
     def __init__(self, provider, # the `PhoenixProvider` this store reads for
-                ): self.p = provider
+                ):
+        self.p = provider
 
-    async def _rows(self, path:str, key:str, ids:list[str], names, what:str, concurrency:int=4, page:int=1000) -> list[dict]:
-        sem, url = asyncio.Semaphore(concurrency), self.p.base_url
-        async with httpx.AsyncClient(base_url=url, headers=_headers(self.p.api_key), timeout=READ_TIMEOUT) as http:
-            async def chunk(ch):
-                rows, cursor = [], None
-                async with sem:
-                    while True:
-                        params = {key: ch, "limit": page}
-                        if names: params["include_annotation_names"] = list(names)
-                        if cursor: params["cursor"] = cursor
-                        async def go():
-                            r = await http.get(path, params=params); r.raise_for_status(); return r
-                        try: body = _json(await awith_retries(go, url, what), url, what)
-                        except httpx.HTTPStatusError as e:
-                            if e.response.status_code == 404: return rows
-                            raise
-                        data = body.get("data", [])
-                        rows.extend(data)
-                        if not (cursor := body.get("next_cursor")):
-                            if len(data) >= page: await self._check_complete(http, path, params, page, what)
-                            return rows
-            parts = await asyncio.gather(*[chunk(ids[i:i+100]) for i in range(0, len(ids), 100)])
-        return [r for p in parts for r in p]
+# %% ../nbs/10_telemetry.ipynb #0a6f36d9
+@patch
+async def _check_complete(self:PhoenixAnnotationStore, http, path, params, page, what):
+    "A full last page without a cursor: ask for one row more; more rows means the cursor was dropped."
+    url = self.p.base_url
+    r = await awith_retries(lambda: http.get(path, params={**params, "limit": page + 1}), url, what)
+    if len(json_body(r, url, what).get("data", [])) > page:
+        raise PhoenixReadError(f"{what} at {url}: a full page of {page} annotations came back without a next "
+                               "cursor, but more exist: the read was truncated")
 
-    async def _check_complete(self, http, path, params, page, what):
-        "A full last page without a cursor: ask for one row more; more rows means the cursor was dropped."
-        r = await awith_retries(lambda: http.get(path, params={**params, "limit": page + 1}), self.p.base_url, what)
-        if len(_json(r, self.p.base_url, what).get("data", [])) > page:
-            raise PhoenixReadError(f"{what} at {self.p.base_url}: a full page of {page} annotations came back without a next "
-                                   "cursor, but more exist: the read was truncated")
+# %% ../nbs/10_telemetry.ipynb #ea4d0595
+@patch
+async def _chunk_rows(self:PhoenixAnnotationStore, http, path:str, key:str, ids:list[str], names, what:str,
+                      page:int) -> list[dict]:
+    "Every annotation of one chunk of ids, following the cursor; none when the project does not exist (404)."
+    rows, cursor, url = [], None, self.p.base_url
+    while True:
+        params = _annotation_params(key, ids, names, page, cursor)
+        async def go():
+            r = await http.get(path, params=params)
+            r.raise_for_status()
+            return r
+        try:
+            body = json_body(await awith_retries(go, url, what), url, what)
+        except httpx.HTTPStatusError as e:
+            if e.response.status_code == 404:
+                return rows
+            raise
+        rows.extend(data := body.get("data", []))
+        if not (cursor := body.get("next_cursor")):
+            if len(data) >= page:
+                await self._check_complete(http, path, params, page, what)
+            return rows
 
-    async def get_annotations(self, spans_df:pd.DataFrame, # spans from `traces.get_spans` (or any frame with span ids)
-                              project:str|None=None, # project name (default: the provider's)
-                              names:list[str]|None=None, # only these annotation names
-                              page_size:int=1000, # rows per request
-                             ) -> pd.DataFrame:
-        "Every span annotation of the spans in `spans_df` (a dropped cursor raises, never truncates)."
-        project = self.p.check_project(project)
-        if "context.span_id" in spans_df: ids = spans_df["context.span_id"]
-        elif "span_id" in spans_df: ids = spans_df["span_id"]
-        else: ids = pd.Series(spans_df.index)
-        ids = list(dict.fromkeys(ids.dropna().astype(str)))
-        rows = await self._rows(f"v1/projects/{_q(project)}/span_annotations", "span_ids", ids, names,
-                                f"reading annotations of {project!r}", page=page_size)
-        return annotations_frame(rows)
+# %% ../nbs/10_telemetry.ipynb #61504805
+@patch
+async def _rows(self:PhoenixAnnotationStore, path:str, key:str, ids:list[str], names, what:str, concurrency:int=4,
+                page:int=1000) -> list[dict]:
+    "Every annotation of `ids`, 100 ids per request, `concurrency` requests in flight."
+    sem = asyncio.Semaphore(concurrency)
+    async with _client(self.p) as http:
+        async def chunk(ch):
+            async with sem:
+                return await self._chunk_rows(http, path, key, ch, names, what, page)
+        parts = await asyncio.gather(*[chunk(ids[i:i+100]) for i in range(0, len(ids), 100)])
+    return [r for p in parts for r in p]
 
-    async def get_session_annotations(self, session_ids:list[str], # session ids (the `session.id` attribute values)
-                                      project:str|None=None, # project name (default: the provider's)
-                                      names:list[str]|None=None, # only these annotation names
-                                     ) -> pd.DataFrame:
-        "Every session annotation of these sessions."
-        project = self.p.check_project(project)
-        ids = list(dict.fromkeys(str(s) for s in session_ids if s is not None))
-        rows = await self._rows(f"v1/projects/{_q(project)}/session_annotations", "session_ids", ids, names,
-                                f"reading session annotations of {project!r}")
-        return annotations_frame(rows, "session_id")
+# %% ../nbs/10_telemetry.ipynb #55ab1473
+def _span_ids(spans_df:pd.DataFrame) -> list[str]:
+    "The distinct span ids of a frame: its `context.span_id` or `span_id` column, else its index."
+    if "context.span_id" in spans_df:
+        ids = spans_df["context.span_id"]
+    elif "span_id" in spans_df:
+        ids = spans_df["span_id"]
+    else:
+        ids = pd.Series(spans_df.index)
+    return list(dict.fromkeys(ids.dropna().astype(str)))
 
-# %% ../nbs/10_telemetry.ipynb #ac9eaecb
+# %% ../nbs/10_telemetry.ipynb #84637589
+@patch
+async def get_annotations(self:PhoenixAnnotationStore,
+                          spans_df:pd.DataFrame, # spans from `traces.get_spans` (or any frame with span ids)
+                          project:str|None=None, # project name (default: the provider's)
+                          names:list[str]|None=None, # only these annotation names
+                          page_size:int=1000, # rows per request
+                         ) -> pd.DataFrame:
+    "Every span annotation of the spans in `spans_df` (a dropped cursor raises, never truncates)."
+    project = self.p.check_project(project)
+    rows = await self._rows(f"v1/projects/{quote_project(project)}/span_annotations", "span_ids", _span_ids(spans_df),
+                            names, f"reading annotations of {project!r}", page=page_size)
+    return annotations_frame(rows)
+
+# %% ../nbs/10_telemetry.ipynb #8a5e63d3
+@patch
+async def get_session_annotations(self:PhoenixAnnotationStore,
+                                  session_ids:list[str], # session ids (the `session.id` attribute values)
+                                  project:str|None=None, # project name (default: the provider's)
+                                  names:list[str]|None=None, # only these annotation names
+                                 ) -> pd.DataFrame:
+    "Every session annotation of these sessions."
+    project = self.p.check_project(project)
+    ids = list(dict.fromkeys(str(s) for s in session_ids if s is not None))
+    rows = await self._rows(f"v1/projects/{quote_project(project)}/session_annotations", "session_ids", ids, names,
+                            f"reading session annotations of {project!r}")
+    return annotations_frame(rows, "session_id")
+
+# %% ../nbs/10_telemetry.ipynb #fd610f8a
 def _declared_projects(tenant_id:str, projects) -> list[str]:
     "The declared projects, refusing names of other tenants and unsafe names."
     out = []
@@ -865,12 +692,12 @@ def _declared_projects(tenant_id:str, projects) -> list[str]:
             raise ValueError(f"Invalid declared project {p!r}: a Phoenix project name without '/', '\\' or '..'")
         owner = tenant_of_project(p)
         if p.startswith("cogniverse-") and owner != tenant_id:
-            raise PermissionError(f"Project {p!r} is named for {'tenant ' + repr(owner) if owner else 'no valid tenant'}; "
-                                  f"tenant {tenant_id!r} cannot declare it")
+            who = "tenant " + repr(owner) if owner else "no valid tenant"
+            raise PermissionError(f"Project {p!r} is named for {who}; tenant {tenant_id!r} cannot declare it")
         out.append(p)
     return out
 
-# %% ../nbs/10_telemetry.ipynb #a80c5dcc
+# %% ../nbs/10_telemetry.ipynb #2b0c3ce2
 class PhoenixProvider:
     "A `TelemetryProvider` reading one tenant's projects from a Phoenix server."
     def __init__(self, tenant_id:str, # the tenant this provider serves
@@ -883,64 +710,30 @@ class PhoenixProvider:
         self.projects = _declared_projects(tenant_id, projects)
         self.base_url = resolve_phoenix_url(base_url)
         self.api_key = resolve_api_key(api_key)
-        self.project = self.check_project(project or (self.projects[0] if self.projects else project_for_tenant(tenant_id)))
+        default = self.projects[0] if self.projects else project_for_tenant(tenant_id)
+        self.project = self.check_project(project or default)
         self.traces, self.annotations = PhoenixTraceStore(self), PhoenixAnnotationStore(self)
 
-    def check_project(self, project:str|None=None, # a project name (None: the default project)
-                     ) -> str:
-        "Return `project` when it belongs to this provider's tenant (named for it, or declared), else raise `PermissionError`."
-        project = project or self.project
-        if project in self.projects: return project
-        owner = tenant_of_project(project)
-        if owner != self.tenant_id:
-            who = f"tenant {owner!r}" if owner else "no tenant (names are cogniverse-<tenant>[.<suffix>])"
-            extra = f" or one of its declared projects {self.projects}" if self.projects else ""
-            raise PermissionError(f"Project {project!r} belongs to {who}; this provider serves tenant {self.tenant_id!r}{extra}. "
-                                  "Declare a project of your own under `projects:` in the contract file (cogniverse-ft.yaml)")
+# %% ../nbs/10_telemetry.ipynb #7063920e
+@patch
+def check_project(self:PhoenixProvider,
+                  project:str|None=None, # a project name (None: the default project)
+                 ) -> str:
+    "`project` when it belongs to this provider's tenant (named for it, or declared); else `PermissionError`."
+    project = project or self.project
+    if project in self.projects:
         return project
+    owner = tenant_of_project(project)
+    if owner != self.tenant_id:
+        who = f"tenant {owner!r}" if owner else "no tenant (names are cogniverse-<tenant>[.<suffix>])"
+        extra = f" or one of its declared projects {self.projects}" if self.projects else ""
+        raise PermissionError(f"Project {project!r} belongs to {who}; this provider serves tenant {self.tenant_id!r}"
+                              f"{extra}. Declare a project of your own under `projects:` in the contract file "
+                              "(cogniverse-ft.yaml)")
+    return project
 
-    def __repr__(self): return f"PhoenixProvider(tenant_id={self.tenant_id!r}, project={self.project!r}, base_url={redact_url(self.base_url)!r})"
-
-# %% ../nbs/10_telemetry.ipynb #0741914c
-def cli_phoenix_args(p):
-    "Options of `cogniverse-ft phoenix`."
-    p.add_argument("action", choices=["up", "down", "status"], help="start, stop or inspect the embedded server")
-    p.add_argument("--port", type=int, default=None, help="HTTP port for `up` (default: a free one)")
-    p.add_argument("--working-dir", default=None, help="folder of the SQLite database for `up` (default: <home>/phoenix)")
-    p.add_argument("--url", default=None, help="server URL for `status` (default: env, then the embedded server)")
-    p.add_argument("--api-key", default=None, help="API key for `status` (default: PHOENIX_API_KEY)")
-    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-
-def cli_phoenix(args) -> int:
-    "Run `cogniverse-ft phoenix up|down|status`; returns the exit code."
-    say = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print  # with --json, stdout is one JSON document
-    if args.action == "up":
-        if rec := read_server_record():
-            say(f"Phoenix is already running at {rec['url']} (pid {rec['pid']}, data in {rec['working_dir']})")
-            if args.json: print(json.dumps({"url": rec["url"], "pid": rec["pid"], "working_dir": str(rec["working_dir"]), "started": False}))
-            return 0
-        say("Starting the embedded Phoenix server...", flush=True)
-        srv = start_phoenix(working_dir=args.working_dir, port=args.port, detached=True)
-        say(f"Phoenix is up at {srv.url} (pid {srv.pid}, data in {srv.working_dir}, log {srv.log_path})")
-        if args.json: print(json.dumps({"url": srv.url, "pid": srv.pid, "working_dir": str(srv.working_dir), "log": str(srv.log_path), "started": True}))
-        return 0
-    if args.action == "down":
-        rec = read_server_record()
-        if rec is None:
-            say("No embedded Phoenix server is running.")
-            if args.json: print(json.dumps({"running": False, "stopped": False}))
-            return 0
-        say(f"Stopping Phoenix at {rec['url']} (pid {rec['pid']}) after pending writes land...", flush=True)
-        ok = stop_phoenix()
-        say("stopped" if ok else "could not stop it")
-        if args.json: print(json.dumps({"running": True, "url": rec["url"], "stopped": ok}))
-        return 0 if ok else 1
-    st = phoenix_status(args.url, args.api_key)
-    if args.json: print(json.dumps(st, indent=2)); return 0 if st["reachable"] else 1
-    if not st.get("url"): print(st["error"]); return 1
-    print(f"url       : {st['url']}" + (f" (embedded, pid {st['pid']})" if st.get("embedded") else ""))
-    if not st["reachable"]: print("reachable : no"); return 1
-    print(f"version   : {st.get('version', '?')}")
-    print(f"spans     : {st['total_spans']} in {len(st['projects'])} projects")
-    for name, n in sorted(st["projects"].items()): print(f"  {name:<40} {n:>8}")
-    return 0
+# %% ../nbs/10_telemetry.ipynb #88827c5e
+@patch
+def __repr__(self:PhoenixProvider):
+    url = redact_url(self.base_url)
+    return f"PhoenixProvider(tenant_id={self.tenant_id!r}, project={self.project!r}, base_url={url!r})"

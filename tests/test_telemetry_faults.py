@@ -8,7 +8,8 @@ import pandas as pd
 from fastcore.test import test_eq as _eq, test_fail as _fail
 
 from cogniverse_ft.telemetry import (PhoenixProvider, PhoenixReadError, PhoenixUnavailableError, count_spans, make_span, log_spans,
-                                     log_annotations, _request)
+                                     log_annotations)
+from cogniverse_ft.phoenix_client import phoenix_request
 
 def _serve(handler):
     srv = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -31,7 +32,7 @@ def test_a_server_that_never_answers_is_tried_twice():
             accepted.append(c)  # keep it open, never answer
     threading.Thread(target=hold, daemon=True).start()
     url = f"http://127.0.0.1:{lst.getsockname()[1]}"
-    _fail(lambda: _request("POST", url, "graphql", timeout=httpx.Timeout(1.0, connect=1.0), json={}), contains="after 2 attempts")
+    _fail(lambda: phoenix_request("POST", url, "graphql", timeout=httpx.Timeout(1.0, connect=1.0), json={}), contains="after 2 attempts")
     _eq(len(accepted), 2)
     lst.close()
 
