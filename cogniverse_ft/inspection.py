@@ -16,6 +16,7 @@ from .extract import (task_funnel, selection_hints, triplet_dataset, trajectory_
                                    preference_dataset, task_scrubber, scrub_dataset, valid_labels, RELEVANCE_ANNOTATION)
 from .select import select_method
 from .telemetry import annotations_frame
+from .cli import UsageError
 
 # %% auto #0
 __all__ = ['log', 'EXIT_NO_DATA', 'span_summary', 'annotation_summary', 'pii_preview', 'task_report', 'InspectReport',
@@ -217,7 +218,7 @@ def _contract_and_tenant(config:str|None, tenant:str|None) -> tuple:
     contract = load_contract(path) if path else None
     tenant = tenant or (contract.tenant if contract else None)
     if tenant is None:
-        raise ValueError("Give --tenant, or --config with a contract file")
+        raise UsageError("give --tenant, or --config with a contract file")
     if contract and tenant != contract.tenant:
         raise PermissionError(f"{path} is for tenant {contract.tenant!r}, not {tenant!r}")
     return contract, path, tenant
