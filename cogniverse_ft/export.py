@@ -10,7 +10,8 @@ import os, re, json, shutil, tempfile, uuid, importlib.metadata
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Any
-from .core import get_logger, owner_tag, clean_stale_temp, redact_url, DEFAULT_BASE_MODEL, atomic_write_json
+from .core import (get_logger, owner_tag, clean_stale_temp, redact_url, DEFAULT_BASE_MODEL,
+                                atomic_write_json)
 from .models import BUNDLED_CAUSAL_LM
 from .registry import AdapterRegistry, AdapterMetadata, AdapterNotFoundError, AdapterRetiredError
 from .storage import parse_storage_uri, download_adapter, upload_adapter, MANIFEST_NAME
@@ -25,19 +26,20 @@ log = get_logger(__name__)
 
 # %% ../nbs/36_export.ipynb #2f3895ca
 HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(?:/[A-Za-z0-9][\w.-]{0,95})?")  # fullmatch: "gpt2" or "org/name"
-SOURCE_FILE = "cogniverse_ft_source.json"  # written by `models.materialize_gguf` next to the dequantized bundled weights
+SOURCE_FILE = "cogniverse_ft_source.json"  # written by `models.materialize_gguf` next to the dequantized weights
 _HUB_CASE = {DEFAULT_BASE_MODEL.lower(): DEFAULT_BASE_MODEL}
 
 def hub_model_id(base_model:str|Path, # a Hub id or a local model folder
                 ) -> str|None:
-    "The Hub id of a base model: the id itself, or the id a local folder was made from (bundled or HF cache); None if unknown."
+    "The Hub id of a base model: the id itself, or the id a local folder was made from (bundled, HF cache); else None."
     name = str(base_model).strip()
     p = Path(name).expanduser()
     if not (name.startswith(("/", "./", "../", "~")) or p.exists()):
         return name if HUB_ID_RE.fullmatch(name) and ".." not in name and "--" not in name else None
     parts = p.absolute().parts
     for i, part in enumerate(parts[:-1]):
-        if part.startswith("models--") and parts[i + 1] == "snapshots": return part[len("models--"):].replace("--", "/", 1)
+        if part.startswith("models--") and parts[i + 1] == "snapshots":
+            return part[len("models--"):].replace("--", "/", 1)
     try: gguf = Path(json.loads((p/SOURCE_FILE).read_text()).get("gguf") or "").name
     except (OSError, ValueError, AttributeError): return None
     key = next((k for k, (_, f) in BUNDLED_CAUSAL_LM.items() if f == gguf), None)
@@ -63,13 +65,14 @@ def _flat_evaluation(d:dict) -> dict:
     if not isinstance(d.get("base_metrics"), dict): return {k: d.get(k) for k in EVAL_KEYS}
     acc = lambda k: (d.get(k) or {}).get("accuracy")
     sig, bsig = d.get("significance") or {}, d.get("baseline_significance") or {}
-    return dict(test_size=d.get("test_size"), base_accuracy=acc("base_metrics"), adapter_accuracy=acc("adapter_metrics"),
+    return dict(test_size=d.get("test_size"), base_accuracy=acc("base_metrics"),
+                adapter_accuracy=acc("adapter_metrics"),
                 p_value=sig.get("p_value"), significant=sig.get("significant"), test=sig.get("test"),
                 base_plain_accuracy=acc("plain_base_metrics"), baseline_accuracy=acc("baseline_metrics"),
                 p_value_vs_baseline=bsig.get("p_value"), vs_baseline=d.get("baseline_verdict"))
 
 # %% ../nbs/36_export.ipynb #fd311dc4
-def evaluation_record(evaluation:Any=None, # an EvaluationResult, its to_dict(), or a flat summary (base_accuracy, adapter_accuracy, p_value, ...)
+def evaluation_record(evaluation:Any=None, # an EvaluationResult, its to_dict(), or a flat summary (base_accuracy, ...)
                       metrics:dict|None=None, # the registry record's metrics, read when `evaluation` is None
                      ) -> dict|None:
     "The evaluation vs the base model as a flat dict of `EVAL_KEYS` (None values dropped); None when none is recorded."
@@ -80,7 +83,9 @@ def evaluation_record(evaluation:Any=None, # an EvaluationResult, its to_dict(),
         raise TypeError(f"evaluation must be an EvaluationResult or a dict, not {type(src).__name__}")
     rec = {k: v for k, v in _flat_evaluation(src).items() if v is not None}
     if "base_accuracy" in rec and "adapter_accuracy" in rec: return rec
-    if given: raise ValueError(f"The evaluation given has no base and adapter accuracy (keys: {', '.join(sorted(src)) or 'none'})")
+    if given:
+        raise ValueError("The evaluation given has no base and adapter accuracy (keys: "
+                         f"{', '.join(sorted(src)) or 'none'})")
     return None
 
 # %% ../nbs/36_export.ipynb #6a5ab3f2
@@ -91,6 +96,7 @@ def _v(x) -> str:
     if x is None or x == "": return NOT_RECORDED
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
+# %% ../nbs/36_export.ipynb #7aede81f
 def _table(d:dict, head:tuple=("setting", "value")) -> list:
     "A two-column Markdown table of `d` (an empty dict reads 'not recorded')."
     if not d: return [NOT_RECORDED]
@@ -100,22 +106,26 @@ def _table(d:dict, head:tuple=("setting", "value")) -> list:
 def card_evaluation_lines(ev:dict|None, # from `evaluation_record`
                          ) -> list:
     "The card's evaluation section: accuracies of base, baseline and adapter on the held-out set, and the p-value."
-    if not ev: return [f"Evaluation against the base model: {NOT_RECORDED} (the registry holds no evaluation for this version)."]
+    if not ev:
+        return [f"Evaluation against the base model: {NOT_RECORDED} (the registry holds no evaluation for this "
+                "version)."]
     pct = lambda k: f"{ev[k]:.1%}" if isinstance(ev.get(k), (int, float)) else NOT_RECORDED
     rows = [("base model", "base_accuracy"), ("base model without the label list", "base_plain_accuracy"),
             ("embedding + logistic-regression baseline", "baseline_accuracy"), ("this adapter", "adapter_accuracy")]
-    out = ["| model | accuracy |", "|---|---|"] + [f"| {n} | {pct(k)} |" for n, k in rows if k in ev or k in ("base_accuracy", "adapter_accuracy")]
+    shown = [(n, k) for n, k in rows if k in ev or k in ("base_accuracy", "adapter_accuracy")]
+    out = ["| model | accuracy |", "|---|---|"] + [f"| {n} | {pct(k)} |" for n, k in shown]
     p = ev.get("p_value")
     out += ["", f"- held-out test examples: {_v(ev.get('test_size'))}",
             f"- adapter vs base: p = {p:.3g} ({ev.get('test', 'exact McNemar')}"
-            + ("" if ev.get("significant") is None else f"; {'significant' if ev['significant'] else 'not significant'}") + ")"
+            + ("" if ev.get("significant") is None else "; " + ("significant" if ev["significant"] else "not significant"))
+            + ")"
             if isinstance(p, (int, float)) else f"- adapter vs base: p-value {NOT_RECORDED}"]
     if "p_value_vs_baseline" in ev:
         out.append(f"- adapter vs baseline: {ev.get('vs_baseline', NOT_RECORDED)}, p = {ev['p_value_vs_baseline']:.3g}")
     return out
 
 # %% ../nbs/36_export.ipynb #85f200a3
-FORMS = ("adapter", "merged", "full")  # a PEFT adapter; base + adapter merged; a full model as trained (no LoRA, or an embedding model)
+FORMS = ("adapter", "merged", "full")  # a PEFT adapter; base + adapter merged; a full model as trained (no LoRA)
 
 def card_usage_lines(where:str, # the export's folder, or the Hub repo id it was uploaded to
                      form:str, # "adapter", "merged" or "full"
@@ -125,11 +135,14 @@ def card_usage_lines(where:str, # the export's folder, or the Hub repo id it was
                     ) -> list:
     "How to load the export with transformers / peft / sentence-transformers and serve it with vLLM."
     if model_type == "embedding":
-        return ["```python", "from sentence_transformers import SentenceTransformer", f'model = SentenceTransformer("{where}")', "```"]
+        return ["```python", "from sentence_transformers import SentenceTransformer",
+                f'model = SentenceTransformer("{where}")', "```"]
     if form != "adapter":
         return ["```python", "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                f'model = AutoModelForCausalLM.from_pretrained("{where}")', f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
-                "```", "", "Serve it with vLLM (an OpenAI-compatible server):", "", "```bash", f"vllm serve {where}", "```"]
+                f'model = AutoModelForCausalLM.from_pretrained("{where}")',
+                f'tokenizer = AutoTokenizer.from_pretrained("{where}")',
+                "```", "", "Serve it with vLLM (an OpenAI-compatible server):", "",
+                "```bash", f"vllm serve {where}", "```"]
     return ["```python", "from peft import AutoPeftModelForCausalLM", "from transformers import AutoTokenizer",
             f'model = AutoPeftModelForCausalLM.from_pretrained("{where}")  # loads {base}, then the adapter',
             f'tokenizer = AutoTokenizer.from_pretrained("{where}")', "```", "",
@@ -142,38 +155,45 @@ def _task_lines(m:AdapterMetadata, base:str, base_is_hub:bool, form:str) -> list
     what = {"merged": "the base model with this LoRA adapter merged in", "adapter": "a LoRA adapter (PEFT)",
             "full": "a full model as training saved it (no LoRA adapter)"}[form]
     b = (f"[`{base}`](https://huggingface.co/{base})" if base_is_hub else
-         f"`{base}`, a local folder: no Hugging Face Hub id is recorded for it, so whoever loads this export needs that "
-         "folder, or the id of the model it holds")
+         f"`{base}`, a local folder: no Hugging Face Hub id is recorded for it, so whoever loads this export needs "
+         "that folder, or the id of the model it holds")
     return [f"This is {what} for the **{m.target}** task of tenant **{m.tenant_id}**, trained with "
             f"**{m.training_method.upper()}** by cogniverse_ft.", "",
             f"- base model: {b}", f"- task ({'agent type' if m.agent_type else 'modality'}): {m.target}",
-            f"- adapter: {m.name} {m.version} (id `{m.adapter_id}`), registry status {m.status}, registered {m.created_at}",
+            f"- adapter: {m.name} {m.version} (id `{m.adapter_id}`), registry status {m.status}, "
+            f"registered {m.created_at}",
             f"- experiment run: {_v(m.experiment_run_id)}"]
 
+# %% ../nbs/36_export.ipynb #ed38c1ce
 def _data_lines(summary:dict) -> list:
     d = summary.get("data") or {}
-    return [f"- training examples: {_v(d.get('train_examples'))}", f"- validation examples: {_v(d.get('val_examples'))}",
+    return [f"- training examples: {_v(d.get('train_examples'))}",
+            f"- validation examples: {_v(d.get('val_examples'))}",
             f"- total: {_v(d.get('examples'))}", "",
-            "Examples came from the tenant's own Phoenix telemetry (spans and annotations); the examples themselves are not "
-            "part of this export." if d else "(no `training_summary.json` in the adapter folder)"]
+            "Examples came from the tenant's own Phoenix telemetry (spans and annotations); the examples themselves "
+            "are not part of this export." if d else "(no `training_summary.json` in the adapter folder)"]
 
-# %% ../nbs/36_export.ipynb #ed38c1ce
+# %% ../nbs/36_export.ipynb #851e8207
 def _training_lines(m:AdapterMetadata, summary:dict, base:str) -> list:
-    settings = summary.get("settings") or {k: v for k, v in m.training_config.items() if not isinstance(v, (dict, list))}
-    settings = {k: (base if k == "base_model" else v) for k, v in settings.items() if k not in ("output_dir", "verbose")}
+    flat = {k: v for k, v in m.training_config.items() if not isinstance(v, (dict, list))}
+    settings = summary.get("settings") or flat
+    settings = {k: (base if k == "base_model" else v) for k, v in settings.items()
+                if k not in ("output_dir", "verbose")}
     lora = {k: (", ".join(v) if isinstance(v, list) else v) for k, v in (summary.get("lora_config") or {}).items()}
     keep = ("train_loss", "eval_loss", "train_steps", "epochs_completed", "best_step", "stopped_early", "train_runtime")
     metrics = {k: (summary.get("metrics") or m.metrics).get(k) for k in keep}
     return (["### Settings", ""] + _table(settings) + ["", "### LoRA", ""] + _table(lora) +
             ["", "### Training metrics", ""] + _table(metrics, ("metric", "value")))
 
+# %% ../nbs/36_export.ipynb #d3ae0b8b
 def _versions_lines(summary:dict, form:str) -> list:
     now = {}
     for p in ("cogniverse_ft", "torch", "transformers", "peft", "huggingface_hub"):
         try: now[p] = importlib.metadata.version(p)
         except importlib.metadata.PackageNotFoundError: pass
     return (["Trained with:", ""] + _table(summary.get("library_versions") or {}, ("library", "version")) +
-            ["", "Exported" + (" and merged" if form == "merged" else "") + " with:", ""] + _table(now, ("library", "version")))
+            ["", "Exported" + (" and merged" if form == "merged" else "") + " with:", ""] +
+            _table(now, ("library", "version")))
 
 # %% ../nbs/36_export.ipynb #462a2dd3
 def adapter_card(meta:AdapterMetadata, # the registry record
@@ -188,11 +208,14 @@ def adapter_card(meta:AdapterMetadata, # the registry record
     if form not in FORMS: raise ValueError(f"Invalid form {form!r}; allowed: {', '.join(FORMS)}")
     hub, llm = hub_model_id(base) == base, meta.model_type == "llm"
     lib = "peft" if form == "adapter" else "transformers" if llm else "sentence-transformers"
-    data = ModelCardData(base_model=base if hub else None, library_name=lib, pipeline_tag="text-generation" if llm else "sentence-similarity",
+    data = ModelCardData(base_model=base if hub else None, library_name=lib,
+                         pipeline_tag="text-generation" if llm else "sentence-similarity",
                          tags=["cogniverse_ft", meta.training_method, meta.target] + (["lora"] if form == "adapter" else []))
-    body = [f"# {meta.name} {meta.version}" + (" (merged)" if form == "merged" else ""), ""] + _task_lines(meta, base, hub, form)
+    title = f"# {meta.name} {meta.version}" + (" (merged)" if form == "merged" else "")
+    body = [title, ""] + _task_lines(meta, base, hub, form)
     body += ["", "## Data", ""] + _data_lines(summary) + ["", "## Evaluation", ""] + card_evaluation_lines(evaluation)
-    body += ["", "## Training", ""] + _training_lines(meta, summary, base) + ["", "## Library versions", ""] + _versions_lines(summary, form)
+    body += ["", "## Training", ""] + _training_lines(meta, summary, base)
+    body += ["", "## Library versions", ""] + _versions_lines(summary, form)
     body += ["", "## Usage", ""] + card_usage_lines(where, form, base, meta.name, meta.model_type)
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body) + "\n")
 
@@ -204,8 +227,9 @@ def _check_out(dest:Path, force:bool):
         raise FileExistsError(f"Export destination {dest} exists and is not empty; choose another folder, or pass "
                               "force=True (--force) to replace it")
 
+# %% ../nbs/36_export.ipynb #3e6a5eea
 def _publish_dir(dest:Path, force:bool, build):
-    "Run `build(tmp)` on a temporary sibling of `dest`, then rename it to `dest` (replacing an old one only with `force`)."
+    "Run `build(tmp)` on a temporary sibling of `dest`, then rename it to `dest` (replacing one only with `force`)."
     dest.parent.mkdir(parents=True, exist_ok=True); clean_stale_temp(dest.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.{owner_tag()}.", suffix=".partial", dir=dest.parent))
     try: build(tmp); _check_out(dest, force)
@@ -226,8 +250,9 @@ def _copy_files(src:Path, tmp:Path, files:list, skip:set=SKIP_FILES):
         if rel in skip: continue
         (tmp/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src/rel, tmp/rel)
 
+# %% ../nbs/36_export.ipynb #8e8fa2f2
 def _write_summary(summary:dict, tmp:Path, base:str):
-    "The training summary without the tenant's span ids (their count stays), local output folder dropped, base as exported."
+    "The training summary without the tenant's span ids (their count stays) and output folder, base as exported."
     if not summary: return
     s = {k: v for k, v in summary.items() if k != "source_span_ids"}
     s["source_span_count"] = len(summary.get("source_span_ids") or [])
@@ -236,6 +261,7 @@ def _write_summary(summary:dict, tmp:Path, base:str):
         s["settings"] = {k: (base if k == "base_model" else v) for k, v in s["settings"].items() if k != "output_dir"}
     atomic_write_json(tmp/"training_summary.json", s)
 
+# %% ../nbs/36_export.ipynb #2ae9a8d3
 def _set_base(tmp:Path, base:str):
     "Name `base` in the copied adapter_config.json."
     p = tmp/"adapter_config.json"
@@ -286,12 +312,14 @@ def lookup_adapter(registry:AdapterRegistry, # registry to read
                   ) -> AdapterMetadata:
     "The registry record of `ref`; `AdapterNotFoundError` names it when it is unknown (or another tenant's)."
     if isinstance(ref, AdapterMetadata): ref = ref.adapter_id
-    if not isinstance(ref, str) or not ref.strip(): raise ValueError(f"Invalid adapter reference {ref!r}: an id or name@version")
+    if not isinstance(ref, str) or not ref.strip():
+        raise ValueError(f"Invalid adapter reference {ref!r}: an id or name@version")
     m = (registry.get_adapter_by_version(tenant_id, *ref.rsplit("@", 1)) if "@" in ref
          else registry.get_adapter(ref, tenant_id=tenant_id))
     if m is None:
         who = tenant_id or registry.tenant_id
-        raise AdapterNotFoundError(f"No adapter {ref!r}" + (f" for tenant {who!r}" if who else "") + f" in registry {registry.where}")
+        whose = f" for tenant {who!r}" if who else ""
+        raise AdapterNotFoundError(f"No adapter {ref!r}{whose} in registry {registry.where}")
     return m
 
 # %% ../nbs/36_export.ipynb #180077ad
@@ -299,10 +327,12 @@ def _source_folder(m:AdapterMetadata, hf_token, storage_options) -> Path:
     "The adapter's files, verified against the registry's sha256 manifest: the run folder, else the published copy."
     if Path(m.adapter_path).is_dir(): return download_adapter(m.adapter_path, expected_hashes=m.file_hashes)
     if not m.adapter_uri:
-        raise FileNotFoundError(f"Adapter {m.name} {m.version} ({m.adapter_id}): its folder {m.adapter_path} is gone and it "
-                                "was never published (no adapter_uri): nothing to export")
-    return download_adapter(m.adapter_uri, expected_hashes=m.file_hashes, hf_token=hf_token, storage_options=storage_options)
+        raise FileNotFoundError(f"Adapter {m.name} {m.version} ({m.adapter_id}): its folder {m.adapter_path} is gone "
+                                "and it was never published (no adapter_uri): nothing to export")
+    return download_adapter(m.adapter_uri, expected_hashes=m.file_hashes, hf_token=hf_token,
+                            storage_options=storage_options)
 
+# %% ../nbs/36_export.ipynb #d9fc86cd
 def _build(m:AdapterMetadata, src:Path, tmp:Path, base:str, merged:bool, dtype:str|None, ev:dict|None, where:str):
     "Write the export's files into `tmp`."
     summary, files = read_training_summary(src), sorted(m.file_hashes)
@@ -314,30 +344,51 @@ def _build(m:AdapterMetadata, src:Path, tmp:Path, base:str, merged:bool, dtype:s
     form = "merged" if merged else "adapter" if (src/"adapter_config.json").is_file() else "full"
     adapter_card(m, summary, base, form, ev, where).save(tmp/"README.md")
 
-# %% ../nbs/36_export.ipynb #d9fc86cd
+# %% ../nbs/36_export.ipynb #acaa3c4c
 def _check_request(m:AdapterMetadata, src:Path|None, merged:bool):
-    "Refuse exports that cannot be made (a retired version; merging what is no LoRA adapter), before anything is written."
+    "Refuse exports that cannot be made (a retired version; merging no LoRA adapter), before anything is written."
     if m.status == "retired":
-        raise AdapterRetiredError(f"Adapter {m.name} {m.version} ({m.adapter_id}) was retired at {m.retired_at}: {m.retired_reason}; "
-                                  "a retired version is never exported")
+        raise AdapterRetiredError(f"Adapter {m.name} {m.version} ({m.adapter_id}) was retired at {m.retired_at}: "
+                                  f"{m.retired_reason}; a retired version is never exported")
     if not merged: return
-    if m.model_type != "llm": raise ValueError(f"Adapter {m.name} {m.version} is an embedding model: --merged applies to LoRA adapters of causal LMs")
+    if m.model_type != "llm":
+        raise ValueError(f"Adapter {m.name} {m.version} is an embedding model: --merged applies to LoRA adapters of "
+                         "causal LMs")
     if src is not None and not (src/"adapter_config.json").is_file():
-        raise ValueError(f"Adapter {m.name} {m.version} is a full model already (no adapter_config.json in {src}): export it "
-                         "without merged/--merged")
+        raise ValueError(f"Adapter {m.name} {m.version} is a full model already (no adapter_config.json in {src}): "
+                         "export it without merged/--merged")
 
+# %% ../nbs/36_export.ipynb #c768d064
 def _write_export(dest, force:bool, build, name:str, hf_token, storage_options) -> list:
-    "Build the export and put it at `dest` (a local folder, atomically; else uploaded with `upload_adapter`); returns its files."
+    "Build the export and put it at `dest` (a local folder, atomically; else `upload_adapter`); returns its files."
     if dest.kind == "local":
         _publish_dir(Path(dest.path), force, build)
         return sorted(p.relative_to(dest.path).as_posix() for p in Path(dest.path).rglob("*") if p.is_file())
     with tempfile.TemporaryDirectory(prefix="cogniverse_ft-export-") as d:
         tmp = Path(d)/name; tmp.mkdir(); build(tmp)
         files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
-        upload_adapter(tmp, dest.uri, hf_token=hf_token, storage_options=storage_options, commit_message=f"Export {name}")
+        upload_adapter(tmp, dest.uri, hf_token=hf_token, storage_options=storage_options,
+                       commit_message=f"Export {name}")
     return files
 
-# %% ../nbs/36_export.ipynb #acaa3c4c
+# %% ../nbs/36_export.ipynb #0bc8c91f
+def _check_options(dtype:str|None, base_model_id:str|None):
+    "Refuse a dtype that is not one of `DTYPES`, or a `base_model_id` that is no Hub id."
+    if dtype is not None and dtype not in DTYPES:
+        raise ValueError(f"Invalid dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    if base_model_id is not None and hub_model_id(base_model_id) != base_model_id:
+        raise ValueError(f"Invalid base_model_id {base_model_id!r}: expected a Hugging Face Hub id such as "
+                         f"{DEFAULT_BASE_MODEL!r}")
+
+# %% ../nbs/36_export.ipynb #512886c9
+def _lookup_record(adapter, registry:AdapterRegistry|None, db_url:str|None, tenant_id:str|None) -> AdapterMetadata:
+    "The adapter's record, from `registry` or from a registry opened on `db_url` for this call only."
+    reg = registry or AdapterRegistry(db_url, tenant_id=tenant_id)
+    try: return lookup_adapter(reg, adapter, tenant_id if registry is not None else None)
+    finally:
+        if registry is None: reg.close()
+
+# %% ../nbs/36_export.ipynb #b15f2231
 def export_adapter(adapter:str|AdapterMetadata, # adapter id, name@version, or a registry record
                    out:str|Path, # folder, hf://org/repo[@rev][/sub], or another fsspec URI
                    merged:bool=False, # merge base + adapter into one safetensors model
@@ -346,19 +397,14 @@ def export_adapter(adapter:str|AdapterMetadata, # adapter id, name@version, or a
                    db_url:str|None=None, # registry URL when `registry` is None
                    force:bool=False, # replace an existing non-empty local folder
                    base_model_id:str|None=None, # the base's Hub id, when the registry records a folder with no known id
-                   evaluation:Any=None, # EvaluationResult or dict (default: the evaluation in the registry's metrics, if any)
+                   evaluation:Any=None, # EvaluationResult or dict (default: the evaluation in the registry's metrics)
                    dtype:str|None=None, # merged weights: float32, bfloat16 or float16 (default: the base's dtype)
-                   hf_token:str|None=None, # Hugging Face token for hf:// (used for the call only, never stored or logged)
+                   hf_token:str|None=None, # Hugging Face token for hf:// (used for the call only, never stored)
                    storage_options:dict|None=None, # fsspec options for other URIs (never logged)
                   ) -> ExportResult:
     "Export a registered adapter (PEFT folder, or merged into its base) with a filled model card, atomically."
-    if dtype is not None and dtype not in DTYPES: raise ValueError(f"Invalid dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
-    if base_model_id is not None and hub_model_id(base_model_id) != base_model_id:
-        raise ValueError(f"Invalid base_model_id {base_model_id!r}: expected a Hugging Face Hub id such as {DEFAULT_BASE_MODEL!r}")
-    reg = registry or AdapterRegistry(db_url, tenant_id=tenant_id)
-    try: m = lookup_adapter(reg, adapter, tenant_id if registry is not None else None)
-    finally:
-        if registry is None: reg.close()
+    _check_options(dtype, base_model_id)
+    m = _lookup_record(adapter, registry, db_url, tenant_id)
     dest = parse_storage_uri(out)
     if dest.kind == "local": _check_out(Path(dest.path), force)
     _check_request(m, None, merged)
@@ -370,22 +416,34 @@ def export_adapter(adapter:str|AdapterMetadata, # adapter id, name@version, or a
     files = _write_export(dest, force, lambda tmp: _build(m, src, tmp, base, merged, dtype, ev, where),
                           f"{m.name}-{m.version}{'-merged' if merged else ''}", hf_token, storage_options)
     log.info(f"Exported {m.name} {m.version} ({m.adapter_id}){' merged' if merged else ''} to {redact_url(dest.uri)}")
-    return ExportResult(redact_url(dest.uri), merged, base, hub_model_id(base) == base, m.adapter_id, m.name, m.version, files)
+    return ExportResult(redact_url(dest.uri), merged, base, hub_model_id(base) == base, m.adapter_id, m.name, m.version,
+                        files)
 
 # %% ../nbs/36_export.ipynb #70fdf9dc
-def cli_export(args, # parsed `cogniverse-ft adapters export` arguments
-               registry:AdapterRegistry, # the tenant's registry
+def cli_export(registry:AdapterRegistry, # the tenant's registry
                meta:AdapterMetadata, # the adapter to export
+               *,
+               out:str, # folder, hf://org/repo[@rev][/sub] or fsspec URI to export to
+               merged:bool=False, # merge base + adapter into one safetensors model
+               force:bool=False, # replace an existing non-empty `out` folder
+               dtype:str|None=None, # dtype of the merged weights (default: the base model's)
+               base_model_id:str|None=None, # Hub id of the base model when the registry records a local folder
+               evaluation:str|None=None, # JSON file with the evaluation vs base for the model card
+               json_:bool=False, # print the result as JSON
               ) -> int:
     "Run `cogniverse-ft adapters export`; returns the exit code."
     ev = None
-    if args.evaluation:
-        p = Path(args.evaluation)
+    if evaluation:
+        p = Path(evaluation)
         try: ev = json.loads(p.read_text())
-        except (OSError, ValueError) as e: raise ValueError(f"--evaluation {p}: cannot read a JSON evaluation ({e})") from None
-    r = export_adapter(meta, args.out, merged=args.merged, registry=registry, force=args.force, base_model_id=args.base_model_id,
-                       evaluation=ev, dtype=args.dtype)
-    if args.json: print(json.dumps(r.to_dict(), indent=2)); return 0
-    print(f"exported {r.name} {r.version} ({r.adapter_id}) {'merged with' if r.merged else 'as an adapter of'} {r.base_model} to {r.out}")
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--evaluation {p}: cannot read a JSON evaluation ({e})") from None
+    r = export_adapter(meta, out, merged=merged, registry=registry, force=force, base_model_id=base_model_id,
+                       evaluation=ev, dtype=dtype)
+    if json_:
+        print(json.dumps(r.to_dict(), indent=2))
+        return 0
+    how = "merged with" if r.merged else "as an adapter of"
+    print(f"exported {r.name} {r.version} ({r.adapter_id}) {how} {r.base_model} to {r.out}")
     if r.merged and "://" not in r.out: print(f"serve it with: vllm serve {r.out}")
     return 0

@@ -6,23 +6,24 @@ Docs: https://cogniverse.github.io/cogniverse_ft/registry.html.md"""
 
 # %% ../nbs/30_registry.ipynb #133d8548
 from __future__ import annotations
-import os, re, sys, json, time, uuid, random
+import os, re, sys, json, time, uuid, random, contextlib
 from dataclasses import dataclass, field, asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 import sqlalchemy as sa
 from fastcore.basics import patch
 from .core import (home_subdir, get_logger, validate_tenant_id, check_choice, MODEL_TYPES, validate_slug,
                                 validate_version, redact_secrets, redact_url)
 from .storage import hash_folder, check_manifest
+from .cli import UsageError
 
 # %% auto #0
 __all__ = ['log', 'TRAINING_METHODS', 'STATUSES', 'REGISTRY_URL_ENV', 'adapters_table', 'versions_table', 'LINEAGE_ROLES',
-           'LINEAGE_ID_LEN', 'lineage_table', 'LOCK_TIMEOUT_ENV', 'ADAPTER_CONFIG_FILES', 'AdapterMetadata',
-           'default_registry_url', 'AdapterNotFoundError', 'RegistryLockedError', 'RegistryUnavailableError',
-           'AdapterRetiredError', 'LineageError', 'next_version', 'AdapterRegistry', 'check_adapter_folder',
-           'normalize_lineage', 'cli_adapters_args', 'cli_adapters']
+           'LINEAGE_ID_LEN', 'lineage_table', 'LOCK_TIMEOUT_ENV', 'ADAPTER_CONFIG_FILES', 'AdapterAction',
+           'LineageRole', 'MergedDtype', 'AdapterMetadata', 'default_registry_url', 'AdapterNotFoundError',
+           'RegistryLockedError', 'RegistryUnavailableError', 'AdapterRetiredError', 'LineageError', 'next_version',
+           'AdapterRegistry', 'check_adapter_folder', 'normalize_lineage', 'cli_adapters']
 
 # %% ../nbs/30_registry.ipynb #430ba00a
 log = get_logger(__name__)
@@ -737,83 +738,97 @@ def lineage(self:AdapterRegistry, adapter_id:str, # adapter id
     return out
 
 # %% ../nbs/30_registry.ipynb #f5116363
-def cli_adapters_args(p):
-    "Declare the options of `cogniverse-ft adapters`."
-    p.add_argument("action", choices=["list", "show", "activate", "deactivate", "trained-on", "retire", "export"],
-                   help="what to do")
-    p.add_argument("adapter", nargs="?", help="adapter id or name@version (show, activate, deactivate, retire, export)")
-    p.add_argument("--tenant", required=True, help="tenant id")
-    p.add_argument("--agent-type", default=None, help="only this agent type or modality (list)")
-    ids = p.add_mutually_exclusive_group()
-    ids.add_argument("--span-id", default=None, help="the span id to look up (trained-on)")
-    ids.add_argument("--trace-id", default=None, help="the trace id to look up (trained-on)")
-    ids.add_argument("--session-id", default=None, help="the session id to look up (trained-on)")
-    p.add_argument("--role", action="append", choices=LINEAGE_ROLES, default=None,
-                   help="lineage role that counts, repeatable (trained-on; default: train and validation)")
-    p.add_argument("--reason", default=None, help="why the version is retired, kept for audit (retire)")
-    p.add_argument("--out", default=None, help="folder, hf://org/repo[@rev][/sub] or fsspec URI to export to (export)")
-    p.add_argument("--merged", action="store_true", help="merge base + adapter into one safetensors model (export)")
-    p.add_argument("--force", action="store_true", help="replace an existing non-empty --out folder (export)")
-    p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                   help="dtype of the merged weights (export --merged; default: the base model's)")
-    p.add_argument("--base-model-id", default=None, help="Hub id of the base model when the registry records a local "
-                                                         "folder (export)")
-    p.add_argument("--evaluation", default=None, help="JSON file with the evaluation vs base for the model card "
-                                                      "(export)")
-    p.add_argument("--db-url", default=None, help=f"registry database URL (default: ${REGISTRY_URL_ENV} or the home "
-                                                  "SQLite file)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+def _check_usage(action:str, adapter:str|None, ids:dict, reason:str|None, out:str|None):
+    "Raise `UsageError` for an `adapters` command line that cannot run."
+    if action == "trained-on" and len(ids) != 1:
+        raise UsageError("trained-on: give exactly one of --span-id, --trace-id or --session-id")
+    if action == "retire" and not (reason or "").strip():
+        raise UsageError("retire: give --reason TEXT (kept for audit)")
+    if action == "export" and not out:
+        raise UsageError("export: give --out DIR (a folder, hf://org/repo or an fsspec URI)")
+    if action not in ("list", "trained-on") and not adapter:
+        raise UsageError(f"{action}: give an adapter id or name@version")
 
-# %% ../nbs/30_registry.ipynb #fea20762
+# %% ../nbs/30_registry.ipynb #145570b8
 def _resolve_ref(reg:AdapterRegistry, ref:str) -> AdapterMetadata:
+    "The adapter named by an id or `name@version` in the registry's tenant; `AdapterNotFoundError` when absent."
     m = reg.get_adapter_by_version(None, *ref.rsplit("@", 1)) if "@" in ref else reg.get_adapter(ref)
     if m is None: raise AdapterNotFoundError(f"No adapter {ref!r} for tenant {reg.tenant_id!r}")
     return m
 
-# %% ../nbs/30_registry.ipynb #145570b8
-def cli_adapters(args) -> int:
-    "Run `cogniverse-ft adapters list|show|activate|deactivate|trained-on|retire|export`."
-    if args.action == "trained-on" and not (args.span_id or args.trace_id or args.session_id):
-        print("cogniverse-ft adapters trained-on: give --span-id, --trace-id or --session-id", file=sys.stderr); return 2
-    if args.action == "retire" and not (args.reason or "").strip():
-        print("cogniverse-ft adapters retire: give --reason TEXT (kept for audit)", file=sys.stderr); return 2
-    if args.action == "export" and not getattr(args, "out", None):
-        print("cogniverse-ft adapters export: give --out DIR (a folder, hf://org/repo or an fsspec URI)", file=sys.stderr); return 2
-    reg = AdapterRegistry(args.db_url, tenant_id=args.tenant)
-    try:
-        if args.action == "trained-on":
-            rows = reg.trained_on(span_id=args.span_id, trace_id=args.trace_id, session_id=args.session_id,
-                                  roles=tuple(args.role or ("train", "validation")))
-            if args.json: print(json.dumps([r.to_dict() for r in rows], indent=2)); return 0
-            what = next(f"{k} {v!r}" for k, v in (("span", args.span_id), ("trace", args.trace_id), ("session", args.session_id)) if v)
-            if not rows: print(f"No adapter of tenant {args.tenant!r} was trained on {what}."); return 0
-            for r in rows: print("  ".join((r.adapter_id, r.name, r.version, r.status, r.created_at)))
-            return 0
-        if args.action == "list":
-            rows = reg.list_adapters(agent_type=args.agent_type)
-            if args.json: print(json.dumps([r.to_dict() for r in rows], indent=2)); return 0
-            if not rows: print(f"No adapters registered for tenant {args.tenant!r}."); return 0
-            cols = ("adapter_id", "name", "version", "target", "training_method", "status", "created_at")
-            table = [[str(getattr(r, c))[:36] for c in cols] for r in rows]
-            w = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
-            for line in [list(cols)] + table: print("  ".join(v.ljust(w[i]) for i, v in enumerate(line)).rstrip())
-            return 0
-        if not args.adapter:
-            print(f"cogniverse-ft adapters {args.action}: give an adapter id or name@version"); return 2
-        m = _resolve_ref(reg, args.adapter)
-        if args.action == "export":
-            from cogniverse_ft.export import cli_export
-            return cli_export(args, reg, m)
-        if args.action == "activate": m = reg.activate_adapter(m.adapter_id)
-        elif args.action == "deactivate": m = reg.deactivate_adapter(m.adapter_id)
-        elif args.action == "retire":
-            m = reg.retire_adapter(m.adapter_id, args.reason)
-            if not args.json:
-                print(f"retired {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: "
-                      f"{m.retired_reason}"); return 0
-        if args.json or args.action == "show": print(json.dumps(m.to_dict(), indent=2))
-        else:
-            print(f"{args.action}d {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: status "
-                  f"{m.status}")
+# %% ../nbs/30_registry.ipynb #fbc0361a
+def _print_list(reg:AdapterRegistry, agent_type:str|None, json_:bool) -> int:
+    "Print the tenant's adapters as a table (or JSON)."
+    rows = reg.list_adapters(agent_type=agent_type)
+    if json_:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
         return 0
-    finally: reg.close()
+    if not rows:
+        print(f"No adapters registered for tenant {reg.tenant_id!r}.")
+        return 0
+    cols = ("adapter_id", "name", "version", "target", "training_method", "status", "created_at")
+    table = [[str(getattr(r, c))[:36] for c in cols] for r in rows]
+    w = [max(len(c), *(len(t[i]) for t in table)) for i, c in enumerate(cols)]
+    for line in [list(cols)] + table: print("  ".join(v.ljust(w[i]) for i, v in enumerate(line)).rstrip())
+    return 0
+
+# %% ../nbs/30_registry.ipynb #eab5caae
+def _print_trained_on(reg:AdapterRegistry, ids:dict, roles:list|None, json_:bool) -> int:
+    "Print the adapter versions that learned from the one span, trace or session id in `ids`."
+    rows = reg.trained_on(**ids, roles=tuple(roles or ("train", "validation")))
+    if json_:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    (key, value), = ids.items()
+    if not rows: print(f"No adapter of tenant {reg.tenant_id!r} was trained on {key.removesuffix('_id')} {value!r}.")
+    for r in rows: print("  ".join((r.adapter_id, r.name, r.version, r.status, r.created_at)))
+    return 0
+
+# %% ../nbs/30_registry.ipynb #8c555775
+def _apply_action(reg:AdapterRegistry, action:str, m:AdapterMetadata, reason:str|None, json_:bool) -> int:
+    "Show, activate, deactivate or retire adapter `m`, and print its new state."
+    if action == "activate": m = reg.activate_adapter(m.adapter_id)
+    elif action == "deactivate": m = reg.deactivate_adapter(m.adapter_id)
+    elif action == "retire": m = reg.retire_adapter(m.adapter_id, reason)
+    if json_ or action == "show": print(json.dumps(m.to_dict(), indent=2))
+    elif action == "retire":
+        print(f"retired {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: {m.retired_reason}")
+    else: print(f"{action}d {m.name} {m.version} ({m.adapter_id}) for {m.tenant_id}/{m.target}: status {m.status}")
+    return 0
+
+# %% ../nbs/30_registry.ipynb #4c2563f1
+AdapterAction = Literal["list", "show", "activate", "deactivate", "trained-on", "retire", "export"]
+LineageRole = Literal["train", "validation", "test", "synthetic"]
+MergedDtype = Literal["float32", "bfloat16", "float16"]
+
+# %% ../nbs/30_registry.ipynb #0f1764c1
+def cli_adapters(action:AdapterAction, # what to do
+                 adapter:str|None=None, # adapter id or name@version (show, activate, deactivate, retire, export)
+                 *,
+                 tenant:str, # tenant id
+                 agent_type:str|None=None, # only this agent type or modality (list)
+                 span_id:str|None=None, # the span id to look up (trained-on)
+                 trace_id:str|None=None, # the trace id to look up (trained-on)
+                 session_id:str|None=None, # the session id to look up (trained-on)
+                 role:list[LineageRole]|None=None, # lineage role that counts, repeatable (trained-on; default train, validation)
+                 reason:str|None=None, # why the version is retired, kept for audit (retire)
+                 out:str|None=None, # folder, hf://org/repo[@rev][/sub] or fsspec URI to export to (export)
+                 merged:bool=False, # merge base + adapter into one safetensors model (export)
+                 force:bool=False, # replace an existing non-empty --out folder (export)
+                 dtype:MergedDtype|None=None, # dtype of the merged weights (export --merged; default: the base model's)
+                 base_model_id:str|None=None, # Hub id of the base model when the registry has a local folder (export)
+                 evaluation:str|None=None, # JSON file with the evaluation vs base for the model card (export)
+                 db_url:str|None=None, # registry database URL (default: $COGNIVERSE_FT_REGISTRY_URL or the home file)
+                 json_:bool=False, # print JSON instead of a table
+                ) -> int:
+    "List, show, activate, deactivate, retire or export a tenant's adapters, or find those trained on a span."
+    ids = {k: v for k, v in dict(span_id=span_id, trace_id=trace_id, session_id=session_id).items() if v}
+    _check_usage(action, adapter, ids, reason, out)
+    with contextlib.closing(AdapterRegistry(db_url, tenant_id=tenant)) as reg:
+        if action == "trained-on": return _print_trained_on(reg, ids, role, json_)
+        if action == "list": return _print_list(reg, agent_type, json_)
+        m = _resolve_ref(reg, adapter)
+        if action != "export": return _apply_action(reg, action, m, reason, json_)
+        from cogniverse_ft.export import cli_export
+        return cli_export(reg, m, out=out, merged=merged, force=force, dtype=dtype, base_model_id=base_model_id,
+                          evaluation=evaluation, json_=json_)

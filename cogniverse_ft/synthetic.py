@@ -9,17 +9,25 @@ from __future__ import annotations
 import hashlib, json, os, random, re, time
 from dataclasses import dataclass, field, asdict
 from typing import Any, Iterable, Protocol
-from .core import run_sync, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL, get_logger, validate_tenant_id, project_for_tenant
+from fastcore.basics import patch
+from .core import (run_sync, AGENT_INSTRUCTIONS, DEFAULT_BASE_MODEL, get_logger, validate_tenant_id,
+                                project_for_tenant)
 
 # %% auto #0
-__all__ = ['log', 'APPROVAL', 'SYNTHETIC_SPAN', 'SyntheticItem', 'item_id', 'Generator', 'request_description', 'list_prompt',
+__all__ = ['log', 'APPROVAL', 'SYNTHETIC_SPAN', 'item_id', 'SyntheticItem', 'Generator', 'request_description', 'list_prompt',
            'LocalGenerator', 'OpenAICompatibleGenerator', 'clean_generated', 'generate_candidates',
-           'SyntheticDataService', 'SyntheticReview', 'cli_review_args', 'cli_review']
+           'SyntheticDataService', 'SyntheticReview', 'review_pending', 'cli_review']
 
 # %% ../nbs/40_synthetic.ipynb #9fa02fbd
 log = get_logger(__name__)
 
 # %% ../nbs/40_synthetic.ipynb #041ba9b6
+def item_id(agent_type:str, instruction:str, input:str, output:str) -> str:
+    "Stable id of a candidate: a hash of its content."
+    key = json.dumps([agent_type, instruction, input.strip().lower(), output.strip()]).encode()
+    return "syn_" + hashlib.sha256(key).hexdigest()[:16]
+
+# %% ../nbs/40_synthetic.ipynb #e3906e51
 @dataclass
 class SyntheticItem:
     "One candidate training example awaiting (or past) human review."
@@ -36,29 +44,32 @@ class SyntheticItem:
     def __post_init__(self):
         if not self.item_id: self.item_id = item_id(self.agent_type, self.instruction, self.input, self.output)
 
-def item_id(agent_type:str, instruction:str, input:str, output:str) -> str:
-    "Stable id of a candidate: a hash of its content."
-    return "syn_" + hashlib.sha256(json.dumps([agent_type, instruction, input.strip().lower(), output.strip()]).encode()).hexdigest()[:16]
-
 # %% ../nbs/40_synthetic.ipynb #e466f3fd
 class Generator(Protocol):
+    "What `generate_candidates` needs: a name, and `n` request texts for a description."
     name: str
     def requests(self, description:str, examples:list, n:int) -> list: ...
 
+# %% ../nbs/40_synthetic.ipynb #3e330438
 def _describe(label:str) -> str:
+    "A label's name as words: `video_search_agent` -> `video search agent`."
     return re.sub(r"[_\-]+", " ", label).strip()
 
+# %% ../nbs/40_synthetic.ipynb #a0b94cbd
 def request_description(agent_type:str, # agent type
                         label:str, # the output the generated requests should get
                        ) -> str:
     "How to describe the requests wanted for `label`, e.g. 'that should be routed to the video search agent'."
-    return {"routing": f"that should be routed to the {_describe(label)}",
-            "profile_selection": f"best served by the {_describe(label)} profile"}.get(agent_type, f"whose answer is {label}")
+    by_type = {"routing": f"that should be routed to the {_describe(label)}",
+               "profile_selection": f"best served by the {_describe(label)} profile"}
+    return by_type.get(agent_type, f"whose answer is {label}")
 
+# %% ../nbs/40_synthetic.ipynb #9ce52c0b
 def list_prompt(description:str, examples:list) -> str:
     "A list of example requests for a model to continue with one more line."
     return f"Short user requests {description}:\n" + "".join(f"- {e}\n" for e in examples[:4]) + "- "
 
+# %% ../nbs/40_synthetic.ipynb #40bda7c2
 class LocalGenerator:
     "Sample new requests from a local causal LM (default: the bundled base model) by list continuation."
     def __init__(self, model_name:str=DEFAULT_BASE_MODEL, # HF id or local folder
@@ -66,27 +77,43 @@ class LocalGenerator:
                  temperature:float=0.9, # sampling temperature
                  max_new_tokens:int=32, # longest request in tokens
                 ):
-        self.model_name, self.seed, self.temperature, self.max_new_tokens, self._m = model_name, seed, temperature, max_new_tokens, None
+        self.model_name, self.seed = model_name, seed
+        self.temperature, self.max_new_tokens = temperature, max_new_tokens
+        self._m = None
         self.name = f"local:{model_name}"
 
-    def _load(self):
-        if self._m is None:
-            from cogniverse_ft.models import load_causal_lm
-            self._m = load_causal_lm(self.model_name)
-        return self._m
+# %% ../nbs/40_synthetic.ipynb #3b194611
+@patch
+def _load(self:LocalGenerator):
+    "The `(model, tokenizer)`, loaded on first use."
+    if self._m is None:
+        from cogniverse_ft.models import load_causal_lm
+        self._m = load_causal_lm(self.model_name)
+    return self._m
 
-    def requests(self, description:str, examples:list, n:int) -> list:
-        "`n` sampled one-line requests continuing the example list."
-        import torch
-        model, tok = self._load()
-        enc = tok(list_prompt(description, examples), return_tensors="pt").to(model.device)
-        torch.manual_seed(self.seed); self.seed += 1
-        with torch.no_grad():
-            out = model.generate(**enc, do_sample=True, temperature=self.temperature, top_p=0.95,
-                                 max_new_tokens=self.max_new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id,
-                                 stop_strings=["\n"], tokenizer=tok)
-        return [tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True).split("\n")[0].strip() for o in out]
+# %% ../nbs/40_synthetic.ipynb #da9d9931
+@patch
+def requests(self:LocalGenerator, description:str, examples:list, n:int) -> list:
+    "`n` sampled one-line requests continuing the example list."
+    import torch
+    model, tok = self._load()
+    enc = tok(list_prompt(description, examples), return_tensors="pt").to(model.device)
+    torch.manual_seed(self.seed)
+    self.seed += 1
+    with torch.no_grad():
+        out = model.generate(**enc, do_sample=True, temperature=self.temperature, top_p=0.95,
+                             max_new_tokens=self.max_new_tokens, num_return_sequences=n, pad_token_id=tok.pad_token_id,
+                             stop_strings=["\n"], tokenizer=tok)
+    return [tok.decode(o[enc["input_ids"].shape[1]:], skip_special_tokens=True).split("\n")[0].strip() for o in out]
 
+# %% ../nbs/40_synthetic.ipynb #b6296142
+def _chat_prompt(description:str, examples:list) -> list:
+    "The chat messages asking for one request `description`, with up to four examples."
+    shots = "".join(f"- {e}\n" for e in examples[:4])
+    return [{"role": "user", "content": f"Write one short, realistic user request {description}." +
+             (f"\nExamples:\n{shots}" if shots else "") + "\nReply with the request only."}]
+
+# %% ../nbs/40_synthetic.ipynb #435bdc6f
 class OpenAICompatibleGenerator:
     "New requests from any OpenAI-compatible chat endpoint."
     def __init__(self, base_url:str, # e.g. http://localhost:8000/v1
@@ -95,25 +122,26 @@ class OpenAICompatibleGenerator:
                  timeout:float=60.0, # request timeout in seconds
                  temperature:float=0.9, # sampling temperature
                 ):
-        self.base_url, self.model, self.api_key_env, self.timeout, self.temperature = base_url.rstrip("/"), model, api_key_env, timeout, temperature
+        self.base_url, self.model, self.api_key_env = base_url.rstrip("/"), model, api_key_env
+        self.timeout, self.temperature = timeout, temperature
         self.name = f"openai:{model}"
 
-    def requests(self, description:str, examples:list, n:int) -> list:
-        "`n` requests, one chat completion each (servers without `n` support work too)."
-        import httpx
-        key = os.environ.get(self.api_key_env)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        shots = "".join(f"- {e}\n" for e in examples[:4])
-        msg = [{"role": "user", "content": f"Write one short, realistic user request {description}." +
-                (f"\nExamples:\n{shots}" if shots else "") + "\nReply with the request only."}]
-        outs = []
-        for _ in range(n):
-            r = httpx.post(f"{self.base_url}/chat/completions", headers=headers, timeout=self.timeout,
-                           json={"model": self.model, "messages": msg, "temperature": self.temperature, "max_tokens": 64})
-            if r.status_code >= 400:
-                raise RuntimeError(f"Synthetic generator at {self.base_url} answered {r.status_code}: {r.text[:200]}")
-            outs.append(r.json()["choices"][0]["message"]["content"].strip())
-        return outs
+# %% ../nbs/40_synthetic.ipynb #19cd5e8a
+@patch
+def requests(self:OpenAICompatibleGenerator, description:str, examples:list, n:int) -> list:
+    "`n` requests, one chat completion each (servers without `n` support work too)."
+    import httpx
+    key = os.environ.get(self.api_key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": self.model, "messages": _chat_prompt(description, examples), "temperature": self.temperature,
+            "max_tokens": 64}
+    outs = []
+    for _ in range(n):
+        r = httpx.post(f"{self.base_url}/chat/completions", headers=headers, timeout=self.timeout, json=body)
+        if r.status_code >= 400:
+            raise RuntimeError(f"Synthetic generator at {self.base_url} answered {r.status_code}: {r.text[:200]}")
+        outs.append(r.json()["choices"][0]["message"]["content"].strip())
+    return outs
 
 # %% ../nbs/40_synthetic.ipynb #a2ee36c6
 def clean_generated(text:str, # raw generator reply
@@ -126,6 +154,24 @@ def clean_generated(text:str, # raw generator reply
     return line
 
 # %% ../nbs/40_synthetic.ipynb #1e0cf3dd
+def _label_quota(labels:list, n:int) -> dict:
+    "How many candidates each label gets: `n` spread evenly, the first labels one more for the remainder."
+    return {l: n // len(labels) + (1 if i < n % len(labels) else 0) for i, l in enumerate(labels)}
+
+# %% ../nbs/40_synthetic.ipynb #0241031d
+def _label_requests(generator, agent_type:str, label:str, k:int, shots:list, seen:set, max_tries:int) -> list:
+    "Up to `k` clean requests for `label` not in `seen` (which grows with them), in at most `max_tries` rounds."
+    got, tries = [], 0
+    while len(got) < k and tries < max_tries:
+        tries += 1
+        for text in generator.requests(request_description(agent_type, label), shots, max(2, k - len(got))):
+            q = clean_generated(text)
+            if q is None or q.lower() in seen or len(got) >= k: continue
+            seen.add(q.lower())
+            got.append(q)
+    return got
+
+# %% ../nbs/40_synthetic.ipynb #a4ed9906
 def generate_candidates(agent_type:str, # agent type the examples train
                         labels:list, # valid outputs (label space)
                         n:int, # how many candidates to produce
@@ -138,49 +184,50 @@ def generate_candidates(agent_type:str, # agent type the examples train
                        ) -> list:
     "Up to `n` new, distinct `SyntheticItem`s spread evenly over `labels`."
     from tqdm.auto import tqdm
-    if not labels: raise ValueError(f"Cannot generate synthetic {agent_type} examples without a label space (no valid outputs known)")
+    if not labels:
+        raise ValueError(f"Cannot generate synthetic {agent_type} examples without a label space "
+                         "(no valid outputs known)")
     generator = generator or LocalGenerator()
     instruction = instruction or AGENT_INSTRUCTIONS.get(agent_type, agent_type)
     batch_id = batch_id or f"synthetic_{agent_type}_{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
-    seen = {s.strip().lower() for s in known_inputs}
-    per_label = {l: n // len(labels) + (1 if i < n % len(labels) else 0) for i, l in enumerate(labels)}
-    items = []
-    bar = tqdm(total=n, desc=f"synthetic {agent_type}", disable=None)
-    for label, k in per_label.items():
-        got, tries = 0, 0
-        while got < k and tries < max_tries:
-            tries += 1
-            for text in generator.requests(request_description(agent_type, label), list((examples or {}).get(label) or []), max(2, k - got)):
-                q = clean_generated(text)
-                if q is None or q.lower() in seen or got >= k: continue
-                seen.add(q.lower()); got += 1; bar.update(1)
+    seen, items = {s.strip().lower() for s in known_inputs}, []
+    with tqdm(total=n, desc=f"synthetic {agent_type}", disable=None) as bar:
+        for label, k in _label_quota(labels, n).items():
+            shots = list((examples or {}).get(label) or [])
+            for q in _label_requests(generator, agent_type, label, k, shots, seen, max_tries):
                 items.append(SyntheticItem(agent_type, instruction, q, label, generator.name, batch_id))
-    bar.close()
+                bar.update(1)
     log.info(f"Generated {len(items)}/{n} synthetic {agent_type} candidates in batch {batch_id}")
     return items
 
-# %% ../nbs/40_synthetic.ipynb #03a3b3fc
+# %% ../nbs/40_synthetic.ipynb #27bdc6bc
 class SyntheticDataService:
     "Generate synthetic candidates for an agent type's label space."
     def __init__(self, generator=None, # a Generator (default: LocalGenerator on the base model, loaded on first use)
                 ): self.generator = generator
 
-    def generate(self, agent_type:str, # agent type
-                 count:int, # candidates wanted
-                 labels:list, # valid outputs
-                 examples:dict|None=None, # label -> a few real inputs
-                 known_inputs:Iterable=(), # inputs never to propose again
-                ) -> list:
-        "Up to `count` new `SyntheticItem`s (status pending)."
-        if self.generator is None: self.generator = LocalGenerator()
-        return generate_candidates(agent_type, labels, count, self.generator, examples, known_inputs)
+# %% ../nbs/40_synthetic.ipynb #abef8178
+@patch
+def generate(self:SyntheticDataService, agent_type:str, # agent type
+             count:int, # candidates wanted
+             labels:list, # valid outputs
+             examples:dict|None=None, # label -> a few real inputs
+             known_inputs:Iterable=(), # inputs never to propose again
+            ) -> list:
+    "Up to `count` new `SyntheticItem`s (status pending)."
+    if self.generator is None: self.generator = LocalGenerator()
+    return generate_candidates(agent_type, labels, count, self.generator, examples, known_inputs)
 
 # %% ../nbs/40_synthetic.ipynb #89e9058d
 APPROVAL = "approval"
 SYNTHETIC_SPAN = "synthetic_example"
 
-def _span_id(item_id:str) -> str: return item_id.removeprefix("syn_")
+# %% ../nbs/40_synthetic.ipynb #bc4b79a6
+def _span_id(item_id:str) -> str:
+    "The review span id of a candidate."
+    return item_id.removeprefix("syn_")
 
+# %% ../nbs/40_synthetic.ipynb #751315fd
 class SyntheticReview:
     "Synthetic candidates under human review, kept as spans in a tenant's Phoenix review project."
     def __init__(self, tenant_id:str, # tenant whose candidates these are
@@ -193,110 +240,154 @@ class SyntheticReview:
         self.provider = PhoenixProvider(tenant_id, self.project, base_url=base_url, api_key=api_key)
         self.base_url, self.api_key = self.provider.base_url, self.provider.api_key
 
-    def submit(self, items:list, # `SyntheticItem`s to put up for review
-              ) -> int:
-        "Write new candidates as review spans (already known ids are skipped); returns how many were added."
-        from cogniverse_ft.telemetry import make_span, log_spans, ensure_annotation_config
-        known = {i.item_id for i in self.items()}
-        new = [i for i in items if i.item_id not in known]
-        if new:
-            spans = [make_span(SYNTHETIC_SPAN, {"input.value": i.input, "output.value": i.output,
-                                                "synthetic.item_id": i.item_id, "synthetic.agent_type": i.agent_type,
-                                                "synthetic.instruction": i.instruction, "synthetic.generator": i.generator,
-                                                "synthetic.batch_id": i.batch_id}, span_id=_span_id(i.item_id))
-                     for i in new]
-            log_spans(self.base_url, self.project, spans, api_key=self.api_key)
-        ensure_annotation_config(self.base_url, self.project, APPROVAL, {"approved": 1.0, "rejected": 0.0},
-                                 "Human review of synthetic training examples", api_key=self.api_key)
-        log.info(f"Submitted {len(new)} synthetic candidates for review in {self.project} ({len(items)-len(new)} already known)")
-        return len(new)
+# %% ../nbs/40_synthetic.ipynb #13027c0b
+@patch
+def _read_review(self:SyntheticReview) -> tuple:
+    "The review project's spans and their `approval` annotations, as two DataFrames (empty when there is no project)."
+    import pandas as pd
+    async def read():
+        try: spans = await self.provider.traces.get_spans(self.project)
+        except Exception as e:
+            if "404" in str(e) or "not found" in str(e).lower(): return pd.DataFrame(), pd.DataFrame()
+            raise
+        if spans.empty: return spans, pd.DataFrame()
+        return spans, await self.provider.annotations.get_annotations(spans, self.project, names=[APPROVAL])
+    return run_sync(read())
 
-    def items(self, agent_type:str|None=None, # only this agent type
-              status:str|None=None, # only "pending", "approved" or "rejected"
-             ) -> list:
-        "Every candidate in the review project with its current review status."
-        import asyncio, pandas as pd
-        async def read():
-            try: spans = await self.provider.traces.get_spans(self.project)
-            except Exception as e:
-                if "404" in str(e) or "not found" in str(e).lower(): return pd.DataFrame(), pd.DataFrame()
-                raise
-            if spans.empty: return spans, pd.DataFrame()
-            return spans, await self.provider.annotations.get_annotations(spans, self.project, names=[APPROVAL])
-        spans, ann = run_sync(read())
-        if spans.empty or "attributes.synthetic.item_id" not in spans: return []
-        last = ann.sort_values("updated_at").groupby("span_id").last() if len(ann) else None
-        out = []
-        for sid, r in spans.iterrows():
-            it = SyntheticItem(r["attributes.synthetic.agent_type"], r["attributes.synthetic.instruction"],
-                               r["attributes.input.value"], r["attributes.output.value"],
-                               r.get("attributes.synthetic.generator") or "", r.get("attributes.synthetic.batch_id") or "",
-                               item_id=r["attributes.synthetic.item_id"])
-            if last is not None and sid in last.index:
-                it.status = last.loc[sid, "result.label"] if last.loc[sid, "result.label"] in ("approved", "rejected") else "pending"
-                it.reviewer = (last.loc[sid, "metadata"] or {}).get("reviewer")
-            out.append(it)
-        return [i for i in out if (agent_type is None or i.agent_type == agent_type) and (status is None or i.status == status)]
+# %% ../nbs/40_synthetic.ipynb #89c14365
+def _review_item(sid:str, r, last) -> SyntheticItem:
+    "The candidate stored in span row `r` (id `sid`), with the status and reviewer of its latest decision in `last`."
+    it = SyntheticItem(r["attributes.synthetic.agent_type"], r["attributes.synthetic.instruction"],
+                       r["attributes.input.value"], r["attributes.output.value"],
+                       r.get("attributes.synthetic.generator") or "", r.get("attributes.synthetic.batch_id") or "",
+                       item_id=r["attributes.synthetic.item_id"])
+    if last is not None and sid in last.index:
+        label = last.loc[sid, "result.label"]
+        it.status = label if label in ("approved", "rejected") else "pending"
+        it.reviewer = (last.loc[sid, "metadata"] or {}).get("reviewer")
+    return it
 
-    def _decide(self, ids:list, label:str, reviewer:str) -> int:
-        from cogniverse_ft.telemetry import log_annotations
-        known = {i.item_id for i in self.items()}
-        unknown = [i for i in ids if i not in known]
-        if unknown: raise KeyError(f"Unknown synthetic item id(s) {unknown[:5]} in {self.project}")
-        return log_annotations(self.base_url, self.project, [
-            {"span_id": _span_id(i), "name": APPROVAL, "label": label, "score": 1.0 if label == "approved" else 0.0,
-             "annotator_kind": "HUMAN", "metadata": {"reviewer": reviewer}} for i in ids], api_key=self.api_key)
+# %% ../nbs/40_synthetic.ipynb #acb5d1f2
+@patch
+def items(self:SyntheticReview, agent_type:str|None=None, # only this agent type
+          status:str|None=None, # only "pending", "approved" or "rejected"
+         ) -> list:
+    "Every candidate in the review project with its current review status."
+    spans, ann = self._read_review()
+    if spans.empty or "attributes.synthetic.item_id" not in spans: return []
+    last = ann.sort_values("updated_at").groupby("span_id").last() if len(ann) else None
+    out = [_review_item(sid, r, last) for sid, r in spans.iterrows()]
+    if agent_type is not None: out = [i for i in out if i.agent_type == agent_type]
+    return [i for i in out if status is None or i.status == status]
 
-    def approve(self, ids:list, # item ids to approve
-                reviewer:str="api", # who approves (recorded in the annotation)
-               ) -> int:
-        "Mark items approved; returns how many annotations were written."
-        return self._decide(list(ids), "approved", reviewer)
+# %% ../nbs/40_synthetic.ipynb #11bc9744
+def _review_span(i:SyntheticItem):
+    "The review span of candidate `i`."
+    from cogniverse_ft.telemetry import make_span
+    return make_span(SYNTHETIC_SPAN, {"input.value": i.input, "output.value": i.output,
+                                      "synthetic.item_id": i.item_id, "synthetic.agent_type": i.agent_type,
+                                      "synthetic.instruction": i.instruction, "synthetic.generator": i.generator,
+                                      "synthetic.batch_id": i.batch_id}, span_id=_span_id(i.item_id))
 
-    def reject(self, ids:list, # item ids to reject
-               reviewer:str="api", # who rejects (recorded in the annotation)
-              ) -> int:
-        "Mark items rejected (they stay known and are never proposed again)."
-        return self._decide(list(ids), "rejected", reviewer)
+# %% ../nbs/40_synthetic.ipynb #05bfa70d
+@patch
+def submit(self:SyntheticReview, items:list, # `SyntheticItem`s to put up for review
+          ) -> int:
+    "Write new candidates as review spans (already known ids are skipped); returns how many were added."
+    from cogniverse_ft.telemetry import log_spans, ensure_annotation_config
+    known = {i.item_id for i in self.items()}
+    new = [i for i in items if i.item_id not in known]
+    if new: log_spans(self.base_url, self.project, [_review_span(i) for i in new], api_key=self.api_key)
+    ensure_annotation_config(self.base_url, self.project, APPROVAL, {"approved": 1.0, "rejected": 0.0},
+                             "Human review of synthetic training examples", api_key=self.api_key)
+    log.info(f"Submitted {len(new)} synthetic candidates for review in {self.project} "
+             f"({len(items)-len(new)} already known)")
+    return len(new)
 
-    def counts(self, agent_type:str|None=None) -> dict:
-        "Number of candidates by review status."
-        c = {"pending": 0, "approved": 0, "rejected": 0}
-        for i in self.items(agent_type): c[i.status] += 1
-        return c
+# %% ../nbs/40_synthetic.ipynb #e17cc145
+@patch
+def _decide(self:SyntheticReview, ids:list, label:str, reviewer:str) -> int:
+    "Annotate the candidates `ids` with `label` by `reviewer`; returns how many annotations were written."
+    from cogniverse_ft.telemetry import log_annotations
+    known = {i.item_id for i in self.items()}
+    unknown = [i for i in ids if i not in known]
+    if unknown: raise KeyError(f"Unknown synthetic item id(s) {unknown[:5]} in {self.project}")
+    return log_annotations(self.base_url, self.project, [
+        {"span_id": _span_id(i), "name": APPROVAL, "label": label, "score": 1.0 if label == "approved" else 0.0,
+         "annotator_kind": "HUMAN", "metadata": {"reviewer": reviewer}} for i in ids], api_key=self.api_key)
 
-# %% ../nbs/40_synthetic.ipynb #b7da7ad5
-def cli_review_args(p):
-    "Options of `cogniverse-ft review`."
-    p.add_argument("--tenant", required=True, help="tenant id")
-    p.add_argument("--agent-type", default=None, help="only this agent type")
-    p.add_argument("--list", action="store_true", help="list candidates and their status")
-    p.add_argument("--approve", nargs="+", default=[], metavar="ID", help="approve these item ids")
-    p.add_argument("--reject", nargs="+", default=[], metavar="ID", help="reject these item ids")
-    p.add_argument("--reviewer", default=os.environ.get("USER", "cli"), help="name recorded with the decision")
-    p.add_argument("--url", default=None, help="Phoenix URL (default: env, then the embedded server)")
+# %% ../nbs/40_synthetic.ipynb #1a213f51
+@patch
+def approve(self:SyntheticReview, ids:list, # item ids to approve
+            reviewer:str="api", # who approves (recorded in the annotation)
+           ) -> int:
+    "Mark items approved; returns how many annotations were written."
+    return self._decide(list(ids), "approved", reviewer)
 
+# %% ../nbs/40_synthetic.ipynb #3c838460
+@patch
+def reject(self:SyntheticReview, ids:list, # item ids to reject
+           reviewer:str="api", # who rejects (recorded in the annotation)
+          ) -> int:
+    "Mark items rejected (they stay known and are never proposed again)."
+    n = self._decide(list(ids), "rejected", reviewer)
+    log.info(f"Rejected {n} synthetic candidate(s) in {self.project}; they are never proposed again")
+    return n
+
+# %% ../nbs/40_synthetic.ipynb #ed484fcc
+@patch
+def counts(self:SyntheticReview, agent_type:str|None=None, # only this agent type
+          ) -> dict:
+    "Number of candidates by review status."
+    c = {"pending": 0, "approved": 0, "rejected": 0}
+    for i in self.items(agent_type): c[i.status] += 1
+    return c
+
+# %% ../nbs/40_synthetic.ipynb #7af2a915
 def _print_items(items):
+    "One line per candidate: id, status, agent type, proposed output, request."
     for i in items: print(f"{i.item_id}  {i.status:<8}  {i.agent_type:<17}  {i.output:<24}  {i.input}")
 
-def cli_review(args, input_fn=input) -> int:
-    "Run `cogniverse-ft review`; returns the exit code."
-    rev = SyntheticReview(args.tenant, base_url=args.url)
-    if args.approve or args.reject:
-        if args.approve: print(f"approved {rev.approve(args.approve, args.reviewer)} item(s)")
-        if args.reject: print(f"rejected {rev.reject(args.reject, args.reviewer)} item(s)")
-        return 0
-    if args.list:
-        _print_items(rev.items(args.agent_type)); print(rev.counts(args.agent_type)); return 0
-    pending = rev.items(args.agent_type, "pending")
-    if not pending: print(f"Nothing pending review in {rev.project}."); return 0
+# %% ../nbs/40_synthetic.ipynb #ea06ca42
+def review_pending(rev:SyntheticReview, # the tenant's review
+                   agent_type:str|None=None, # only this agent type
+                   reviewer:str="cli", # name recorded with the decisions
+                   input_fn=input, # asks one question, returns the answer
+                  ) -> tuple:
+    "Ask a/r/s/q for each pending candidate, then record the decisions; returns `(approved, rejected)` ids."
+    pending = rev.items(agent_type, "pending")
+    if not pending:
+        print(f"Nothing pending review in {rev.project}.")
+        return [], []
     print(f"{len(pending)} candidate(s) pending review in {rev.project}. [a]pprove [r]eject [s]kip [q]uit")
     yes, no = [], []
     for n, it in enumerate(pending, 1):
-        ans = input_fn(f"({n}/{len(pending)}) {it.agent_type}: {it.input!r} -> {it.output}  [a/r/s/q] ").strip().lower()[:1]
+        ans = input_fn(f"({n}/{len(pending)}) {it.agent_type}: {it.input!r} -> {it.output}  [a/r/s/q] ")
+        ans = ans.strip().lower()[:1]
         if ans == "q": break
         (yes if ans == "a" else no if ans == "r" else []).append(it.item_id)
-    if yes: rev.approve(yes, args.reviewer)
-    if no: rev.reject(no, args.reviewer)
+    if yes: rev.approve(yes, reviewer)
+    if no: rev.reject(no, reviewer)
     print(f"approved {len(yes)}, rejected {len(no)}, {len(pending)-len(yes)-len(no)} still pending")
+    return yes, no
+
+# %% ../nbs/40_synthetic.ipynb #17e95077
+def cli_review(*, tenant:str, # tenant id
+               agent_type:str|None=None, # only this agent type
+               list_:bool=False, # list candidates and their status
+               approve:list[str]|None=None, # approve these item ids
+               reject:list[str]|None=None, # reject these item ids
+               reviewer:str|None=None, # name recorded with the decision (default: $USER, else "cli")
+               url:str|None=None, # Phoenix URL (default: env, then the embedded server)
+              ) -> int:
+    "Review synthetic training candidates: list them, approve or reject by id, or walk through the pending ones."
+    rev, reviewer = SyntheticReview(tenant, base_url=url), reviewer or os.environ.get("USER", "cli")
+    if approve: print(f"approved {rev.approve(approve, reviewer)} item(s)")
+    if reject: print(f"rejected {rev.reject(reject, reviewer)} item(s)")
+    if approve or reject: return 0
+    if list_:
+        _print_items(rev.items(agent_type))
+        print(rev.counts(agent_type))
+        return 0
+    review_pending(rev, agent_type, reviewer)
     return 0
