@@ -67,7 +67,8 @@ def _closing_parts(self:LossHistoryCallback, state) -> list[str]:
     if self.mean_loss is not None: parts.append(f"mean loss over the run {number_text(self.mean_loss)}")
     if self.eval:
         best = min(self.eval, key=lambda x: x["eval_loss"])
-        parts.append(f"eval loss {number_text(self.eval[-1]['eval_loss'])} (best {number_text(best['eval_loss'])} at step {best['step']})")
+        parts.append(f"eval loss {number_text(self.eval[-1]['eval_loss'])} (best {number_text(best['eval_loss'])} at "
+                     f"step {best['step']})")
     return parts
 
 # %% ../nbs/20a_callbacks.ipynb #d05cf692
@@ -143,7 +144,8 @@ def on_train_end(self:CheckpointCallback, args, state, control, **kwargs):
     if state.global_step < state.max_steps:
         self._say(state, f"Early stopping triggered at epoch {state.epoch:.2f} (step {state.global_step})")
     if state.best_global_step != state.global_step:
-        self._say(state, f"Loaded best model ({args.metric_for_best_model}={state.best_metric:.4f} from step {state.best_global_step})")
+        self._say(state, f"Loaded best model ({args.metric_for_best_model}={state.best_metric:.4f} from step "
+                         f"{state.best_global_step})")
 
 # %% ../nbs/20a_callbacks.ipynb #46a390f3
 def drop_checkpoints(folder:Path, # a run's checkpoint folder

@@ -23,7 +23,8 @@ def drop_identical_pairs(records:list[dict], # DPO records
                         ) -> list[dict]:
     "The records without pairs whose `chosen` equals `rejected` (logged as skipped)."
     same = [i for i, r in enumerate(records) if "chosen" in r and r.get("chosen") == r.get("rejected")]
-    if same: log.warning(f"Skipping {len(same)} identical pair(s) (chosen == rejected: no learning signal), first at index {same[0]}")
+    if same: log.warning(f"Skipping {len(same)} identical pair(s) (chosen == rejected: no learning signal), first at "
+                         f"index {same[0]}")
     return [r for i, r in enumerate(records) if i not in set(same)]
 
 # %% ../nbs/22_dpo.ipynb #32a9d619

@@ -26,7 +26,8 @@ EMBEDDING_LOSSES = ("triplet", "mnrl")
 
 def _check_loss(loss:str) -> str:
     "`loss` when it is one of `EMBEDDING_LOSSES`, else a `ValueError` listing them."
-    if loss not in EMBEDDING_LOSSES: raise ValueError(f"Unknown embedding loss {loss!r}; allowed: {', '.join(map(repr, EMBEDDING_LOSSES))}")
+    if loss not in EMBEDDING_LOSSES: raise ValueError(f"Unknown embedding loss {loss!r}; allowed: "
+                                                      f"{', '.join(map(repr, EMBEDDING_LOSSES))}")
     return loss
 
 # %% ../nbs/23_embedding.ipynb #4feb9a3e
@@ -51,7 +52,8 @@ def load_embedding_adapter(path:str|Path, # a run folder from `EmbeddingFinetune
     cfg = path/"adapter_config.json"
     if not cfg.exists():
         if (path/"modules.json").exists(): return load_embedding_model(str(path), device=device)
-        raise FileNotFoundError(f"{path} holds neither an adapter (adapter_config.json) nor a sentence-transformers model (modules.json)")
+        raise FileNotFoundError(f"{path} holds neither an adapter (adapter_config.json) nor a sentence-transformers "
+                                f"model (modules.json)")
     st = load_embedding_model(base_model or json.loads(cfg.read_text())["base_model_name_or_path"], device=device)
     PeftModel.from_pretrained(st.transformers_model, str(path))
     return st

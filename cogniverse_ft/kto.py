@@ -32,8 +32,10 @@ def kto_records(examples, # a KTODataset, KTOExamples, or dicts (instruction, in
     for i, e in enumerate(getattr(examples, "examples", examples)):
         inp, o, lab, conv = _field(e, "input"), _field(e, "output"), _field(e, "label"), _field(e, "conversation")
         for k, v in (("input", inp), ("output", o)):
-            if not isinstance(v, str): raise ValueError(f"Invalid KTO example at index {i}: field {k!r} must be a string, got {type(v).__name__}")
-        if not isinstance(lab, bool): raise ValueError(f"Invalid KTO example at index {i}: field 'label' must be True or False, got {lab!r}")
+            if not isinstance(v, str): raise ValueError(f"Invalid KTO example at index {i}: field {k!r} must be a "
+                                                        f"string, got {type(v).__name__}")
+        if not isinstance(lab, bool): raise ValueError(f"Invalid KTO example at index {i}: field 'label' must be True "
+                                                       f"or False, got {lab!r}")
         out.append({"prompt": build_messages(_field(e, "instruction") or "", inp, list(conv) if conv else None),
                     "completion": assistant(o), "label": lab})
     return out
@@ -47,11 +49,13 @@ def _check_side(v, i:int, f:str, roles:tuple):
         if not v.strip(): raise ValueError(f"Invalid KTO dataset at index {i}: field {f!r} is empty")
         return
     if not isinstance(v, list) or not v:
-        raise ValueError(f"Invalid KTO dataset at index {i}: field {f!r} must be a non-empty string or message list, got {type(v).__name__}")
+        raise ValueError(f"Invalid KTO dataset at index {i}: field {f!r} must be a non-empty string or message list, "
+                         f"got {type(v).__name__}")
     for j, m in enumerate(v):
         if not (isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)):
             raise ValueError(f"Invalid KTO dataset at index {i}: message {j} of {f!r} needs string 'role' and 'content'")
-        if m["role"] not in roles: raise ValueError(f"Invalid KTO dataset at index {i}: message {j} of {f!r} has role {m['role']!r}; expected {roles}")
+        if m["role"] not in roles: raise ValueError(f"Invalid KTO dataset at index {i}: message {j} of {f!r} has role "
+                                                    f"{m['role']!r}; expected {roles}")
         if m["role"] == "assistant" and not m["content"].strip():
             raise ValueError(f"Invalid KTO dataset at index {i}: message {j} of {f!r} is an empty assistant answer")
 
@@ -61,14 +65,18 @@ def validate_kto_dataset(records:list[dict], # KTO records
     "Raise `ValueError` naming the first problem of a KTO dataset; returns `{desirable, undesirable}` counts."
     if len(records) == 0: raise ValueError(EMPTY_DATASET_ERROR)
     for i, r in enumerate(records):
-        if not isinstance(r, dict): raise ValueError(f"Invalid KTO dataset at index {i}: expected a dict record, got {type(r).__name__}")
+        if not isinstance(r, dict): raise ValueError(f"Invalid KTO dataset at index {i}: expected a dict record, got "
+                                                     f"{type(r).__name__}")
         missing = [f for f in KTO_FIELDS if f not in r]
-        if missing: raise ValueError(f"Invalid KTO dataset at index {i}: missing required fields {missing}.\nExpected fields: {KTO_FIELDS}, got: {sorted(r)}")
+        if missing: raise ValueError(f"Invalid KTO dataset at index {i}: missing required fields {missing}.\nExpected "
+                                     f"fields: {KTO_FIELDS}, got: {sorted(r)}")
         _check_side(r["prompt"], i, "prompt", ("system", "user", "assistant", "tool"))
         _check_side(r["completion"], i, "completion", ("assistant",))
-        if not isinstance(r["label"], bool): raise ValueError(f"Invalid KTO dataset at index {i}: field 'label' must be True or False, got {r['label']!r}")
+        if not isinstance(r["label"], bool): raise ValueError(f"Invalid KTO dataset at index {i}: field 'label' must "
+                                                              f"be True or False, got {r['label']!r}")
         if isinstance(r["prompt"], str) != isinstance(r["completion"], str):
-            raise ValueError(f"Invalid KTO dataset at index {i}: 'prompt' and 'completion' must both be strings or both message lists")
+            raise ValueError(f"Invalid KTO dataset at index {i}: 'prompt' and 'completion' must both be strings or "
+                             f"both message lists")
     n = sum(r["label"] for r in records)
     return {"desirable": n, "undesirable": len(records) - n}
 
@@ -92,7 +100,8 @@ def _check_kto_options(beta, desirable_weight, undesirable_weight, batch_size:in
         if (v is not None or k == "beta") and (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
             raise ValueError(f"Invalid {k} {v!r}: must be a positive number")
     if batch_size < 2:
-        raise ValueError(f"Invalid batch_size {batch_size}: KTO needs at least 2 (its KL estimate pairs examples within a batch)")
+        raise ValueError(f"Invalid batch_size {batch_size}: KTO needs at least 2 (its KL estimate pairs examples "
+                         f"within a batch)")
 
 # %% ../nbs/22a_kto.ipynb #73596074
 class KTOFinetuner(Finetuner):
@@ -118,7 +127,8 @@ def check(self:KTOFinetuner, data) -> list[dict]:
     recs = as_records(data)
     counts = validate_kto_dataset(recs)
     if not counts["desirable"] or not counts["undesirable"]:
-        log.warning(f"KTO data has {counts['desirable']} desirable and {counts['undesirable']} undesirable examples: only one side to learn from")
+        log.warning(f"KTO data has {counts['desirable']} desirable and {counts['undesirable']} undesirable examples: "
+                    f"only one side to learn from")
     return recs
 
 KTOFinetuner.load = DPOFinetuner.load  # the base model, and the LoRA config TRL applies (reference = adapter off)
@@ -138,7 +148,8 @@ def trainer_options(self:KTOFinetuner, train_ds) -> tuple[dict, dict]:
     "β, balanced weights, a fixed batch order and the length cut; no reference copy."
     n_des = sum(train_ds["label"])
     n_und = len(train_ds) - n_des
-    if not n_des or not n_und: log.warning(f"The KTO training split has {n_des} desirable and {n_und} undesirable examples")
+    if not n_des or not n_und: log.warning(f"The KTO training split has {n_des} desirable and {n_und} undesirable "
+                                           f"examples")
     dw, uw = (w if w is not None else a for w, a in zip(self.weights, kto_weights(n_des, n_und)))
     self.kto_settings = {"beta": self.beta, "desirable_weight": dw, "undesirable_weight": uw, "loss_type": "kto",
                          "train_desirable": n_des, "train_undesirable": n_und}

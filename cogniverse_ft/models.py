@@ -217,7 +217,8 @@ def ensure_chat_template(tok, # a tokenizer
     "Make `tok` render system + user + assistant chats; returns 'kept', 'plain' or 'system_merged'."
     probe = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]
     if not getattr(tok, "chat_template", None):
-        if tok.eos_token is None: raise ValueError("The tokenizer has neither a chat template nor an EOS token: cannot end an answer")
+        if tok.eos_token is None: raise ValueError("The tokenizer has neither a chat template nor an EOS token: "
+                                                   "cannot end an answer")
         tok.chat_template = PLAIN_CHAT_TEMPLATE
         return "plain"
     try: tok.apply_chat_template(probe, tokenize=False); return "kept"
@@ -248,15 +249,18 @@ def resolve_precision(precision:str="auto", # "auto", "fp32", "bf16" or "fp16"
                      ) -> str:
     "The precision used on `device`: 'fp32', 'bf16' or 'fp16' ('auto': bf16 on CUDA with bf16, fp16 on other CUDA GPUs, fp32 elsewhere)."
     import torch
-    if precision not in PRECISIONS: raise ValueError(f"Invalid precision {precision!r}; allowed: {', '.join(map(repr, PRECISIONS))}")
+    if precision not in PRECISIONS: raise ValueError(f"Invalid precision {precision!r}; allowed: "
+                                                     f"{', '.join(map(repr, PRECISIONS))}")
     device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     cuda = _is_cuda(device) and torch.cuda.is_available()
     if _is_cuda(device) and not cuda: raise ValueError(f"Invalid device {device!r}: no CUDA GPU is available here")
     bf16 = cuda and _native_bf16()
     if precision == "auto": return "bf16" if bf16 else "fp16" if cuda else "fp32"
-    if precision == "fp16" and not cuda: raise ValueError("Invalid precision 'fp16': it needs a CUDA GPU; use 'fp32' or 'bf16' on CPU")
+    if precision == "fp16" and not cuda: raise ValueError("Invalid precision 'fp16': it needs a CUDA GPU; use 'fp32' "
+                                                          "or 'bf16' on CPU")
     if precision == "bf16" and cuda and not bf16:
-        raise ValueError(f"Invalid precision 'bf16': this GPU ({torch.cuda.get_device_name(device)}) has no native bf16; use 'fp16' or 'auto'")
+        raise ValueError(f"Invalid precision 'bf16': this GPU ({torch.cuda.get_device_name(device)}) has no native "
+                         f"bf16; use 'fp16' or 'auto'")
     return precision
 
 # %% ../nbs/01_models.ipynb #c648c803
@@ -264,7 +268,8 @@ def torch_dtype_for(precision:str, # "fp32", "bf16" or "fp16" (a resolved precis
                    ):
     "The torch dtype of a resolved precision."
     import torch
-    if precision not in PRECISION_DTYPES: raise ValueError(f"Invalid precision {precision!r}: resolve it first; one of {', '.join(PRECISION_DTYPES)}")
+    if precision not in PRECISION_DTYPES: raise ValueError(f"Invalid precision {precision!r}: resolve it first; one "
+                                                           f"of {', '.join(PRECISION_DTYPES)}")
     return getattr(torch, PRECISION_DTYPES[precision])
 
 # %% ../nbs/01_models.ipynb #b5a2285b
@@ -276,7 +281,8 @@ def check_quantization(quantization:str|None, # None, "none" or "4bit"
     "`'4bit'` when 4-bit loading can work here, None for no quantization; a `ValueError` saying what is missing otherwise."
     import torch
     q = "none" if quantization is None else quantization
-    if q not in QUANTIZATIONS: raise ValueError(f"Invalid quantization {quantization!r}; allowed: {', '.join(map(repr, QUANTIZATIONS))}")
+    if q not in QUANTIZATIONS: raise ValueError(f"Invalid quantization {quantization!r}; allowed: "
+                                                f"{', '.join(map(repr, QUANTIZATIONS))}")
     if q == "none": return None
     device = str(device) if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
     missing = []

@@ -71,7 +71,8 @@ def _prompt_and_completion(rec:dict, fmt:str, response_template:str, i:int) -> t
     if fmt != "alpaca": return rec["prompt"], rec["completion"]
     text = rec["text"]
     k = text.find(response_template)
-    if k < 0: raise ValueError(f"Invalid SFT dataset at index {i}: 'text' has no {response_template!r} section to learn from")
+    if k < 0: raise ValueError(f"Invalid SFT dataset at index {i}: 'text' has no {response_template!r} section to "
+                               f"learn from")
     return text[:k + len(response_template)], text[k + len(response_template):]
 
 # %% ../nbs/21_sft.ipynb #5ce2f60f
@@ -102,7 +103,8 @@ def _report_cuts(n:int, cut:list, dropped:list, max_length:int):
         log.warning(f"{len(cut)} of {n} SFT examples are longer than max_length={max_length} tokens and were cut "
                     f"(longest {max(k for _, k in cut)} tokens, first at index {cut[0][0]}); raise max_length to keep them whole")
     if dropped:
-        log.warning(f"Dropped {len(dropped)} SFT examples whose answer starts after max_length={max_length} tokens (first: index {dropped[0]})")
+        log.warning(f"Dropped {len(dropped)} SFT examples whose answer starts after max_length={max_length} tokens "
+                    f"(first: index {dropped[0]})")
 
 # %% ../nbs/21_sft.ipynb #6e039e6a
 def tokenize_sft(tokenizer, # the model's tokenizer

@@ -41,11 +41,13 @@ def as_records(data, # a list of dicts, a `datasets.Dataset`, or any iterable of
     "The examples as a list of plain dicts; `ValueError(EMPTY_DATASET_ERROR)` when there are none."
     if data is None: raise ValueError(EMPTY_DATASET_ERROR)
     if hasattr(data, "to_list"): data = data.to_list()
-    if isinstance(data, (str, bytes, dict)): raise ValueError(f"Invalid dataset: expected a list of dicts, got {type(data).__name__}")
+    if isinstance(data, (str, bytes, dict)): raise ValueError(f"Invalid dataset: expected a list of dicts, got "
+                                                              f"{type(data).__name__}")
     recs = list(data)
     if not recs: raise ValueError(EMPTY_DATASET_ERROR)
     for i, r in enumerate(recs):
-        if not isinstance(r, dict): raise ValueError(f"Invalid dataset at index {i}: expected a dict, got {type(r).__name__}")
+        if not isinstance(r, dict): raise ValueError(f"Invalid dataset at index {i}: expected a dict, got "
+                                                     f"{type(r).__name__}")
     return recs
 
 # %% ../nbs/20_training.ipynb #68cb2db4
@@ -114,7 +116,8 @@ def _full_finetuning(model, why:str):
     log.warning(LORA_FALLBACK_WARNING.format(error=why))
     if any(p.is_floating_point() and p.element_size() < 4 for p in model.parameters()):
         model.float()
-        log.info("Full fine-tuning: the half-precision weights were upcast to fp32 master weights (mixed precision computes in bf16/fp16)")
+        log.info("Full fine-tuning: the half-precision weights were upcast to fp32 master weights (mixed precision "
+                 "computes in bf16/fp16)")
     for p in model.parameters(): p.requires_grad_(True)
     return model
 
@@ -339,9 +342,11 @@ def _check_settings(self:TrainSettings):
     "Refuse settings a trainer would reject or misread, naming the setting and what it accepts."
     _check_numbers(self)
     for k, allowed in SETTING_CHOICES.items():
-        if getattr(self, k) not in allowed: raise ValueError(f"Invalid {k} {getattr(self, k)!r}; allowed: {', '.join(map(repr, allowed))}")
+        if getattr(self, k) not in allowed: raise ValueError(f"Invalid {k} {getattr(self, k)!r}; allowed: "
+                                                             f"{', '.join(map(repr, allowed))}")
     for k in ("use_lora", "gradient_checkpointing", "share_prefix", "verbose"):
-        if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True or False")
+        if not isinstance(getattr(self, k), bool): raise ValueError(f"Invalid {k} {getattr(self, k)!r}: must be True "
+                                                                    f"or False")
     if not (isinstance(self.resume, bool) or (isinstance(self.resume, str) and self.resume.strip())):
         raise ValueError(f"Invalid resume {self.resume!r}: True, False or the name of an interrupted run")
     if self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
