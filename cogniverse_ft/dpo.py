@@ -35,7 +35,7 @@ class DPOFinetuner(Finetuner):
     groups_by_length = False  # preference records carry no single `input_ids` column to group by
 
     def __init__(self, beta:float=0.1, # DPO β: higher keeps the policy closer to the reference
-                 **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, batch_size, learning_rate, use_lora, lora_r, lora_alpha, ...
+                 **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, learning_rate, ...
                 ):
         super().__init__(**settings)
         if not isinstance(beta, (int, float)) or isinstance(beta, bool) or beta <= 0:

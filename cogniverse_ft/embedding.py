@@ -67,7 +67,7 @@ class EmbeddingFinetuner(Finetuner):
 
     def __init__(self, loss:str="triplet", # "triplet" (TripletLoss) or "mnrl" (MultipleNegativesRankingLoss)
                  triplet_margin:float=0.3, # margin of the triplet loss (cosine distance)
-                 **settings, # `TrainSettings` fields: base_model, output_dir, modality, epochs, batch_size, learning_rate, use_lora, lora_r, lora_alpha, ...
+                 **settings, # `TrainSettings` fields: base_model, output_dir, modality, epochs, learning_rate, ...
                 ):
         settings.setdefault("learning_rate", 2e-5 if settings.get("use_lora") is False else 2e-4)
         settings.setdefault("batch_size", 16)

@@ -111,9 +111,9 @@ class KTOFinetuner(Finetuner):
     groups_by_length = False  # KTO needs a fixed batch order (its KL estimate pairs the completions of a batch)
 
     def __init__(self, beta:float=0.1, # KTO β: higher keeps the policy closer to the reference
-                 desirable_weight:float|None=None, # weight of desirable losses (None: balanced from the counts, `kto_weights`)
+                 desirable_weight:float|None=None, # weight of desirable losses (None: balanced, `kto_weights`)
                  undesirable_weight:float|None=None, # weight of undesirable losses (None: balanced from the counts)
-                 **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, batch_size, learning_rate, use_lora, ...
+                 **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, learning_rate, ...
                 ):
         super().__init__(**settings)
         _check_kto_options(beta, desirable_weight, undesirable_weight, self.settings.batch_size)

@@ -323,10 +323,10 @@ def _from_pretrained(path:str, attn:str|None, **kw):
 
 # %% ../nbs/01_models.ipynb #11dce884
 def load_causal_lm(name:str=DEFAULT_BASE_MODEL, # HF id, local folder or .gguf file
-                   dtype:Any=None, # torch dtype, or a precision ("auto", "fp32", "bf16", "fp16"); default: "auto" for `device`
+                   dtype:Any=None, # torch dtype or precision ("auto", "fp32", "bf16", "fp16"; default "auto")
                    device:str|None=None, # "cpu", "cuda", "cuda:1", ... (default: cuda when available)
                    quantization:str|None=None, # None or "4bit" (QLoRA weights through bitsandbytes, CUDA only)
-                   attn_implementation:str|None=None, # attention kernels (default "sdpa", "eager" when the model has no SDPA)
+                   attn_implementation:str|None=None, # attention kernels (default "sdpa", else "eager")
                    **kwargs, # passed to `from_pretrained`
                   ):
     "Load a causal LM and its tokenizer; returns `(model, tokenizer)` (fp32 on CPU, bf16/fp16 straight onto a CUDA GPU)."

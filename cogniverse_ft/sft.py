@@ -135,7 +135,7 @@ class SFTFinetuner(Finetuner):
     trl_trainer = "SFT"  # trl.SFTConfig, trl.SFTTrainer
 
     def __init__(self, response_template:str=RESPONSE_TEMPLATE, # where the answer starts in Alpaca `text` records
-                 **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, batch_size, learning_rate, use_lora, lora_r, lora_alpha, ...
+                 **settings, # `TrainSettings` fields: base_model, output_dir, agent_type, epochs, learning_rate, ...
                 ):
         super().__init__(**settings)
         self.response_template, self.format = response_template, None

@@ -144,7 +144,7 @@ def cpu_threads(samples:int=20, # readings of /proc/loadavg, 10 ms apart
     try:
         busy = []
         for _ in range(samples):
-            busy.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)  # minus this reading thread
+            busy.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1)  # minus this thread
             time.sleep(0.01)
         others = sorted(busy)[len(busy) // 2]
     except (OSError, ValueError, IndexError): return cores
@@ -164,7 +164,7 @@ def run_name(method:str, # "sft", "dpo", "kto" or "embedding"
 # %% ../nbs/20_training.ipynb #2459068e
 def claim_run_dir(output_dir:str|Path, # parent folder of the run folders
                   name:str, # wanted folder name (see `run_name`)
-                  exact:bool=False, # take exactly `name` (a resumed run) or fail, instead of the next free `_2`, `_3`, ...
+                  exact:bool=False, # take exactly `name` (a resumed run) or fail, not the next free `_2`, ...
                  ) -> tuple[Path, Path]:
     "Reserve a free run folder name (adding `_2`, `_3`, ... when taken); returns `(folder, claim_file)`."
     out = Path(output_dir).expanduser().absolute()
@@ -761,7 +761,7 @@ def _write_run(self:Finetuner, trainer, tmp:Path, final:Path, ck:Path, lora:dict
     "Write the adapter, tokenizer, loss history, logs and `training_summary.json` into the run's temporary folder."
     self.save(trainer, tmp)
     self.history.save(tmp/"loss_history.json")
-    if (ck/"runs").is_dir(): shutil.move(str(ck/"runs"), str(tmp/"logs"))  # TensorBoard event files (report_to="tensorboard")
+    if (ck/"runs").is_dir(): shutil.move(str(ck/"runs"), str(tmp/"logs"))  # TensorBoard event files
     n_train, n_val = len(plan.train), len(plan.val)
     atomic_write_json(tmp/"training_summary.json", {
         "method": self.method, "target": self.target, "base_model": self.base_model, "created_at": utc_stamp(),
