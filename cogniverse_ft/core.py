@@ -638,17 +638,23 @@ def safe_join(root:str|Path, # the folder every file must stay inside
     return p
 
 # %% ../nbs/00_core.ipynb #c83d2e53
+def _notebook_places(rel:str) -> list:
+    "Where a bundled notebook `rel` may be: in the installed package, in the checkout, under the current folder."
+    import cogniverse_ft
+    pkg = Path(cogniverse_ft.__file__).resolve().parent
+    return [pkg/"notebooks"/Path(rel).name, pkg.parent/"nbs"/rel, Path.cwd()/"nbs"/rel]
+
+# %% ../nbs/00_core.ipynb #2d472e3e
 def bundled_notebook(rel:str, # its path under `nbs/`, e.g. "pipelines/tenant_finetune.ipynb"
                      path:str|Path|None=None, # a notebook to use instead (must exist)
                      what:str="Notebook", # what it is, for the message
                     ) -> Path:
-    "`path`, else `nbs/<rel>` of the checkout or of the current folder; the error names where it looked."
+    "`path`, else the bundled notebook `rel` (package, checkout or current folder); the error names where it looked."
     if path is not None:
         p = Path(path)
         if not p.exists(): raise FileNotFoundError(f"{what} {p} does not exist")
         return p
-    import cogniverse_ft
-    cands = [Path(cogniverse_ft.__file__).resolve().parent.parent/"nbs"/rel, Path.cwd()/"nbs"/rel]
+    cands = _notebook_places(rel)
     for c in cands:
         if c.exists(): return c
     raise FileNotFoundError(f"{what} not found; looked in " + ", ".join(map(str, cands)) + " (pass notebook=...)")
