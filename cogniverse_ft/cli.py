@@ -21,7 +21,8 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_PENDING = 0, 1, 2, 3
 
 # %% ../nbs/03_cli.ipynb #df56327b
 COMMANDS = {  # name -> (help, "module:function" that runs it and returns an exit code)
-    "phoenix":     ("Start, stop or inspect the embedded Phoenix server", "cogniverse_ft.telemetry:cli_phoenix"),
+    "phoenix":     ("Start, stop or inspect the embedded Phoenix server",
+                    "cogniverse_ft.phoenix_server:cli_phoenix"),
     "seed-demo":   ("Write realistic demo telemetry and annotations for a tenant",
                     "cogniverse_ft.demo_data:cli_seed_demo"),
     "inspect":     ("What a Phoenix project holds and what each task of the contract can extract",
