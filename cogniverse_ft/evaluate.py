@@ -27,8 +27,15 @@ __all__ = ['log', 'as_example', 'conversation_of', 'prompt_ids', 'end_of_turn', 
 log = get_logger(__name__)
 
 # %% ../nbs/33_evaluate.ipynb #41323897
-from .demo_data import ROUTING_LABELS, synthetic_routing_examples
+_FROM_DEMO_DATA = ("ROUTING_LABELS", "synthetic_routing_examples")
 _all_ = ["ROUTING_LABELS", "synthetic_routing_examples"]
+
+# %% ../nbs/33_evaluate.ipynb #bca5ef43
+def __getattr__(name:str):
+    "The names re-exported from `demo_data`, imported on first use."
+    if name not in _FROM_DEMO_DATA: raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from cogniverse_ft import demo_data
+    return getattr(demo_data, name)
 
 # %% ../nbs/33_evaluate.ipynb #aa530dd0
 def as_example(x:Any, # an object with .instruction/.input/.output, or a dict with those keys

