@@ -99,7 +99,8 @@ def _page_cell(c:dict, fm:dict) -> dict:
         md = "".join("".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", []))
         return _md(re.sub(r"(\]\([^)]*\))\{[^}]*\}", r"\1", md))  # Quarto link attributes mean nothing here
     if c["cell_type"] == "markdown": return _md(src)
-    return {**c, "metadata": {k: v for k, v in c.get("metadata", {}).items() if k == "tags"}}
+    code = "".join(l for l in src.splitlines(keepends=True) if not l.startswith("#|")).lstrip("\n")  # directives
+    return {**c, "source": code, "metadata": {k: v for k, v in c.get("metadata", {}).items() if k == "tags"}}
 
 # %% ../nbs/02_docs.ipynb #3c69f8c8
 def page_cells(nb:dict, # a processed notebook
