@@ -135,8 +135,8 @@ def mkdocs_config(nav:list, # the `site_nav`
                   docs_dir:str="pages", # folder of the page notebooks, relative to the config
                  ) -> dict:
     "The `mkdocs.yml` of the site: Material theme, search, mkdocs-jupyter without prompts, the stage navigation."
-    features = ["navigation.sections", "navigation.top", "navigation.footer", "search.suggest", "search.highlight",
-                "search.share", "content.code.copy", "toc.follow"]
+    features = ["navigation.sections", "navigation.top", "navigation.footer", "search.highlight", "search.share",
+                "content.code.copy", "toc.follow"]
     return {"site_name": "cogniverse_ft", "docs_dir": docs_dir, "use_directory_urls": False, "nav": nav,
             "site_description": "Turn Phoenix telemetry into fine-tuned LoRA adapters",
             "theme": {"name": "material", "features": features, "palette": {"primary": "indigo"}},

@@ -1,7 +1,5 @@
 """KTO on thumbs-only feedback: the demo's rejected-without-pair routing decisions are extracted (with their span ids),
-the selector offers KTO without changing its choice, bad records fail before a model loads, and (slow) a LoRA KTO
-adapter trained on the demo's approved + unpaired rejected outputs beats the base on the demo's held-out test set."""
-import json, time
+the selector offers KTO without changing its choice, and bad records fail before a model loads."""
 from pathlib import Path
 import pytest
 from fastcore.test import test_eq as _eq, test_fail as _fail
@@ -64,40 +62,5 @@ def test_bad_kto_input_fails_before_loading(tmp_path):
     assert 1 <= d * 255 / (u * 20) <= 4 / 3
 
 
-# measured on this machine (see the test's printed line and the report): 3 epochs at lr 2e-3 beat the base clearly;
-# lr 1e-3 and 5e-4 learn much less in the same steps.
-KTO_SETTINGS = dict(batch_size=8, epochs=3, learning_rate=2e-3, beta=0.1)
-N_APPROVED = 100  # every other approved output of the training split (all of them would double the time)
-
-@pytest.mark.slow
-def test_kto_beats_base_on_demo_test_set(demo, tmp_path):
-    "Train on approved + unpaired rejected demo outputs (test inputs held out), evaluate with the package's label scoring."
-    import torch
-    from cogniverse_ft.evaluate import evaluate_adapter
-    from cogniverse_ft.training import cpu_threads
-    torch.set_num_threads(cpu_threads())
-    _, s, ann = demo
-    sft, kto = instruction_dataset(s, ann, "routing"), kto_dataset(s, ann, "routing")
-    labels = valid_labels(sft)
-    _, test, _ = time_split(sft, 50, days=7)  # the orchestrator's split: the most recent approved examples
-    held = {e.input.strip().lower() for e in test}
-    kex = [e for e in kto if e.input.strip().lower() not in held]
-    keep = {id(e) for e in [e for e in kex if e.label][::2][:N_APPROVED]}  # every other approved output: spread over time like the rejections
-    train = [e for e in kex if not e.label or id(e) in keep]  # still oldest first: the validation split is the most recent tenth
-    _eq(sum(not e.label for e in train), 20)  # every bare rejection is trained on (none is a test input)
-    cfg = OrchestrationConfig(tenant_id="ktotest", project="cogniverse-ktotest", model_type="llm", agent_type="routing",
-                              output_dir=str(tmp_path), batch_size=KTO_SETTINGS["batch_size"], epochs=KTO_SETTINGS["epochs"],
-                              learning_rate=KTO_SETTINGS["learning_rate"])
-    ft = KTOFinetuner.from_config(cfg, beta=KTO_SETTINGS["beta"], verbose=False)
-    t0 = time.time()
-    res = ft.train(kto_records(with_label_list(train, labels, LABEL_PROMPT)), source_span_ids=[e.metadata["span_id"] for e in train])
-    t_train = time.time() - t0
-    summary = json.loads(Path(res.summary_path).read_text())
-    _eq((res.method, summary["method"], len(summary["source_span_ids"]), Path(res.adapter_path).parent), ("kto", "kto", len(train), tmp_path))
-    ks = json.loads((Path(res.adapter_path)/"kto_settings.json").read_text())
-    assert ks["train_undesirable"] >= 15, ks  # most bare rejections are in the training split (the rest validate)
-    ev = evaluate_adapter(res.adapter_path, "routing", list(test), valid_labels=labels, label_prompt=LABEL_PROMPT, baseline_model=None)
-    print(f"KTO on {len(train)} demo examples ({ks['train_desirable']} approved + {ks['train_undesirable']} rejected in the training split), "
-          f"{res.metrics['train_steps']} steps in {t_train:.0f}s: base {ev.base_metrics.accuracy:.2f} -> adapter {ev.adapter_metrics.accuracy:.2f} "
-          f"on {ev.test_size} held-out examples (p={ev.p_value:.3g})")
-    assert ev.adapter_metrics.accuracy > ev.base_metrics.accuracy, ev.summary()
+# That a LoRA KTO adapter trained on the demo's approved + unpaired rejected outputs beats the base on the held-out
+# test set is shown, and asserted, by the slow cells of nbs/22a_kto.ipynb (CI runs them): the same run is not repeated here.
